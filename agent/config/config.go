@@ -1,0 +1,226 @@
+// Package config holds the tunnel-agent settings: the Config struct, its
+// defaults, loading from a YAML file (unknown keys rejected with their line)
+// and validation with messages that tell the user what to fix.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Defaults used when a setting is absent.
+const (
+	DefaultPort        = 8883
+	DefaultMaxTunnels  = 10
+	DefaultStateDir    = "/var/lib/tunnel-agent"
+	DefaultLogLevel    = "info"
+	DefaultLogFormat   = "text"
+	DefaultConfigPath  = "/etc/tunnel-agent/config.yaml"
+	MaxServiceLifetime = 12 * time.Hour // the service's maximum tunnel lifetime
+)
+
+// Sentinel errors.
+var (
+	// ErrInvalid wraps every validation failure.
+	ErrInvalid = errors.New("invalid configuration")
+)
+
+var (
+	serviceIDRe = regexp.MustCompile(`^[a-zA-Z0-9:_-]{1,128}$`)
+	thingRe     = regexp.MustCompile(`^[a-zA-Z0-9:_-]{1,128}$`)
+	clientIDRe  = regexp.MustCompile(`^[\x21-\x7e]{1,128}$`)
+)
+
+// Config is the complete agent configuration. YAML keys are the snake_case
+// names in the struct tags; every key can also be set by a command-line flag.
+type Config struct {
+	// ThingName is the AWS IoT thing; the agent subscribes to
+	// $aws/things/<thing_name>/tunnels/notify.
+	ThingName string `yaml:"thing_name"`
+	// Endpoint is the AWS IoT data endpoint (xxxx-ats.iot.<region>.amazonaws.com).
+	Endpoint string `yaml:"endpoint"`
+	// Port is 8883 (MQTT over TLS) or 443 (MQTT over TLS with ALPN x-amzn-mqtt-ca).
+	Port int `yaml:"port"`
+	// Cert, Key and RootCA are the device certificate, its private key and the
+	// CA that signed the broker certificate (AmazonRootCA1.pem).
+	Cert   string `yaml:"cert"`
+	Key    string `yaml:"key"`
+	RootCA string `yaml:"root_ca"`
+	// ClientID is the MQTT client id; defaults to ThingName. AWS IoT allows
+	// one connection per client id: a second connection with the same id (for
+	// example the Greengrass nucleus, which connects as the thing name)
+	// disconnects the first. On a Greengrass core use `tunnel-agent greengrass`
+	// or set a distinct client_id such as "<thing>-tunnel" and allow it in the
+	// policy (iot:Connect on client/<thing>-tunnel).
+	ClientID string `yaml:"client_id"`
+	// Services maps a tunnel service id to the local address it reaches:
+	// "host:port" or "unix:/path". It is the allow-list: nothing outside it
+	// is ever dialed.
+	Services map[string]string `yaml:"services"`
+	// MaxTunnels caps concurrent tunnels; more are refused with a log line.
+	MaxTunnels int `yaml:"max_tunnels"`
+	// MaxTunnelLifetime ends a tunnel locally after this long (0: the
+	// service's own 12 h limit).
+	MaxTunnelLifetime time.Duration `yaml:"max_tunnel_lifetime"`
+	// DataEndpoint overrides the data-plane endpoint derived from the
+	// notification's region ("host[:port]" or "wss://host:port").
+	DataEndpoint string `yaml:"data_endpoint"`
+	// CAFile is an extra CA bundle trusted for the data plane.
+	CAFile string `yaml:"ca_file"`
+	// HTTPSProxy is an http(s):// proxy URL for the data plane; empty means
+	// the HTTPS_PROXY / NO_PROXY environment.
+	HTTPSProxy string `yaml:"https_proxy"`
+	// LogLevel is debug, info, warn or error; LogFormat is text or json.
+	LogLevel  string `yaml:"log_level"`
+	LogFormat string `yaml:"log_format"`
+	// StateDir holds the resumable tunnels (tunnels/<id>.json, mode 0600).
+	StateDir string `yaml:"state_dir"`
+	// AllowPlaintextDataPlane permits ws:// data endpoints. Local testing only.
+	AllowPlaintextDataPlane bool `yaml:"allow_plaintext_data_plane"`
+}
+
+// Default returns a Config with every default filled in.
+func Default() Config {
+	return Config{
+		Port:       DefaultPort,
+		Services:   map[string]string{},
+		MaxTunnels: DefaultMaxTunnels,
+		LogLevel:   DefaultLogLevel,
+		LogFormat:  DefaultLogFormat,
+		StateDir:   DefaultStateDir,
+	}
+}
+
+// EffectiveClientID is ClientID, or ThingName when ClientID is empty.
+func (c *Config) EffectiveClientID() string {
+	if c.ClientID != "" {
+		return c.ClientID
+	}
+	return c.ThingName
+}
+
+// Lifetime is the local tunnel lifetime: MaxTunnelLifetime capped at the
+// service maximum.
+func (c *Config) Lifetime() time.Duration {
+	if c.MaxTunnelLifetime > 0 && c.MaxTunnelLifetime < MaxServiceLifetime {
+		return c.MaxTunnelLifetime
+	}
+	return MaxServiceLifetime
+}
+
+// ValidateTunnel checks the settings the data plane needs (services, limits,
+// state, logging). Validate adds the MQTT settings; the Greengrass mode,
+// which gets MQTT through the nucleus, uses ValidateTunnel alone.
+func (c *Config) ValidateTunnel() error {
+	return joinInvalid(c.tunnelErrors())
+}
+
+func (c *Config) tunnelErrors() []error {
+	var errs []error
+	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if len(c.Services) == 0 {
+		add("services: empty: list at least one service, e.g. `services: {SSH: 127.0.0.1:22}`")
+	}
+	for _, id := range sortedKeys(c.Services) {
+		if !serviceIDRe.MatchString(id) {
+			add("services: id %q: must match [a-zA-Z0-9:_-]{1,128}", id)
+		}
+		if err := ValidateAddr(c.Services[id]); err != nil {
+			add("services: %s: %w", id, err)
+		}
+	}
+	if c.MaxTunnels < 1 {
+		add("max_tunnels: %d: must be at least 1", c.MaxTunnels)
+	}
+	if c.MaxTunnelLifetime < 0 {
+		add("max_tunnel_lifetime: %s: must not be negative", c.MaxTunnelLifetime)
+	}
+	if c.StateDir == "" {
+		add("state_dir: empty: set a writable directory, e.g. %s", DefaultStateDir)
+	}
+	if err := validateDataPlane(c); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := ParseLevel(c.LogLevel); err != nil {
+		errs = append(errs, err)
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		add("log_format: %q: must be text or json", c.LogFormat)
+	}
+	return errs
+}
+
+// Validate checks the whole configuration for the standalone (MQTT) mode.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if !thingRe.MatchString(c.ThingName) {
+		add("thing_name: %q: set the AWS IoT thing name ([a-zA-Z0-9:_-]{1,128})", c.ThingName)
+	}
+	if c.Endpoint == "" || strings.ContainsAny(c.Endpoint, "/: ") {
+		add("endpoint: %q: set the AWS IoT endpoint host (aws iot describe-endpoint --endpoint-type iot:Data-ATS), without scheme or port", c.Endpoint)
+	}
+	if c.Port != 8883 && c.Port != 443 && (c.Port < 1 || c.Port > 65535) {
+		add("port: %d: use 8883, or 443 (ALPN x-amzn-mqtt-ca)", c.Port)
+	}
+	for _, f := range []struct{ key, val string }{{"cert", c.Cert}, {"key", c.Key}, {"root_ca", c.RootCA}} {
+		if f.val == "" {
+			add("%s: empty: set the path of the PEM file", f.key)
+		}
+	}
+	if id := c.EffectiveClientID(); id != "" && !clientIDRe.MatchString(id) {
+		add("client_id: %q: printable ASCII without spaces, at most 128 characters", id)
+	}
+	errs = append(errs, c.tunnelErrors()...)
+	return joinInvalid(errs)
+}
+
+func validateDataPlane(c *Config) error {
+	if strings.HasPrefix(c.DataEndpoint, "ws://") && !c.AllowPlaintextDataPlane {
+		return fmt.Errorf("data_endpoint: ws:// is plaintext: use wss:// or set allow_plaintext_data_plane: true (local testing only)")
+	}
+	if c.HTTPSProxy != "" && !strings.HasPrefix(c.HTTPSProxy, "http://") && !strings.HasPrefix(c.HTTPSProxy, "https://") {
+		return fmt.Errorf("https_proxy: must be an http:// or https:// URL")
+	}
+	return nil
+}
+
+// ValidateAddr checks a service address: "host:port" or "unix:/abs/path".
+func ValidateAddr(addr string) error {
+	if p, ok := strings.CutPrefix(addr, "unix:"); ok {
+		if !strings.HasPrefix(p, "/") {
+			return fmt.Errorf("%q: a unix socket needs an absolute path, e.g. unix:/run/admin.sock", addr)
+		}
+		return nil
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || host == "" {
+		return fmt.Errorf("%q: use host:port (e.g. 127.0.0.1:22) or unix:/path", addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("%q: port must be 1-65535", addr)
+	}
+	return nil
+}
+
+func joinInvalid(errs []error) error {
+	if len(errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", ErrInvalid, errors.Join(errs...))
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
