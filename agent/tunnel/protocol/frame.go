@@ -1,0 +1,127 @@
+package protocol
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+)
+
+// AppendFrame appends the frame of m (2-byte big-endian length + protobuf)
+// to dst.
+func AppendFrame(dst []byte, m *Message) ([]byte, error) {
+	start := len(dst)
+	dst = append(dst, 0, 0)
+	dst, err := m.Marshal(dst)
+	if err != nil {
+		return dst[:start], err
+	}
+	n := len(dst) - start - LengthSize
+	if n > MaxFrameBody {
+		return dst[:start], ErrFrameTooLarge
+	}
+	if n == 0 {
+		return dst[:start], fmt.Errorf("encode frame: %w", ErrBadLength)
+	}
+	binary.BigEndian.PutUint16(dst[start:], uint16(n))
+	return dst, nil
+}
+
+// readBufSize holds one maximal WebSocket message plus a partial frame.
+const readBufSize = MaxWSMessage + MaxFrameBody + LengthSize
+
+// FrameReader reads tunnel frames from a byte stream. It reads ahead into an
+// internal buffer, so frames may span reads and a read may hold many frames.
+// It is not safe for concurrent use.
+type FrameReader struct {
+	r    io.Reader
+	buf  []byte
+	head int // start of unconsumed bytes
+	tail int // end of buffered bytes
+	err  error
+}
+
+// NewFrameReader returns a FrameReader that reads from r.
+func NewFrameReader(r io.Reader) *FrameReader {
+	return &FrameReader{r: r, buf: make([]byte, readBufSize)}
+}
+
+// Reset makes r read from rd, discarding buffered bytes and any error, and
+// keeps the buffer.
+func (r *FrameReader) Reset(rd io.Reader) {
+	*r = FrameReader{r: rd, buf: r.buf}
+}
+
+// Next returns the protobuf body of the next frame. The slice is valid until
+// the next call. It returns io.EOF at a clean end of stream,
+// io.ErrUnexpectedEOF when the stream ends inside a frame, and ErrBadLength
+// for a length prefix of 0; after an error every call returns it again.
+func (r *FrameReader) Next() ([]byte, error) {
+	if r.err != nil {
+		return nil, r.err
+	}
+	if err := r.fill(LengthSize); err != nil {
+		return nil, r.fail(err)
+	}
+	n := int(binary.BigEndian.Uint16(r.buf[r.head:]))
+	if n == 0 {
+		return nil, r.fail(ErrBadLength)
+	}
+	if err := r.fill(LengthSize + n); err != nil {
+		return nil, r.fail(err)
+	}
+	body := r.buf[r.head+LengthSize : r.head+LengthSize+n]
+	r.head += LengthSize + n
+	return body, nil
+}
+
+// ReadMessage reads the next frame into m (see Message.Unmarshal: m.Payload
+// is valid until the next call). A malformed message is returned as an error
+// but does not poison the reader: the frame boundary is still known.
+func (r *FrameReader) ReadMessage(m *Message) error {
+	b, err := r.Next()
+	if err != nil {
+		return err
+	}
+	return m.Unmarshal(b)
+}
+
+// Buffered returns the number of bytes read ahead but not yet consumed.
+func (r *FrameReader) Buffered() int { return r.tail - r.head }
+
+func (r *FrameReader) fail(err error) error {
+	if err == io.EOF && r.tail > r.head {
+		err = io.ErrUnexpectedEOF
+	}
+	r.err = err
+	return err
+}
+
+// fill makes at least n unconsumed bytes available, compacting the buffer
+// when the frame would not fit behind the current position.
+func (r *FrameReader) fill(n int) error {
+	if r.tail-r.head >= n {
+		return nil
+	}
+	if r.head == r.tail {
+		r.head, r.tail = 0, 0
+	} else if r.head+n > len(r.buf) {
+		r.tail = copy(r.buf, r.buf[r.head:r.tail])
+		r.head = 0
+	}
+	for empty := 0; r.tail-r.head < n; {
+		m, err := r.r.Read(r.buf[r.tail:])
+		r.tail += m
+		if r.tail-r.head >= n {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if m > 0 {
+			empty = 0
+		} else if empty++; empty > 100 {
+			return io.ErrNoProgress
+		}
+	}
+	return nil
+}
