@@ -1,0 +1,97 @@
+package greengrass
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+)
+
+func TestDecodeEvent(t *testing.T) {
+	appMsg := func(model, body string) message {
+		return message{typ: typeApplicationMessage, streamID: 1, modelType: model,
+			contentType: contentTypeJSON, payload: []byte(body)}
+	}
+	tests := []struct {
+		name    string
+		m       message
+		first   bool
+		want    event
+		wantErr error
+	}{
+		{"initial response", appMsg(modelSubscribeResp, `{}`), true, event{kind: eventResponse}, nil},
+		{"message", appMsg(modelIoTCoreMessage, `{"message":{"topicName":"a/b","payload":"aGk="}}`), false,
+			event{kind: eventMessage, topic: "a/b", payload: []byte("hi")}, nil},
+		{"message without payload", appMsg(modelIoTCoreMessage, `{"message":{"topicName":"a/b"}}`), false,
+			event{kind: eventMessage, topic: "a/b"}, nil},
+		{"unauthorized", message{typ: typeApplicationError, flags: flagTerminateStream, modelType: modelUnauthorized,
+			contentType: contentTypeJSON, payload: []byte(`{"message":"no\nway"}`)}, true,
+			event{kind: eventError, errorType: modelUnauthorized, errorText: "no?way", ends: true}, nil},
+		{"unmodelled error", message{typ: typeApplicationError, flags: flagTerminateStream,
+			contentType: "text/plain", payload: []byte("InternalServerError")}, true,
+			event{kind: eventError, errorType: "unmodelled error", errorText: "InternalServerError", ends: true}, nil},
+		{"stream closed", message{typ: typeApplicationMessage, flags: flagTerminateStream}, false,
+			event{kind: eventClosed, ends: true}, nil},
+		{"response expected, message came", appMsg(modelIoTCoreMessage, `{}`), true, event{}, ErrProtocol},
+		{"message expected, response came", appMsg(modelSubscribeResp, `{}`), false, event{}, ErrProtocol},
+		{"no model type", appMsg("", `{}`), false, event{}, ErrProtocol},
+		{"text content", message{typ: typeApplicationMessage, modelType: modelIoTCoreMessage,
+			contentType: "text/plain"}, false, event{}, ErrProtocol},
+		{"bad json", appMsg(modelIoTCoreMessage, `{"message":`), false, event{}, ErrProtocol},
+		{"no message member", appMsg(modelIoTCoreMessage, `{"other":1}`), false, event{}, ErrProtocol},
+		{"payload not base64", appMsg(modelIoTCoreMessage, `{"message":{"topicName":"t","payload":"%%"}}`),
+			false, event{}, ErrProtocol},
+		{"ping on a stream", message{typ: typePing, streamID: 1}, false, event{}, ErrProtocol},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := decodeEvent(tt.m, tt.first)
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("err = %v, want %v", err, tt.wantErr)
+			}
+			if got.kind != tt.want.kind || got.topic != tt.want.topic || !bytes.Equal(got.payload, tt.want.payload) ||
+				got.errorType != tt.want.errorType || got.errorText != tt.want.errorText || got.ends != tt.want.ends {
+				t.Errorf("event = %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestReadMessageRejectsBadPreludes(t *testing.T) {
+	tests := []struct {
+		name    string
+		prelude []byte
+		want    error
+	}{
+		{"too large", []byte{0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, ErrMessageTooLarge},
+		{"shorter than a message", []byte{0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0}, ErrProtocol},
+		{"headers longer than message", []byte{0, 0, 0, 20, 0, 0, 0, 5, 0, 0, 0, 0}, ErrProtocol},
+		{"bad crc", []byte{0, 0, 0, 16, 0, 0, 0, 0, 1, 2, 3, 4, 0, 0, 0, 0}, ErrProtocol},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := readMessage(bytes.NewReader(tt.prelude), newDecoder())
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("err = %v, want %v", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestMessageRoundTrip(t *testing.T) {
+	in := message{typ: typeApplicationMessage, flags: flagTerminateStream, streamID: 7,
+		modelType: modelIoTCoreMessage, contentType: contentTypeJSON, operation: opSubscribeToIoTCore,
+		version: protocolVersion, payload: []byte(`{"a":1}`)}
+	var buf bytes.Buffer
+	if err := newEncoder().Encode(&buf, in.encode()); err != nil {
+		t.Fatal(err)
+	}
+	out, err := readMessage(&buf, newDecoder())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.typ != in.typ || out.flags != in.flags || out.streamID != in.streamID || out.modelType != in.modelType ||
+		out.contentType != in.contentType || out.operation != in.operation || out.version != in.version ||
+		!bytes.Equal(out.payload, in.payload) {
+		t.Fatalf("round trip: got %+v, want %+v", out, in)
+	}
+}
