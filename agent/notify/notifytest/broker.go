@@ -1,0 +1,88 @@
+package notifytest
+
+import (
+	"bytes"
+	"crypto/tls"
+	"log/slog"
+	"net"
+	"sync"
+	"testing"
+
+	mqttsrv "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/hooks/auth"
+	"github.com/mochi-mqtt/server/v2/listeners"
+)
+
+// Broker is an in-process MQTT broker speaking mutual TLS on loopback.
+type Broker struct {
+	Server *mqttsrv.Server
+	Addr   string // 127.0.0.1:port
+	once   sync.Once
+}
+
+// BrokerOptions tune StartBroker.
+type BrokerOptions struct {
+	// Addr to listen on; "" picks a free loopback port.
+	Addr string
+	// DenySubscribe makes the broker refuse every subscription (SUBACK 0x80).
+	DenySubscribe bool
+}
+
+// StartBroker starts a broker with the PKI's server certificate and stops it
+// when the test ends.
+func StartBroker(t testing.TB, p *PKI, o BrokerOptions) *Broker {
+	t.Helper()
+	if o.Addr == "" {
+		o.Addr = "127.0.0.1:0"
+	}
+	ln, err := tls.Listen("tcp", o.Addr, p.ServerTLS())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := mqttsrv.New(&mqttsrv.Options{InlineClient: true, Logger: slog.New(slog.DiscardHandler)})
+	var hook mqttsrv.Hook = new(auth.AllowHook)
+	if o.DenySubscribe {
+		hook = new(denySubscribe)
+	}
+	if err := s.AddHook(hook, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddListener(listeners.NewNet("tls", ln)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Serve(); err != nil {
+		t.Fatal(err)
+	}
+	b := &Broker{Server: s, Addr: ln.Addr().String()}
+	t.Cleanup(b.Close)
+	return b
+}
+
+// Close stops the broker; calling it twice is harmless.
+func (b *Broker) Close() { b.once.Do(func() { _ = b.Server.Close() }) }
+
+// Port is the broker's TCP port.
+func (b *Broker) Port() int { return b.tcpAddr().Port }
+
+func (b *Broker) tcpAddr() *net.TCPAddr {
+	a, _ := net.ResolveTCPAddr("tcp", b.Addr)
+	return a
+}
+
+// Publish sends payload to topic at QoS 1 from the broker itself.
+func (b *Broker) Publish(t testing.TB, topic string, payload []byte) {
+	t.Helper()
+	if err := b.Server.Publish(topic, payload, false, 1); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type denySubscribe struct{ auth.AllowHook }
+
+func (h *denySubscribe) ID() string { return "deny-subscribe" }
+
+func (h *denySubscribe) Provides(b byte) bool {
+	return bytes.Contains([]byte{mqttsrv.OnConnectAuthenticate, mqttsrv.OnACLCheck}, []byte{b})
+}
+
+func (h *denySubscribe) OnACLCheck(_ *mqttsrv.Client, _ string, write bool) bool { return write }
