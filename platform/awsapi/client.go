@@ -1,0 +1,159 @@
+// Package awsapi is a small typed client for the AWS IoT Secure Tunneling control plane
+// (service IoTSecuredTunneling, protocol awsJson1.1, API version 2018-10-05): the eight
+// operations of protocol.md §7, SigV4-signed with the AWS SDK for Go v2 core modules.
+// It works against AWS and, with an endpoint override, against the local emulator.
+package awsapi
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+)
+
+// Wire constants of the service (protocol.md §7.1).
+const (
+	SigningName  = "IoTSecuredTunneling"
+	TargetPrefix = "IoTSecuredTunneling"
+	ContentType  = "application/x-amz-json-1.1"
+	// DefaultRegion is the signing region used with an endpoint override and no region.
+	DefaultRegion = "us-east-1"
+)
+
+// Config configures a Client.
+type Config struct {
+	// Region is the AWS region (signing region, and the endpoint when Endpoint is empty).
+	Region string
+	// Endpoint overrides the service URL, e.g. "http://127.0.0.1:8440" for the emulator.
+	Endpoint string
+	// Credentials signs the requests. Required.
+	Credentials aws.CredentialsProvider
+	// HTTPClient sends the requests; nil means a client with a 30 s timeout.
+	HTTPClient *http.Client
+	// Now is the signing clock; nil means time.Now.
+	Now func() time.Time
+	// UserAgent is sent as User-Agent when set.
+	UserAgent string
+}
+
+// Client calls the IoTSecuredTunneling API. It is safe for concurrent use.
+type Client struct {
+	cfg      Config
+	endpoint string
+	signer   *v4.Signer
+	http     *http.Client
+}
+
+// New validates cfg and returns a Client.
+func New(cfg Config) (*Client, error) {
+	if cfg.Credentials == nil {
+		return nil, ErrNoCredentials
+	}
+	endpoint, err := resolveEndpoint(cfg.Region, cfg.Endpoint)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Region == "" {
+		cfg.Region = DefaultRegion
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	hc := cfg.HTTPClient
+	if hc == nil {
+		hc = &http.Client{Timeout: 30 * time.Second}
+	}
+	return &Client{cfg: cfg, endpoint: endpoint, signer: v4.NewSigner(), http: hc}, nil
+}
+
+// Endpoint returns the URL requests go to.
+func (c *Client) Endpoint() string { return c.endpoint }
+
+// Region returns the signing region.
+func (c *Client) Region() string { return c.cfg.Region }
+
+// EndpointForRegion returns the public API endpoint of a region
+// (api.tunneling.iot.<region>.amazonaws.com, .com.cn in China regions).
+func EndpointForRegion(region string) string {
+	suffix := "amazonaws.com"
+	if strings.HasPrefix(region, "cn-") {
+		suffix = "amazonaws.com.cn"
+	}
+	return "https://api.tunneling.iot." + region + "." + suffix
+}
+
+func resolveEndpoint(region, override string) (string, error) {
+	if override == "" {
+		if region == "" {
+			return "", ErrNoRegion
+		}
+		return EndpointForRegion(region), nil
+	}
+	u, err := url.Parse(override)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", fmt.Errorf("endpoint %q: %w", override, ErrBadEndpoint)
+	}
+	return strings.TrimRight(u.String(), "/"), nil
+}
+
+// call sends one operation: POST / with the awsJson1.1 target header, signed, and
+// decodes the response into out (which may be nil).
+func (c *Client) call(ctx context.Context, op string, in, out any) error {
+	body, err := json.Marshal(in)
+	if err != nil {
+		return fmt.Errorf("encoding %s request: %w", op, err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.endpoint+"/", bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("building %s request: %w", op, err)
+	}
+	req.Header.Set("Content-Type", ContentType)
+	req.Header.Set("X-Amz-Target", TargetPrefix+"."+op)
+	if c.cfg.UserAgent != "" {
+		req.Header.Set("User-Agent", c.cfg.UserAgent)
+	}
+	if err := c.sign(ctx, req, body); err != nil {
+		return err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("calling %s at %s: %w", op, c.endpoint, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+		return parseError(op, resp.StatusCode, resp.Header, b)
+	}
+	if out == nil {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("decoding %s response from %s: %w", op, c.endpoint, err)
+	}
+	return nil
+}
+
+func (c *Client) sign(ctx context.Context, req *http.Request, body []byte) error {
+	creds, err := c.cfg.Credentials.Retrieve(ctx)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrNoCredentials, err)
+	}
+	sum := sha256.Sum256(body)
+	err = c.signer.SignHTTP(ctx, creds, req, hex.EncodeToString(sum[:]), SigningName, c.cfg.Region, c.cfg.Now())
+	if err != nil {
+		return fmt.Errorf("signing request: %w", err)
+	}
+	return nil
+}
