@@ -118,7 +118,9 @@ func TestOperationsWire(t *testing.T) {
 		{
 			op:       "CloseTunnel",
 			respBody: `{}`,
-			call:     func(c *Client) (any, error) { return nil, c.CloseTunnel(ctx, &CloseTunnelInput{TunnelID: "t1", Delete: true}) },
+			call: func(c *Client) (any, error) {
+				return nil, c.CloseTunnel(ctx, &CloseTunnelInput{TunnelID: "t1", Delete: true})
+			},
 			wantBody: `{"tunnelId":"t1","delete":true}`,
 		},
 		{
@@ -184,7 +186,9 @@ func TestOperationsWire(t *testing.T) {
 		{
 			op:       "ListTagsForResource",
 			respBody: `{"tags":[{"key":"k","value":"v"}]}`,
-			call:     func(c *Client) (any, error) { return c.ListTagsForResource(ctx, &ListTagsForResourceInput{ResourceARN: "a"}) },
+			call: func(c *Client) (any, error) {
+				return c.ListTagsForResource(ctx, &ListTagsForResourceInput{ResourceARN: "a"})
+			},
 			wantBody: `{"resourceArn":"a"}`,
 			check: func(t *testing.T, out any) {
 				if o := out.(*ListTagsForResourceOutput); len(o.Tags) != 1 || o.Tags[0] != (Tag{"k", "v"}) {
