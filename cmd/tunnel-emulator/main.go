@@ -1,0 +1,130 @@
+// Command tunnel-emulator runs a local stand-in for AWS IoT Secure Tunneling
+// (API, data-plane relay, MQTT notify broker) on loopback, and issues device
+// certificates for its broker (`tunnel-emulator certs --thing NAME`).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/tunnel-agent/tunnel-agent/platform/emulator"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(2)
+		}
+		fmt.Fprintln(os.Stderr, "tunnel-emulator:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "certs" {
+		return runCerts(args[1:], stdout, stderr)
+	}
+	cfg, verbose, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	level := slog.LevelInfo
+	if verbose {
+		level = slog.LevelDebug
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	e, err := emulator.New(cfg)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	printEndpoints(stdout, e, cfg)
+	return e.Run(ctx)
+}
+
+func parseFlags(args []string, stderr io.Writer) (emulator.Config, bool, error) {
+	var cfg emulator.Config
+	var verbose bool
+	fs := flag.NewFlagSet("tunnel-emulator", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.APIAddr, "api-addr", "127.0.0.1:8440", "control-plane API listen address")
+	fs.StringVar(&cfg.DataAddr, "data-addr", "127.0.0.1:8443", "data-plane WebSocket listen address")
+	fs.StringVar(&cfg.MQTTAddr, "mqtt-addr", "127.0.0.1:8883", "embedded MQTT broker listen address (mutual TLS)")
+	fs.StringVar(&cfg.MQTTPlainAddr, "mqtt-plain-addr", "", "also listen for plain MQTT on this address (debugging; off by default)")
+	fs.StringVar(&cfg.MQTTURL, "mqtt-url", "", "publish notifications to this external broker (tcp://host:port or ssl://host:port) instead of the embedded one")
+	fs.StringVar(&cfg.NotifyTopicFormat, "notify-topic", emulator.DefaultNotifyTopicFormat, "notify topic, %s is the thing name")
+	fs.StringVar(&cfg.Region, "region", emulator.DefaultRegion, "region in ARNs and notifications")
+	fs.StringVar(&cfg.AccountID, "account-id", emulator.DefaultAccountID, "account id in ARNs")
+	fs.IntVar(&cfg.MaxOpenTunnels, "max-open-tunnels", emulator.DefaultMaxOpenTunnels, "open tunnels before OpenTunnel fails with LimitExceededException")
+	fs.StringVar(&cfg.StateDir, "state-dir", "", "directory for the CA and certificates (default $XDG_STATE_HOME/tunnel-emulator or ~/.local/state/tunnel-emulator)")
+	fs.DurationVar(&cfg.Retention, "retention", emulator.DefaultRetention, "how long closed tunnels stay listable")
+	fs.BoolVar(&cfg.Strict, "strict", false, "close client connections that break the protocol rules")
+	fs.BoolVar(&cfg.APITLS, "api-tls", false, "serve the API over HTTPS with the emulator's certificate")
+	fs.BoolVar(&cfg.DataPlaintext, "data-plaintext", false, "serve the data plane as ws:// instead of wss:// (debugging)")
+	fs.BoolVar(&verbose, "v", false, "debug logging")
+	if err := fs.Parse(args); err != nil {
+		return cfg, false, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, false, fmt.Errorf("unexpected argument %q (subcommand: certs)", fs.Arg(0))
+	}
+	return cfg, verbose, nil
+}
+
+func printEndpoints(w io.Writer, e *emulator.Emulator, cfg emulator.Config) {
+	scheme := "wss"
+	if cfg.DataPlaintext {
+		scheme = "ws"
+	}
+	fmt.Fprintf(w, "API endpoint:   %s\n", e.APIURL())
+	fmt.Fprintf(w, "Data endpoint:  %s (%s://%s/tunnel)\n", e.DataEndpoint(), scheme, e.DataEndpoint())
+	if e.MQTTAddr() != "" {
+		fmt.Fprintf(w, "MQTT broker:    %s (mutual TLS; device certs: tunnel-emulator certs --thing NAME)\n", e.MQTTAddr())
+	} else {
+		fmt.Fprintf(w, "MQTT broker:    %s (external)\n", cfg.MQTTURL)
+	}
+	if e.MQTTPlainAddr() != "" {
+		fmt.Fprintf(w, "MQTT plain:     %s\n", e.MQTTPlainAddr())
+	}
+	fmt.Fprintf(w, "CA certificate: %s\n", e.CAFile())
+}
+
+func runCerts(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("tunnel-emulator certs", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	thing := fs.String("thing", "", "thing name (certificate CommonName); required")
+	out := fs.String("out", ".", "directory for <thing>.cert.pem, <thing>.private.key and ca.pem")
+	stateDir := fs.String("state-dir", "", "emulator state directory holding the CA (default as for the emulator)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *thing == "" {
+		return errors.New("certs: --thing is required")
+	}
+	dir := *stateDir
+	if dir == "" {
+		d, err := emulator.DefaultStateDir()
+		if err != nil {
+			return err
+		}
+		dir = d
+	}
+	ca, err := emulator.LoadOrCreateCA(dir)
+	if err != nil {
+		return err
+	}
+	certFile, keyFile, err := ca.IssueDeviceCert(*thing, *out)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "certificate: %s\nprivate key: %s\nCA:          %s\n", certFile, keyFile, ca.CertFile())
+	return nil
+}

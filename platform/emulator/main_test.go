@@ -1,0 +1,176 @@
+package emulator
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// fakeClock is an injectable clock for expiry and retention tests.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newFakeClock() *fakeClock { return &fakeClock{t: time.Unix(1_800_000_000, 0)} }
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// logBuffer collects log output so tests can assert that secrets never appear.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+type testEnv struct {
+	e     *Emulator
+	clock *fakeClock
+	logs  *logBuffer
+}
+
+// startEmulator runs an emulator on loopback until the test ends.
+func startEmulator(t *testing.T, mod func(*Config)) *testEnv {
+	t.Helper()
+	env := &testEnv{clock: newFakeClock(), logs: &logBuffer{}}
+	cfg := Config{
+		StateDir: t.TempDir(), Now: env.clock.Now, SweepInterval: time.Hour,
+		Logger: slog.New(slog.NewTextHandler(env.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	e, err := New(cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	env.e = e
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	return env
+}
+
+// apiResult is one API response.
+type apiResult struct {
+	status int
+	header http.Header
+	body   map[string]any
+}
+
+func (r apiResult) errType() string { s, _ := r.body["__type"].(string); return s }
+func (r apiResult) str(k string) string {
+	s, _ := r.body[k].(string)
+	return s
+}
+
+// call invokes op through the API handler (in memory).
+func (env *testEnv) call(t *testing.T, op string, body string) apiResult {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(body))
+	req.Header.Set("X-Amz-Target", "IoTSecuredTunneling."+op)
+	req.Header.Set("Content-Type", jsonContentType)
+	return env.do(t, req)
+}
+
+func (env *testEnv) do(t *testing.T, req *http.Request) apiResult {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	env.e.serveAPI(rec, req)
+	res := apiResult{status: rec.Code, header: rec.Header()}
+	if err := json.Unmarshal(rec.Body.Bytes(), &res.body); err != nil {
+		t.Fatalf("%s: response is not JSON: %q", req.Header.Get("X-Amz-Target"), rec.Body.String())
+	}
+	if ct := rec.Header().Get("Content-Type"); ct != jsonContentType {
+		t.Errorf("Content-Type = %q, want %q", ct, jsonContentType)
+	}
+	if res.status != http.StatusOK {
+		if res.header.Get("X-Amzn-ErrorType") != res.errType() || res.errType() == "" {
+			t.Errorf("X-Amzn-ErrorType %q does not match __type %q", res.header.Get("X-Amzn-ErrorType"), res.errType())
+		}
+		if res.str("message") == "" {
+			t.Errorf("error without message: %v", res.body)
+		}
+	}
+	return res
+}
+
+// mustCall invokes op and fails the test unless it succeeds.
+func (env *testEnv) mustCall(t *testing.T, op string, body string) apiResult {
+	t.Helper()
+	res := env.call(t, op, body)
+	if res.status != http.StatusOK {
+		t.Fatalf("%s %s: %d %v", op, body, res.status, res.body)
+	}
+	return res
+}
+
+type opened struct{ id, arn, src, dst string }
+
+func (env *testEnv) open(t *testing.T, body string) opened {
+	t.Helper()
+	r := env.mustCall(t, "OpenTunnel", body)
+	return opened{id: r.str("tunnelId"), arn: r.str("tunnelArn"), src: r.str("sourceAccessToken"), dst: r.str("destinationAccessToken")}
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func readAllString(r io.Reader) string {
+	b, err := io.ReadAll(r)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return err.Error()
+	}
+	return string(b)
+}

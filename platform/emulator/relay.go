@@ -1,0 +1,217 @@
+package emulator
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/protocol"
+)
+
+// relay joins the source and destination connections of one tunnel. It
+// forwards every frame unchanged to the other mode's current connection and
+// drops frames while that side is not connected (the real behaviour is
+// unknown, protocol.md §12 item 7). It tracks the streams the source
+// started so that a peer replacement can reset them at the other side.
+type relay struct {
+	mu      sync.Mutex
+	peers   [2]*peer
+	streams map[string]int32 // serviceId -> active streamId, from STREAM_START/STREAM_RESET passing through
+	closed  bool
+}
+
+func newRelay() *relay { return &relay{streams: map[string]int32{}} }
+
+var errReplaced = errors.New("replaced by a newer connection of the same mode")
+
+// attach makes p the current connection of its mode. The previous one is
+// closed, and the other side gets a STREAM_RESET for each stream it had.
+func (r *relay) attach(p *peer) bool {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return false
+	}
+	old := r.peers[p.mode]
+	r.peers[p.mode] = p
+	other := r.peers[1-p.mode]
+	var resets []protocol.Message
+	for svc, id := range r.streams {
+		resets = append(resets, protocol.Message{Type: protocol.TypeStreamReset, StreamID: id, ServiceID: svc})
+	}
+	clear(r.streams)
+	r.mu.Unlock()
+	if old != nil {
+		old.shutdown(closeNormal, "replaced by a new connection of the same mode")
+	}
+	if other != nil {
+		for i := range resets {
+			other.enqueueMessage(&resets[i])
+		}
+	}
+	return true
+}
+
+// detach removes p if it is still current and reports whether it was.
+func (r *relay) detach(p *peer) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.peers[p.mode] != p {
+		return false
+	}
+	r.peers[p.mode] = nil
+	return true
+}
+
+// closeAll closes both connections and refuses new ones.
+func (r *relay) closeAll(code int, reason string) {
+	r.mu.Lock()
+	r.closed = true
+	peers := r.peers
+	r.peers = [2]*peer{}
+	r.mu.Unlock()
+	for _, p := range peers {
+		if p != nil {
+			p.shutdown(code, reason)
+		}
+	}
+}
+
+// route records stream starts and resets and returns the connection the
+// frame goes to (nil: drop). It fails when from is no longer current.
+func (r *relay) route(from *peer, m *protocol.Message) (*peer, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.peers[from.mode] != from {
+		return nil, errReplaced
+	}
+	switch {
+	case m.Type == protocol.TypeStreamStart && from.mode == modeSource:
+		r.streams[m.ServiceID] = m.StreamID
+	case m.Type == protocol.TypeStreamReset:
+		if id, ok := r.streams[m.ServiceID]; ok && id == m.StreamID {
+			delete(r.streams, m.ServiceID)
+		}
+	}
+	return r.peers[1-from.mode], nil
+}
+
+// serveData is the data-plane handler: handshake, token rules, upgrade,
+// then relaying until the connection ends.
+func (e *Emulator) serveData(w http.ResponseWriter, r *http.Request) {
+	channelID := newChannelID()
+	w.Header().Set(channelIDHeader, channelID)
+	hs, herr := parseHandshake(r)
+	var t *tunnel
+	var services []string
+	if herr == nil {
+		t, services, herr = e.store.admit(hs.token, hs.clientToken, hs.mode)
+	}
+	if herr != nil {
+		e.log.Info("handshake refused", attrChannel, channelID, "status", herr.status, "reason", herr.msg)
+		writeRefusal(w, herr)
+		return
+	}
+	up := websocket.Upgrader{
+		ReadBufferSize: 64 << 10, WriteBufferSize: 64 << 10,
+		Subprotocols: []string{hs.subprotocol},
+		CheckOrigin:  func(*http.Request) bool { return true },
+	}
+	conn, err := up.Upgrade(w, r, http.Header{channelIDHeader: {channelID}})
+	if err != nil {
+		e.log.Info("websocket upgrade failed", attrChannel, channelID, "error", err)
+		return
+	}
+	e.conns.Add(1)
+	defer e.conns.Done()
+	e.runPeer(t, newPeer(conn, hs.mode, hs.subprotocol, channelID, services))
+}
+
+// runPeer attaches p to its tunnel and reads from it until it ends.
+func (e *Emulator) runPeer(t *tunnel, p *peer) {
+	log := e.log.With(attrTunnel, t.id, attrMode, modeNames[p.mode], attrChannel, p.channelID)
+	p.conn.SetReadLimit(protocol.MaxWSMessage)
+	if p.sub != protocol.SubprotocolV1 {
+		p.enqueueMessage(&protocol.Message{Type: protocol.TypeServiceIDs, AvailableServiceIDs: p.services})
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); p.writeLoop() }()
+	defer wg.Wait()
+	if !t.relay.attach(p) {
+		p.shutdown(closeNormal, "tunnel closed")
+		return
+	}
+	e.store.setConnected(t, p.mode, true)
+	log.Info("client connected", "subprotocol", p.sub)
+	err := e.readLoop(t.relay, p)
+	if t.relay.detach(p) {
+		e.store.setConnected(t, p.mode, false)
+	}
+	log.Info("client disconnected", "reason", err)
+}
+
+// readLoop reads frames from p and forwards them; it returns why it stopped.
+func (e *Emulator) readLoop(r *relay, p *peer) error {
+	fr := protocol.NewFrameReader(&wsStream{conn: p.conn})
+	var m protocol.Message
+	for {
+		body, err := fr.Next()
+		if err != nil {
+			return p.endRead(err)
+		}
+		if err := m.Unmarshal(body); err != nil {
+			if e.cfg.Strict {
+				return p.violate(fmt.Sprintf("malformed tunnel message: %v", err))
+			}
+			m = protocol.Message{} // forward it anyway; nothing to track
+		} else if e.cfg.Strict {
+			if v := p.strict.check(p, &m); v != "" {
+				return p.violate(v)
+			}
+		}
+		to, err := r.route(p, &m)
+		if err != nil {
+			p.shutdown(0, "")
+			return err
+		}
+		if to != nil {
+			to.enqueue(body)
+		}
+	}
+}
+
+// endRead closes p after a read error and returns the reason.
+func (p *peer) endRead(err error) error {
+	switch {
+	case errors.Is(err, errTextMessage):
+		p.shutdown(closeUnsupported, "text messages are not allowed")
+	case errors.Is(err, protocol.ErrBadLength):
+		p.shutdown(closeProtocolError, "tunnel frame of length 0")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		p.shutdown(closeProtocolError, "stream ended inside a tunnel frame")
+	default:
+		p.shutdown(0, "")
+	}
+	return err
+}
+
+func (p *peer) violate(reason string) error {
+	p.shutdown(closeProtocolError, reason)
+	return fmt.Errorf("protocol violation: %s", reason)
+}
+
+// relays returns the relays of all tunnels.
+func (s *store) relays() []*relay {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*relay, 0, len(s.tunnels))
+	for _, t := range s.tunnels {
+		out = append(out, t.relay)
+	}
+	return out
+}

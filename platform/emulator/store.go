@@ -1,0 +1,425 @@
+package emulator
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Modes of a tunnel client; indexes into tunnel.modes.
+const (
+	modeSource = 0
+	modeDest   = 1
+)
+
+var modeNames = [2]string{"source", "destination"}
+
+const (
+	statusOpen   = "OPEN"
+	statusClosed = "CLOSED"
+	connUp       = "CONNECTED"
+	connDown     = "DISCONNECTED"
+)
+
+// modeState is the token and connection state of one mode of a tunnel.
+type modeState struct {
+	token       string // current client access token (CAT)
+	clientToken string // client token bound on first use, if any
+	used        bool   // a handshake succeeded with token
+	connected   bool
+	updatedAt   time.Time
+}
+
+// tunnel is one tunnel's control-plane state, guarded by store.mu, plus its
+// relay, which has its own lock.
+type tunnel struct {
+	seq         uint64
+	id, arn     string
+	description string
+	thing       string
+	services    []string
+	hasDest     bool
+	lifetime    int64
+	tags        []Tag
+	status      string
+	createdAt   time.Time
+	updatedAt   time.Time
+	expiresAt   time.Time
+	closedAt    time.Time
+	modes       [2]modeState
+	relay       *relay
+}
+
+type tokenRef struct {
+	t    *tunnel
+	mode int
+}
+
+// store holds every tunnel in memory.
+type store struct {
+	mu           sync.Mutex
+	now          func() time.Time
+	region       string
+	account      string
+	maxOpen      int
+	retention    time.Duration
+	seq          uint64
+	tunnels      map[string]*tunnel
+	tokens       map[string]tokenRef
+	clientTokens map[string]string // client token -> access token it is bound to
+}
+
+func newStore(cfg *Config) *store {
+	return &store{
+		now: cfg.Now, region: cfg.Region, account: cfg.AccountID,
+		maxOpen: cfg.MaxOpenTunnels, retention: cfg.Retention,
+		tunnels: map[string]*tunnel{}, tokens: map[string]tokenRef{}, clientTokens: map[string]string{},
+	}
+}
+
+// newAccessToken returns a printable, opaque token shaped like the real ones.
+func newAccessToken() string {
+	var b [96]byte
+	_, _ = rand.Read(b[:])
+	return "AQGAA" + base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// newUUID returns a random (version 4) UUID string.
+func newUUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+// refresh closes t when its lifetime has run out and reports whether it did.
+func (s *store) refresh(t *tunnel, now time.Time) bool {
+	if t.status != statusOpen || now.Before(t.expiresAt) {
+		return false
+	}
+	s.closeLocked(t, t.expiresAt)
+	return true
+}
+
+func (s *store) closeLocked(t *tunnel, at time.Time) {
+	t.status = statusClosed
+	t.updatedAt, t.closedAt = at, at
+	for m := range t.modes {
+		if t.modes[m].connected {
+			t.modes[m].connected = false
+			t.modes[m].updatedAt = at
+		}
+	}
+}
+
+func (s *store) deleteLocked(t *tunnel) {
+	delete(s.tunnels, t.id)
+	for m := range t.modes {
+		delete(s.tokens, t.modes[m].token)
+	}
+	for ct, tok := range s.clientTokens {
+		if r, ok := s.tokens[tok]; !ok || r.t == t {
+			delete(s.clientTokens, ct)
+		}
+	}
+}
+
+// sweep expires tunnels whose lifetime ran out and forgets closed tunnels
+// older than the retention. It returns the tunnels it closed, whose
+// connections the caller must drop.
+func (s *store) sweep() []*tunnel {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	var closed []*tunnel
+	for _, t := range s.tunnels {
+		if s.refresh(t, now) {
+			closed = append(closed, t)
+		}
+		if t.status == statusClosed && s.retention > 0 && now.Sub(t.closedAt) >= s.retention {
+			s.deleteLocked(t)
+		}
+	}
+	return closed
+}
+
+// get returns the tunnel with id, expiring it first if due.
+func (s *store) get(id string) (*tunnel, bool) {
+	t, ok := s.tunnels[id]
+	if ok {
+		s.refresh(t, s.now())
+	}
+	return t, ok
+}
+
+func (s *store) byArn(arn string) (*tunnel, bool) {
+	for _, t := range s.tunnels {
+		if t.arn == arn {
+			return t, true
+		}
+	}
+	return nil, false
+}
+
+func (s *store) openCount(now time.Time) int {
+	n := 0
+	for _, t := range s.tunnels {
+		s.refresh(t, now)
+		if t.status == statusOpen {
+			n++
+		}
+	}
+	return n
+}
+
+func (s *store) open(r *openTunnelRequest) (openTunnelResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	if s.openCount(now) >= s.maxOpen {
+		return openTunnelResponse{}, errLimit("the account already has %d open tunnels (limit %d): close a tunnel or raise --max-open-tunnels", s.maxOpen, s.maxOpen)
+	}
+	s.seq++
+	id := newUUID()
+	t := &tunnel{
+		seq: s.seq, id: id, status: statusOpen, lifetime: maxLifetimeMinutes,
+		arn:       fmt.Sprintf("arn:aws:tunnel:%s:%s:tunnel/%s", s.region, s.account, id),
+		createdAt: now, updatedAt: now, relay: newRelay(),
+	}
+	if r.Description != nil {
+		t.description = *r.Description
+	}
+	if r.DestinationConfig != nil {
+		t.setDestination(r.DestinationConfig)
+	}
+	if r.Tags != nil {
+		t.tags = mergeTags(nil, *r.Tags)
+	}
+	if r.TimeoutConfig != nil && r.TimeoutConfig.MaxLifetimeTimeoutMinutes != nil {
+		t.lifetime = *r.TimeoutConfig.MaxLifetimeTimeoutMinutes
+	}
+	t.expiresAt = now.Add(time.Duration(t.lifetime) * time.Minute)
+	for m := range t.modes {
+		t.modes[m] = modeState{token: newAccessToken(), updatedAt: now}
+		s.tokens[t.modes[m].token] = tokenRef{t: t, mode: m}
+	}
+	s.tunnels[id] = t
+	return openTunnelResponse{TunnelID: t.id, TunnelArn: t.arn,
+		SourceAccessToken: t.modes[modeSource].token, DestinationAccessToken: t.modes[modeDest].token}, nil
+}
+
+func (t *tunnel) setDestination(dc *destinationConfigJSON) {
+	t.hasDest = true
+	t.thing = ""
+	if dc.ThingName != nil {
+		t.thing = *dc.ThingName
+	}
+	t.services = slices.Clone(*dc.Services)
+}
+
+func mergeTags(have []Tag, add []tagJSON) []Tag {
+	for _, n := range add {
+		i := slices.IndexFunc(have, func(t Tag) bool { return t.Key == *n.Key })
+		if i >= 0 {
+			have[i].Value = *n.Value
+		} else {
+			have = append(have, Tag{Key: *n.Key, Value: *n.Value})
+		}
+	}
+	return have
+}
+
+// close closes (and with del, forgets) a tunnel. It returns the tunnel so
+// the caller can drop its connections.
+func (s *store) close(id string, del bool) (*tunnel, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.get(id)
+	if !ok {
+		return nil, errNotFound("tunnel %s not found: check the tunnelId (closed tunnels are kept for the retention period only)", id)
+	}
+	if t.status == statusOpen {
+		s.closeLocked(t, s.now())
+	}
+	if del {
+		s.deleteLocked(t)
+	}
+	return t, nil
+}
+
+// rotate issues new tokens for the modes selected by clientMode and revokes
+// the old ones. Connections made with the old tokens stay up.
+func (s *store) rotate(r *rotateRequest) (string, rotateResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.get(*r.TunnelID)
+	if !ok {
+		return "", rotateResponse{}, errNotFound("tunnel %s not found: check the tunnelId", *r.TunnelID)
+	}
+	if t.status != statusOpen {
+		return "", rotateResponse{}, errNotFound("tunnel %s is CLOSED; tokens of a closed tunnel cannot be rotated: open a new tunnel", t.id)
+	}
+	if r.DestinationConfig != nil {
+		t.setDestination(r.DestinationConfig)
+	}
+	resp := rotateResponse{TunnelArn: t.arn}
+	mode := *r.ClientMode
+	if mode == "SOURCE" || mode == "ALL" {
+		resp.SourceAccessToken = s.newTokenLocked(t, modeSource)
+	}
+	if mode == "DESTINATION" || mode == "ALL" {
+		resp.DestinationAccessToken = s.newTokenLocked(t, modeDest)
+	}
+	t.updatedAt = s.now()
+	return t.id, resp, nil
+}
+
+func (s *store) newTokenLocked(t *tunnel, mode int) string {
+	ms := &t.modes[mode]
+	delete(s.tokens, ms.token)
+	ms.token, ms.clientToken, ms.used = newAccessToken(), "", false
+	s.tokens[ms.token] = tokenRef{t: t, mode: mode}
+	return ms.token
+}
+
+// list returns one page of tunnels, newest first.
+func (s *store) list(r *listRequest) (listResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	limit := uint64(100)
+	if r.MaxResults != nil {
+		limit = uint64(*r.MaxResults)
+	}
+	below := uint64(1<<63 - 1)
+	if r.NextToken != nil {
+		b, err := base64.URLEncoding.DecodeString(*r.NextToken)
+		v, perr := strconv.ParseUint(string(b), 10, 64)
+		if err != nil || perr != nil {
+			return listResponse{}, errValidation("nextToken is not a token returned by ListTunnels: start again without nextToken")
+		}
+		below = v
+	}
+	now := s.now()
+	var all []*tunnel
+	for _, t := range s.tunnels {
+		s.refresh(t, now)
+		if t.seq < below && (r.ThingName == nil || t.thing == *r.ThingName) {
+			all = append(all, t)
+		}
+	}
+	slices.SortFunc(all, func(a, b *tunnel) int { return int(b.seq) - int(a.seq) })
+	resp := listResponse{TunnelSummaries: []tunnelSummaryOut{}}
+	for i, t := range all {
+		if uint64(i) == limit {
+			resp.NextToken = base64.URLEncoding.EncodeToString([]byte(strconv.FormatUint(all[i-1].seq, 10)))
+			break
+		}
+		resp.TunnelSummaries = append(resp.TunnelSummaries, tunnelSummaryOut{
+			TunnelID: t.id, TunnelArn: t.arn, Status: t.status, Description: t.description,
+			CreatedAt: epochSeconds(t.createdAt), LastUpdatedAt: epochSeconds(t.updatedAt),
+		})
+	}
+	return resp, nil
+}
+
+func (s *store) describe(id string) (tunnelOut, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.get(id)
+	if !ok {
+		return tunnelOut{}, errNotFound("tunnel %s not found: check the tunnelId", id)
+	}
+	out := tunnelOut{
+		TunnelID: t.id, TunnelArn: t.arn, Status: t.status, Description: t.description,
+		SourceConnectionState:      connState(&t.modes[modeSource]),
+		DestinationConnectionState: connState(&t.modes[modeDest]),
+		Tags:                       slices.Clone(t.tags),
+		CreatedAt:                  epochSeconds(t.createdAt), LastUpdatedAt: epochSeconds(t.updatedAt),
+	}
+	out.TimeoutConfig.MaxLifetimeTimeoutMinutes = t.lifetime
+	if t.hasDest {
+		out.DestinationConfig = &destinationConfigOut{ThingName: t.thing, Services: slices.Clone(t.services)}
+	}
+	return out, nil
+}
+
+func connState(m *modeState) connectionStateOut {
+	st := connDown
+	if m.connected {
+		st = connUp
+	}
+	return connectionStateOut{Status: st, LastUpdatedAt: epochSeconds(m.updatedAt)}
+}
+
+// tagOp runs fn on the tunnel named by arn.
+func (s *store) tagOp(arn string, fn func(t *tunnel)) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.byArn(arn)
+	if !ok {
+		return errNotFound("resource %s not found: pass a tunnelArn returned by OpenTunnel", arn)
+	}
+	fn(t)
+	return nil
+}
+
+// setConnected records a connection state change of one mode.
+func (s *store) setConnected(t *tunnel, mode int, up bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t.status != statusOpen && up {
+		return
+	}
+	t.modes[mode].connected = up
+	t.modes[mode].updatedAt = s.now()
+}
+
+// Handshake rejection texts. The first two are the service's documented
+// texts (protocol.md §3.4); the others are ours.
+const (
+	msgTokenReused   = "Invalid access token: The access token was previously used and can not be used again."
+	msgClientMismatch = "Invalid client token: The provided client token does not match the client token that was previously set."
+	msgClientInUse   = "Invalid client token: The provided client token is already bound to another access token. Use a new client token for each access token."
+	msgTokenUnknown  = "Invalid access token: The access token is not valid. It is unknown or was revoked by RotateTunnelAccessToken."
+	msgTunnelClosed  = "Invalid access token: The tunnel of this access token is closed or expired. Open a new tunnel."
+	msgModeMismatch  = "Invalid local-proxy-mode: The access token is not valid for local-proxy-mode=%s."
+)
+
+// admit applies the access-token rules of protocol.md §4.1 for one
+// handshake and, on success, consumes or binds the token.
+func (s *store) admit(token, clientToken string, mode int) (*tunnel, []string, *handshakeError) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ref, ok := s.tokens[token]
+	if !ok {
+		return nil, nil, &handshakeError{status: 401, msg: msgTokenUnknown}
+	}
+	t := ref.t
+	s.refresh(t, s.now())
+	if t.status != statusOpen {
+		return nil, nil, &handshakeError{status: 401, msg: msgTunnelClosed}
+	}
+	if ref.mode != mode {
+		return nil, nil, &handshakeError{status: 400, msg: fmt.Sprintf(msgModeMismatch, modeNames[mode])}
+	}
+	ms := &t.modes[mode]
+	switch {
+	case ms.used && ms.clientToken == "":
+		return nil, nil, &handshakeError{status: 400, msg: msgTokenReused}
+	case ms.used && clientToken != ms.clientToken:
+		return nil, nil, &handshakeError{status: 400, msg: msgClientMismatch}
+	case !ms.used && clientToken != "":
+		if bound, ok := s.clientTokens[clientToken]; ok && bound != token {
+			return nil, nil, &handshakeError{status: 400, msg: msgClientInUse}
+		}
+		s.clientTokens[clientToken] = token
+		ms.clientToken = clientToken
+	}
+	ms.used = true
+	return t, slices.Clone(t.services), nil
+}
