@@ -39,7 +39,9 @@ type handshakeError struct {
 
 func (e *handshakeError) Error() string { return e.msg }
 
-func refuse(msg string) *handshakeError { return &handshakeError{status: http.StatusBadRequest, msg: msg} }
+func refuse(msg string) *handshakeError {
+	return &handshakeError{status: http.StatusBadRequest, msg: msg}
+}
 
 // handshake is what a data-plane upgrade request asks for.
 type handshake struct {

@@ -382,12 +382,12 @@ func (s *store) setConnected(t *tunnel, mode int, up bool) {
 // Handshake rejection texts. The first two are the service's documented
 // texts (protocol.md §3.4); the others are ours.
 const (
-	msgTokenReused   = "Invalid access token: The access token was previously used and can not be used again."
+	msgTokenReused    = "Invalid access token: The access token was previously used and can not be used again."
 	msgClientMismatch = "Invalid client token: The provided client token does not match the client token that was previously set."
-	msgClientInUse   = "Invalid client token: The provided client token is already bound to another access token. Use a new client token for each access token."
-	msgTokenUnknown  = "Invalid access token: The access token is not valid. It is unknown or was revoked by RotateTunnelAccessToken."
-	msgTunnelClosed  = "Invalid access token: The tunnel of this access token is closed or expired. Open a new tunnel."
-	msgModeMismatch  = "Invalid local-proxy-mode: The access token is not valid for local-proxy-mode=%s."
+	msgClientInUse    = "Invalid client token: The provided client token is already bound to another access token. Use a new client token for each access token."
+	msgTokenUnknown   = "Invalid access token: The access token is not valid. It is unknown or was revoked by RotateTunnelAccessToken."
+	msgTunnelClosed   = "Invalid access token: The tunnel of this access token is closed or expired. Open a new tunnel."
+	msgModeMismatch   = "Invalid local-proxy-mode: The access token is not valid for local-proxy-mode=%s."
 )
 
 // admit applies the access-token rules of protocol.md §4.1 for one
