@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // AppendFrame appends the frame of m (2-byte big-endian length + protobuf)
@@ -124,4 +126,48 @@ func (r *FrameReader) fill(n int) error {
 		}
 	}
 	return nil
+}
+
+// DataHeadroom is the space EncodeData needs in front of a payload that was
+// read in place.
+const DataHeadroom = 32
+
+// EncodeData encodes a DATA frame around a payload that is already stored at
+// buf[DataHeadroom:DataHeadroom+n], without copying the payload, so a local
+// socket can be read straight into a frame buffer. It returns the frame, a
+// subslice of buf extended by the fields that follow the payload (give buf
+// capacity for them to avoid a reallocation). The bytes equal AppendFrame of
+// the same Message.
+func EncodeData(buf []byte, n int, streamID int32, serviceID string, connectionID uint32) ([]byte, error) {
+	if n > MaxPayload {
+		return nil, ErrPayloadTooLarge
+	}
+	var hdr [DataHeadroom]byte
+	h := append(hdr[:0], 0, 0)
+	h = protowire.AppendTag(h, fieldType, protowire.VarintType)
+	h = protowire.AppendVarint(h, uint64(TypeData))
+	if streamID != 0 {
+		h = protowire.AppendTag(h, fieldStreamID, protowire.VarintType)
+		h = protowire.AppendVarint(h, uint64(int64(streamID)))
+	}
+	if n > 0 {
+		h = protowire.AppendTag(h, fieldPayload, protowire.BytesType)
+		h = protowire.AppendVarint(h, uint64(n))
+	}
+	start := DataHeadroom - len(h)
+	copy(buf[start:], h)
+	out := buf[start : DataHeadroom+n]
+	if serviceID != "" {
+		out = protowire.AppendTag(out, fieldServiceID, protowire.BytesType)
+		out = protowire.AppendString(out, serviceID)
+	}
+	if connectionID != 0 {
+		out = protowire.AppendTag(out, fieldConnectionID, protowire.VarintType)
+		out = protowire.AppendVarint(out, uint64(connectionID))
+	}
+	if len(out)-LengthSize > MaxFrameBody {
+		return nil, ErrFrameTooLarge
+	}
+	binary.BigEndian.PutUint16(out, uint16(len(out)-LengthSize))
+	return out, nil
 }

@@ -138,3 +138,30 @@ func TestNoProgress(t *testing.T) {
 type zeroReader struct{}
 
 func (zeroReader) Read([]byte) (int, error) { return 0, nil }
+
+func TestEncodeData(t *testing.T) {
+	tests := []Message{
+		{Type: TypeData, StreamID: 1, ServiceID: "SSH", ConnectionID: 1, Payload: []byte("hi")},
+		{Type: TypeData, StreamID: -5, Payload: bytes.Repeat([]byte{1}, MaxPayload)},
+		{Type: TypeData, StreamID: 300, ServiceID: "a", Payload: bytes.Repeat([]byte{2}, 200)},
+		{Type: TypeData},
+	}
+	for _, m := range tests {
+		want, err := AppendFrame(nil, &m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, DataHeadroom+MaxPayload+200)
+		copy(buf[DataHeadroom:], m.Payload)
+		got, err := EncodeData(buf, len(m.Payload), m.StreamID, m.ServiceID, m.ConnectionID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("EncodeData = %x, want %x", got[:min(len(got), 40)], want[:min(len(want), 40)])
+		}
+	}
+	if _, err := EncodeData(make([]byte, DataHeadroom+MaxPayload+1), MaxPayload+1, 1, "", 0); !errors.Is(err, ErrPayloadTooLarge) {
+		t.Fatal(err)
+	}
+}

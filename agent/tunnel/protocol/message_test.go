@@ -22,7 +22,7 @@ var vectors = []struct {
 	{"data v3", Message{Type: TypeData, StreamID: 1, Payload: []byte("hi"), ServiceID: "SSH", ConnectionID: 1}, "000f08011001220268692a035353483801"},
 	{"stream reset", Message{Type: TypeStreamReset, StreamID: 1, ServiceID: "SSH"}, "0009080310012a03535348"},
 	{"connection reset", Message{Type: TypeConnectionReset, StreamID: 1, ServiceID: "SSH", ConnectionID: 2}, "000b080710012a035353483802"},
-	{"service ids", Message{Type: TypeServiceIDs, AvailableServiceIDs: []string{"SSH", "HTTP"}}, "000d0805320353534832044854545" + "0"},
+	{"service ids", Message{Type: TypeServiceIDs, AvailableServiceIDs: []string{"SSH", "HTTP"}}, "000d08053203535348320448545450"},
 	{"session reset", Message{Type: TypeSessionReset}, "00020804"},
 }
 
