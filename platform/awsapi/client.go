@@ -128,7 +128,7 @@ func (c *Client) call(ctx context.Context, op string, in, out any) error {
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("calling %s at %s: %w", op, c.endpoint, err)
+		return fmt.Errorf("calling %s at %s (check the endpoint, region and network): %w", op, c.endpoint, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {

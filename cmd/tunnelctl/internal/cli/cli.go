@@ -1,0 +1,195 @@
+// Package cli implements tunnelctl, the operator's tool for AWS IoT Secure Tunneling:
+// the tunnel API commands (open, close, describe, list, rotate, tag, untag, tags), the
+// source local proxy, `ssh` through a fresh tunnel, and the local `demo`.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+)
+
+// Exit codes of tunnelctl.
+const (
+	ExitOK      = 0
+	ExitFailure = 1 // service, network or runtime error
+	ExitUsage   = 2 // bad command line
+)
+
+// errUsage marks command-line mistakes (exit code 2).
+var errUsage = errors.New("usage")
+
+// usageError formats a command-line mistake.
+func usageError(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{errUsage}, args...)...)
+}
+
+// App is one tunnelctl invocation's environment. Run builds it from the process.
+type App struct {
+	Stdout, Stderr io.Writer
+	Getenv         func(string) string
+	// SSHPath is the ssh client binary ("ssh" from PATH when empty).
+	SSHPath string
+
+	// hooks for tests
+	onProxyReady func(addrs map[string]string)
+}
+
+// Run runs tunnelctl with args (without the program name) and returns the exit code.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	a := &App{Stdout: stdout, Stderr: stderr, Getenv: os.Getenv}
+	return a.Run(ctx, args)
+}
+
+type command struct {
+	name, args, summary string
+	run                 func(a *App, ctx context.Context, g *globals, args []string) error
+}
+
+var commands []command
+
+func init() {
+	commands = []command{
+		{"open", "--thing NAME --service SVC [--service SVC...]", "open a tunnel to a device", (*App).cmdOpen},
+		{"close", "TUNNEL_ID [--delete]", "close a tunnel", (*App).cmdClose},
+		{"describe", "TUNNEL_ID", "show a tunnel", (*App).cmdDescribe},
+		{"list", "[--thing NAME]", "list tunnels, newest first", (*App).cmdList},
+		{"rotate", "TUNNEL_ID --mode source|destination|all", "replace access tokens", (*App).cmdRotate},
+		{"tag", "TUNNEL_ID|ARN KEY=VALUE...", "add tags to a tunnel", (*App).cmdTag},
+		{"untag", "TUNNEL_ID|ARN KEY...", "remove tags from a tunnel", (*App).cmdUntag},
+		{"tags", "TUNNEL_ID|ARN", "list a tunnel's tags", (*App).cmdTags},
+		{"proxy", "--services SSH=2222[,HTTP=8080]", "run the source local proxy", (*App).cmdProxy},
+		{"ssh", "THING [--user U] [-- ssh args...]", "open a tunnel and ssh through it", (*App).cmdSSH},
+		{"demo", "[--check]", "run emulator, agent and proxy locally", (*App).cmdDemo},
+	}
+}
+
+// Run dispatches args to a command and maps its error to an exit code and one line.
+func (a *App) Run(ctx context.Context, args []string) int {
+	if a.Getenv == nil {
+		a.Getenv = os.Getenv
+	}
+	g := &globals{}
+	// Global flags may also come before the command name.
+	pre := g.flagSet("tunnelctl", a.Stderr)
+	pre.Usage = func() { a.usage() }
+	if err := pre.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return ExitOK
+		}
+		return ExitUsage
+	}
+	args = pre.Args()
+	if len(args) == 0 || args[0] == "help" {
+		a.usage()
+		if len(args) == 0 {
+			return ExitUsage
+		}
+		return ExitOK
+	}
+	for _, c := range commands {
+		if c.name == args[0] {
+			return a.report(c.name, c.run(a, ctx, g, args[1:]))
+		}
+	}
+	fmt.Fprintf(a.Stderr, "tunnelctl: unknown command %q: run tunnelctl help\n", args[0])
+	return ExitUsage
+}
+
+func (a *App) usage() {
+	var b strings.Builder
+	b.WriteString("tunnelctl: the operator's tool for AWS IoT Secure Tunneling\n\nCommands:\n")
+	for _, c := range commands {
+		fmt.Fprintf(&b, "  %-9s %-48s %s\n", c.name, c.args, c.summary)
+	}
+	b.WriteString("\nGlobal flags (before or after the command): --endpoint URL, --region R, --profile P, --json, --verbose\n")
+	b.WriteString("Run tunnelctl COMMAND -h for a command's flags.\n")
+	io.WriteString(a.Stderr, b.String())
+}
+
+// report prints err as one line and returns the exit code.
+func (a *App) report(cmd string, err error) int {
+	switch {
+	case err == nil:
+		return ExitOK
+	case errors.Is(err, flag.ErrHelp):
+		return ExitOK
+	case errors.Is(err, errUsage):
+		msg := strings.TrimPrefix(err.Error(), errUsage.Error()+": ")
+		fmt.Fprintf(a.Stderr, "tunnelctl %s: %s (run tunnelctl %s -h)\n", cmd, msg, cmd)
+		return ExitUsage
+	case errors.Is(err, context.Canceled):
+		fmt.Fprintf(a.Stderr, "tunnelctl %s: interrupted\n", cmd)
+		return ExitFailure
+	}
+	fmt.Fprintf(a.Stderr, "tunnelctl %s: %s\n", cmd, describeError(err))
+	return ExitFailure
+}
+
+// globals are the flags every command accepts.
+type globals struct {
+	endpoint, region, profile string
+	json, verbose             bool
+}
+
+func (g *globals) flagSet(name string, out io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.StringVar(&g.endpoint, "endpoint", g.endpoint, "API endpoint URL (e.g. the emulator: http://127.0.0.1:8440)")
+	fs.StringVar(&g.region, "region", g.region, "AWS region (default: AWS_REGION or the profile's)")
+	fs.StringVar(&g.profile, "profile", g.profile, "shared config profile (default: AWS_PROFILE or default)")
+	fs.BoolVar(&g.json, "json", g.json, "print JSON instead of text")
+	fs.BoolVar(&g.verbose, "verbose", g.verbose, "log debug details to stderr")
+	return fs
+}
+
+// parse parses flags interspersed with positional arguments ("describe ID --json");
+// everything after "--" is positional. It returns the positional arguments.
+func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, usageError("%v", err)
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		if len(args) > len(rest) && args[len(args)-len(rest)-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+// listFlag is a repeatable string flag; each value may also be comma-separated.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error {
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*l = append(*l, s)
+		}
+	}
+	return nil
+}
+
+// sortedKeys returns m's keys in order.
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
