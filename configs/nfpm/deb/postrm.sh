@@ -1,0 +1,17 @@
+#!/bin/sh
+# postrm: on purge, delete the state directory (dpkg removes the conffile).
+# The system user stays, as Debian policy asks: files it owned may remain.
+set -e
+
+case "$1" in
+purge)
+	rm -rf /var/lib/tunnel-agent
+	rmdir /etc/tunnel-agent 2>/dev/null || true
+	;;
+remove) ;;
+*) exit 0 ;;
+esac
+
+if [ -d /run/systemd/system ]; then
+	systemctl daemon-reload >/dev/null 2>&1 || true
+fi

@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# test.sh: the project's whole test run, the same locally and in CI (.ci/run).
+#
+# Stages: gofmt, vet, go test -race, fuzz (every FuzzXxx, bounded), build (cross-compile,
+# scripts/build.sh --quick), qemu (ARM smoke test: `tunnel-agent version` and one real
+# end-to-end test binary under qemu-user for linux/arm64 and linux/arm), demo
+# (`tunnelctl demo --check`), package (.deb built and checked; installed, upgraded and
+# purged on this machine when CI=true and root).
+# Every stage runs even after a failure; the run fails at the end if any stage did.
+#
+# Environment:
+#   SKIP="fuzz qemu"      stages to skip (local use)
+#   FUZZ_BUDGET=60        seconds of fuzzing in total (per target: budget/n, 3..10 s)
+#   QEMU_TEST=TestName    the agent/tunnel test run under qemu (default: discovered)
+#   GO_TEST_FLAGS         extra flags for the go test -race stage
+set -uo pipefail
+
+cd "$(dirname "$0")/.." || exit 1
+exec </dev/null
+
+SKIP=${SKIP:-}
+FUZZ_BUDGET=${FUZZ_BUDGET:-60}
+declare -a NAMES=() SECS=() RESULTS=()
+
+# stage <name> <function>: runs it, times it, records the result, never exits.
+stage() {
+	local name=$1 fn=$2 start rc
+	if [[ " $SKIP " == *" $name "* ]]; then
+		NAMES+=("$name"); SECS+=(0); RESULTS+=(skipped)
+		return
+	fi
+	echo
+	echo "=== stage $name ($(date -u +%H:%M:%S))"
+	start=$SECONDS
+	"$fn"
+	rc=$?
+	NAMES+=("$name"); SECS+=($((SECONDS - start)))
+	if [ "$rc" = 0 ]; then
+		RESULTS+=(ok)
+	else
+		RESULTS+=(FAILED)
+		echo "=== stage $name FAILED (exit $rc)" >&2
+	fi
+}
+
+warn() { echo "test.sh: WARNING: $*" >&2; }
+
+has_pkg() { compgen -G "$1/*.go" >/dev/null; }
+
+st_gofmt() {
+	local files
+	files=$(git ls-files --cached --others --exclude-standard -- '*.go' | xargs -r gofmt -l)
+	if [ -n "$files" ]; then
+		echo "gofmt: these files are not formatted (run gofmt -w on them):" >&2
+		sed 's/^/  /' <<<"$files" >&2
+		return 1
+	fi
+	echo "gofmt: all files formatted"
+}
+
+st_vet() { go vet ./...; }
+
+st_test() {
+	local count=()
+	# CI shares the machine's build cache: do not let it answer with cached passes.
+	[ "${CI:-}" = true ] && count=(-count=1)
+	# shellcheck disable=SC2086 # GO_TEST_FLAGS is a list of flags
+	go test -race "${count[@]}" -timeout 10m ${GO_TEST_FLAGS:-} ./...
+}
+
+st_fuzz() { scripts/fuzz.sh "$FUZZ_BUDGET"; }
+
+st_build() { scripts/build.sh --quick; }
+
+st_qemu() { scripts/qemu-smoke.sh; }
+
+st_demo() {
+	if ! has_pkg cmd/tunnelctl; then
+		warn "cmd/tunnelctl does not exist yet: skipping tunnelctl demo --check"
+		return 0
+	fi
+	timeout 300 go run ./cmd/tunnelctl demo --check
+}
+
+st_package() {
+	if ! has_pkg cmd/tunnel-agent || [ ! -f configs/tunnel-agent.service ]; then
+		warn "cmd/tunnel-agent or configs/tunnel-agent.service does not exist yet: skipping packaging"
+		return 0
+	fi
+	local args=(--deb amd64 --deb armhf --no-ipk)
+	if [ "${CI:-}" = true ] && [ "$(id -u)" = 0 ] && [ "$(dpkg --print-architecture 2>/dev/null)" = amd64 ]; then
+		args+=(--install-test)
+	fi
+	scripts/package.sh "${args[@]}"
+}
+
+main() {
+	local total=$SECONDS failed=0 passed=0 i
+	echo "test.sh: $(go version), $(nproc) cores, CI=${CI:-false}"
+	stage gofmt st_gofmt
+	stage vet st_vet
+	stage build st_build
+	stage qemu st_qemu
+	stage fuzz st_fuzz
+	stage demo st_demo
+	stage package st_package
+	stage test st_test
+
+	echo
+	echo "| stage | seconds | result |"
+	echo "|---|---:|---|"
+	for i in "${!NAMES[@]}"; do
+		printf '| %s | %s | %s |\n' "${NAMES[$i]}" "${SECS[$i]}" "${RESULTS[$i]}"
+		case "${RESULTS[$i]}" in
+		ok) passed=$((passed + 1)) ;;
+		FAILED) failed=$((failed + 1)) ;;
+		esac
+	done
+	echo "| total | $((SECONDS - total)) | |"
+	echo
+	if [ "$failed" -gt 0 ]; then
+		echo "test.sh: FAILED stages: $(for i in "${!NAMES[@]}"; do [ "${RESULTS[$i]}" = FAILED ] && printf '%s ' "${NAMES[$i]}"; done)" >&2
+	fi
+	echo "stages: $passed passed, $failed failed"
+	[ "$failed" = 0 ]
+}
+
+main
