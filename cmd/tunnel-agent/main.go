@@ -1,0 +1,82 @@
+// Command tunnel-agent is the AWS IoT Secure Tunneling device agent: it
+// receives tunnel notifications over MQTT (or Greengrass IPC) and serves
+// each tunnel as a destination, forwarding to the local services it allows.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/tunnel-agent/tunnel-agent/platform/service"
+)
+
+// version is set at build time: -ldflags "-X main.version=1.2.3".
+var version = "dev"
+
+const usage = `usage: tunnel-agent <command> [flags]
+
+commands:
+  run           run the agent in the foreground (what the systemd unit runs)
+  greengrass    run as a Greengrass v2 component (notifications over Greengrass IPC)
+  check-config  validate the configuration and print the effective settings
+  install       install and enable the systemd service (binary at /usr/local/bin/tunnel-agent)
+  uninstall     disable and remove the systemd service
+  start | stop | status   control the installed service
+  version       print the version
+
+Run "tunnel-agent <command> -h" for the flags (every config key has one).
+`
+
+func main() {
+	os.Exit(realMain(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func realMain(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cmd, rest := args[0], args[1:]
+	var err error
+	switch cmd {
+	case "run":
+		err = cmdRun(rest, stderr, false)
+	case "greengrass":
+		err = cmdRun(rest, stdout, true)
+	case "check-config":
+		err = cmdCheckConfig(rest, stdout)
+	case "version", "--version", "-version":
+		fmt.Fprintln(stdout, "tunnel-agent", version)
+	case service.ActionInstall, service.ActionUninstall, service.ActionStart, service.ActionStop, service.ActionStatus:
+		err = cmdControl(cmd, rest, stdout)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+	default:
+		fmt.Fprintf(stderr, "tunnel-agent: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "tunnel-agent:", err)
+		return 1
+	}
+	return 0
+}
+
+func cmdControl(action string, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet(action, flag.ContinueOnError)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	msg, err := service.Control(action, service.Options{CreateUser: true})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, msg)
+	return nil
+}
