@@ -1,0 +1,141 @@
+package tunnel
+
+import (
+	"context"
+	"net"
+	"strings"
+
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/protocol"
+)
+
+// resolveService maps a service id from the wire to a configured one. A V1
+// peer sends none: it gets the only mapped service or, with several, the
+// only service the tunnel announced.
+func (l *link) resolveService(wire string) (string, bool) {
+	svcs := l.s.cfg.Services
+	if wire != "" {
+		_, ok := svcs[wire]
+		return wire, ok
+	}
+	if len(svcs) == 1 {
+		for id := range svcs {
+			return id, true
+		}
+	}
+	if len(l.serviceIDs) == 1 {
+		_, ok := svcs[l.serviceIDs[0]]
+		return l.serviceIDs[0], ok
+	}
+	return "", false
+}
+
+func (l *link) onStreamStart(m *protocol.Message) {
+	if m.StreamID == 0 {
+		l.log.Warn("ignoring STREAM_START with stream id 0", logService, m.ServiceID)
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	service, ok := l.resolveService(m.ServiceID)
+	if !ok {
+		l.warnUnmapped(m.ServiceID)
+		l.sendCtrl(&protocol.Message{Type: protocol.TypeStreamReset, StreamID: m.StreamID, ServiceID: m.ServiceID})
+		return
+	}
+	if old := l.streams[m.ServiceID]; old != nil {
+		// A new stream replaces the active one at once (protocol.md §6.2).
+		l.closeStreamLocked(old, "replaced by a new stream")
+	}
+	st := &stream{wire: m.ServiceID, service: service, id: m.StreamID, v3: m.ConnectionID != 0, conns: map[uint32]*fwd{}}
+	l.streams[m.ServiceID] = st
+	l.startDialLocked(st, max(m.ConnectionID, 1))
+}
+
+func (l *link) warnUnmapped(wire string) {
+	if wire == "" {
+		l.log.Warn("refusing a stream without a service id: several services are mapped and the tunnel does not name exactly one; map a single service to serve V1 peers")
+		return
+	}
+	l.log.Warn("refusing a stream: the service is not in the agent's services map; add it to allow it", logService, wire)
+}
+
+func (l *link) onConnectionStart(m *protocol.Message) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	st := l.lookup(m)
+	if st == nil {
+		return // not the current stream
+	}
+	if m.ConnectionID == 0 {
+		l.log.Warn("ignoring CONNECTION_START with connection id 0", logService, st.service, logStream, st.id)
+		return
+	}
+	if !st.v3 {
+		l.log.Warn("ignoring CONNECTION_START on a stream started without a connection id (V2)", logService, st.service, logStream, st.id)
+		return
+	}
+	if f := st.conns[m.ConnectionID]; f != nil {
+		l.log.Warn("the peer started a connection id that is already active: resetting it", logService, st.service, logConn, m.ConnectionID)
+		l.unregisterLocked(f)
+		l.sendCtrl(f.resetMessage())
+		f.abort("connection id reused by the peer")
+		return
+	}
+	if f := l.startDialLocked(st, m.ConnectionID); f != nil {
+		f.fromConnStart = true
+	}
+}
+
+// startDialLocked registers a connection and dials its local address in
+// the background; DATA that arrives meanwhile waits in its queue.
+func (l *link) startDialLocked(st *stream, cid uint32) *fwd {
+	f := l.newFwdLocked(st, cid)
+	if f == nil {
+		return nil
+	}
+	f.local = l.s.cfg.Services[st.service]
+	go func() {
+		conn, err := l.dialLocal(f.ctx, f.local)
+		if err != nil {
+			l.dialFailed(f, err)
+			return
+		}
+		if !f.attach(conn) {
+			_ = conn.Close()
+			f.finish(nil)
+			return
+		}
+		f.opened()
+		f.run()
+	}()
+	return f
+}
+
+func (l *link) dialLocal(ctx context.Context, addr string) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, l.s.cfg.DialTimeout)
+	defer cancel()
+	var d net.Dialer
+	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+		return d.DialContext(ctx, "unix", path)
+	}
+	return d.DialContext(ctx, "tcp", addr)
+}
+
+// dialFailed answers a failed local dial: CONNECTION_RESET for a V3
+// CONNECTION_START, otherwise STREAM_RESET, which ends the whole stream.
+func (l *link) dialFailed(f *fwd, err error) {
+	l.mu.Lock()
+	was := l.unregisterLocked(f)
+	reset := f.resetMessage()
+	if was && !f.fromConnStart {
+		reset = &protocol.Message{Type: protocol.TypeStreamReset, StreamID: f.st.id, ServiceID: f.st.wire}
+		l.closeStreamLocked(f.st, "the first connection of the stream could not be dialled")
+	}
+	l.mu.Unlock()
+	if was {
+		l.log.Warn("cannot reach the local service: resetting the stream", logService, f.st.service,
+			logLocal, f.local, logStream, f.st.id, logConn, f.connID, logErr, err)
+		l.send(reset)
+	}
+	f.finish(err)
+}

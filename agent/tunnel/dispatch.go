@@ -1,0 +1,195 @@
+package tunnel
+
+import (
+	"strings"
+
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/protocol"
+)
+
+// stream is the current stream of one service on a link.
+type stream struct {
+	wire    string // service id as on the wire ("" for a V1 peer)
+	service string // configured service id
+	id      int32
+	v3      bool // connection ids are in use
+	conns   map[uint32]*fwd
+	// source side
+	nextConn   uint32
+	sentStart  bool // a CONNECTION_START was sent (auto V2 detection)
+	gotConnIDs bool // the peer sent a connection id (it speaks V3)
+}
+
+// dispatch handles one message from the WebSocket reader goroutine.
+func (l *link) dispatch(m *protocol.Message) {
+	switch m.Type {
+	case protocol.TypeData:
+		l.onData(m)
+	case protocol.TypeStreamStart:
+		if l.s.cfg.Mode == ModeDestination {
+			l.onStreamStart(m)
+			return
+		}
+		l.log.Warn("ignoring STREAM_START from the destination: only a source may send it", logService, m.ServiceID, logStream, m.StreamID)
+	case protocol.TypeConnectionStart:
+		if l.s.cfg.Mode == ModeDestination {
+			l.onConnectionStart(m)
+			return
+		}
+		l.log.Warn("ignoring CONNECTION_START from the destination: only a source may send it", logService, m.ServiceID, logStream, m.StreamID)
+	case protocol.TypeStreamReset:
+		l.onStreamReset(m)
+	case protocol.TypeConnectionReset:
+		l.onConnectionReset(m)
+	case protocol.TypeSessionReset:
+		l.log.Info("the tunnel service reset the session: closing every stream")
+		l.mu.Lock()
+		l.closeStreamsLocked("session reset by the tunnel service")
+		l.mu.Unlock()
+	case protocol.TypeServiceIDs:
+		l.onServiceIDs(m)
+	default:
+		if m.Ignorable {
+			l.log.Debug("ignoring an ignorable message of unknown type", logType, m.Type)
+			return
+		}
+		l.log.Warn("skipping a message of unknown type", logType, m.Type)
+	}
+}
+
+func (l *link) onServiceIDs(m *protocol.Message) {
+	ids := append([]string(nil), m.AvailableServiceIDs...)
+	l.mu.Lock()
+	l.serviceIDs = ids
+	l.mu.Unlock()
+	l.log.Info("tunnel services announced", logServiceID, ids)
+	for _, id := range ids {
+		if _, ok := l.s.cfg.Services[id]; !ok {
+			l.log.Warn("the tunnel offers a service that is not in the services map; add it to allow it", logService, id)
+		}
+	}
+	l.s.emit(Event{Kind: EventServiceIDs, ChannelID: l.channelID, Reason: strings.Join(ids, ",")})
+	l.s.setLink(l)
+}
+
+// lookup finds the current stream for a message, applying the V1 fallback:
+// a message without a service id belongs to the only stream, if there is one.
+func (l *link) lookup(m *protocol.Message) *stream {
+	st := l.streams[m.ServiceID]
+	if st == nil && m.ServiceID == "" && len(l.streams) == 1 {
+		for _, only := range l.streams {
+			st = only
+		}
+	}
+	if st == nil || st.id != m.StreamID {
+		return nil
+	}
+	return st
+}
+
+func (l *link) onData(m *protocol.Message) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	st := l.lookup(m)
+	if st == nil {
+		return // stale (protocol.md §6.1)
+	}
+	cid := m.ConnectionID
+	if cid == 0 {
+		cid = 1
+		if l.s.cfg.Mode == ModeSource && st.v3 && !st.gotConnIDs && l.s.version == 0 {
+			l.markPeerV2Locked(st.service, "it sent DATA without a connection id")
+		}
+	} else {
+		st.gotConnIDs = true
+	}
+	f := st.conns[cid]
+	if f == nil {
+		return
+	}
+	if !f.q.push(m.Payload) {
+		l.log.Warn("resetting a connection whose local socket does not keep up: its buffer is full",
+			logService, st.service, logStream, st.id, logConn, cid, "limit", l.s.cfg.ConnBufferSize)
+		l.unregisterLocked(f)
+		l.sendCtrl(f.resetMessage())
+		f.abort("local socket too slow: buffer full")
+	}
+}
+
+func (l *link) onStreamReset(m *protocol.Message) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	st := l.lookup(m)
+	if st == nil {
+		return
+	}
+	if l.s.cfg.Mode == ModeSource && l.s.version == 0 && st.sentStart && !st.gotConnIDs {
+		l.markPeerV2Locked(st.service, "it answered CONNECTION_START with STREAM_RESET")
+	}
+	l.closeStreamLocked(st, "stream reset by the peer")
+}
+
+func (l *link) onConnectionReset(m *protocol.Message) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	st := l.lookup(m)
+	if st == nil {
+		return
+	}
+	cid := max(m.ConnectionID, 1)
+	if f := st.conns[cid]; f != nil {
+		l.unregisterLocked(f)
+		f.drainClose("connection reset by the peer")
+	}
+}
+
+func (l *link) markPeerV2Locked(service, why string) {
+	if !l.peerV2 {
+		l.log.Info("the destination speaks V2: using one connection per stream", logService, service, logReason, why)
+	}
+	l.peerV2 = true
+}
+
+// closeStreamLocked ends every connection of st, draining pending local
+// writes, and forgets the stream.
+func (l *link) closeStreamLocked(st *stream, reason string) {
+	for _, f := range st.conns {
+		f.active.Store(false)
+		f.drainClose(reason)
+	}
+	clear(st.conns)
+	if l.streams[st.wire] == st {
+		delete(l.streams, st.wire)
+	}
+}
+
+func (l *link) closeStreamsLocked(reason string) {
+	for _, st := range l.streams {
+		l.closeStreamLocked(st, reason)
+	}
+}
+
+// unregisterLocked removes f from its stream. For V1/V2 streams the
+// connection is the stream, so the stream ends too.
+func (l *link) unregisterLocked(f *fwd) bool {
+	if !f.active.Swap(false) {
+		return false
+	}
+	st := f.st
+	delete(st.conns, f.connID)
+	if !st.v3 && l.streams[st.wire] == st {
+		delete(l.streams, st.wire)
+	}
+	return true
+}
+
+// abortAll closes every local connection at once: the link is gone.
+func (l *link) abortAll(reason string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.down = true
+	for f := range l.live {
+		f.active.Store(false)
+		f.abort(reason)
+	}
+	clear(l.streams)
+}

@@ -1,0 +1,261 @@
+package tunnel
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/protocol"
+)
+
+// drainTimeout bounds how long pending data is written to a local socket
+// after the stream was reset (protocol.md §9.5).
+const drainTimeout = 10 * time.Second
+
+// fwd is one local connection carried by a stream: the local reader turns
+// reads into DATA frames for the WebSocket writer; the local writer drains a
+// bounded queue filled by the WebSocket reader.
+type fwd struct {
+	l             *link
+	st            *stream
+	connID        uint32 // key in st.conns, >= 1
+	local         string
+	fromConnStart bool
+	ctx           context.Context
+	cancel        context.CancelFunc
+	active        atomic.Bool // registered in st.conns
+	in, out       atomic.Int64
+	start         time.Time
+
+	q queue
+}
+
+// queue holds bytes from the tunnel for the local socket.
+type queue struct {
+	mu       sync.Mutex
+	buf      []byte
+	limit    int
+	conn     net.Conn
+	draining bool
+	aborted  bool
+	reason   string
+	wake     chan struct{}
+}
+
+// newFwdLocked registers a connection with its stream and the link's wait
+// group, or returns nil when the link is shutting down.
+func (l *link) newFwdLocked(st *stream, cid uint32) *fwd {
+	if l.down {
+		return nil
+	}
+	f := &fwd{l: l, st: st, connID: cid, start: time.Now()}
+	f.ctx, f.cancel = context.WithCancel(l.ctx)
+	f.q.limit = l.s.cfg.ConnBufferSize
+	f.q.wake = make(chan struct{}, 1)
+	f.active.Store(true)
+	st.conns[cid] = f
+	l.live[f] = struct{}{}
+	l.wg.Add(1)
+	return f
+}
+
+// wireConn is the connection id stamped on outgoing messages.
+func (f *fwd) wireConn() uint32 {
+	if f.st.v3 {
+		return f.connID
+	}
+	return 0
+}
+
+// resetMessage is what ends this connection: CONNECTION_RESET in V3,
+// STREAM_RESET otherwise.
+func (f *fwd) resetMessage() *protocol.Message {
+	if f.st.v3 {
+		return &protocol.Message{Type: protocol.TypeConnectionReset, StreamID: f.st.id, ServiceID: f.st.wire, ConnectionID: f.connID}
+	}
+	return &protocol.Message{Type: protocol.TypeStreamReset, StreamID: f.st.id, ServiceID: f.st.wire}
+}
+
+func (f *fwd) attach(c net.Conn) bool {
+	f.q.mu.Lock()
+	defer f.q.mu.Unlock()
+	if f.q.aborted {
+		return false
+	}
+	f.q.conn = c
+	if f.q.draining {
+		_ = c.SetWriteDeadline(time.Now().Add(drainTimeout))
+	}
+	return true
+}
+
+func (f *fwd) signal() {
+	select {
+	case f.q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// push queues p for the local socket; false means the queue is full.
+func (q *queue) push(p []byte) bool {
+	q.mu.Lock()
+	if q.aborted || q.draining {
+		q.mu.Unlock()
+		return true
+	}
+	if len(q.buf)+len(p) > q.limit {
+		q.mu.Unlock()
+		return false
+	}
+	q.buf = append(q.buf, p...)
+	q.mu.Unlock()
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// abort closes the local connection at once, dropping queued data.
+func (f *fwd) abort(reason string) {
+	f.q.mu.Lock()
+	f.q.aborted = true
+	if f.q.reason == "" {
+		f.q.reason = reason
+	}
+	c := f.q.conn
+	f.q.mu.Unlock()
+	f.cancel()
+	if c != nil {
+		_ = c.Close()
+	}
+	f.signal()
+}
+
+// drainClose writes what is queued, then closes (bounded by drainTimeout).
+func (f *fwd) drainClose(reason string) {
+	f.q.mu.Lock()
+	c := f.q.conn
+	if c == nil {
+		f.q.mu.Unlock()
+		f.abort(reason) // still dialling: nothing was delivered yet
+		return
+	}
+	f.q.draining = true
+	if f.q.reason == "" {
+		f.q.reason = reason
+	}
+	_ = c.SetWriteDeadline(time.Now().Add(drainTimeout))
+	f.q.mu.Unlock()
+	f.signal()
+}
+
+// localEnded handles EOF or an error of the local socket: the peer gets a
+// reset after the DATA already queued, and pending writes drain.
+func (f *fwd) localEnded(err error) {
+	l := f.l
+	l.mu.Lock()
+	was := l.unregisterLocked(f)
+	l.mu.Unlock()
+	if !was {
+		return
+	}
+	reason := "local connection closed"
+	if !errors.Is(err, io.EOF) {
+		reason = "local connection failed: " + err.Error()
+	}
+	l.send(f.resetMessage())
+	f.drainClose(reason)
+}
+
+// run relays until both directions are done, then reports the end.
+func (f *fwd) run() {
+	var rg sync.WaitGroup
+	rg.Go(f.readLocal)
+	err := f.writeLocal()
+	f.q.mu.Lock()
+	c := f.q.conn
+	f.q.mu.Unlock()
+	_ = c.Close()
+	rg.Wait()
+	f.finish(err)
+}
+
+func (f *fwd) readLocal() {
+	c := f.q.conn
+	for {
+		fb := getFrame()
+		n, err := c.Read(fb.buf[protocol.DataHeadroom : protocol.DataHeadroom+protocol.MaxPayload])
+		if n > 0 && f.active.Load() {
+			fb.data, _ = protocol.EncodeData(fb.buf, n, f.st.id, f.st.wire, f.wireConn())
+			f.out.Add(int64(n))
+			if !f.l.sendFrame(fb) {
+				return
+			}
+		} else {
+			putFrame(fb)
+		}
+		if err != nil {
+			f.localEnded(err)
+			return
+		}
+	}
+}
+
+func (f *fwd) writeLocal() error {
+	var spare []byte
+	q := &f.q
+	for {
+		q.mu.Lock()
+		for len(q.buf) == 0 && !q.draining && !q.aborted {
+			q.mu.Unlock()
+			<-q.wake
+			q.mu.Lock()
+		}
+		if q.aborted || len(q.buf) == 0 {
+			q.mu.Unlock()
+			return nil
+		}
+		spare, q.buf = q.buf, spare[:0]
+		c := q.conn
+		q.mu.Unlock()
+		n, err := c.Write(spare)
+		f.in.Add(int64(n))
+		if err != nil {
+			f.localEnded(err)
+			return err
+		}
+	}
+}
+
+func (f *fwd) opened() {
+	f.l.log.Debug("stream opened", logService, f.st.service, logLocal, f.local, logStream, f.st.id, logConn, f.connID)
+	f.l.s.emit(Event{Kind: EventStreamOpened, ChannelID: f.l.channelID, Service: f.st.service, LocalAddr: f.local,
+		StreamID: f.st.id, ConnectionID: f.connID})
+}
+
+// finish forgets the connection and reports it closed.
+func (f *fwd) finish(err error) {
+	f.cancel()
+	l := f.l
+	l.mu.Lock()
+	delete(l.live, f)
+	l.mu.Unlock()
+	f.q.mu.Lock()
+	reason := f.q.reason
+	f.q.mu.Unlock()
+	if reason == "" && err != nil {
+		reason = err.Error()
+	}
+	d := time.Since(f.start)
+	l.log.Debug("stream closed", logService, f.st.service, logLocal, f.local, logStream, f.st.id, logConn, f.connID,
+		logBytesIn, f.in.Load(), logBytesOut, f.out.Load(), logReason, reason)
+	l.s.emit(Event{Kind: EventStreamClosed, ChannelID: l.channelID, Service: f.st.service, LocalAddr: f.local,
+		StreamID: f.st.id, ConnectionID: f.connID, BytesIn: f.in.Load(), BytesOut: f.out.Load(),
+		Duration: d, Err: err, Reason: reason})
+	l.wg.Done()
+}

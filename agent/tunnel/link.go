@@ -1,0 +1,278 @@
+package tunnel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/protocol"
+)
+
+const (
+	// outQueue is the number of frames local readers may queue for the
+	// WebSocket writer (each at most ~63 KiB) before they block.
+	outQueue = 32
+	// maxCtrlQueue bounds control frames queued by the WebSocket reader; a
+	// peer that provokes more while the WebSocket cannot be written is dropped.
+	maxCtrlQueue = 4096
+	closeGrace   = time.Second
+)
+
+// Log attribute keys.
+const (
+	logService   = "service"
+	logStream    = "stream_id"
+	logConn      = "connection_id"
+	logLocal     = "local_addr"
+	logErr       = "err"
+	logType      = "type"
+	logChannel   = "channel_id"
+	logSubproto  = "subprotocol"
+	logBytesIn   = "bytes_in"
+	logBytesOut  = "bytes_out"
+	logDelay     = "delay"
+	logListen    = "listen_addr"
+	logReason    = "reason"
+	logServiceID = "service_ids"
+)
+
+// errTunnelClosed: the service closed the WebSocket normally (the tunnel was
+// closed or expired).
+var errTunnelClosed = errors.New("the tunnel service closed the connection")
+
+// frameBuf is a pooled buffer holding one encoded frame in data.
+type frameBuf struct {
+	buf  []byte
+	data []byte
+}
+
+const frameBufSize = protocol.DataHeadroom + protocol.MaxPayload + 256
+
+var framePool = sync.Pool{New: func() any { return &frameBuf{buf: make([]byte, frameBufSize)} }}
+
+func getFrame() *frameBuf { return framePool.Get().(*frameBuf) }
+
+func putFrame(f *frameBuf) {
+	f.data = nil
+	framePool.Put(f)
+}
+
+// link is one WebSocket connection of a Session and the streams over it.
+// Stream state is reset when the link ends.
+type link struct {
+	s         *Session
+	ws        *websocket.Conn
+	log       *slog.Logger
+	version   int // negotiated subprotocol: 1, 2 or 3
+	channelID string
+
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	out    chan *frameBuf // DATA and resets from local connections, in order
+	wg     sync.WaitGroup // local connections
+
+	ctrlMu   sync.Mutex
+	ctrl     []*frameBuf // control frames from the WebSocket reader (never blocks)
+	ctrlWake chan struct{}
+
+	mu         sync.Mutex
+	down       bool
+	streams    map[string]*stream // by service id as on the wire
+	live       map[*fwd]struct{}  // every local connection not yet finished
+	serviceIDs []string
+	nextStream map[string]int32        // source: last stream id per service
+	slots      map[string]chan struct{} // source V1/V2: one connection per service
+	peerV2     bool                     // source auto: the destination is V2
+}
+
+func newLink(s *Session, ws *websocket.Conn, channelID string) *link {
+	v := 3
+	switch ws.Subprotocol() {
+	case protocol.SubprotocolV1:
+		v = 1
+	case protocol.SubprotocolV2:
+		v = 2
+	}
+	return &link{
+		s: s, ws: ws, version: v, channelID: channelID,
+		log:      s.log.With(logChannel, channelID),
+		out:      make(chan *frameBuf, outQueue),
+		ctrlWake: make(chan struct{}, 1),
+		streams: map[string]*stream{}, live: map[*fwd]struct{}{}, nextStream: map[string]int32{}, slots: map[string]chan struct{}{},
+	}
+}
+
+// serve runs the link until the WebSocket fails or ctx ends, then resets
+// every stream. It returns why the link ended.
+func (l *link) serve(ctx context.Context) error {
+	l.ctx, l.cancel = context.WithCancelCause(ctx)
+	var g sync.WaitGroup
+	g.Go(func() { l.cancel(l.readLoop()) })
+	g.Go(func() { l.cancel(l.writeLoop(ctx)) })
+	if l.version == 1 || l.s.cfg.Mode == ModeDestination {
+		l.s.setLink(l)
+	}
+	<-l.ctx.Done()
+	l.s.clearLink(l)
+	_ = l.ws.Close()
+	g.Wait()
+	l.abortAll("the tunnel WebSocket closed")
+	l.wg.Wait()
+	return context.Cause(l.ctx)
+}
+
+func (l *link) readLoop() error {
+	fr := protocol.NewFrameReader(newWSReader(l.ws, l.s.cfg.PongTimeout))
+	var m protocol.Message
+	for {
+		err := fr.ReadMessage(&m)
+		switch {
+		case err == nil:
+			l.dispatch(&m)
+		case errors.Is(err, protocol.ErrMalformed), errors.Is(err, protocol.ErrPayloadTooLarge):
+			l.log.Warn("skipping a tunnel message that cannot be decoded", logErr, err)
+		default:
+			var ce *websocket.CloseError
+			if errors.As(err, &ce) && ce.Code == websocket.CloseNormalClosure {
+				return fmt.Errorf("%w (%s)", errTunnelClosed, ce.Text)
+			}
+			return fmt.Errorf("read from tunnel: %w", err)
+		}
+	}
+}
+
+// writeLoop is the only writer of data messages. It batches queued frames
+// into one WebSocket message of at most protocol.MaxWSMessage bytes and
+// sends the pings. On parent cancellation it sends a close frame.
+func (l *link) writeLoop(parent context.Context) error {
+	ping := time.NewTicker(l.s.cfg.PingInterval)
+	defer ping.Stop()
+	var next *frameBuf
+	for {
+		if next == nil {
+			next = l.popCtrl()
+		}
+		if next == nil {
+			select {
+			case <-l.ctx.Done():
+				if parent.Err() != nil {
+					msg := websocket.FormatCloseMessage(websocket.CloseNormalClosure, "")
+					_ = l.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(closeGrace))
+				}
+				return context.Cause(l.ctx)
+			case <-ping.C:
+				payload := strconv.AppendInt(nil, time.Now().UnixMilli(), 10)
+				if err := l.ws.WriteControl(websocket.PingMessage, payload, time.Now().Add(l.s.cfg.PongTimeout)); err != nil {
+					return fmt.Errorf("send ping: %w", err)
+				}
+				continue
+			case <-l.ctrlWake:
+				continue
+			case next = <-l.out:
+			}
+		}
+		var err error
+		if next, err = l.writeBatch(next); err != nil {
+			return fmt.Errorf("write to tunnel: %w", err)
+		}
+	}
+}
+
+// writeBatch writes first and as many queued frames as fit in one message,
+// and returns a frame that did not fit.
+func (l *link) writeBatch(first *frameBuf) (*frameBuf, error) {
+	_ = l.ws.SetWriteDeadline(time.Now().Add(l.s.cfg.PongTimeout))
+	w, err := l.ws.NextWriter(websocket.BinaryMessage)
+	if err != nil {
+		putFrame(first)
+		return nil, err
+	}
+	f, total := first, 0
+	for f != nil {
+		_, err := w.Write(f.data)
+		total += len(f.data)
+		putFrame(f)
+		if err != nil {
+			return nil, err
+		}
+		f = l.popCtrl()
+		if f == nil {
+			select {
+			case f = <-l.out:
+			default:
+			}
+		}
+		if f != nil && total+len(f.data) > protocol.MaxWSMessage {
+			break
+		}
+	}
+	return f, w.Close()
+}
+
+func (l *link) popCtrl() *frameBuf {
+	l.ctrlMu.Lock()
+	defer l.ctrlMu.Unlock()
+	if len(l.ctrl) == 0 {
+		return nil
+	}
+	f := l.ctrl[0]
+	l.ctrl[0] = nil
+	l.ctrl = l.ctrl[1:]
+	return f
+}
+
+// sendCtrl queues m for the WebSocket without blocking; used by the
+// WebSocket reader, which must never wait for the writer.
+func (l *link) sendCtrl(m *protocol.Message) {
+	f := getFrame()
+	var err error
+	if f.data, err = protocol.AppendFrame(f.buf[:0], m); err != nil {
+		putFrame(f)
+		l.log.Error("cannot encode a tunnel message", logType, m.Type, logErr, err)
+		return
+	}
+	l.ctrlMu.Lock()
+	full := len(l.ctrl) >= maxCtrlQueue
+	if !full {
+		l.ctrl = append(l.ctrl, f)
+	}
+	l.ctrlMu.Unlock()
+	if full {
+		putFrame(f)
+		l.cancel(errors.New("the peer provoked more control messages than the WebSocket can send"))
+		return
+	}
+	select {
+	case l.ctrlWake <- struct{}{}:
+	default:
+	}
+}
+
+// send queues m behind the DATA already queued by local connections,
+// waiting for room. It reports false when the link is closing.
+func (l *link) send(m *protocol.Message) bool {
+	f := getFrame()
+	var err error
+	if f.data, err = protocol.AppendFrame(f.buf[:0], m); err != nil {
+		putFrame(f)
+		l.log.Error("cannot encode a tunnel message", logType, m.Type, logErr, err)
+		return true
+	}
+	return l.sendFrame(f)
+}
+
+func (l *link) sendFrame(f *frameBuf) bool {
+	select {
+	case l.out <- f:
+		return true
+	case <-l.ctx.Done():
+		putFrame(f)
+		return false
+	}
+}

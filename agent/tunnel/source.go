@@ -1,0 +1,153 @@
+package tunnel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/protocol"
+)
+
+// listen binds one listener per service (source mode).
+func (s *Session) listen() error {
+	s.listeners = map[string]net.Listener{}
+	for id, addr := range s.cfg.Services {
+		network := "tcp"
+		if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+			network, addr = "unix", path
+		}
+		ln, err := net.Listen(network, addr)
+		if err != nil {
+			s.closeListeners()
+			return fmt.Errorf("listen for service %s on %s: %w", id, addr, err)
+		}
+		s.listeners[id] = ln
+		s.log.Info("listening for tunnel service", logService, id, logListen, ln.Addr().String())
+	}
+	return nil
+}
+
+// acceptLoops serves the listeners until ctx ends.
+func (s *Session) acceptLoops(ctx context.Context, wg *sync.WaitGroup) {
+	for id, ln := range s.listeners {
+		wg.Go(func() { s.acceptLoop(ctx, wg, id, ln) })
+	}
+}
+
+func (s *Session) acceptLoop(ctx context.Context, wg *sync.WaitGroup, service string, ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			s.log.Warn("accept failed", logService, service, logErr, err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			continue
+		}
+		wg.Go(func() { s.handleAccepted(ctx, service, c) })
+	}
+}
+
+// handleAccepted carries one local client over the tunnel. While the
+// tunnel is down, the client waits up to DialTimeout for it, then is refused.
+func (s *Session) handleAccepted(ctx context.Context, service string, c net.Conn) {
+	l := s.waitLink(ctx, s.cfg.DialTimeout)
+	if l == nil {
+		s.log.Warn("refusing a local connection: the tunnel is not connected", logService, service, logLocal, c.RemoteAddr().String())
+		_ = c.Close()
+		return
+	}
+	l.serveSource(service, c)
+}
+
+// sourceVersion is the message format toward the destination: the
+// configured client type (auto = V3), capped by the negotiated subprotocol
+// and by a destination that proved to be V2.
+func (l *link) sourceVersionLocked() int {
+	v := l.s.version
+	if v == 0 {
+		v = 3
+		if l.peerV2 {
+			v = 2
+		}
+	}
+	return min(v, l.version)
+}
+
+func (l *link) serveSource(service string, c net.Conn) {
+	l.mu.Lock()
+	v := l.sourceVersionLocked()
+	slot := l.slots[service]
+	if slot == nil {
+		slot = make(chan struct{}, 1)
+		l.slots[service] = slot
+	}
+	l.mu.Unlock()
+	if v < 3 {
+		// V1/V2 carry one connection per stream: later clients wait their turn.
+		select {
+		case slot <- struct{}{}:
+			defer func() { <-slot }()
+		case <-l.ctx.Done():
+			_ = c.Close()
+			return
+		}
+	}
+	f, start := l.registerSource(service, v, c)
+	if f == nil {
+		_ = c.Close()
+		return
+	}
+	if !l.send(start) {
+		f.abort("the tunnel WebSocket closed")
+	}
+	f.opened()
+	f.run()
+}
+
+// registerSource creates the stream or V3 connection for a new client and
+// returns it with the STREAM_START or CONNECTION_START that announces it.
+func (l *link) registerSource(service string, v int, c net.Conn) (*fwd, *protocol.Message) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	wire := service
+	if v == 1 {
+		wire = ""
+	}
+	st := l.streams[wire]
+	if st != nil && (v < 3 || !st.v3) {
+		l.closeStreamLocked(st, "replaced by a new stream")
+		st = nil
+	}
+	typ := protocol.TypeConnectionStart
+	if st == nil {
+		id := l.nextStream[service] + 1
+		if id <= 0 {
+			id = 1
+		}
+		l.nextStream[service] = id
+		st = &stream{wire: wire, service: service, id: id, v3: v == 3, conns: map[uint32]*fwd{}}
+		l.streams[wire] = st
+		typ = protocol.TypeStreamStart
+	}
+	st.nextConn++
+	if typ == protocol.TypeConnectionStart {
+		st.sentStart = true
+	}
+	f := l.newFwdLocked(st, st.nextConn)
+	if f == nil {
+		return nil, nil
+	}
+	f.local = c.RemoteAddr().String()
+	f.q.conn = c
+	return f, &protocol.Message{Type: typ, StreamID: st.id, ServiceID: wire, ConnectionID: f.wireConn()}
+}
