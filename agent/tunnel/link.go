@@ -86,7 +86,7 @@ type link struct {
 	streams    map[string]*stream // by service id as on the wire
 	live       map[*fwd]struct{}  // every local connection not yet finished
 	serviceIDs []string
-	nextStream map[string]int32        // source: last stream id per service
+	nextStream map[string]int32         // source: last stream id per service
 	slots      map[string]chan struct{} // source V1/V2: one connection per service
 	peerV2     bool                     // source auto: the destination is V2
 }
@@ -104,7 +104,7 @@ func newLink(s *Session, ws *websocket.Conn, channelID string) *link {
 		log:      s.log.With(logChannel, channelID),
 		out:      make(chan *frameBuf, outQueue),
 		ctrlWake: make(chan struct{}, 1),
-		streams: map[string]*stream{}, live: map[*fwd]struct{}{}, nextStream: map[string]int32{}, slots: map[string]chan struct{}{},
+		streams:  map[string]*stream{}, live: map[*fwd]struct{}{}, nextStream: map[string]int32{}, slots: map[string]chan struct{}{},
 	}
 }
 
