@@ -151,7 +151,21 @@ type Emulator struct {
 	dataLn  net.Listener
 	apiSrv  *http.Server
 	dataSrv *http.Server
+	connMu  sync.Mutex
+	closing bool
 	conns   sync.WaitGroup // data-plane connection handlers (hijacked, so http.Server does not track them)
+}
+
+// trackConn registers a data-plane connection handler; it reports false
+// once shutdown has begun.
+func (e *Emulator) trackConn() bool {
+	e.connMu.Lock()
+	defer e.connMu.Unlock()
+	if e.closing {
+		return false
+	}
+	e.conns.Add(1)
+	return true
 }
 
 // New creates or loads the CA and server certificate in cfg.StateDir and
@@ -250,6 +264,9 @@ func (e *Emulator) Run(ctx context.Context) error {
 }
 
 func (e *Emulator) shutdown() {
+	e.connMu.Lock()
+	e.closing = true
+	e.connMu.Unlock()
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = e.apiSrv.Shutdown(sctx)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/gorilla/websocket"
 
@@ -126,7 +127,11 @@ func (e *Emulator) serveData(w http.ResponseWriter, r *http.Request) {
 		e.log.Info("websocket upgrade failed", attrChannel, channelID, "error", err)
 		return
 	}
-	e.conns.Add(1)
+	if !e.trackConn() {
+		_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(closeGoingAway, "emulator shutting down"), time.Now().Add(closeWriteLimit))
+		_ = conn.Close()
+		return
+	}
 	defer e.conns.Done()
 	e.runPeer(t, newPeer(conn, hs.mode, hs.subprotocol, channelID, services))
 }
@@ -138,14 +143,16 @@ func (e *Emulator) runPeer(t *tunnel, p *peer) {
 	if p.sub != protocol.SubprotocolV1 {
 		p.enqueueMessage(&protocol.Message{Type: protocol.TypeServiceIDs, AvailableServiceIDs: p.services})
 	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); p.writeLoop() }()
-	defer wg.Wait()
+	// Attach before the writer starts, so that a client that has seen
+	// SERVICE_IDS can count on frames from its peer being relayed.
 	if !t.relay.attach(p) {
 		p.shutdown(closeNormal, "tunnel closed")
 		return
 	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); p.writeLoop() }()
+	defer wg.Wait()
 	e.store.setConnected(t, p.mode, true)
 	log.Info("client connected", "subprotocol", p.sub)
 	err := e.readLoop(t.relay, p)
