@@ -28,7 +28,7 @@ func TestServiceIDs(t *testing.T) {
 			tun := env.open(t, tt.open)
 			dst := env.dial(t, dialOpts{token: tun.dst, mode: "destination", subs: []string{tt.sub}})
 			src := env.dial(t, dialOpts{token: tun.src, subs: []string{protocol.SubprotocolV3}})
-			src.recv(t) // SERVICE_IDS for the V3 source
+			src.recv(t)                                             // SERVICE_IDS for the V3 source
 			waitConnected(t, env, tun.id, "CONNECTED", "CONNECTED") // a V1 client gets no signal
 			if tt.want != nil {
 				m := dst.recv(t)
