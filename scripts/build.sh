@@ -95,9 +95,9 @@ build_one() {
 		echo "build.sh: FAIL: go build ./cmd/$bin for $goos/$goarch" >&2
 		return 1
 	fi
-	# -X of an undeclared variable is silently ignored: look for the stamped commit.
-	if [ "$COMMIT" != unknown ] && ! grep -qaF "$COMMIT" "$out"; then
-		echo "build.sh: WARNING: $out has no stamped commit: cmd/$bin must declare var version, commit = \"dev\", \"\" in package main" >&2
+	# -X of an undeclared variable is silently ignored: look for the stamped version.
+	if [ "$VERSION" != dev ] && ! grep -qaF "$VERSION" "$out"; then
+		echo "build.sh: WARNING: $out has no stamped version: cmd/$bin must declare var version, commit = \"dev\", \"\" in package main" >&2
 	fi
 	local size
 	size=$(wc -c <"$out")
