@@ -144,3 +144,19 @@ func TestE2EMalformedNotifications(t *testing.T) {
 		t.Error("state files changed")
 	}
 }
+
+// A tunnel asking for a service outside the allow-list still serves the
+// mapped one; connections to the other are reset and the log says how to
+// allow it.
+func TestE2EUnmappedService(t *testing.T) {
+	w := newWorld(t, nil)
+	w.startAgent()
+	tun := w.open("ECHO", "VNC")
+	src := w.source(tun.srcToken, "ECHO", "VNC")
+	retryEcho(t, src.Addr("ECHO").String())
+	w.logs.waitLog(t, `"event":"service.refused"`, `"service":"VNC"`, "add `VNC:")
+	if err := echoRoundTrip(src.Addr("VNC").String(), 10); err == nil {
+		t.Fatal("data went through a service that is not in the services map")
+	}
+	retryEcho(t, src.Addr("ECHO").String())
+}
