@@ -31,18 +31,19 @@ func usageError(format string, args ...any) error {
 
 // App is one tunnelctl invocation's environment. Run builds it from the process.
 type App struct {
+	Stdin          io.Reader // given to ssh; nil means no input
 	Stdout, Stderr io.Writer
 	Getenv         func(string) string
 	// SSHPath is the ssh client binary ("ssh" from PATH when empty).
 	SSHPath string
 
-	// hooks for tests
+	// onProxyReady, when set, receives the bound listener addresses (tests).
 	onProxyReady func(addrs map[string]string)
 }
 
 // Run runs tunnelctl with args (without the program name) and returns the exit code.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	a := &App{Stdout: stdout, Stderr: stderr, Getenv: os.Getenv}
+	a := &App{Stdin: os.Stdin, Stdout: stdout, Stderr: stderr, Getenv: os.Getenv}
 	return a.Run(ctx, args)
 }
 
@@ -123,6 +124,10 @@ func (a *App) report(cmd string, err error) int {
 		msg := strings.TrimPrefix(err.Error(), errUsage.Error()+": ")
 		fmt.Fprintf(a.Stderr, "tunnelctl %s: %s (run tunnelctl %s -h)\n", cmd, msg, cmd)
 		return ExitUsage
+	case errors.As(err, new(*exitCodeError)):
+		var ec *exitCodeError
+		errors.As(err, &ec)
+		return ec.code
 	case errors.Is(err, context.Canceled):
 		fmt.Fprintf(a.Stderr, "tunnelctl %s: interrupted\n", cmd)
 		return ExitFailure
@@ -131,6 +136,11 @@ func (a *App) report(cmd string, err error) int {
 	return ExitFailure
 }
 
+// exitCodeError passes a child's exit code (ssh) through without a message.
+type exitCodeError struct{ code int }
+
+func (e *exitCodeError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
 // globals are the flags every command accepts.
 type globals struct {
 	endpoint, region, profile string
@@ -138,9 +148,15 @@ type globals struct {
 }
 
 func (g *globals) flagSet(name string, out io.Writer) *flag.FlagSet {
+	fs := g.flagSetNoEndpoint(name, out)
+	fs.StringVar(&g.endpoint, "endpoint", g.endpoint, "API endpoint URL (e.g. the emulator: http://127.0.0.1:8440)")
+	return fs
+}
+
+// flagSetNoEndpoint is flagSet for commands whose --endpoint means the data plane (proxy).
+func (g *globals) flagSetNoEndpoint(name string, out io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(out)
-	fs.StringVar(&g.endpoint, "endpoint", g.endpoint, "API endpoint URL (e.g. the emulator: http://127.0.0.1:8440)")
 	fs.StringVar(&g.region, "region", g.region, "AWS region (default: AWS_REGION or the profile's)")
 	fs.StringVar(&g.profile, "profile", g.profile, "shared config profile (default: AWS_PROFILE or default)")
 	fs.BoolVar(&g.json, "json", g.json, "print JSON instead of text")

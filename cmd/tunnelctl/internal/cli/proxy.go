@@ -1,0 +1,154 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel"
+)
+
+// sourceConnBuffer is the per-connection buffer of tunnelctl's source proxy. The
+// protocol has no flow control: data for a local client that reads slower than the
+// tunnel delivers is queued, and the connection is reset when the queue is full.
+// An operator's machine can afford more than the device-side default (1 MiB), which
+// a fast relay (the emulator) overruns during an ordinary download.
+const sourceConnBuffer = 16 << 20
+
+// parseServices parses "SSH=2222,HTTP=8080" into service -> "bind:port".
+func parseServices(spec, bind string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, item := range strings.Split(spec, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		name, port, ok := strings.Cut(item, "=")
+		if !ok {
+			return nil, usageError("service %q: name it, e.g. SSH=%s", item, item)
+		}
+		n, err := strconv.Atoi(port)
+		if err != nil || n < 0 || n > 65535 {
+			return nil, usageError("service %s: port %q must be 0-65535", name, port)
+		}
+		if _, dup := out[name]; dup {
+			return nil, usageError("service %s given twice", name)
+		}
+		out[name] = net.JoinHostPort(bind, port)
+	}
+	if len(out) == 0 {
+		return nil, usageError("--services is required, e.g. --services SSH=2222,HTTP=8080")
+	}
+	return out, nil
+}
+
+// newLogger builds the stderr logger of long-running commands.
+func (a *App) newLogger(verbose bool) *slog.Logger {
+	lvl := slog.LevelInfo
+	if verbose {
+		lvl = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(a.Stderr, &slog.HandlerOptions{Level: lvl}))
+}
+
+func (a *App) cmdProxy(ctx context.Context, g *globals, args []string) error {
+	fs := g.flagSetNoEndpoint("proxy", a.Stderr)
+	services := fs.String("services", "", "service listen ports, e.g. SSH=2222,HTTP=8080 (port 0: any free port)")
+	endpoint := fs.String("endpoint", a.Getenv("AWSIOT_TUNNEL_ENDPOINT"), "data-plane endpoint host:port (default: from --region)")
+	fs.StringVar(endpoint, "data-endpoint", *endpoint, "same as --endpoint")
+	caFile := fs.String("ca-file", "", "extra CA certificate (PEM) to trust, e.g. the emulator's ca.pem")
+	bind := fs.String("bind", "127.0.0.1", "local address to listen on")
+	clientType := fs.String("destination-client-type", "", "V1 or V2 for old destinations (Device Client, Greengrass); default automatic")
+	bufSize := fs.Int("conn-buffer", sourceConnBuffer>>20, "MiB buffered per local connection before a client that does not keep up is reset")
+	tokenFile := fs.String("token-file", "", "file holding the source access token (default: $AWSIOT_TUNNEL_ACCESS_TOKEN)")
+	for _, bad := range []string{"token", "access-token", "t"} {
+		fs.Func(bad, "not accepted: use --token-file or AWSIOT_TUNNEL_ACCESS_TOKEN", func(string) error {
+			return errors.New("tokens are not accepted on the command line (other users see them in ps): use --token-file FILE or AWSIOT_TUNNEL_ACCESS_TOKEN")
+		})
+	}
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usageError("unexpected argument %q", pos[0])
+	}
+	svc, err := parseServices(*services, *bind)
+	if err != nil {
+		return err
+	}
+	token, err := a.readToken(*tokenFile)
+	if err != nil {
+		return err
+	}
+	region := g.region
+	if region == "" {
+		region = firstNonEmpty(a.Getenv("AWSIOT_TUNNEL_REGION"), a.Getenv("AWS_REGION"), a.Getenv("AWS_DEFAULT_REGION"))
+	}
+	if *endpoint == "" && region == "" {
+		return usageError("give --region or --endpoint host:port")
+	}
+	log := a.newLogger(g.verbose)
+	sess, err := tunnel.New(tunnel.Config{
+		Mode: tunnel.ModeSource, Endpoint: *endpoint, Region: region, AccessToken: token, CAFile: *caFile,
+		Services: svc, DestinationClientType: strings.ToUpper(*clientType), Logger: log, ConnBufferSize: *bufSize << 20,
+	})
+	if err != nil {
+		return fmt.Errorf("starting the source proxy: %w", err)
+	}
+	a.announce(a.Stdout, sess, svc)
+	return runSource(ctx, sess, a.Stderr)
+}
+
+// announce prints where each service listens and tells the test hook.
+func (a *App) announce(w io.Writer, sess *tunnel.Session, svc map[string]string) map[string]string {
+	addrs := map[string]string{}
+	for _, name := range sortedKeys(svc) {
+		addr := sess.Addr(name).String()
+		addrs[name] = addr
+		fmt.Fprintf(w, "%s: listening on %s%s\n", name, addr, connectHint(name, addr))
+	}
+	if a.onProxyReady != nil {
+		a.onProxyReady(addrs)
+	}
+	return addrs
+}
+
+// connectHint suggests how to use a forwarded service.
+func connectHint(service, addr string) string {
+	_, port, _ := net.SplitHostPort(addr)
+	switch strings.ToUpper(service) {
+	case "SSH":
+		return "  (ssh -p " + port + " USER@localhost)"
+	case "HTTP", "WEB":
+		return "  (curl http://localhost:" + port + "/)"
+	}
+	return ""
+}
+
+// runSource runs the session and explains how it ended.
+func runSource(ctx context.Context, sess *tunnel.Session, stderr io.Writer) error {
+	err := sess.Run(ctx)
+	switch {
+	case err == nil && ctx.Err() == nil:
+		fmt.Fprintln(stderr, "The tunnel was closed by the service.")
+		return nil
+	case err == nil:
+		return nil
+	}
+	return fmt.Errorf("source proxy: %w", err)
+}
+
+func firstNonEmpty(vals ...string) string {
+	for _, v := range vals {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
