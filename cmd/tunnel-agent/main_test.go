@@ -1,0 +1,157 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tunnel-agent/tunnel-agent/agent/notify/notifytest"
+)
+
+// TestMain lets the test binary act as tunnel-agent for the process tests.
+func TestMain(m *testing.M) {
+	if os.Getenv("TUNNEL_AGENT_TEST_MAIN") == "1" {
+		os.Exit(realMain(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+func run(args ...string) (string, string, int) {
+	var out, errOut bytes.Buffer
+	rc := realMain(args, &out, &errOut)
+	return out.String(), errOut.String(), rc
+}
+
+func writeConfig(t *testing.T, body string) string {
+	p := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestCheckConfigFlagsOverride(t *testing.T) {
+	pki := notifytest.NewPKI(t, "pi-1")
+	cfg := writeConfig(t, fmt.Sprintf("thing_name: pi-1\nendpoint: example.com\ncert: %s\nkey: %s\nroot_ca: %s\nservices: {SSH: 127.0.0.1:22}\n",
+		pki.ClientCertFile, pki.ClientKeyFile, pki.CAFile))
+	out, errOut, rc := run("check-config", "--config", cfg, "--max-tunnels", "3", "--service", "HTTP=127.0.0.1:80",
+		"--https-proxy", "http://u:s3cret@proxy:3128", "--log-format", "json", "--max-tunnel-lifetime", "90m")
+	if rc != 0 {
+		t.Fatalf("rc %d: %s", rc, errOut)
+	}
+	for _, want := range []string{"max_tunnels: 3", "HTTP: 127.0.0.1:80", "log_format: json", "max_tunnel_lifetime: 1h30m0s", "configuration OK", "client_id: pi-1"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "SSH:") {
+		t.Error("--service did not replace the file's services")
+	}
+	if strings.Contains(out, "s3cret") || strings.Contains(out, "PRIVATE KEY") {
+		t.Errorf("secret printed:\n%s", out)
+	}
+}
+
+func TestCheckConfigErrors(t *testing.T) {
+	tests := []struct {
+		name, yaml string
+		args       []string
+		want       string
+	}{
+		{"unknown key", "thing_name: x\nendpoit: y\n", nil, `unknown key "endpoit"`},
+		{"invalid", "thing_name: x\n", nil, "endpoint"},
+		{"bad flag value", "", []string{"--port", "abc"}, "not a number"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := append([]string{"check-config", "--config", writeConfig(t, tt.yaml)}, tt.args...)
+			_, errOut, rc := run(args...)
+			if rc == 0 || !strings.Contains(errOut, tt.want) {
+				t.Errorf("rc %d, stderr %q, want %q", rc, errOut, tt.want)
+			}
+		})
+	}
+}
+
+func TestUsageAndVersion(t *testing.T) {
+	if out, _, rc := run("version"); rc != 0 || !strings.HasPrefix(out, "tunnel-agent ") {
+		t.Errorf("version: %q %d", out, rc)
+	}
+	if _, errOut, rc := run("frobnicate"); rc != 2 || !strings.Contains(errOut, "unknown command") {
+		t.Errorf("unknown command: %q %d", errOut, rc)
+	}
+	if _, _, rc := run(); rc != 2 {
+		t.Errorf("no command: rc %d", rc)
+	}
+}
+
+// The process reports READY=1 once subscribed and exits cleanly within 5 s
+// of SIGTERM.
+func TestRunReadinessAndSIGTERM(t *testing.T) {
+	pki := notifytest.NewPKI(t, "pi-1")
+	b := notifytest.StartBroker(t, pki, notifytest.BrokerOptions{})
+	sock := filepath.Join(t.TempDir(), "notify.sock")
+	ln, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+
+	cmd := exec.Command(os.Args[0], "run", "--thing-name", "pi-1", "--endpoint", "localhost",
+		"--port", fmt.Sprint(b.Port()), "--cert", pki.ClientCertFile, "--key", pki.ClientKeyFile, "--root-ca", pki.CAFile,
+		"--service", "SSH=127.0.0.1:22", "--state-dir", t.TempDir(), "--config", writeConfig(t, ""))
+	cmd.Env = append(os.Environ(), "TUNNEL_AGENT_TEST_MAIN=1", "NOTIFY_SOCKET="+sock)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	go func() { <-ctx.Done(); _ = cmd.Process.Kill() }()
+
+	buf := make([]byte, 512)
+	_ = ln.SetReadDeadline(time.Now().Add(15 * time.Second))
+	n, _, err := ln.ReadFromUnix(buf)
+	if err != nil || !strings.HasPrefix(string(buf[:n]), "READY=1") {
+		t.Fatalf("no READY=1 (%v): %q\n%s", err, buf[:n], stderr.String())
+	}
+	start := time.Now()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit after SIGTERM: %v\n%s", err, stderr.String())
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("shutdown took %s, more than 5 s", d)
+	}
+	if !strings.Contains(stderr.String(), "subscribed") {
+		t.Errorf("log lacks the subscription:\n%s", stderr.String())
+	}
+}
+
+// The device binary links neither the emulator nor the test broker.
+func TestDeviceBinaryDeps(t *testing.T) {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("go tool not found")
+	}
+	out, err := exec.Command(goBin, "list", "-deps", ".").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"platform/emulator", "mochi-mqtt", "notifytest", "goleak"} {
+		if strings.Contains(string(out), bad) {
+			t.Errorf("tunnel-agent links %s", bad)
+		}
+	}
+}
