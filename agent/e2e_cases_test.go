@@ -1,7 +1,9 @@
 package agent
 
 import (
+	"encoding/json"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -94,9 +96,15 @@ func TestE2ERestartResumesAndOfflineNotification(t *testing.T) {
 	src := w.source(tun.srcToken, "ECHO")
 	retryEcho(t, src.Addr("ECHO").String())
 	ag.stop(t)
-	if len(stateFiles(t, w.cfg.StateDir)) != 1 {
+	files := stateFiles(t, w.cfg.StateDir)
+	if len(files) != 1 {
 		t.Fatal("state not kept across the restart")
 	}
+	var rec record
+	if b, err := os.ReadFile(files[0]); err != nil || json.Unmarshal(b, &rec) != nil || rec.ClientToken == "" {
+		t.Fatalf("state file unreadable: %v", err)
+	}
+	w.addSecret(rec.AccessToken, rec.ClientToken) // must not appear in logs either
 
 	tun2 := w.open("HTTP") // published while the agent is offline
 	src2 := w.source(tun2.srcToken, "HTTP")
