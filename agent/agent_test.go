@@ -397,3 +397,18 @@ func TestClientTokenShape(t *testing.T) {
 		t.Error("tokenID")
 	}
 }
+
+// At the cap, a connected tunnel with the same services is another
+// operator's tunnel, not a rotation: the new notification is refused.
+func TestCapDoesNotReplaceConnected(t *testing.T) {
+	h := newHarness(t, func(c *config.Config) { c.MaxTunnels = 1 })
+	h.start()
+	h.publish(note("tok-a", "SSH"))
+	h.session()
+	h.logs.waitLog(t, `"event":"tunnel.connected"`)
+	h.publish(note("tok-b", "SSH"))
+	h.logs.waitLog(t, "max_tunnels reached")
+	if files := stateFiles(t, h.cfg.StateDir); len(files) != 1 || !strings.Contains(files[0], tokenID("tok-a")) {
+		t.Errorf("state files %v", files)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
@@ -170,7 +171,9 @@ func (s *MQTTSource) options(deliver func([]byte), connected chan<- struct{}) *m
 			deliver(m.Payload())
 		}
 	})
+	var attempts atomic.Int64
 	o.SetOnConnectHandler(func(mqtt.Client) {
+		attempts.Store(0)
 		s.log.Info("mqtt connected", "broker", u.Host, "client_id", s.cfg.ClientID)
 		select {
 		case connected <- struct{}{}:
@@ -184,7 +187,15 @@ func (s *MQTTSource) options(deliver func([]byte), connected chan<- struct{}) *m
 		s.log.Debug("mqtt reconnecting", "broker", u.Host)
 	})
 	o.SetConnectionAttemptHandler(func(_ *url.URL, tc *tls.Config) *tls.Config {
-		s.log.Debug("mqtt connecting", "broker", u.Host)
+		// Failed attempts are retried silently by paho; say so now and then
+		// (not every time: device flash is finite).
+		if n := attempts.Add(1); n == 3 || n%30 == 0 {
+			s.log.Warn("still connecting to the MQTT broker; check the network, endpoint and port, and that the "+
+				"certificate is active and its policy allows iot:Connect for this client id",
+				"broker", u.Host, "client_id", s.cfg.ClientID, "attempt", n)
+		} else {
+			s.log.Debug("mqtt connecting", "broker", u.Host, "attempt", n)
+		}
 		return tc
 	})
 	return o

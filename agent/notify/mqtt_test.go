@@ -1,10 +1,13 @@
 package notify
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,9 +27,31 @@ type run struct {
 	cancel   context.CancelFunc
 }
 
+// syncBuf is a goroutine-safe log sink.
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
 func startSource(t *testing.T, p *notifytest.PKI, port int) *run {
+	return startSourceLog(t, p, port, nil)
+}
+
+func startSourceLog(t *testing.T, p *notifytest.PKI, port int, log *slog.Logger) *run {
 	t.Helper()
-	src, err := NewMQTTSource(MQTTConfig{
+	src, err := NewMQTTSource(MQTTConfig{Logger: log,
 		Endpoint: "localhost", Port: port, ThingName: thing, ClientID: thing + "-" + t.Name(),
 		CertFile: p.ClientCertFile, KeyFile: p.ClientKeyFile, RootCAFile: p.CAFile,
 		MaxReconnectInterval: 200 * time.Millisecond,
@@ -114,11 +139,19 @@ func TestMQTTBrokerDownAtBootAndRestart(t *testing.T) {
 	ln.Close() // nothing listens: connection refused
 	port := ln.Addr().(*net.TCPAddr).Port
 
-	r := startSource(t, p, port)
+	logs := &syncBuf{}
+	r := startSourceLog(t, p, port, slog.New(slog.NewTextHandler(logs, nil)))
+	deadline := time.Now().Add(15 * time.Second)
+	for !strings.Contains(logs.String(), "still connecting to the MQTT broker") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no warning while the broker is down:\n%s", logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	select {
 	case <-r.ready:
 		t.Fatal("ready while the broker is down")
-	case <-time.After(300 * time.Millisecond):
+	default:
 	}
 	b := notifytest.StartBroker(t, p, notifytest.BrokerOptions{Addr: addr})
 	wait(t, r.ready, "ready after broker start")
