@@ -22,72 +22,89 @@ type settings struct {
 	services   map[string]string
 }
 
+type stringFlag struct {
+	name, usage string
+	set         func(*config.Config, string)
+}
+
+var stringFlags = []stringFlag{
+	{"thing-name", "thing_name: AWS IoT thing name", func(c *config.Config, v string) { c.ThingName = v }},
+	{"endpoint", "endpoint: AWS IoT data endpoint host", func(c *config.Config, v string) { c.Endpoint = v }},
+	{"cert", "cert: device certificate file", func(c *config.Config, v string) { c.Cert = v }},
+	{"key", "key: device private key file", func(c *config.Config, v string) { c.Key = v }},
+	{"root-ca", "root_ca: CA file for the MQTT broker", func(c *config.Config, v string) { c.RootCA = v }},
+	{"client-id", "client_id: MQTT client id (default: thing name)", func(c *config.Config, v string) { c.ClientID = v }},
+	{"data-endpoint", "data_endpoint: data-plane endpoint override", func(c *config.Config, v string) { c.DataEndpoint = v }},
+	{"ca-file", "ca_file: extra CA for the data plane", func(c *config.Config, v string) { c.CAFile = v }},
+	{"https-proxy", "https_proxy: proxy URL for the data plane", func(c *config.Config, v string) { c.HTTPSProxy = v }},
+	{"log-level", "log_level: debug, info, warn, error", func(c *config.Config, v string) { c.LogLevel = v }},
+	{"log-format", "log_format: text or json", func(c *config.Config, v string) { c.LogFormat = v }},
+	{"state-dir", "state_dir: directory for resumable tunnels", func(c *config.Config, v string) { c.StateDir = v }},
+}
+
 func newSettings(name string, greengrass bool) *settings {
 	s := &settings{fs: flag.NewFlagSet(name, flag.ContinueOnError)}
-	fs := s.fs
-	fs.StringVar(&s.configPath, "config", "", "config file (default "+config.DefaultConfigPath+" if it exists)")
+	s.fs.StringVar(&s.configPath, "config", "", "config file (default "+config.DefaultConfigPath+" if it exists)")
 	if greengrass {
-		fs.StringVar(&s.configJSON, "config-json", "", "component configuration as JSON (the recipe passes {configuration:/agent})")
+		s.fs.StringVar(&s.configJSON, "config-json", "", "component configuration as JSON (the recipe passes {configuration:/agent})")
 	}
-	str := func(name, usage string, set func(*config.Config, string)) {
-		fs.Func(name, usage, func(v string) error {
-			s.apply = append(s.apply, func(c *config.Config) error { set(c, v); return nil })
+	for _, f := range stringFlags {
+		s.fs.Func(f.name, f.usage, func(v string) error {
+			s.later(func(c *config.Config) { f.set(c, v) })
 			return nil
 		})
 	}
+	s.bindTyped()
+	return s
+}
+
+// later queues a change applied after the file is loaded.
+func (s *settings) later(f func(*config.Config)) {
+	s.apply = append(s.apply, func(c *config.Config) error { f(c); return nil })
+}
+
+// bindTyped adds the flags whose values need parsing.
+func (s *settings) bindTyped() {
 	num := func(name, usage string, set func(*config.Config, int)) {
-		fs.Func(name, usage, func(v string) error {
+		s.fs.Func(name, usage, func(v string) error {
 			n, err := strconv.Atoi(v)
 			if err != nil {
 				return errors.New("not a number")
 			}
-			s.apply = append(s.apply, func(c *config.Config) error { set(c, n); return nil })
+			s.later(func(c *config.Config) { set(c, n) })
 			return nil
 		})
 	}
-	str("thing-name", "thing_name: AWS IoT thing name", func(c *config.Config, v string) { c.ThingName = v })
-	str("endpoint", "endpoint: AWS IoT data endpoint host", func(c *config.Config, v string) { c.Endpoint = v })
 	num("port", "port: 8883, or 443 (ALPN x-amzn-mqtt-ca)", func(c *config.Config, v int) { c.Port = v })
-	str("cert", "cert: device certificate file", func(c *config.Config, v string) { c.Cert = v })
-	str("key", "key: device private key file", func(c *config.Config, v string) { c.Key = v })
-	str("root-ca", "root_ca: CA file for the MQTT broker", func(c *config.Config, v string) { c.RootCA = v })
-	str("client-id", "client_id: MQTT client id (default: thing name)", func(c *config.Config, v string) { c.ClientID = v })
-	fs.Func("service", "services: ID=ADDR (repeatable; replaces the file's map), e.g. SSH=127.0.0.1:22", func(v string) error {
+	num("max-tunnels", "max_tunnels: concurrent tunnel cap", func(c *config.Config, v int) { c.MaxTunnels = v })
+	s.fs.Func("service", "services: ID=ADDR (repeatable; replaces the file's map), e.g. SSH=127.0.0.1:22", func(v string) error {
 		id, addr, ok := strings.Cut(v, "=")
 		if !ok {
 			return errors.New("use ID=ADDR, e.g. SSH=127.0.0.1:22")
 		}
 		if s.services == nil {
 			s.services = map[string]string{}
-			s.apply = append(s.apply, func(c *config.Config) error { c.Services = s.services; return nil })
+			s.later(func(c *config.Config) { c.Services = s.services })
 		}
 		s.services[id] = addr
 		return nil
 	})
-	num("max-tunnels", "max_tunnels: concurrent tunnel cap", func(c *config.Config, v int) { c.MaxTunnels = v })
-	fs.Func("max-tunnel-lifetime", "max_tunnel_lifetime: e.g. 2h (0: service maximum)", func(v string) error {
+	s.fs.Func("max-tunnel-lifetime", "max_tunnel_lifetime: e.g. 2h (0: service maximum)", func(v string) error {
 		d, err := time.ParseDuration(v)
 		if err != nil {
 			return errors.New("not a duration (e.g. 90m)")
 		}
-		s.apply = append(s.apply, func(c *config.Config) error { c.MaxTunnelLifetime = d; return nil })
+		s.later(func(c *config.Config) { c.MaxTunnelLifetime = d })
 		return nil
 	})
-	str("data-endpoint", "data_endpoint: data-plane endpoint override", func(c *config.Config, v string) { c.DataEndpoint = v })
-	str("ca-file", "ca_file: extra CA for the data plane", func(c *config.Config, v string) { c.CAFile = v })
-	str("https-proxy", "https_proxy: proxy URL for the data plane", func(c *config.Config, v string) { c.HTTPSProxy = v })
-	str("log-level", "log_level: debug, info, warn, error", func(c *config.Config, v string) { c.LogLevel = v })
-	str("log-format", "log_format: text or json", func(c *config.Config, v string) { c.LogFormat = v })
-	str("state-dir", "state_dir: directory for resumable tunnels", func(c *config.Config, v string) { c.StateDir = v })
-	fs.Func("allow-plaintext-data-plane", "allow_plaintext_data_plane: permit ws:// (testing only): true|false", func(v string) error {
+	s.fs.Func("allow-plaintext-data-plane", "allow_plaintext_data_plane: permit ws:// (testing only): true|false", func(v string) error {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
 			return errors.New("use true or false")
 		}
-		s.apply = append(s.apply, func(c *config.Config) error { c.AllowPlaintextDataPlane = b; return nil })
+		s.later(func(c *config.Config) { c.AllowPlaintextDataPlane = b })
 		return nil
 	})
-	return s
 }
 
 // load builds the effective config: defaults, then the file (or JSON),

@@ -8,11 +8,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/tunnel-agent/tunnel-agent/agent/config"
 	"github.com/tunnel-agent/tunnel-agent/agent/notify/notifytest"
 )
 
@@ -152,6 +154,22 @@ func TestDeviceBinaryDeps(t *testing.T) {
 	for _, bad := range []string{"platform/emulator", "mochi-mqtt", "notifytest", "goleak"} {
 		if strings.Contains(string(out), bad) {
 			t.Errorf("tunnel-agent links %s", bad)
+		}
+	}
+}
+
+// Every config key can be overridden by a flag of the same name.
+func TestEveryKeyHasAFlag(t *testing.T) {
+	s := newSettings("run", false)
+	typ := reflect.TypeOf(config.Config{})
+	for i := range typ.NumField() {
+		key, _, _ := strings.Cut(typ.Field(i).Tag.Get("yaml"), ",")
+		name := strings.ReplaceAll(key, "_", "-")
+		if key == "services" {
+			name = "service"
+		}
+		if s.fs.Lookup(name) == nil {
+			t.Errorf("config key %s has no --%s flag", key, name)
 		}
 	}
 }
