@@ -188,6 +188,15 @@ func TestSourceFailures(t *testing.T) {
 			want: ErrMessageTooLarge,
 		},
 		{
+			name: "ping before ConnectAck",
+			nucleus: func(nc *nucleusConn) {
+				nc.recv()
+				nc.send(message{typ: typePing})
+			},
+			want:    ErrProtocol,
+			wantMsg: []string{"expected ConnectAck"},
+		},
+		{
 			name:    "no ConnectAck",
 			nucleus: func(nc *nucleusConn) { nc.recv() },
 			want:    ErrConnect,
