@@ -168,3 +168,31 @@ func TestE2EUnmappedService(t *testing.T) {
 	}
 	retryEcho(t, src.Addr("ECHO").String())
 }
+
+// max_tunnel_lifetime ends a tunnel locally even though the service keeps it.
+func TestE2ELocalLifetime(t *testing.T) {
+	w := newWorld(t, nil)
+	w.cfg.MaxTunnelLifetime = 1500 * time.Millisecond
+	w.startAgent()
+	tun := w.open("ECHO")
+	src := w.source(tun.srcToken, "ECHO")
+	retryEcho(t, src.Addr("ECHO").String())
+	w.logs.waitLog(t, `"reason":"expired"`)
+	if files := stateFiles(t, w.cfg.StateDir); len(files) != 0 {
+		t.Errorf("state files %v", files)
+	}
+	// The service sees the destination gone.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		d := w.api("DescribeTunnel", map[string]any{"tunnelId": tun.id})
+		tn, _ := d["tunnel"].(map[string]any)
+		st, _ := tn["destinationConnectionState"].(map[string]any)
+		if st["status"] == "DISCONNECTED" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("destination still connected after its local lifetime: %v", st)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
