@@ -166,11 +166,18 @@ func (g *globals) flagSetNoEndpoint(name string, out io.Writer) *flag.FlagSet {
 
 // parse parses flags interspersed with positional arguments ("describe ID --json");
 // everything after "--" is positional. It returns the positional arguments.
+// The flag package's own messages are suppressed: errors become one line, -h prints the flags.
 func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	out := fs.Output()
+	fs.SetOutput(io.Discard)
+	defer fs.SetOutput(out)
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
+				fmt.Fprintf(out, "Usage of tunnelctl %s:\n", fs.Name())
+				fs.SetOutput(out)
+				fs.PrintDefaults()
 				return nil, err
 			}
 			return nil, usageError("%v", err)

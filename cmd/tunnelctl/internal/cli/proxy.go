@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -47,6 +46,21 @@ func parseServices(spec, bind string) (map[string]string, error) {
 	return out, nil
 }
 
+// rejectTokenFlags refuses a token given as a flag, without repeating its value.
+func rejectTokenFlags(args []string) error {
+	for _, arg := range args {
+		if arg == "--" {
+			return nil
+		}
+		name, _, _ := strings.Cut(strings.TrimLeft(arg, "-"), "=")
+		if strings.HasPrefix(arg, "-") && (name == "token" || name == "access-token" || name == "t" || name == "client-token") {
+			return usageError("tokens are never taken as command-line values (other users see them in ps): " +
+				"use --token-file FILE or the AWSIOT_TUNNEL_ACCESS_TOKEN environment variable")
+		}
+	}
+	return nil
+}
+
 // newLogger builds the stderr logger of long-running commands.
 func (a *App) newLogger(verbose bool) *slog.Logger {
 	lvl := slog.LevelInfo
@@ -66,10 +80,8 @@ func (a *App) cmdProxy(ctx context.Context, g *globals, args []string) error {
 	clientType := fs.String("destination-client-type", "", "V1 or V2 for old destinations (Device Client, Greengrass); default automatic")
 	bufSize := fs.Int("conn-buffer", sourceConnBuffer>>20, "MiB buffered per local connection before a client that does not keep up is reset")
 	tokenFile := fs.String("token-file", "", "file holding the source access token (default: $AWSIOT_TUNNEL_ACCESS_TOKEN)")
-	for _, bad := range []string{"token", "access-token", "t"} {
-		fs.Func(bad, "not accepted: use --token-file or AWSIOT_TUNNEL_ACCESS_TOKEN", func(string) error {
-			return errors.New("tokens are not accepted on the command line (other users see them in ps): use --token-file FILE or AWSIOT_TUNNEL_ACCESS_TOKEN")
-		})
+	if err := rejectTokenFlags(args); err != nil {
+		return err
 	}
 	pos, err := parse(fs, args)
 	if err != nil {

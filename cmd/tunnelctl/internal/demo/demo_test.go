@@ -1,0 +1,116 @@
+package demo
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func demoDirs(t *testing.T) []string {
+	t.Helper()
+	m, err := filepath.Glob(filepath.Join(os.TempDir(), "tunnelctl-demo-*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestCheckPasses(t *testing.T) {
+	before := len(demoDirs(t))
+	var out lockedBuffer
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := Run(ctx, Config{Check: true, Out: &out}); err != nil {
+		t.Fatalf("check failed: %v\n%s", err, out.String())
+	}
+	got := out.String()
+	for _, want := range []string{"ok   SSH: 4 concurrent connections, 32 MiB", "ok   HTTP: GET /", "PASS"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("output lacks %q:\n%s", want, got)
+		}
+	}
+	if after := len(demoDirs(t)); after > before {
+		t.Errorf("temporary directory left behind (%d -> %d)", before, after)
+	}
+}
+
+func TestInteractiveStopsOnCancel(t *testing.T) {
+	var out lockedBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan map[string]string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Config{SSHPort: 0, HTTPPort: 0, SSHTarget: "127.0.0.1:1", Out: &out,
+			OnReady: func(a map[string]string) { ready <- a }})
+	}()
+	var addrs map[string]string
+	select {
+	case addrs = <-ready:
+	case err := <-done:
+		t.Fatalf("demo ended early: %v\n%s", err, out.String())
+	case <-time.After(30 * time.Second):
+		t.Fatal("demo not ready in 30s")
+	}
+	if err := checkHTTP(context.Background(), &out, addrs["HTTP"]); err != nil {
+		t.Errorf("HTTP through the running demo: %v", err)
+	}
+	if err := echoOnce(context.Background(), addrs["SSH"], 9, 1<<20); err != nil {
+		t.Errorf("echo through the running demo: %v", err)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("demo after cancel: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("demo did not stop within 15s of cancel")
+	}
+	if s := out.String(); !strings.Contains(s, "built-in echo service (no sshd on 127.0.0.1:1)") || !strings.Contains(s, "curl http://localhost:") {
+		t.Errorf("instructions:\n%s", s)
+	}
+}
+
+func TestSplitSSHDOrEcho(t *testing.T) {
+	svcs, err := startServices()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svcs.Close()
+	d := &demo{cfg: Config{SSHTarget: svcs.HTTPAddr()}, svcs: svcs} // something listening stands in for sshd
+	d.chooseServices()
+	if d.services["SSH"] != svcs.HTTPAddr() || d.echoService != "" {
+		t.Errorf("listening sshd not used: %v", d.services)
+	}
+	d = &demo{cfg: Config{SSHTarget: svcs.HTTPAddr(), Check: true}, svcs: svcs}
+	d.chooseServices()
+	if d.services["SSH"] != svcs.EchoAddr() || d.echoService != "SSH" {
+		t.Errorf("--check must use the echo: %v", d.services)
+	}
+}
