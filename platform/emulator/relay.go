@@ -1,9 +1,11 @@
 package emulator
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"sync"
 	"time"
@@ -185,6 +187,10 @@ func (e *Emulator) readLoop(r *relay, p *peer) error {
 		if err != nil {
 			p.shutdown(0, "")
 			return err
+		}
+		if m.Type != protocol.TypeData && e.log.Enabled(context.Background(), slog.LevelDebug) {
+			e.log.Debug("control message", attrChannel, p.channelID, "type", m.Type.String(), "service", m.ServiceID,
+				"stream", m.StreamID, "connection", m.ConnectionID, "relayed", to != nil)
 		}
 		if to != nil {
 			to.enqueue(body)
