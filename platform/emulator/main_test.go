@@ -66,7 +66,7 @@ type testEnv struct {
 }
 
 // startEmulator runs an emulator on loopback until the test ends.
-func startEmulator(t *testing.T, mod func(*Config)) *testEnv {
+func startEmulator(t testing.TB, mod func(*Config)) *testEnv {
 	t.Helper()
 	env := &testEnv{clock: newFakeClock(), logs: &logBuffer{}}
 	cfg := Config{
@@ -107,7 +107,7 @@ func (r apiResult) str(k string) string {
 }
 
 // call invokes op through the API handler (in memory).
-func (env *testEnv) call(t *testing.T, op string, body string) apiResult {
+func (env *testEnv) call(t testing.TB, op string, body string) apiResult {
 	t.Helper()
 	req := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(body))
 	req.Header.Set("X-Amz-Target", "IoTSecuredTunneling."+op)
@@ -115,7 +115,7 @@ func (env *testEnv) call(t *testing.T, op string, body string) apiResult {
 	return env.do(t, req)
 }
 
-func (env *testEnv) do(t *testing.T, req *http.Request) apiResult {
+func (env *testEnv) do(t testing.TB, req *http.Request) apiResult {
 	t.Helper()
 	rec := httptest.NewRecorder()
 	env.e.serveAPI(rec, req)
@@ -138,7 +138,7 @@ func (env *testEnv) do(t *testing.T, req *http.Request) apiResult {
 }
 
 // mustCall invokes op and fails the test unless it succeeds.
-func (env *testEnv) mustCall(t *testing.T, op string, body string) apiResult {
+func (env *testEnv) mustCall(t testing.TB, op string, body string) apiResult {
 	t.Helper()
 	res := env.call(t, op, body)
 	if res.status != http.StatusOK {
@@ -149,14 +149,14 @@ func (env *testEnv) mustCall(t *testing.T, op string, body string) apiResult {
 
 type opened struct{ id, arn, src, dst string }
 
-func (env *testEnv) open(t *testing.T, body string) opened {
+func (env *testEnv) open(t testing.TB, body string) opened {
 	t.Helper()
 	r := env.mustCall(t, "OpenTunnel", body)
 	return opened{id: r.str("tunnelId"), arn: r.str("tunnelArn"), src: r.str("sourceAccessToken"), dst: r.str("destinationAccessToken")}
 }
 
 // waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {

@@ -120,7 +120,9 @@ func (e *Emulator) serveData(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	up := websocket.Upgrader{
-		ReadBufferSize: 64 << 10, WriteBufferSize: 64 << 10,
+		// A write buffer that holds a whole message lets gorilla send each
+		// message with one Write and no allocation.
+		ReadBufferSize: 64 << 10, WriteBufferSize: protocol.MaxWSMessage + 16,
 		Subprotocols: []string{hs.subprotocol},
 		CheckOrigin:  func(*http.Request) bool { return true },
 	}

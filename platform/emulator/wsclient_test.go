@@ -60,7 +60,7 @@ func (env *testEnv) dialRaw(o dialOpts) (*websocket.Conn, *http.Response, error)
 }
 
 // dial connects and fails the test on error.
-func (env *testEnv) dial(t *testing.T, o dialOpts) *wsClient {
+func (env *testEnv) dial(t testing.TB, o dialOpts) *wsClient {
 	t.Helper()
 	c, resp, err := env.dialRaw(o)
 	if err != nil {
@@ -79,7 +79,7 @@ func respText(resp *http.Response) string {
 }
 
 // send writes msgs as one WebSocket message.
-func (c *wsClient) send(t *testing.T, msgs ...protocol.Message) {
+func (c *wsClient) send(t testing.TB, msgs ...protocol.Message) {
 	t.Helper()
 	var b []byte
 	var err error
@@ -94,7 +94,7 @@ func (c *wsClient) send(t *testing.T, msgs ...protocol.Message) {
 }
 
 // recv reads the next tunnel message; Payload is copied.
-func (c *wsClient) recv(t *testing.T) protocol.Message {
+func (c *wsClient) recv(t testing.TB) protocol.Message {
 	t.Helper()
 	_ = c.c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	var m protocol.Message
@@ -106,7 +106,7 @@ func (c *wsClient) recv(t *testing.T) protocol.Message {
 }
 
 // closeCode reads until the connection ends and returns the close code.
-func (c *wsClient) closeCode(t *testing.T) int {
+func (c *wsClient) closeCode(t testing.TB) int {
 	t.Helper()
 	_ = c.c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	for {
