@@ -180,3 +180,19 @@ func TestParseHelpers(t *testing.T) {
 		}
 	}
 }
+
+func TestProfileAndHelp(t *testing.T) {
+	isolateAWS(t)
+	e := startEmulator(t, emulator.Config{})
+	cfgFile := os.Getenv("AWS_CONFIG_FILE")
+	if err := os.WriteFile(cfgFile, []byte("[profile lab]\nregion = eu-north-1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	runCLI(t, nil, "--profile", "lab", "list", "--endpoint", e.APIURL()).mustOK(t)
+	runCLI(t, nil, "--profile", "nope", "list", "--endpoint", e.APIURL()).oneLineErr(t, ExitFailure, `profile "nope"`)
+	for _, args := range [][]string{{"help"}, {"open", "-h"}, {"proxy", "--help"}} {
+		if r := runCLI(t, nil, args...); r.code != ExitOK || !strings.Contains(r.stderr, "tunnelctl") {
+			t.Errorf("%v: exit %d\n%s", args, r.code, r.stderr)
+		}
+	}
+}

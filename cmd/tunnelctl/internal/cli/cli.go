@@ -175,7 +175,7 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
-				fmt.Fprintf(out, "Usage of tunnelctl %s:\n", fs.Name())
+				printCommandUsage(out, fs.Name())
 				fs.SetOutput(out)
 				fs.PrintDefaults()
 				return nil, err
@@ -192,6 +192,17 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 		pos = append(pos, rest[0])
 		args = rest[1:]
 	}
+}
+
+// printCommandUsage prints a command's synopsis before its flags.
+func printCommandUsage(w io.Writer, name string) {
+	for _, c := range commands {
+		if c.name == name {
+			fmt.Fprintf(w, "Usage: tunnelctl %s %s\n  %s\n\nFlags:\n", c.name, c.args, c.summary)
+			return
+		}
+	}
+	fmt.Fprintf(w, "Usage of tunnelctl %s:\n", name)
 }
 
 // listFlag is a repeatable string flag; each value may also be comma-separated.

@@ -80,6 +80,7 @@ func (a *App) cmdProxy(ctx context.Context, g *globals, args []string) error {
 	clientType := fs.String("destination-client-type", "", "V1 or V2 for old destinations (Device Client, Greengrass); default automatic")
 	bufSize := fs.Int("conn-buffer", sourceConnBuffer>>20, "MiB buffered per local connection before a client that does not keep up is reset")
 	tokenFile := fs.String("token-file", "", "file holding the source access token (default: $AWSIOT_TUNNEL_ACCESS_TOKEN)")
+	clientTokenFile := fs.String("client-token-file", "", "keep the client token in this 0600 file so a restarted proxy can reuse the same access token")
 	if err := rejectTokenFlags(args); err != nil {
 		return err
 	}
@@ -98,6 +99,10 @@ func (a *App) cmdProxy(ctx context.Context, g *globals, args []string) error {
 	if err != nil {
 		return err
 	}
+	clientToken, err := a.loadClientToken(*clientTokenFile)
+	if err != nil {
+		return err
+	}
 	region := g.region
 	if region == "" {
 		region = firstNonEmpty(a.Getenv("AWSIOT_TUNNEL_REGION"), a.Getenv("AWS_REGION"), a.Getenv("AWS_DEFAULT_REGION"))
@@ -107,11 +112,16 @@ func (a *App) cmdProxy(ctx context.Context, g *globals, args []string) error {
 	}
 	log := a.newLogger(g.verbose)
 	sess, err := tunnel.New(tunnel.Config{
-		Mode: tunnel.ModeSource, Endpoint: *endpoint, Region: region, AccessToken: token, CAFile: *caFile,
+		Mode: tunnel.ModeSource, Endpoint: *endpoint, Region: region, AccessToken: token, ClientToken: clientToken, CAFile: *caFile,
 		Services: svc, DestinationClientType: strings.ToUpper(*clientType), Logger: log, ConnBufferSize: *bufSize << 20,
 	})
 	if err != nil {
 		return fmt.Errorf("starting the source proxy: %w", err)
+	}
+	if *clientTokenFile != "" && clientToken == "" {
+		if err := writeSecret(*clientTokenFile, sess.ClientToken()); err != nil {
+			return err
+		}
 	}
 	a.announce(a.Stdout, sess, svc)
 	return runSource(ctx, sess, a.Stderr)

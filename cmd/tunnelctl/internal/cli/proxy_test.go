@@ -224,3 +224,36 @@ func TestProxyUsage(t *testing.T) {
 		})
 	}
 }
+
+func TestProxyRestartWithClientTokenFile(t *testing.T) {
+	isolateAWS(t)
+	e := startEmulator(t, emulator.Config{})
+	api := testAPI(t, e)
+	startAgent(t, e, "pi-3", map[string]string{"SSH": startEcho(t)})
+	open, err := api.OpenTunnel(context.Background(), &awsapi.OpenTunnelInput{
+		DestinationConfig: &awsapi.DestinationConfig{ThingName: "pi-3", Services: []string{"SSH"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"AWSIOT_TUNNEL_ACCESS_TOKEN": open.SourceAccessToken}
+	ctFile := filepath.Join(t.TempDir(), "client-token")
+	args := []string{"--services=SSH=0", "--endpoint", e.DataEndpoint(), "--ca-file", e.CAFile(), "--client-token-file", ctFile}
+	for run := range 2 { // the second run reuses the single-use access token with the saved client token
+		p := startProxyCLI(t, env, args...)
+		waitDestination(t, api, open.TunnelID)
+		if err := roundTrip(t, p.addrs["SSH"], 64<<10); err != nil {
+			t.Fatalf("run %d: %v", run, err)
+		}
+		if r := p.stop(t); r.code != 0 {
+			t.Fatalf("run %d: exit %d\n%s", run, r.code, r.stderr)
+		}
+		if st, err := os.Stat(ctFile); err != nil || st.Mode().Perm() != 0o600 {
+			t.Fatalf("client token file: %v %v", st, err)
+		}
+	}
+	// Without the client token the used access token is refused.
+	r := runCLI(t, env, "proxy", "--services=SSH=0", "--endpoint", e.DataEndpoint(), "--ca-file", e.CAFile())
+	if r.code != ExitFailure || !strings.Contains(r.stderr, "client token") {
+		t.Errorf("reuse without client token: exit %d\n%s", r.code, r.stderr)
+	}
+}

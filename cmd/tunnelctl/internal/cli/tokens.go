@@ -92,3 +92,17 @@ func (a *App) readToken(file string) (string, error) {
 	}
 	return "", errNoToken
 }
+
+// loadClientToken returns the client token from file (when it exists) or from
+// AWSIOT_TUNNEL_CLIENT_TOKEN; "" lets the session generate one.
+func (a *App) loadClientToken(file string) (string, error) {
+	if file != "" {
+		if _, err := os.Stat(file); err == nil {
+			return a.readToken(file)
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return "", fmt.Errorf("reading client token file: %w", err)
+		}
+		return "", nil
+	}
+	return strings.TrimSpace(a.Getenv("AWSIOT_TUNNEL_CLIENT_TOKEN")), nil
+}

@@ -3,6 +3,7 @@ package demo
 import (
 	"bytes"
 	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -112,5 +113,20 @@ func TestSplitSSHDOrEcho(t *testing.T) {
 	d.chooseServices()
 	if d.services["SSH"] != svcs.EchoAddr() || d.echoService != "SSH" {
 		t.Errorf("--check must use the echo: %v", d.services)
+	}
+}
+
+func TestPickAddrFallsBack(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := ln.Addr().(*net.TCPAddr).Port
+	if got := pickAddr(port); got != "127.0.0.1:0" {
+		t.Errorf("busy port %d: got %s", port, got)
+	}
+	if got := pickAddr(0); got != "127.0.0.1:0" {
+		t.Errorf("port 0: got %s", got)
 	}
 }
