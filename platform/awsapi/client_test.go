@@ -345,3 +345,32 @@ func TestNoCredentials(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+func TestListAllTunnelsPages(t *testing.T) {
+	var mu sync.Mutex
+	var tokens []string
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var in ListTunnelsInput
+		_ = json.NewDecoder(r.Body).Decode(&in)
+		mu.Lock()
+		tokens = append(tokens, in.NextToken)
+		mu.Unlock()
+		switch in.NextToken {
+		case "":
+			io.WriteString(w, `{"tunnelSummaries":[{"tunnelId":"a"},{"tunnelId":"b"}],"nextToken":"p2"}`)
+		case "p2":
+			io.WriteString(w, `{"tunnelSummaries":[{"tunnelId":"c"}]}`)
+		}
+	})
+	c := newTestClient(t, h)
+	all, err := c.ListAllTunnels(context.Background(), "pi-1", 0)
+	if err != nil || len(all) != 3 || all[2].TunnelID != "c" {
+		t.Fatalf("ListAllTunnels = %+v, %v", all, err)
+	}
+	if strings.Join(tokens, ",") != ",p2" {
+		t.Errorf("page tokens sent: %q", tokens)
+	}
+	if some, _ := c.ListAllTunnels(context.Background(), "", 2); len(some) != 2 {
+		t.Errorf("limit 2: got %d", len(some))
+	}
+}

@@ -31,6 +31,7 @@ const (
 	DefaultHTTPPort = 8080
 	localSSHD       = "127.0.0.1:22"
 	startTimeout    = 20 * time.Second
+	checkTimeout    = 60 * time.Second
 )
 
 // Config configures Run.
@@ -127,6 +128,8 @@ func (d *demo) run(ctx context.Context) error {
 		d.cfg.OnReady(addrs)
 	}
 	if d.cfg.Check {
+		ctx, cancel := context.WithTimeout(ctx, checkTimeout)
+		defer cancel()
 		return runChecks(ctx, d.cfg.Out, addrs, d.echoService)
 	}
 	<-ctx.Done()

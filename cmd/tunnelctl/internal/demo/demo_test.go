@@ -62,6 +62,7 @@ func TestCheckPasses(t *testing.T) {
 }
 
 func TestInteractiveStopsOnCancel(t *testing.T) {
+	before := len(demoDirs(t))
 	var out lockedBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan map[string]string, 1)
@@ -92,6 +93,9 @@ func TestInteractiveStopsOnCancel(t *testing.T) {
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatal("demo did not stop within 15s of cancel")
+	}
+	if after := len(demoDirs(t)); after > before {
+		t.Errorf("temporary directory left behind (%d -> %d)", before, after)
 	}
 	if s := out.String(); !strings.Contains(s, "built-in echo service (no sshd on 127.0.0.1:1)") || !strings.Contains(s, "curl http://localhost:") {
 		t.Errorf("instructions:\n%s", s)
