@@ -1,0 +1,154 @@
+// Command bench measures the tunnel against the raw loopback: it builds
+// tunnel-emulator, tunnel-agent and tunnelctl, runs them as separate
+// processes on loopback (tunnelctl proxy -> emulator relay (TLS) ->
+// tunnel-agent -> a sink and an echo service in this process), and prints a
+// Markdown table of throughput, latency, memory, CPU, connect time and
+// binary size, each with its ratio to a baseline measured in the same run
+// and the target of issue 7. It also writes the figures as JSON.
+//
+//	go run ./scripts/bench            # full: about 2-3 minutes, < 5 min
+//	go run ./scripts/bench --quick    # CI: < 60 s
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"syscall"
+	"time"
+)
+
+// options are the command-line settings.
+type options struct {
+	quick    bool
+	out      string
+	reps     int
+	bulk     int64         // bytes per bulk run (split over the streams)
+	bulkMax  time.Duration // a bulk run stops sending after this long
+	latDur   time.Duration // latency run length
+	connects int           // OpenTunnel -> connected samples
+	budget   time.Duration // the whole run
+	keep     bool
+	pprof    bool
+}
+
+func parseOptions(args []string, stderr io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.BoolVar(&o.quick, "quick", false, "CI mode: one repetition, smaller transfers, < 60 s")
+	fs.StringVar(&o.out, "out", "bench-results.json", "JSON results file")
+	fs.IntVar(&o.reps, "reps", 0, "repetitions per measurement (default 3, quick 1)")
+	fs.BoolVar(&o.keep, "keep", false, "keep the temp dir (binaries, configs, process logs) and print its path")
+	fs.BoolVar(&o.pprof, "pprof", false, "print how to profile the agent and the emulator, then exit")
+	fs.DurationVar(&o.budget, "budget", 0, "abort the measurements after this long, builds not counted (default 4m, quick 50s)")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	o.bulk, o.bulkMax, o.latDur, o.connects = 1<<30, 8*time.Second, 2*time.Second, 5
+	def, budget := 3, 240*time.Second
+	if o.quick {
+		o.bulk, o.bulkMax, o.latDur, o.connects = 128<<20, 3*time.Second, 500*time.Millisecond, 3
+		def, budget = 1, 50*time.Second
+	}
+	if o.reps <= 0 {
+		o.reps = def
+	}
+	if o.budget <= 0 {
+		o.budget = budget
+	}
+	return o, nil
+}
+
+func main() {
+	if os.Getenv(idleChildEnv) != "" {
+		idleChild()
+		return
+	}
+	opts, err := parseOptions(os.Args[1:], os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(2)
+	}
+	if opts.pprof {
+		fmt.Print(pprofHelp)
+		return
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ok, err := run(ctx, stop, opts)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+	if !ok {
+		os.Exit(1)
+	}
+}
+
+// run does the whole bench and reports; ok is false when a measurement
+// failed (not when a target is missed).
+func run(ctx context.Context, stopSignals func(), o options) (bool, error) {
+	context.AfterFunc(ctx, stopSignals) // a second Ctrl-C kills the bench at once
+	tmp, err := os.MkdirTemp("", "tunnel-bench-")
+	if err != nil {
+		return false, err
+	}
+	b := &bench{opts: o, tmp: tmp, log: os.Stderr}
+	defer func() {
+		b.stopAll()
+		if o.keep {
+			fmt.Fprintln(os.Stderr, "bench: kept", tmp)
+			return
+		}
+		os.RemoveAll(tmp)
+	}()
+	mode := "full"
+	if o.quick {
+		mode = "quick"
+	}
+	b.rep = &report{Started: time.Now().UTC(), Mode: mode, Reps: o.reps,
+		Machine: machine{NProc: runtime.NumCPU(), CPUModel: cpuModel(), GoVersion: runtime.Version(), Kernel: kernelRelease()}}
+	b.runAll(ctx)
+	b.rep.Seconds = time.Since(b.rep.Started).Seconds()
+	b.rep.writeMarkdown(os.Stdout)
+	out, err := filepath.Abs(o.out)
+	if err != nil {
+		return false, err
+	}
+	if err := b.rep.writeJSON(out); err != nil {
+		return false, fmt.Errorf("write %s: %w", out, err)
+	}
+	fmt.Fprintf(os.Stdout, "\nJSON: %s (%.0f s)\n", out, b.rep.Seconds)
+	for _, r := range b.rep.Rows {
+		if r.Status == statusFail {
+			return false, nil
+		}
+	}
+	return len(b.rep.Errors) == 0, nil
+}
+
+const pprofHelp = `Profiling the tunnel path (the bench itself does not profile):
+
+  go test -run '^$' -bench . -benchmem -cpuprofile cpu.out ./agent/tunnel/...
+  go tool pprof -top -nodecount 30 agent/tunnel.test cpu.out
+
+  go test -run '^$' -bench . -benchmem -cpuprofile cpu.out ./platform/emulator/...
+  go tool pprof -top -nodecount 30 emulator.test cpu.out
+
+Whole processes under load: run the bench with --keep, then in another shell
+  perf record -g -p $(pgrep -n tunnel-agent) -- sleep 10
+while it runs the bulk phase, or add net/http/pprof behind a flag locally.
+`

@@ -1,0 +1,242 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"net"
+	"os"
+	"time"
+)
+
+// measureLatency runs the 64-byte echo round trip directly and through the
+// tunnel, interleaved per repetition, and adds the p50 and p99 rows.
+func (b *bench) measureLatency(ctx context.Context, st *stack) {
+	var d50, d99, t50, t99 []float64
+	for rep := range b.opts.reps {
+		b.progress("latency rep %d/%d (64-byte echo, %s each)", rep+1, b.opts.reps, b.opts.latDur)
+		if p50, p99, err := b.latencyRun(ctx, directDial(b.echo.Addr())); err != nil {
+			b.fail(fmt.Errorf("direct latency: %w", err))
+		} else {
+			d50, d99 = append(d50, p50), append(d99, p99)
+		}
+		if st == nil {
+			continue
+		}
+		if p50, p99, err := b.latencyRun(ctx, directDial(st.addrs[svcEcho])); err != nil {
+			b.fail(fmt.Errorf("tunnel latency: %w", err))
+		} else {
+			t50, t99 = append(t50, p50), append(t99, p99)
+		}
+	}
+	for _, l := range []struct {
+		name         string
+		tun, dir     []float64
+		limit        time.Duration
+		limitComment string
+	}{
+		{"p50", t50, d50, 200 * time.Microsecond, "added < 200 µs"},
+		{"p99", t99, d99, 2 * time.Millisecond, "added < 2 ms"},
+	} {
+		tun, dir := median(l.tun), median(l.dir)
+		added := tun - dir
+		note := ""
+		if !math.IsNaN(added) {
+			note = fmt.Sprintf("added %.0f µs", added/1e3)
+		}
+		b.add(row{Section: secLatency, Metric: "round trip " + l.name + ", tunnel vs direct", Unit: unitMicros,
+			Value: tun, Samples: l.tun, Baseline: dir, Target: l.limitComment, Note: note,
+			Status: judge(added, added < float64(l.limit))})
+	}
+}
+
+// latencyRun measures one connection's round trips; p50 and p99 in ns.
+func (b *bench) latencyRun(ctx context.Context, dial func(context.Context) (net.Conn, error)) (float64, float64, error) {
+	c, err := dial(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer c.Close()
+	rtts, err := measureLatency(ctx, c, b.opts.latDur, 200)
+	if err != nil {
+		return 0, 0, err
+	}
+	return float64(percentile(rtts, 50)), float64(percentile(rtts, 99)), nil
+}
+
+// cpuMeter accumulates the CPU time of processes over measured runs.
+type cpuMeter struct {
+	pid   int
+	total time.Duration
+	per   []float64 // CPU s/GiB per run
+}
+
+func (m *cpuMeter) sample() time.Duration {
+	if m == nil {
+		return 0
+	}
+	d, _ := readCPU(m.pid)
+	return d
+}
+
+func (m *cpuMeter) record(before time.Duration, bytes int64) {
+	if m == nil {
+		return
+	}
+	d := m.sample() - before
+	m.total += d
+	m.per = append(m.per, d.Seconds()/(float64(bytes)/(1<<30)))
+}
+
+// bulkSeries collects one kind of bulk run over the repetitions.
+type bulkSeries struct {
+	rates  []float64
+	bytes  int64
+	failed bool
+}
+
+// direction is upload (proxy -> agent -> sink) or download (generator ->
+// agent -> proxy).
+type direction struct {
+	name       string
+	move       bulkFunc
+	directAddr func(b *bench) string
+	service    string
+}
+
+var directions = []direction{
+	{"upload", upload, func(b *bench) string { return b.sink.Addr() }, svcSink},
+	{"download", download, func(b *bench) string { return b.gen.Addr() }, svcGen},
+}
+
+// bulkKey names a series: direction, streams, through the tunnel or not.
+type bulkKey struct {
+	dir     string
+	streams int
+	tunnel  bool
+}
+
+// measureBulk runs bulk transfers, both directions, 1 and 8 streams,
+// directly and through the tunnel, interleaved per repetition so that
+// noise hits both alike.
+func (b *bench) measureBulk(ctx context.Context, st *stack) {
+	series := map[bulkKey]*bulkSeries{}
+	self := &cpuMeter{pid: os.Getpid()}
+	var agent, emu, proxy *cpuMeter
+	if st != nil {
+		agent, emu, proxy = &cpuMeter{pid: st.agent.pid()}, &cpuMeter{pid: st.emu.pid()}, &cpuMeter{pid: st.proxy.pid()}
+	}
+	for rep := range b.opts.reps {
+		for _, d := range directions {
+			for _, streams := range []int{1, 8} {
+				b.progress("bulk rep %d/%d, %s, %d stream(s)", rep+1, b.opts.reps, d.name, streams)
+				b.bulkRun(ctx, d, directDial(d.directAddr(b)), streams, series, bulkKey{d.name, streams, false}, []*cpuMeter{self})
+				if st != nil {
+					b.bulkRun(ctx, d, directDial(st.addrs[d.service]), streams, series, bulkKey{d.name, streams, true}, []*cpuMeter{agent, emu, proxy})
+				}
+			}
+		}
+	}
+	var direct, tunnel int64
+	for k, s := range series {
+		if k.tunnel {
+			tunnel += s.bytes
+		} else {
+			direct += s.bytes
+		}
+	}
+	b.addBulkRows(series)
+	b.addCPURows(self, agent, emu, proxy, direct, tunnel)
+}
+
+// bulkRun does one bulk transfer and records its rate, bytes and the CPU
+// of meters.
+func (b *bench) bulkRun(ctx context.Context, d direction, dial func(context.Context) (net.Conn, error), streams int,
+	series map[bulkKey]*bulkSeries, key bulkKey, meters []*cpuMeter) {
+	s := series[key]
+	if s == nil {
+		s = &bulkSeries{}
+		series[key] = s
+	}
+	before := make([]time.Duration, len(meters))
+	for i, m := range meters {
+		before[i] = m.sample()
+	}
+	rate, n, err := runBulk(ctx, d.move, dial, streams, b.opts.bulk, b.opts.bulkMax)
+	if err != nil {
+		where := "direct"
+		if key.tunnel {
+			where = "tunnel"
+		}
+		b.fail(fmt.Errorf("bulk %s %s, %d stream(s): %w", where, d.name, streams, err))
+		s.failed = true
+		return
+	}
+	for i, m := range meters {
+		m.record(before[i], n)
+	}
+	s.rates = append(s.rates, rate)
+	s.bytes += n
+}
+
+func (b *bench) addBulkRows(series map[bulkKey]*bulkSeries) {
+	get := func(k bulkKey) *bulkSeries {
+		if s := series[k]; s != nil {
+			return s
+		}
+		return &bulkSeries{}
+	}
+	var runs int
+	var total int64
+	failed := false
+	for _, s := range series {
+		runs += len(s.rates)
+		total += s.bytes
+		failed = failed || s.failed
+	}
+	for _, d := range directions {
+		t1, t8 := get(bulkKey{d.name, 1, true}), get(bulkKey{d.name, 8, true})
+		m1, m8 := median(t1.rates), median(t8.rates)
+		d1 := median(get(bulkKey{d.name, 1, false}).rates)
+		b.add(row{Section: secThroughput, Metric: "bulk " + d.name + ", 1 stream, tunnel vs direct", Unit: unitMBps, Value: m1,
+			Samples: t1.rates, Baseline: d1, Target: ">= 25% of direct", Status: bulkStatus(t1, m1, m1 >= 0.25*d1)})
+		b.add(row{Section: secThroughput, Metric: "bulk " + d.name + ", 8 streams, tunnel vs direct", Unit: unitMBps, Value: m8,
+			Samples: t8.rates, Baseline: median(get(bulkKey{d.name, 8, false}).rates),
+			Target: fmt.Sprintf(">= 1 stream (%.0f MB/s)", m1/1e6), Status: bulkStatus(t8, m8, m8 >= m1)})
+	}
+	status := statusPass
+	if failed {
+		status = statusFail
+	}
+	b.add(row{Section: secThroughput, Metric: fmt.Sprintf("SHA-256 received = sent (%d runs ok, %.1f GiB)", runs, float64(total)/(1<<30)),
+		Unit: unitMBps, Value: math.NaN(), Baseline: math.NaN(), Target: "every run completes and matches", Status: status})
+}
+
+// bulkStatus is FAIL when a run of the series failed, else PASS/MISS.
+func bulkStatus(s *bulkSeries, v float64, ok bool) string {
+	if s.failed {
+		return statusFail
+	}
+	return judge(v, ok)
+}
+
+func (b *bench) addCPURows(self, agent, emu, proxy *cpuMeter, directBytes, tunnelBytes int64) {
+	perGiB := func(m *cpuMeter, bytes int64) float64 {
+		if m == nil || bytes == 0 {
+			return math.NaN()
+		}
+		return m.total.Seconds() / (float64(bytes) / (1 << 30))
+	}
+	base := perGiB(self, directBytes)
+	for _, p := range []struct {
+		name string
+		m    *cpuMeter
+	}{{"agent", agent}, {"emulator", emu}, {"tunnelctl proxy", proxy}} {
+		var samples []float64
+		if p.m != nil {
+			samples = p.m.per
+		}
+		b.add(row{Section: secCPU, Metric: p.name + " CPU per GiB moved", Unit: unitCPUPerG, Value: perGiB(p.m, tunnelBytes),
+			Samples: samples, Baseline: base, BaselineLabel: "generator+sink, direct", Target: "report, drive down"})
+	}
+}

@@ -1,0 +1,178 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"time"
+)
+
+// idleConns is how many idle connections the memory measurement holds.
+const idleConns = 100
+
+// stack is the running tunnel path.
+type stack struct {
+	emu, agent, proxy *child
+	info              emulatorInfo
+	api               *apiClient
+	tunnel            openedTunnel
+	addrs             map[string]string // proxy listen address per service
+	connect           []time.Duration   // OpenTunnel -> agent connected samples
+}
+
+// bringUp starts the emulator and the agent, measures the agent's idle
+// memory, opens the first tunnel (one connect sample), starts the proxy
+// and measures memory with one tunnel and with 100 idle connections. It
+// returns nil when the tunnel path could not be set up.
+func (b *bench) bringUp(ctx context.Context) *stack {
+	floor := b.goFloorRSS(ctx)
+	memRow := func(metric string, v, base float64, label, target string, ok bool) {
+		r := row{Section: secMemory, Metric: metric, Unit: unitMiB, Value: v, Baseline: base, BaselineLabel: label, Target: target, Status: statusInfo}
+		if target != "" {
+			r.Status = judge(v, ok)
+		}
+		b.add(r)
+	}
+	idle, one, many := math.NaN(), math.NaN(), math.NaN()
+	defer func() {
+		memRow("agent RSS idle (subscribed, no tunnel)", idle, floor, "bare Go process", "< 12 MiB", idle < 12<<20)
+		memRow("agent RSS, 1 tunnel open", one, idle, "agent idle", "", true)
+		memRow(fmt.Sprintf("agent RSS, 1 tunnel + %d idle connections", idleConns), many, idle, "agent idle", "< 24 MiB", many < 24<<20)
+	}()
+	st, err := b.startStack(ctx)
+	if err != nil {
+		b.fail(err)
+		return nil
+	}
+	settle(ctx, 500*time.Millisecond)
+	idle = b.rss(st.agent)
+	if err := b.openFirstTunnel(ctx, st); err != nil {
+		b.fail(err)
+		return nil
+	}
+	settle(ctx, 500*time.Millisecond)
+	one = b.rss(st.agent)
+	many, err = b.idleConnsRSS(ctx, st)
+	if err != nil {
+		b.fail(err)
+	}
+	return st
+}
+
+func (b *bench) rss(c *child) float64 {
+	m, err := readMem(c.pid())
+	if err != nil {
+		b.fail(err)
+		return math.NaN()
+	}
+	return float64(m.RSS)
+}
+
+// startStack starts the emulator, issues the device certificate and starts
+// the agent, waiting until it has subscribed.
+func (b *bench) startStack(ctx context.Context) (*stack, error) {
+	for _, p := range programs {
+		if b.bins[p] == "" {
+			return nil, fmt.Errorf("tunnel path not measured: %s did not build", p)
+		}
+	}
+	b.progress("starting tunnel-emulator and tunnel-agent")
+	st := &stack{}
+	var err error
+	if st.emu, st.info, err = b.startEmulator(ctx); err != nil {
+		return nil, err
+	}
+	st.api = newAPIClient(st.info.APIURL)
+	cert, key, err := b.issueDeviceCert(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := b.writeAgentConfig(st.info, cert, key)
+	if err != nil {
+		return nil, err
+	}
+	if st.agent, err = b.startAgent(ctx, cfg); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// openFirstTunnel opens the tunnel the measurements use and starts the
+// source proxy for it, waiting until both ends are connected.
+func (b *bench) openFirstTunnel(ctx context.Context, st *stack) error {
+	d, tun, err := b.connectOnce(ctx, st)
+	if err != nil {
+		return err
+	}
+	st.tunnel = tun
+	st.connect = append(st.connect, d)
+	b.progress("tunnel %s open, agent connected after %s; starting tunnelctl proxy", tun.TunnelID, d.Round(time.Microsecond))
+	st.proxy, st.addrs, err = b.startProxy(ctx, st.info, tun.SourceAccessToken)
+	if err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	return st.api.waitConnected(wctx, tun.TunnelID, true)
+}
+
+// idleConnsRSS opens idleConns connections through the tunnel to the echo
+// service, checks each one answers, and reads the agent's memory.
+func (b *bench) idleConnsRSS(ctx context.Context, st *stack) (float64, error) {
+	b.progress("opening %d idle connections through the tunnel", idleConns)
+	conns := make([]net.Conn, 0, idleConns)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	dial := directDial(st.addrs[svcEcho])
+	for range idleConns {
+		c, err := dial(ctx)
+		if err != nil {
+			return math.NaN(), fmt.Errorf("idle connection %d: %w", len(conns)+1, err)
+		}
+		conns = append(conns, c)
+	}
+	for i, c := range conns {
+		if err := pingConn(c, 10*time.Second); err != nil {
+			return math.NaN(), fmt.Errorf("idle connection %d does not reach the echo service through the tunnel: %w", i+1, err)
+		}
+	}
+	settle(ctx, 500*time.Millisecond)
+	if pm, err := readMem(st.proxy.pid()); err == nil {
+		b.add(row{Section: secMemory, Metric: fmt.Sprintf("tunnelctl proxy RSS, %d idle connections", idleConns), Unit: unitMiB,
+			Value: float64(pm.RSS), Baseline: math.NaN()})
+	}
+	return b.rss(st.agent), nil
+}
+
+// connectOnce opens a tunnel and returns the time from the OpenTunnel call
+// to the agent's "tunnel connected" log event (its JSON timestamp has
+// nanosecond resolution and is taken when the session reports the
+// WebSocket up), cross-checked with DescribeTunnel.
+func (b *bench) connectOnce(ctx context.Context, st *stack) (time.Duration, openedTunnel, error) {
+	from := st.agent.mark()
+	t0 := time.Now()
+	tun, err := st.api.openTunnel(ctx, benchThing, tunnelServices)
+	if err != nil {
+		return 0, tun, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	line, _, err := st.agent.waitLine(wctx, from, agentEvent("tunnel connected"))
+	if err != nil {
+		return 0, tun, fmt.Errorf("waiting for the agent to connect tunnel %s: %w", tun.TunnelID, err)
+	}
+	a, _ := parseAgentLine(line)
+	d := a.Time.Sub(t0)
+	if d <= 0 {
+		return 0, tun, errors.New("agent log time precedes the OpenTunnel call: clocks disagree")
+	}
+	if err := st.api.waitConnected(wctx, tun.TunnelID, false); err != nil {
+		return 0, tun, err
+	}
+	return d, tun, nil
+}

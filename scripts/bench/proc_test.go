@@ -1,0 +1,45 @@
+package main
+
+import (
+	"os"
+	"testing"
+	"time"
+)
+
+func TestParseStatus(t *testing.T) {
+	in := "Name:\ttunnel-agent\nVmPeak:\t  800000 kB\nVmHWM:\t   20480 kB\nVmRSS:\t   10240 kB\nThreads:\t7\n"
+	m, err := parseStatus([]byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.RSS != 10<<20 || m.HWM != 20<<20 {
+		t.Errorf("got %+v, want RSS 10 MiB, HWM 20 MiB", m)
+	}
+	if _, err := parseStatus([]byte("Name:\tx\n")); err == nil {
+		t.Error("missing VmRSS accepted")
+	}
+}
+
+func TestParseStat(t *testing.T) {
+	// The name may hold spaces and parentheses; utime=150, stime=50 ticks.
+	in := "1234 (a (b) c) S 1 1234 1234 0 -1 4194560 100 0 0 0 150 50 0 0 20 0 7 0 100 0 0\n"
+	d, err := parseStat([]byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d != 2*time.Second {
+		t.Errorf("got %v, want 2s", d)
+	}
+	if _, err := parseStat([]byte("1 (x) S 1")); err == nil {
+		t.Error("short stat accepted")
+	}
+}
+
+func TestReadSelf(t *testing.T) {
+	if _, err := readMem(os.Getpid()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readCPU(os.Getpid()); err != nil {
+		t.Fatal(err)
+	}
+}
