@@ -238,6 +238,6 @@ func (s *MQTTSource) subscribe(ctx context.Context, c mqtt.Client) (ok bool, err
 			return false, nil
 		case <-time.After(delay):
 		}
-		delay = min(2*delay, 30*time.Second)
+		delay = min(2*delay, 5*time.Second)
 	}
 }

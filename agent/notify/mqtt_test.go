@@ -140,7 +140,7 @@ func TestMQTTBrokerDownAtBootAndRestart(t *testing.T) {
 	port := ln.Addr().(*net.TCPAddr).Port
 
 	logs := &syncBuf{}
-	r := startSourceLog(t, p, port, slog.New(slog.NewTextHandler(logs, nil)))
+	r := startSourceLog(t, p, port, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	deadline := time.Now().Add(15 * time.Second)
 	for !strings.Contains(logs.String(), "still connecting to the MQTT broker") {
 		if time.Now().After(deadline) {
@@ -160,7 +160,11 @@ func TestMQTTBrokerDownAtBootAndRestart(t *testing.T) {
 
 	b.Close()
 	b2 := notifytest.StartBroker(t, p, notifytest.BrokerOptions{Addr: addr})
-	wait(t, r.ready, "ready after broker restart")
+	select {
+	case <-r.ready:
+	case <-time.After(15 * time.Second):
+		t.Fatalf("not ready after broker restart; log:\n%s", logs.String())
+	}
 	b2.Publish(t, Topic(thing), []byte("second"))
 	if got := string(wait(t, r.payloads, "second")); got != "second" {
 		t.Errorf("got %q", got)
