@@ -12,13 +12,17 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/tunnel-agent/tunnel-agent/platform/emulator"
 )
 
 func main() {
-	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(2)
 		}
@@ -27,7 +31,8 @@ func main() {
 	}
 }
 
-func run(args []string, stdout, stderr io.Writer) error {
+// run starts the emulator (or a subcommand) and serves until ctx ends.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "certs" {
 		return runCerts(args[1:], stdout, stderr)
 	}
@@ -44,8 +49,6 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	printEndpoints(stdout, e, cfg)
 	return e.Run(ctx)
 }
@@ -125,6 +128,6 @@ func runCerts(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "certificate: %s\nprivate key: %s\nCA:          %s\n", certFile, keyFile, ca.CertFile())
+	fmt.Fprintf(stdout, "certificate: %s\nprivate key: %s\nCA:          %s\n", certFile, keyFile, filepath.Join(*out, "ca.pem"))
 	return nil
 }

@@ -1,9 +1,3 @@
-// Package emulator is a local stand-in for AWS IoT Secure Tunneling: the
-// awsJson1.1 IoTSecuredTunneling API, the WebSocket data-plane relay with
-// the access-token rules, a local CA issuing server and device certificates,
-// and the MQTT notification to the device through an embedded (mutual TLS)
-// or external broker. Tunnels live in memory; the state directory holds the
-// CA and certificates.
 package emulator
 
 import (

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestDefaults(t *testing.T) {
+	cfg, verbose, err := parseFlags(nil, &bytes.Buffer{})
+	if err != nil || verbose {
+		t.Fatal(err)
+	}
+	if cfg.APIAddr != "127.0.0.1:8440" || cfg.DataAddr != "127.0.0.1:8443" || cfg.MQTTAddr != "127.0.0.1:8883" ||
+		cfg.MQTTPlainAddr != "" || cfg.Region != "us-east-1" || cfg.AccountID != "123456789012" ||
+		cfg.Retention != 3*time.Hour || cfg.MaxOpenTunnels != 100 || cfg.Strict || cfg.APITLS {
+		t.Fatalf("defaults %+v", cfg)
+	}
+	if _, _, err := parseFlags([]string{"extra"}, &bytes.Buffer{}); err == nil {
+		t.Fatal("stray argument accepted")
+	}
+}
+
+func TestCerts(t *testing.T) {
+	state, out := t.TempDir(), t.TempDir()
+	var stdout bytes.Buffer
+	if err := run(context.Background(), []string{"certs", "--thing", "pi-1", "--out", out, "--state-dir", state}, &stdout, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tls.LoadX509KeyPair(filepath.Join(out, "pi-1.cert.pem"), filepath.Join(out, "pi-1.private.key")); err != nil {
+		t.Fatalf("device pair: %v", err)
+	}
+	ca1, _ := os.ReadFile(filepath.Join(out, "ca.pem"))
+	ca2, _ := os.ReadFile(filepath.Join(state, "ca.pem"))
+	if len(ca1) == 0 || !bytes.Equal(ca1, ca2) {
+		t.Fatal("ca.pem not written next to the device certificate")
+	}
+	if err := run(context.Background(), []string{"certs", "--state-dir", state}, &stdout, &bytes.Buffer{}); err == nil {
+		t.Fatal("certs without --thing accepted")
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the emulator's and the test's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestRunPrintsEndpointsAndStops(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var stdout, stderr syncBuffer
+	done := make(chan error, 1)
+	args := []string{"--api-addr", "127.0.0.1:0", "--data-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0",
+		"--mqtt-plain-addr", "127.0.0.1:0", "--state-dir", t.TempDir()}
+	go func() { done <- run(ctx, args, &stdout, &stderr) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(stdout.String(), "CA certificate:") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no endpoints printed: %q %q", stdout.String(), stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, want := range []string{"API endpoint:   http://127.0.0.1:", "Data endpoint:  127.0.0.1:", "MQTT broker:    127.0.0.1:", "MQTT plain:     127.0.0.1:"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, stdout.String())
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+}
