@@ -97,7 +97,7 @@ func (s *settings) bindTyped() {
 		s.later(func(c *config.Config) { c.MaxTunnelLifetime = d })
 		return nil
 	})
-	s.fs.Func("allow-plaintext-data-plane", "allow_plaintext_data_plane: permit ws:// (testing only): true|false", func(v string) error {
+	s.fs.BoolFunc("allow-plaintext-data-plane", "allow_plaintext_data_plane: permit ws:// (testing only)", func(v string) error {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
 			return errors.New("use true or false")

@@ -71,6 +71,10 @@ func TestCheckConfigErrors(t *testing.T) {
 		{"unknown key", "thing_name: x\nendpoit: y\n", nil, `unknown key "endpoit"`},
 		{"invalid", "thing_name: x\n", nil, "endpoint"},
 		{"bad flag value", "", []string{"--port", "abc"}, "not a number"},
+		{"plaintext without opt-in", "thing_name: x\nendpoint: e\ncert: c\nkey: k\nroot_ca: r\nservices: {A: 127.0.0.1:1}\ndata_endpoint: ws://127.0.0.1:1\n",
+			nil, "allow_plaintext_data_plane"},
+		{"plaintext opt-in reaches the file checks", "thing_name: x\nendpoint: e\ncert: /nonexistent/c\nkey: k\nroot_ca: r\nservices: {A: 127.0.0.1:1}\ndata_endpoint: ws://127.0.0.1:1\n",
+			[]string{"--allow-plaintext-data-plane"}, "/nonexistent/c"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
