@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -131,38 +132,72 @@ func (a *App) closeTunnel(c *awsapi.Client, id string) {
 
 // sshThrough runs the source proxy on a free loopback port and ssh through it.
 func (a *App) sshThrough(ctx context.Context, c *awsapi.Client, open *awsapi.OpenTunnelOutput, o *sshOptions, verbose bool) error {
-	connected := make(chan struct{}, 1)
+	watch := &sourceWatch{connected: make(chan struct{}, 1)}
 	sess, err := tunnel.New(tunnel.Config{
 		Mode: tunnel.ModeSource, Endpoint: o.dataEndpoint, AccessToken: open.SourceAccessToken, CAFile: o.caFile,
 		Services: map[string]string{"SSH": "127.0.0.1:0"}, DestinationClientType: strings.ToUpper(o.clientType),
 		Logger: a.quietLogger(verbose), ConnBufferSize: sourceConnBuffer,
-		OnEvent: func(ev tunnel.Event) {
-			if ev.Kind == tunnel.EventConnected {
-				select {
-				case connected <- struct{}{}:
-				default:
-				}
-			}
-		},
+		OnEvent: watch.onEvent,
 	})
 	if err != nil {
 		return fmt.Errorf("starting the source proxy: %w", err)
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	runErr := make(chan error, 1)
-	go func() { runErr <- sess.Run(ctx) }()
-	defer func() { cancel(); <-runErr }()
+	ended := &sessionEnd{done: make(chan struct{})}
+	go func() { ended.err = sess.Run(ctx); close(ended.done) }()
+	defer func() { cancel(); <-ended.done }()
 
-	if err := a.waitForDevice(ctx, c, open.TunnelID, o, connected, runErr); err != nil {
+	if err := a.waitForDevice(ctx, c, open.TunnelID, o, watch, ended); err != nil {
 		return err
 	}
 	_, port, _ := net.SplitHostPort(sess.Addr("SSH").String())
 	return a.execSSH(ctx, sshArgs(o.thing, o.user, port, o.extra))
 }
 
+// sourceWatch follows the source session's events while ssh waits for the device.
+type sourceWatch struct {
+	connected chan struct{}
+	mu        sync.Mutex
+	lastErr   error
+}
+
+func (w *sourceWatch) onEvent(ev tunnel.Event) {
+	switch {
+	case ev.Kind == tunnel.EventConnected:
+		select {
+		case w.connected <- struct{}{}:
+		default:
+		}
+	case ev.Err != nil && (ev.Kind == tunnel.EventDisconnected || ev.Kind == tunnel.EventReconnecting):
+		w.mu.Lock()
+		w.lastErr = ev.Err
+		w.mu.Unlock()
+	}
+}
+
+// timeoutError explains why waiting for the device failed.
+func (w *sourceWatch) timeoutError(o *sshOptions, id string, srcUp bool) error {
+	if !srcUp {
+		w.mu.Lock()
+		last := w.lastErr
+		w.mu.Unlock()
+		if last == nil {
+			last = errors.New("no answer")
+		}
+		return fmt.Errorf("could not connect to the tunnel data endpoint %s within %s: %w", o.dataEndpoint, o.wait, last)
+	}
+	return fmt.Errorf("%s did not connect within %s: check that its tunnel agent is running and subscribed (tunnelctl describe %s)", o.thing, o.wait, id)
+}
+
+// sessionEnd reports the end of a session's Run: err is valid once done is closed.
+type sessionEnd struct {
+	done chan struct{}
+	err  error
+}
+
 // waitForDevice waits until our source side is connected and the device has
 // connected its destination side (DescribeTunnel), or the session fails.
-func (a *App) waitForDevice(ctx context.Context, c *awsapi.Client, id string, o *sshOptions, connected <-chan struct{}, runErr <-chan error) error {
+func (a *App) waitForDevice(ctx context.Context, c *awsapi.Client, id string, o *sshOptions, watch *sourceWatch, ended *sessionEnd) error {
 	fmt.Fprintf(a.Stderr, "Waiting up to %s for %s to connect...\n", o.wait, o.thing)
 	deadline := time.NewTimer(o.wait)
 	defer deadline.Stop()
@@ -173,14 +208,15 @@ func (a *App) waitForDevice(ctx context.Context, c *awsapi.Client, id string, o 
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case err := <-runErr:
+		case <-ended.done:
+			err := ended.err
 			if err == nil {
 				err = errors.New("the tunnel was closed by the service")
 			}
 			return fmt.Errorf("source proxy: %w", err)
 		case <-deadline.C:
-			return fmt.Errorf("%s did not connect within %s: check that its tunnel agent is running and subscribed (tunnelctl describe %s)", o.thing, o.wait, id)
-		case <-connected:
+			return watch.timeoutError(o, id, src)
+		case <-watch.connected:
 			src = true
 		case <-tick.C:
 			if !src {

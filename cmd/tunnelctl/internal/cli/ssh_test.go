@@ -219,3 +219,44 @@ func TestSplitSSHArgs(t *testing.T) {
 		t.Errorf("sshArgs = %q", got)
 	}
 }
+
+func TestSSHTunnelClosedWhileWaiting(t *testing.T) {
+	isolateAWS(t)
+	e := startEmulator(t, emulator.Config{})
+	api := testAPI(t, e)
+	done := make(chan result, 1)
+	go func() {
+		done <- runCLI(t, nil, "ssh", "absent", "--endpoint", e.APIURL(), "--data-endpoint", e.DataEndpoint(),
+			"--ca-file", e.CAFile(), "--wait", "60s")
+	}()
+	var id string
+	waitFor(t, "tunnelctl ssh to open its tunnel", 10*time.Second, func() bool {
+		l, err := api.ListAllTunnels(context.Background(), "absent", 0)
+		if err == nil && len(l) == 1 {
+			id = l[0].TunnelID
+		}
+		return id != ""
+	})
+	if err := api.CloseTunnel(context.Background(), &awsapi.CloseTunnelInput{TunnelID: id}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-done:
+		if r.code != ExitFailure || !strings.Contains(r.stderr, "closed by the service") {
+			t.Errorf("exit %d\n%s", r.code, r.stderr)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("tunnelctl ssh kept waiting after the tunnel was closed")
+	}
+}
+
+func TestSSHUntrustedDataEndpoint(t *testing.T) {
+	isolateAWS(t)
+	e := startEmulator(t, emulator.Config{})
+	// No --ca-file: the emulator's certificate is not trusted by the system roots.
+	r := runCLI(t, nil, "ssh", "pi-x", "--endpoint", e.APIURL(), "--data-endpoint", e.DataEndpoint(), "--wait", "2s")
+	if r.code != ExitFailure || !strings.Contains(r.stderr, "could not connect to the tunnel data endpoint") ||
+		!strings.Contains(r.stderr, "certificate") || !strings.Contains(r.stderr, "Closed tunnel") {
+		t.Errorf("exit %d\n%s", r.code, r.stderr)
+	}
+}
