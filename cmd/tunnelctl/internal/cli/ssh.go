@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -184,7 +185,11 @@ func (w *sourceWatch) timeoutError(o *sshOptions, id string, srcUp bool) error {
 		if last == nil {
 			last = errors.New("no answer")
 		}
-		return fmt.Errorf("could not connect to the tunnel data endpoint %s within %s: %w", o.dataEndpoint, o.wait, last)
+		hint := ""
+		if errors.As(last, new(x509.UnknownAuthorityError)) {
+			hint = " (pass the CA that signed it with --ca-file, e.g. the emulator's ca.pem)"
+		}
+		return fmt.Errorf("could not connect to the tunnel data endpoint %s within %s: %w%s", o.dataEndpoint, o.wait, last, hint)
 	}
 	return fmt.Errorf("%s did not connect within %s: check that its tunnel agent is running and subscribed (tunnelctl describe %s)", o.thing, o.wait, id)
 }

@@ -256,7 +256,7 @@ func TestSSHUntrustedDataEndpoint(t *testing.T) {
 	// No --ca-file: the emulator's certificate is not trusted by the system roots.
 	r := runCLI(t, nil, "ssh", "pi-x", "--endpoint", e.APIURL(), "--data-endpoint", e.DataEndpoint(), "--wait", "2s")
 	if r.code != ExitFailure || !strings.Contains(r.stderr, "could not connect to the tunnel data endpoint") ||
-		!strings.Contains(r.stderr, "certificate") || !strings.Contains(r.stderr, "Closed tunnel") {
+		!strings.Contains(r.stderr, "--ca-file") || !strings.Contains(r.stderr, "Closed tunnel") {
 		t.Errorf("exit %d\n%s", r.code, r.stderr)
 	}
 }
