@@ -22,6 +22,7 @@ NFPM="$TOOLS_DIR/nfpm-$NFPM_VERSION/nfpm"
 OUT=dist
 PKG_OUT=$OUT/packages
 CONFIG=configs/nfpm/tunnel-agent.yaml
+UNIT=$OUT/pkg/tunnel-agent.service
 DEB_ARCHES=()
 IPK=1
 INSTALL_TEST=0
@@ -80,10 +81,19 @@ goarch_of_deb() {
 
 # nfpm_pkg <packager> <pkg-arch> <goarch> <version> <target file>
 nfpm_pkg() {
-	PKG_ARCH=$2 PKG_BIN="$OUT/linux_$3/tunnel-agent" PKG_VERSION=$4 \
+	PKG_ARCH=$2 PKG_BIN="$OUT/linux_$3/tunnel-agent" PKG_VERSION=$4 PKG_UNIT=$UNIT \
 		"$NFPM" package --config "$CONFIG" --packager "$1" --target "$5" >/dev/null ||
 		die "nfpm $1 $2"
 	echo "built $5"
+}
+
+# packaged_unit writes the systemd unit with the binary at /usr/bin, where the package
+# puts it (`tunnel-agent install` copies the binary to /usr/local/bin instead).
+packaged_unit() {
+	mkdir -p "$(dirname "$UNIT")"
+	sed 's#/usr/local/bin/tunnel-agent#/usr/bin/tunnel-agent#g' configs/tunnel-agent.service >"$UNIT"
+	grep -q '^ExecStart=/usr/bin/tunnel-agent ' "$UNIT" ||
+		die "configs/tunnel-agent.service: ExecStart does not run /usr/local/bin/tunnel-agent or /usr/bin/tunnel-agent"
 }
 
 # elf_machine prints the ELF e_machine of a binary read from stdin (ARM=40, AArch64=183, x86-64=62).
@@ -105,6 +115,9 @@ verify_deb() {
 	done
 	grep -q '^-rwxr-xr-x root/root .* ./usr/bin/tunnel-agent$' <<<"$list" ||
 		die "$deb: /usr/bin/tunnel-agent is not 0755 root:root"
+	dpkg-deb --fsys-tarfile "$deb" | tar -xO ./lib/systemd/system/tunnel-agent.service |
+		grep -c '^ExecStart=/usr/bin/tunnel-agent ' >/dev/null ||
+		die "$deb: the unit does not start /usr/bin/tunnel-agent"
 	grep -q '^drwx------ .* ./var/lib/tunnel-agent/$' <<<"$list" ||
 		die "$deb: /var/lib/tunnel-agent is not 0700"
 	conffiles=$(dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles) || die "$deb: no conffiles"
@@ -153,6 +166,7 @@ main() {
 		for pair in $IPK_ARCHES; do targets+=("tunnel-agent:linux/${pair%%:*}"); done
 	fi
 	scripts/build.sh --out "$OUT" "${targets[@]}"
+	packaged_unit
 	mkdir -p "$PKG_OUT"
 	for arch in "${DEB_ARCHES[@]}"; do
 		goarch=$(goarch_of_deb "$arch")
