@@ -74,8 +74,9 @@ func parseHandshake(r *http.Request) (handshake, *handshakeError) {
 	if requestSize(r) > maxHandshakeSize {
 		return hs, refuse("Request too large: the upgrade request must not exceed 4096 bytes.")
 	}
-	if r.Method != http.MethodGet || !websocket.IsWebSocketUpgrade(r) {
-		return hs, refuse("Not a WebSocket upgrade: send GET /tunnel with Upgrade: websocket.")
+	if r.Method != http.MethodGet || !websocket.IsWebSocketUpgrade(r) ||
+		r.Header.Get("Sec-Websocket-Version") != "13" || r.Header.Get("Sec-Websocket-Key") == "" {
+		return hs, refuse("Not a WebSocket upgrade: send GET /tunnel with Upgrade: websocket, Sec-WebSocket-Version: 13 and a Sec-WebSocket-Key.")
 	}
 	switch modes := r.URL.Query()[modeParam]; {
 	case len(modes) == 1 && modes[0] == "source":

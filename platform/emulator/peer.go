@@ -23,6 +23,9 @@ const (
 const (
 	maxPending      = 4 * protocol.MaxWSMessage // per-connection outbound buffer before the sender blocks
 	closeWriteLimit = time.Second
+	// writeTimeout ends a connection whose client stopped reading, which
+	// also frees the peer's reader blocked on this connection's buffer.
+	writeTimeout = time.Minute
 )
 
 var errTextMessage = errors.New("received a text WebSocket message; the tunneling protocol allows binary messages only")
@@ -101,6 +104,7 @@ func (p *peer) writeLoop() {
 		p.mu.Unlock()
 		for buf := full; len(buf) > 0; {
 			n := wholeFrames(buf)
+			_ = p.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
 			if err := p.conn.WriteMessage(websocket.BinaryMessage, buf[:n]); err != nil {
 				p.shutdown(0, "")
 				return

@@ -31,8 +31,8 @@ func (s *strictState) check(p *peer, m *protocol.Message) string {
 		return "message type 0 (UNKNOWN) is invalid"
 	case m.Type == protocol.TypeSessionReset || m.Type == protocol.TypeServiceIDs:
 		return "clients must not send " + m.Type.String()
-	case m.Type == protocol.TypeStreamStart && p.mode == modeDest:
-		return "a destination must not send STREAM_START"
+	case (m.Type == protocol.TypeStreamStart || m.Type == protocol.TypeConnectionStart) && p.mode == modeDest:
+		return "a destination must not send " + m.Type.String()
 	case p.sub == protocol.SubprotocolV1 && (m.Type > protocol.TypeSessionReset || m.ServiceID != "" ||
 		m.ConnectionID != 0 || len(m.AvailableServiceIDs) > 0):
 		return "a aws.iot.securetunneling-1.0 client sent V2/V3 fields or types"

@@ -55,6 +55,9 @@ func TestStrictMode(t *testing.T) {
 			return body(t, protocol.Message{Type: protocol.TypeServiceIDs, AvailableServiceIDs: []string{"SSH"}})
 		}, true},
 		{"STREAM_START from destination", "destination", "", nil, func(t *testing.T) []byte { return body(t, start("SSH", 1)) }, true},
+		{"CONNECTION_START from destination", "destination", "", nil, func(t *testing.T) []byte {
+			return body(t, protocol.Message{Type: protocol.TypeConnectionStart, StreamID: 1, ServiceID: "SSH", ConnectionID: 2})
+		}, true},
 		{"streamId 0", "source", "", nil, func(t *testing.T) []byte { return body(t, data("SSH", 0, []byte("x"))) }, true},
 		{"negative streamId", "source", "", nil, func(t *testing.T) []byte { return body(t, start("SSH", -1)) }, true},
 		{"unknown serviceId", "source", "", nil, func(t *testing.T) []byte { return body(t, start("FTP", 1)) }, true},

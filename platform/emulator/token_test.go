@@ -1,6 +1,7 @@
 package emulator
 
 import (
+	"crypto/tls"
 	"net/http"
 	"strings"
 	"testing"
@@ -157,4 +158,33 @@ func waitConnected(t *testing.T, env *testEnv, id, src, dst string) {
 		return d["sourceConnectionState"].(map[string]any)["status"] == src &&
 			d["destinationConnectionState"].(map[string]any)["status"] == dst
 	})
+}
+
+// TestNotAnUpgrade sends plain HTTP requests to /tunnel: refused without
+// consuming the token.
+func TestNotAnUpgrade(t *testing.T) {
+	env := startEmulator(t, nil)
+	tun := env.open(t, `{}`)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: env.e.CAPool(), MinVersion: tls.VersionTLS12}}}
+	defer client.CloseIdleConnections()
+	for _, h := range []http.Header{
+		{},
+		{"Upgrade": {"websocket"}, "Connection": {"Upgrade"}, "Sec-Websocket-Version": {"8"}, "Sec-Websocket-Key": {"dGhlIHNhbXBsZSBub25jZQ=="}},
+		{"Upgrade": {"websocket"}, "Connection": {"Upgrade"}, "Sec-Websocket-Version": {"13"}},
+	} {
+		req, _ := http.NewRequest(http.MethodGet, "https://"+env.e.DataEndpoint()+"/tunnel?local-proxy-mode=source", nil)
+		req.Header = h
+		req.Header.Set("Access-Token", tun.src)
+		req.Header.Set("Sec-Websocket-Protocol", protocol.SubprotocolV3)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := readAllString(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 400 || !strings.Contains(body, "Not a WebSocket upgrade") {
+			t.Fatalf("got %d %q", resp.StatusCode, body)
+		}
+	}
+	env.dial(t, dialOpts{token: tun.src})
 }
