@@ -26,6 +26,7 @@ type bench struct {
 	echo     *server
 	gen      *server
 	children []*child
+	perfTop  string // perf report of the tunnel bulk runs (--perf)
 }
 
 // start runs a program and registers it for cleanup; its output is logged
@@ -114,7 +115,7 @@ func (b *bench) build(ctx context.Context) bool {
 	b.root = root
 	b.progress("building %s (go build -trimpath -ldflags \"-s -w\")", strings.Join(programs, ", "))
 	binDir := filepath.Join(b.tmp, "bin")
-	bins, errs := buildPrograms(ctx, root, binDir)
+	bins, errs := buildPrograms(ctx, root, binDir, b.opts.perf)
 	b.bins = bins
 	for _, e := range errs {
 		b.fail(e)

@@ -29,7 +29,13 @@ func moduleRoot(ctx context.Context) (string, error) {
 // goBuild builds pkg (e.g. ./cmd/tunnel-agent) stripped into out, with env
 // added to the environment (GOOS, GOARCH, ...).
 func goBuild(ctx context.Context, root, pkg, out string, env ...string) error {
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", out, pkg)
+	return goBuildFlags(ctx, root, pkg, out, "-s -w", env...)
+}
+
+// goBuildFlags is goBuild with the given -ldflags ("" keeps the symbols
+// that perf needs).
+func goBuildFlags(ctx context.Context, root, pkg, out, ldflags string, env ...string) error {
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", ldflags, "-o", out, pkg)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), env...)
 	var stderr bytes.Buffer
@@ -46,12 +52,17 @@ func goBuild(ctx context.Context, root, pkg, out string, env ...string) error {
 
 // buildPrograms builds the three programs for this machine into dir and
 // returns the paths of those that built; errs has one entry per failure.
-func buildPrograms(ctx context.Context, root, dir string) (map[string]string, []error) {
+// symbols keeps the symbol table (for perf).
+func buildPrograms(ctx context.Context, root, dir string, symbols bool) (map[string]string, []error) {
+	ldflags := "-s -w"
+	if symbols {
+		ldflags = ""
+	}
 	bins := map[string]string{}
 	var errs []error
 	for _, p := range programs {
 		out := filepath.Join(dir, p)
-		if err := goBuild(ctx, root, "./cmd/"+p, out, "CGO_ENABLED=0"); err != nil {
+		if err := goBuildFlags(ctx, root, "./cmd/"+p, out, ldflags, "CGO_ENABLED=0"); err != nil {
 			errs = append(errs, err)
 			continue
 		}

@@ -201,7 +201,7 @@ func runBulk(ctx context.Context, move bulkFunc, dial func(context.Context) (net
 		wg.Go(func() { results[i], errs[i] = move(ctx, c, max(1, total/chunkSize/int64(streams)), maxDur) })
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	if err := firstErr(errs); err != nil {
 		return 0, 0, err
 	}
 	var moved int64
@@ -213,6 +213,25 @@ func runBulk(ctx context.Context, move bulkFunc, dial func(context.Context) (net
 		}
 	}
 	return float64(moved) / end.Sub(start).Seconds(), moved, nil
+}
+
+// firstErr summarises the errors of parallel streams: the first one and
+// how many failed.
+func firstErr(errs []error) error {
+	var first error
+	failed := 0
+	for _, e := range errs {
+		if e != nil {
+			failed++
+			if first == nil {
+				first = e
+			}
+		}
+	}
+	if failed > 1 {
+		return fmt.Errorf("%d of %d streams failed, first: %w", failed, len(errs), first)
+	}
+	return first
 }
 
 // measureLatency sends 64-byte messages over conn (an echo service) one at a

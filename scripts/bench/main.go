@@ -36,6 +36,7 @@ type options struct {
 	budget   time.Duration // the whole run
 	keep     bool
 	pprof    bool
+	perf     bool
 }
 
 func parseOptions(args []string, stderr io.Writer) (options, error) {
@@ -47,6 +48,8 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.reps, "reps", 0, "repetitions per measurement (default 3, quick 1)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temp dir (binaries, configs, process logs) and print its path")
 	fs.BoolVar(&o.pprof, "pprof", false, "print how to profile the agent and the emulator, then exit")
+	fs.BoolVar(&o.perf, "perf", false, "build with symbols and run `perf record` on agent, emulator and proxy during the tunnel bulk runs; "+
+		"prints their top functions (figures are slower under perf: do not compare them with a normal run)")
 	fs.DurationVar(&o.budget, "budget", 0, "abort the measurements after this long, builds not counted (default 4m, quick 50s)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -124,6 +127,9 @@ func run(ctx context.Context, stopSignals func(), o options) (bool, error) {
 	b.runAll(ctx)
 	b.rep.Seconds = time.Since(b.rep.Started).Seconds()
 	b.rep.writeMarkdown(os.Stdout)
+	if b.perfTop != "" {
+		fmt.Printf("\nperf (tunnel bulk runs; overhead, %% of samples, process, function):\n%s\n", b.perfTop)
+	}
 	out, err := filepath.Abs(o.out)
 	if err != nil {
 		return false, err
@@ -148,7 +154,8 @@ const pprofHelp = `Profiling the tunnel path (the bench itself does not profile)
   go test -run '^$' -bench . -benchmem -cpuprofile cpu.out ./platform/emulator/...
   go tool pprof -top -nodecount 30 emulator.test cpu.out
 
-Whole processes under load: run the bench with --keep, then in another shell
-  perf record -g -p $(pgrep -n tunnel-agent) -- sleep 10
-while it runs the bulk phase, or add net/http/pprof behind a flag locally.
+Whole processes under load, on the real path (needs perf and permission):
+  go run ./scripts/bench --quick --perf
+builds the programs with symbols, records the agent, emulator and proxy
+during the tunnel bulk runs and prints each one's top functions.
 `

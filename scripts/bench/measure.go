@@ -126,17 +126,20 @@ func (b *bench) measureBulk(ctx context.Context, st *stack) {
 	if st != nil {
 		agent, emu, proxy = &cpuMeter{pid: st.agent.pid()}, &cpuMeter{pid: st.emu.pid()}, &cpuMeter{pid: st.proxy.pid()}
 	}
+	perf := b.startPerf(st)
 	for rep := range b.opts.reps {
 		for _, d := range directions {
 			for _, streams := range []int{1, 8} {
 				b.progress("bulk rep %d/%d, %s, %d stream(s)", rep+1, b.opts.reps, d.name, streams)
-				b.bulkRun(ctx, d, directDial(d.directAddr(b)), streams, series, bulkKey{d.name, streams, false}, []*cpuMeter{self})
+				b.bulkRun(ctx, d, directDial(d.directAddr(b)), streams, series, bulkKey{d.name, streams, false}, []*cpuMeter{self}, nil)
 				if st != nil {
-					b.bulkRun(ctx, d, directDial(st.addrs[d.service]), streams, series, bulkKey{d.name, streams, true}, []*cpuMeter{agent, emu, proxy})
+					b.bulkRun(ctx, d, directDial(st.addrs[d.service]), streams, series, bulkKey{d.name, streams, true},
+						[]*cpuMeter{agent, emu, proxy}, st.agent)
 				}
 			}
 		}
 	}
+	perf.stop(ctx, b)
 	var direct, tunnel int64
 	for k, s := range series {
 		if k.tunnel {
@@ -150,9 +153,9 @@ func (b *bench) measureBulk(ctx context.Context, st *stack) {
 }
 
 // bulkRun does one bulk transfer and records its rate, bytes and the CPU
-// of meters.
+// of meters. On failure the agent's warnings of the run, if any, explain it.
 func (b *bench) bulkRun(ctx context.Context, d direction, dial func(context.Context) (net.Conn, error), streams int,
-	series map[bulkKey]*bulkSeries, key bulkKey, meters []*cpuMeter) {
+	series map[bulkKey]*bulkSeries, key bulkKey, meters []*cpuMeter, agent *child) {
 	s := series[key]
 	if s == nil {
 		s = &bulkSeries{}
@@ -162,11 +165,20 @@ func (b *bench) bulkRun(ctx context.Context, d direction, dial func(context.Cont
 	for i, m := range meters {
 		before[i] = m.sample()
 	}
+	from := 0
+	if agent != nil {
+		from = agent.mark()
+	}
 	rate, n, err := runBulk(ctx, d.move, dial, streams, b.opts.bulk, b.opts.bulkMax)
 	if err != nil {
 		where := "direct"
 		if key.tunnel {
 			where = "tunnel"
+		}
+		if agent != nil {
+			if w := agentWarnings(agent, from); w != "" {
+				err = fmt.Errorf("%w; tunnel-agent logged: %s", err, w)
+			}
 		}
 		b.fail(fmt.Errorf("bulk %s %s, %d stream(s): %w", where, d.name, streams, err))
 		s.failed = true

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
@@ -111,6 +112,22 @@ func (b *bench) writeAgentConfig(emu emulatorInfo, cert, key string) (string, er
 	}, "\n") + "\n"
 	path := filepath.Join(b.tmp, "agent.yaml")
 	return path, os.WriteFile(path, []byte(cfg), 0o600)
+}
+
+// agentWarnings returns the distinct messages of the agent's WARN and
+// ERROR lines from line index from on, joined.
+func agentWarnings(c *child, from int) string {
+	c.mu.Lock()
+	lines := slices.Clone(c.lines[min(from, len(c.lines)):])
+	c.mu.Unlock()
+	var msgs []string
+	for _, l := range lines {
+		var a struct{ Level, Msg string }
+		if json.Unmarshal([]byte(l), &a) == nil && (a.Level == "WARN" || a.Level == "ERROR") && !slices.Contains(msgs, a.Msg) {
+			msgs = append(msgs, a.Msg)
+		}
+	}
+	return strings.Join(msgs, "; ")
 }
 
 // agentLine is the part of a tunnel-agent JSON log line the bench reads.
