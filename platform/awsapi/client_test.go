@@ -2,6 +2,8 @@ package awsapi
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -13,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"go.uber.org/goleak"
 )
@@ -372,5 +376,31 @@ func TestListAllTunnelsPages(t *testing.T) {
 	}
 	if some, _ := c.ListAllTunnels(context.Background(), "", 2); len(some) != 2 {
 		t.Errorf("limit 2: got %d", len(some))
+	}
+}
+
+// TestSignatureVerifies re-signs the request the server received, independently of
+// the client, and compares: the signature must cover exactly the received body and
+// the target header, with service IoTSecuredTunneling and the configured region.
+func TestSignatureVerifies(t *testing.T) {
+	fs := &fakeService{body: `{}`}
+	c := newTestClient(t, fs)
+	if err := c.CloseTunnel(context.Background(), &CloseTunnelInput{TunnelID: "t-1", Delete: true}); err != nil {
+		t.Fatal(err)
+	}
+	got := fs.last(t)
+	u := strings.TrimPrefix(c.Endpoint(), "http://")
+	req, _ := http.NewRequest(http.MethodPost, "http://"+u+"/", strings.NewReader(got.body))
+	req.Header.Set("Content-Type", got.header.Get("Content-Type"))
+	req.Header.Set("X-Amz-Target", got.header.Get("X-Amz-Target"))
+	sum := sha256.Sum256([]byte(got.body))
+	creds := aws.Credentials{AccessKeyID: "AKIDEXAMPLE", SecretAccessKey: "secret"}
+	err := v4.NewSigner().SignHTTP(context.Background(), creds, req, hex.EncodeToString(sum[:]), "IoTSecuredTunneling",
+		"eu-west-1", time.Date(2026, 11, 25, 21, 0, 0, 0, time.UTC))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := req.Header.Get("Authorization"); got.header.Get("Authorization") != want {
+		t.Errorf("signature does not verify\n got %s\nwant %s", got.header.Get("Authorization"), want)
 	}
 }

@@ -196,3 +196,10 @@ func TestProfileAndHelp(t *testing.T) {
 		}
 	}
 }
+
+func TestDemoCheckCommand(t *testing.T) {
+	r := runCLI(t, nil, "demo", "--check")
+	if r.code != ExitOK || !strings.Contains(r.stdout, "PASS") || !strings.Contains(r.stdout, "MiB/s") {
+		t.Fatalf("demo --check: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+}

@@ -33,6 +33,13 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
+// privateTmp points TMPDIR at a directory of the test's own, so that demo runs of
+// other test processes do not disturb the leftover check.
+func privateTmp(t *testing.T) {
+	t.Helper()
+	t.Setenv("TMPDIR", t.TempDir())
+}
+
 func demoDirs(t *testing.T) []string {
 	t.Helper()
 	m, err := filepath.Glob(filepath.Join(os.TempDir(), "tunnelctl-demo-*"))
@@ -43,6 +50,7 @@ func demoDirs(t *testing.T) []string {
 }
 
 func TestCheckPasses(t *testing.T) {
+	privateTmp(t)
 	before := len(demoDirs(t))
 	var out lockedBuffer
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -62,6 +70,7 @@ func TestCheckPasses(t *testing.T) {
 }
 
 func TestInteractiveStopsOnCancel(t *testing.T) {
+	privateTmp(t)
 	before := len(demoDirs(t))
 	var out lockedBuffer
 	ctx, cancel := context.WithCancel(context.Background())
