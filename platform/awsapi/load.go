@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
+	"github.com/aws/smithy-go/logging"
 )
 
 // LoadOptions selects where Load takes region and credentials from.
@@ -28,7 +29,8 @@ type LoadOptions struct {
 // verify signatures) IMDS is skipped and, when no credentials are configured,
 // placeholder credentials sign the requests.
 func Load(ctx context.Context, o LoadOptions) (*Client, error) {
-	var opts []func(*config.LoadOptions) error
+	// The SDK's own warnings (e.g. the IMDSv1 fallback) would break the one-line errors.
+	opts := []func(*config.LoadOptions) error{config.WithLogger(logging.Nop{})}
 	if o.Profile != "" {
 		opts = append(opts, config.WithSharedConfigProfile(o.Profile))
 	}

@@ -32,6 +32,8 @@ const (
 	localSSHD       = "127.0.0.1:22"
 	startTimeout    = 20 * time.Second
 	checkTimeout    = 60 * time.Second
+	// attrComponent names which part of the demo a log line comes from.
+	attrComponent = "component"
 )
 
 // Config configures Run.
@@ -139,7 +141,7 @@ func (d *demo) run(ctx context.Context) error {
 
 func (d *demo) startEmulator(ctx context.Context) error {
 	emu, err := emulator.New(emulator.Config{
-		StateDir: filepath.Join(d.tmp, "emulator"), Logger: d.cfg.Logger.With("component", "emulator"),
+		StateDir: filepath.Join(d.tmp, "emulator"), Logger: d.cfg.Logger.With(attrComponent, "emulator"),
 	})
 	if err != nil {
 		return fmt.Errorf("starting the emulator: %w", err)
@@ -171,7 +173,7 @@ func (d *demo) startAgent(ctx context.Context) error {
 		return err
 	}
 	cfg.Endpoint, cfg.Port = host, port
-	log := d.cfg.Logger.With("component", "agent")
+	log := d.cfg.Logger.With(attrComponent, "agent")
 	src, err := notify.NewMQTTSource(notify.MQTTConfig{
 		Endpoint: host, Port: port, ThingName: Thing, CertFile: certFile, KeyFile: keyFile,
 		RootCAFile: d.emu.CAFile(), Logger: log,

@@ -26,7 +26,7 @@ func (d *demo) startProxy(ctx context.Context, open *awsapi.OpenTunnelOutput) (m
 	}
 	cfg := tunnel.Config{
 		Mode: tunnel.ModeSource, Endpoint: d.emu.DataEndpoint(), RootCAs: d.emu.CAPool(),
-		AccessToken: open.SourceAccessToken, Services: listen, Logger: d.cfg.Logger.With("component", "proxy"),
+		AccessToken: open.SourceAccessToken, Services: listen, Logger: d.cfg.Logger.With(attrComponent, "proxy"),
 		ConnBufferSize: SourceConnBuffer,
 	}
 	sess, err := tunnel.New(cfg)
