@@ -14,6 +14,7 @@ func (a *App) cmdDemo(ctx context.Context, g *globals, args []string) error {
 	check := fs.Bool("check", false, "push data through every service, verify it, print throughput and exit 0/1")
 	sshPort := fs.Int("ssh-port", demo.DefaultSSHPort, "local port of the SSH service (busy: a free port; --check: a free port)")
 	httpPort := fs.Int("http-port", demo.DefaultHTTPPort, "local port of the HTTP service (busy: a free port; --check: a free port)")
+	sshTarget := fs.String("ssh-target", "127.0.0.1:22", "the device-side sshd the SSH service reaches when it listens (else the built-in echo)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -21,7 +22,7 @@ func (a *App) cmdDemo(ctx context.Context, g *globals, args []string) error {
 	if len(pos) > 0 {
 		return usageError("unexpected argument %q", pos[0])
 	}
-	cfg := demo.Config{Check: *check, SSHPort: *sshPort, HTTPPort: *httpPort, Out: a.Stdout, OnReady: a.onProxyReady}
+	cfg := demo.Config{Check: *check, SSHPort: *sshPort, HTTPPort: *httpPort, SSHTarget: *sshTarget, Out: a.Stdout, OnReady: a.onProxyReady}
 	if *check {
 		cfg.SSHPort, cfg.HTTPPort = 0, 0
 	}

@@ -261,3 +261,43 @@ func TestSSHUntrustedDataEndpoint(t *testing.T) {
 		t.Errorf("exit %d\n%s", r.code, r.stderr)
 	}
 }
+
+// TestDemoWithSSHD runs the interactive demo with a real sshd as the device's SSH
+// service and logs in through the demo's proxy port, as its instructions say.
+func TestDemoWithSSHD(t *testing.T) {
+	sshd := startSSHD(t, "demo-device")
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan map[string]string, 1)
+	done := make(chan result, 1)
+	var out, errb syncBuffer
+	go func() {
+		a := &App{Stdout: &out, Stderr: &errb, Getenv: func(string) string { return "" },
+			onProxyReady: func(m map[string]string) { ready <- m }}
+		done <- result{a.Run(ctx, []string{"demo", "--ssh-port", "0", "--http-port", "0", "--ssh-target", sshd.addr}), "", ""}
+	}()
+	var addrs map[string]string
+	select {
+	case addrs = <-ready:
+	case r := <-done:
+		cancel()
+		t.Fatalf("demo ended: %d\n%s\n%s", r.code, out.String(), errb.String())
+	case <-time.After(30 * time.Second):
+		cancel()
+		<-done
+		t.Fatal("demo not ready within 30s")
+	}
+	_, port, _ := net.SplitHostPort(addrs["SSH"])
+	if !strings.Contains(out.String(), "ssh -p "+port) {
+		t.Errorf("instructions lack ssh -p %s:\n%s", port, out.String())
+	}
+	args := append([]string{"-p", port, "-o", "HostKeyAlias=demo-device", "-l", sshd.user}, sshd.sshArgs("127.0.0.1", "echo", "via-demo")...)
+	got, err := exec.Command("ssh", args...).CombinedOutput()
+	cancel()
+	r := <-done
+	if err != nil || string(got) != "via-demo\n" {
+		t.Errorf("ssh through the demo: %v\n%s", err, got)
+	}
+	if r.code != 0 {
+		t.Errorf("demo exit %d after Ctrl-C:\n%s", r.code, errb.String())
+	}
+}
