@@ -39,14 +39,35 @@ per=$((budget / ${#targets[@]}))
 [ "$per" -le 10 ] || per=10
 echo "fuzz.sh: ${#targets[@]} targets, ${per}s each"
 
+# corpus_files lists the failing inputs go test has written for target $2 of package $1.
+corpus_files() {
+	local dir
+	dir=$(go list -f '{{.Dir}}' "$1")/testdata/fuzz/$2
+	[ -d "$dir" ] && ls -1 "$dir"
+	return 0
+}
+
 failed=()
 for t in "${targets[@]}"; do
 	pkg=${t% *}
 	name=${t#* }
 	echo "--- fuzz $name ($pkg)"
-	if ! go test -run '^$' -fuzz "^$name\$" -fuzztime "${per}s" "$pkg"; then
-		failed+=("$name ($pkg)")
+	before=$(corpus_files "$pkg" "$name")
+	set +e
+	out=$(go test -run '^$' -fuzz "^$name\$" -fuzztime "${per}s" "$pkg" 2>&1)
+	rc=$?
+	set -e
+	echo "$out"
+	[ "$rc" != 0 ] || continue
+	# Go 1.26's fuzz coordinator can fail with a bare "context deadline exceeded" when
+	# -fuzztime ends mid-execution (golang/go#75804, fixed in Go 1.27). Without a new
+	# failing input written, that is no finding.
+	if [ "$(corpus_files "$pkg" "$name")" = "$before" ] &&
+		grep -qx '    context deadline exceeded' <<<"$out" && ! grep -q 'Failing input written to' <<<"$out"; then
+		echo "fuzz.sh: WARNING: $name: 'context deadline exceeded' at the -fuzztime limit and no failing input: Go fuzz coordinator race (golang/go#75804), not a finding" >&2
+		continue
 	fi
+	failed+=("$name ($pkg)")
 done
 if [ ${#failed[@]} -gt 0 ]; then
 	echo "fuzz.sh: FAIL: ${failed[*]}; the failing input is under the package's testdata/fuzz/" >&2
