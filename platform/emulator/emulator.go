@@ -57,6 +57,7 @@ type Config struct {
 	APITLS            bool   // serve the API over HTTPS with the emulator's server certificate
 	DataPlaintext     bool   // serve ws:// instead of wss:// (debugging only)
 
+	IdleTimeout   time.Duration    // drop a data-plane connection without traffic for this long, like AWS's load balancer (~60s); 0: never
 	SweepInterval time.Duration    // how often expiry and retention are checked; default 1s
 	Now           func() time.Time // clock; default time.Now (tests inject one)
 	Logger        *slog.Logger     // default: discard
@@ -122,6 +123,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("account id %q must be 12 digits: %w", c.AccountID, ErrInvalidArgument)
 	case c.MaxOpenTunnels < 0:
 		return fmt.Errorf("max open tunnels %d must be positive: %w", c.MaxOpenTunnels, ErrInvalidArgument)
+	case c.IdleTimeout < 0:
+		return fmt.Errorf("idle timeout %s must be positive: %w", c.IdleTimeout, ErrInvalidArgument)
 	case c.Retention < 0:
 		return fmt.Errorf("retention %s must be positive: %w", c.Retention, ErrInvalidArgument)
 	case strings.Count(c.NotifyTopicFormat, "%s") != 1:

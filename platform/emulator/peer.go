@@ -46,6 +46,7 @@ type peer struct {
 	once    sync.Once
 
 	strict strictState
+	touch  func() // called on traffic when an idle timeout is set
 }
 
 func newPeer(conn *websocket.Conn, mode int, sub, channelID string, services []string) *peer {
@@ -109,6 +110,9 @@ func (p *peer) writeLoop() {
 				p.shutdown(0, "")
 				return
 			}
+			if p.touch != nil {
+				p.touch()
+			}
 			buf = buf[n:]
 		}
 		spare = full[:0]
@@ -159,8 +163,9 @@ func truncate(s string, n int) string {
 // so tunnel frames may span or share messages (and continuation frames are
 // reassembled by gorilla's NextReader).
 type wsStream struct {
-	conn *websocket.Conn
-	r    io.Reader
+	conn  *websocket.Conn
+	r     io.Reader
+	touch func() // optional, called for each message
 }
 
 func (s *wsStream) Read(b []byte) (int, error) {
@@ -172,6 +177,9 @@ func (s *wsStream) Read(b []byte) (int, error) {
 			}
 			if typ != websocket.BinaryMessage {
 				return 0, errTextMessage
+			}
+			if s.touch != nil {
+				s.touch()
 			}
 			s.r = r
 		}
@@ -185,4 +193,14 @@ func (s *wsStream) Read(b []byte) (int, error) {
 		}
 		return n, err
 	}
+}
+
+// setIdleTimeout drops the connection after d without traffic in either
+// direction; pings and pongs count, as they do for AWS's load balancer.
+func (p *peer) setIdleTimeout(d time.Duration) {
+	p.touch = func() { _ = p.conn.SetReadDeadline(time.Now().Add(d)) }
+	p.touch()
+	ping, pong := p.conn.PingHandler(), p.conn.PongHandler()
+	p.conn.SetPingHandler(func(s string) error { p.touch(); return ping(s) })
+	p.conn.SetPongHandler(func(s string) error { p.touch(); return pong(s) })
 }

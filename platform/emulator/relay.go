@@ -144,6 +144,9 @@ func (e *Emulator) serveData(w http.ResponseWriter, r *http.Request) {
 func (e *Emulator) runPeer(t *tunnel, p *peer) {
 	log := e.log.With(attrTunnel, t.id, attrMode, modeNames[p.mode], attrChannel, p.channelID)
 	p.conn.SetReadLimit(protocol.MaxWSMessage)
+	if e.cfg.IdleTimeout > 0 {
+		p.setIdleTimeout(e.cfg.IdleTimeout)
+	}
 	if p.sub != protocol.SubprotocolV1 {
 		p.enqueueMessage(&protocol.Message{Type: protocol.TypeServiceIDs, AvailableServiceIDs: p.services})
 	}
@@ -168,7 +171,7 @@ func (e *Emulator) runPeer(t *tunnel, p *peer) {
 
 // readLoop reads frames from p and forwards them; it returns why it stopped.
 func (e *Emulator) readLoop(r *relay, p *peer) error {
-	fr := protocol.NewFrameReader(&wsStream{conn: p.conn})
+	fr := protocol.NewFrameReader(&wsStream{conn: p.conn, touch: p.touch})
 	var m protocol.Message
 	for {
 		body, err := fr.Next()

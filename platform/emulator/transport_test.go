@@ -2,7 +2,9 @@ package emulator
 
 import (
 	"crypto/tls"
+	"errors"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -65,5 +67,21 @@ func TestDataPlaintext(t *testing.T) {
 	defer c.Close()
 	if resp.Header.Get("Sec-Websocket-Protocol") != protocol.SubprotocolV2 {
 		t.Fatalf("subprotocol %q", resp.Header.Get("Sec-Websocket-Protocol"))
+	}
+}
+
+func TestIdleTimeout(t *testing.T) {
+	env := startEmulator(t, func(c *Config) { c.IdleTimeout = 100 * time.Millisecond })
+	tun := env.open(t, `{}`)
+	c := env.dial(t, dialOpts{token: tun.src})
+	c.recv(t)
+	_ = c.c.SetReadDeadline(deadline())
+	_, _, err := c.c.NextReader()
+	var ce *websocket.CloseError
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatal("the emulator did not drop the idle connection")
+	}
+	if !errors.As(err, &ce) || ce.Code != websocket.CloseAbnormalClosure {
+		t.Fatalf("idle connection ended with %v, want a dropped connection (1006, no close frame)", err)
 	}
 }
