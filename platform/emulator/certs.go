@@ -172,6 +172,19 @@ func (c *CA) IssueDeviceCert(thing, dir string) (certFile, keyFile string, err e
 	return certFile, keyFile, nil
 }
 
+// ClientCertificate issues an in-memory client certificate (CommonName cn),
+// used to authenticate to an external broker that trusts this CA.
+func (c *CA) ClientCertificate(cn string) (tls.Certificate, error) {
+	der, key, err := c.issue(&x509.Certificate{
+		Subject:     pkix.Name{CommonName: cn},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	})
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
+}
+
 func (c *CA) issue(tmpl *x509.Certificate) ([]byte, *ecdsa.PrivateKey, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {

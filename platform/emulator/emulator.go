@@ -206,7 +206,11 @@ func (e *Emulator) listen(cert tls.Certificate) error {
 		e.dataLn = tls.NewListener(e.dataLn, tlsCfg)
 	}
 	if e.cfg.MQTTURL != "" {
-		e.pub = newPahoPublisher(e.cfg.MQTTURL, &tls.Config{MinVersion: tls.VersionTLS12})
+		tc, err := e.externalBrokerTLS()
+		if err != nil {
+			return err
+		}
+		e.pub = newPahoPublisher(e.cfg.MQTTURL, tc)
 	} else {
 		if e.broker, err = newBroker(&e.cfg, e.ca, cert, e.log); err != nil {
 			return err
@@ -218,6 +222,22 @@ func (e *Emulator) listen(cert tls.Certificate) error {
 	e.dataSrv = &http.Server{Handler: http.HandlerFunc(e.serveData), ReadHeaderTimeout: 10 * time.Second,
 		MaxHeaderBytes: 2 * maxHandshakeSize, ErrorLog: errLog}
 	return nil
+}
+
+// externalBrokerTLS trusts the system roots plus the emulator CA and
+// presents a client certificate from the emulator CA (CommonName
+// tunnel-emulator), for ssl:// brokers configured with the CA file.
+func (e *Emulator) externalBrokerTLS() (*tls.Config, error) {
+	roots, err := x509.SystemCertPool()
+	if err != nil {
+		roots = x509.NewCertPool()
+	}
+	roots.AddCert(e.ca.cert)
+	cert, err := e.ca.ClientCertificate("tunnel-emulator")
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }
 
 func (e *Emulator) closeListeners() {

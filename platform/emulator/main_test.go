@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws/protocol/restjson"
 	"go.uber.org/goleak"
 )
 
@@ -132,6 +133,12 @@ func (env *testEnv) do(t testing.TB, req *http.Request) apiResult {
 		}
 		if res.str("message") == "" {
 			t.Errorf("error without message: %v", res.body)
+		}
+		// Decode the error as the AWS SDK for Go v2's awsJson1.1 deserializers do.
+		code := restjson.SanitizeErrorCode(rec.Header().Get("X-Amzn-ErrorType"))
+		jsonCode, msg, err := restjson.GetErrorInfo(json.NewDecoder(bytes.NewReader(rec.Body.Bytes())))
+		if err != nil || code != res.errType() || restjson.SanitizeErrorCode(jsonCode) != code || msg != res.str("message") {
+			t.Errorf("SDK error decoding: code %q json %q message %q err %v", code, jsonCode, msg, err)
 		}
 	}
 	return res

@@ -165,6 +165,21 @@ func TestExternalBroker(t *testing.T) {
 	}
 }
 
+// TestExternalBrokerTLS publishes over ssl:// with mutual TLS to another
+// emulator's broker that shares the CA (same state directory).
+func TestExternalBrokerTLS(t *testing.T) {
+	state := t.TempDir()
+	ext := startEmulator(t, func(c *Config) { c.StateDir = state })
+	env := startEmulator(t, func(c *Config) { c.StateDir = state; c.MQTTURL = "ssl://" + ext.e.MQTTAddr() })
+	d := connectDevice(t, "ssl://"+ext.e.MQTTAddr(), deviceTLS(t, ext.e, "pi-6"), "pi-6", true)
+	defer d.c.Disconnect(100)
+	d.subscribe(t, "$aws/things/pi-6/tunnels/notify")
+	tun := env.open(t, `{"destinationConfig":{"thingName":"pi-6","services":["SSH"]}}`)
+	if n := d.next(t); n.ClientAccessToken != tun.dst {
+		t.Fatalf("external TLS broker notification %+v", n)
+	}
+}
+
 func TestConfigValidation(t *testing.T) {
 	tests := []struct {
 		name string
