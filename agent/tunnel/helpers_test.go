@@ -97,15 +97,16 @@ type running struct {
 	s      *Session
 	ev     *eventLog
 	cancel context.CancelFunc
-	done   chan error
+	done   chan struct{}
+	err    error
 }
 
 func (r *running) stop(t testing.TB) error {
 	t.Helper()
 	r.cancel()
 	select {
-	case err := <-r.done:
-		return err
+	case <-r.done:
+		return r.err
 	case <-time.After(waitFor):
 		t.Fatal("Run did not return after cancel")
 		return nil
@@ -116,8 +117,8 @@ func (r *running) stop(t testing.TB) error {
 func (r *running) result(t testing.TB) error {
 	t.Helper()
 	select {
-	case err := <-r.done:
-		return err
+	case <-r.done:
+		return r.err
 	case <-time.After(waitFor):
 		t.Fatalf("Run did not return; log:\n%s", r.ev.logText())
 		return nil
@@ -144,8 +145,11 @@ func start(t testing.TB, cfg Config) *running {
 		t.Fatalf("New: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{s: s, ev: ev, cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- s.Run(ctx) }()
+	r := &running{s: s, ev: ev, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		r.err = s.Run(ctx)
+		close(r.done)
+	}()
 	t.Cleanup(func() {
 		cancel()
 		<-r.done

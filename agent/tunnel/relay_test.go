@@ -44,8 +44,7 @@ type relayConn struct {
 	out    chan []byte
 	done   chan struct{}
 	once   sync.Once
-	frozen chan struct{} // closed: reading resumes; set by freeze
-	mu     sync.Mutex
+	frozen atomic.Bool // pings go unanswered
 }
 
 const (
@@ -75,6 +74,9 @@ func (r *relay) endpoint() string {
 
 func (r *relay) pool() *x509.CertPool {
 	p := x509.NewCertPool()
+	if r.srv.TLS == nil {
+		return p
+	}
 	p.AddCert(r.srv.Certificate())
 	return p
 }
@@ -158,7 +160,20 @@ func (r *relay) handle(w http.ResponseWriter, req *http.Request) {
 	}
 	ws.SetReadLimit(4 * protocol.MaxWSMessage)
 	c := &relayConn{ws: ws, mode: mode, out: make(chan []byte, 64), done: make(chan struct{})}
+	ws.SetPingHandler(func(data string) error {
+		if c.frozen.Load() {
+			return nil
+		}
+		return ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
+	})
 	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		msg := websocket.FormatCloseMessage(websocket.CloseNormalClosure, "tunnel closed")
+		_ = ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
+		_ = ws.Close()
+		return
+	}
 	if old := r.conns[mode]; old != nil {
 		old.stop()
 	}
@@ -175,16 +190,6 @@ func (r *relay) handle(w http.ResponseWriter, req *http.Request) {
 func (r *relay) readLoop(c *relayConn) {
 	defer c.stop()
 	for {
-		c.mu.Lock()
-		frozen := c.frozen
-		c.mu.Unlock()
-		if frozen != nil {
-			select {
-			case <-frozen:
-			case <-c.done:
-				return
-			}
-		}
 		typ, rd, err := c.ws.NextReader()
 		if err != nil {
 			return
@@ -250,11 +255,27 @@ func (c *relayConn) stop() {
 	})
 }
 
+// conn waits for the current connection of a mode: the client may see the
+// handshake complete before the handler registered the connection.
+func (r *relay) conn(mode string) *relayConn {
+	for deadline := time.Now().Add(waitFor); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
+		r.mu.Lock()
+		c := r.conns[mode]
+		r.mu.Unlock()
+		if c != nil {
+			return c
+		}
+	}
+	return nil
+}
+
 // drop cuts the connection of a mode without a close frame.
 func (r *relay) drop(mode string) {
+	c := r.conn(mode)
 	r.mu.Lock()
-	c := r.conns[mode]
-	delete(r.conns, mode)
+	if r.conns[mode] == c {
+		delete(r.conns, mode)
+	}
 	r.mu.Unlock()
 	if c != nil {
 		c.stop()
@@ -263,12 +284,8 @@ func (r *relay) drop(mode string) {
 
 // freeze stops reading a mode's connection, so its pings go unanswered.
 func (r *relay) freeze(mode string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if c := r.conns[mode]; c != nil {
-		c.mu.Lock()
-		c.frozen = make(chan struct{})
-		c.mu.Unlock()
+	if c := r.conn(mode); c != nil {
+		c.frozen.Store(true)
 	}
 }
 
@@ -295,9 +312,7 @@ func (r *relay) connected(mode string) bool {
 
 // inject sends raw frame bytes to a mode's connection as if from its peer.
 func (r *relay) inject(mode string, msgs ...*protocol.Message) bool {
-	r.mu.Lock()
-	c := r.conns[mode]
-	r.mu.Unlock()
+	c := r.conn(mode)
 	if c == nil {
 		return false
 	}
