@@ -95,6 +95,9 @@ func (b *bench) runAll(ctx context.Context) {
 	b.measureBulk(ctx, st)
 	b.measureConnect(ctx, st)
 	b.measurePeak(st)
+	if ctx.Err() != nil {
+		b.fail(fmt.Errorf("stopped early, figures incomplete: %w", context.Cause(ctx)))
+	}
 	if st != nil && st.tunnel.TunnelID != "" {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		_ = st.api.closeTunnel(cctx, st.tunnel.TunnelID)

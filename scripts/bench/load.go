@@ -202,6 +202,9 @@ func runBulk(ctx context.Context, move bulkFunc, dial func(context.Context) (net
 	}
 	wg.Wait()
 	if err := firstErr(errs); err != nil {
+		if ctx.Err() != nil {
+			return 0, 0, fmt.Errorf("%v: %w", context.Cause(ctx), err)
+		}
 		return 0, 0, err
 	}
 	var moved int64

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"net"
@@ -14,6 +15,9 @@ import (
 func (b *bench) measureLatency(ctx context.Context, st *stack) {
 	var d50, d99, t50, t99 []float64
 	for rep := range b.opts.reps {
+		if ctx.Err() != nil {
+			break
+		}
 		b.progress("latency rep %d/%d (64-byte echo, %s each)", rep+1, b.opts.reps, b.opts.latDur)
 		if p50, p99, err := b.latencyRun(ctx, directDial(b.echo.Addr())); err != nil {
 			b.fail(fmt.Errorf("direct latency: %w", err))
@@ -52,6 +56,8 @@ func (b *bench) measureLatency(ctx context.Context, st *stack) {
 
 // latencyRun measures one connection's round trips; p50 and p99 in ns.
 func (b *bench) latencyRun(ctx context.Context, dial func(context.Context) (net.Conn, error)) (float64, float64, error) {
+	ctx, cancel := context.WithTimeoutCause(ctx, b.opts.latDur+runSlack, errRunTimeout)
+	defer cancel()
 	c, err := dial(ctx)
 	if err != nil {
 		return 0, 0, err
@@ -63,6 +69,13 @@ func (b *bench) latencyRun(ctx context.Context, dial func(context.Context) (net.
 	}
 	return float64(percentile(rtts, 50)), float64(percentile(rtts, 99)), nil
 }
+
+// runSlack is how much longer than planned a run may take before it is
+// abandoned (a stuck tunnel must not eat the whole budget).
+const runSlack = 20 * time.Second
+
+// errRunTimeout ends a run that took runSlack longer than planned.
+var errRunTimeout = errors.New("run took 20 s longer than planned: the tunnel stalled")
 
 // cpuMeter accumulates the CPU time of processes over measured runs.
 type cpuMeter struct {
@@ -130,6 +143,9 @@ func (b *bench) measureBulk(ctx context.Context, st *stack) {
 	for rep := range b.opts.reps {
 		for _, d := range directions {
 			for _, streams := range []int{1, 8} {
+				if ctx.Err() != nil {
+					break
+				}
 				b.progress("bulk rep %d/%d, %s, %d stream(s)", rep+1, b.opts.reps, d.name, streams)
 				b.bulkRun(ctx, d, directDial(d.directAddr(b)), streams, series, bulkKey{d.name, streams, false}, []*cpuMeter{self}, nil)
 				if st != nil {
@@ -169,7 +185,9 @@ func (b *bench) bulkRun(ctx context.Context, d direction, dial func(context.Cont
 	if agent != nil {
 		from = agent.mark()
 	}
-	rate, n, err := runBulk(ctx, d.move, dial, streams, b.opts.bulk, b.opts.bulkMax)
+	rctx, cancel := context.WithTimeoutCause(ctx, b.opts.bulkMax+runSlack, errRunTimeout)
+	rate, n, err := runBulk(rctx, d.move, dial, streams, b.opts.bulk, b.opts.bulkMax)
+	cancel()
 	if err != nil {
 		where := "direct"
 		if key.tunnel {

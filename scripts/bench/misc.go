@@ -21,7 +21,7 @@ func (b *bench) measureConnect(ctx context.Context, st *stack) {
 	b.rep.ConnectM = connectMethod
 	base := math.NaN()
 	var samples []float64
-	if st != nil {
+	if st != nil && ctx.Err() == nil {
 		base = b.tlsHandshake(ctx, st.info)
 		for _, d := range st.connect {
 			samples = append(samples, float64(d))
@@ -91,15 +91,16 @@ func (b *bench) measurePeak(st *stack) {
 		return
 	}
 	for _, p := range []struct {
-		name string
-		c    *child
-	}{{"agent", st.agent}, {"emulator", st.emu}} {
+		name, label string
+		c           *child
+		base        float64
+	}{{"agent", "agent idle", st.agent, st.agentIdle}, {"emulator", "emulator, 1 tunnel", st.emu, st.emuOne}} {
 		m, err := readMem(p.c.pid())
 		if err != nil {
 			continue
 		}
 		b.add(row{Section: secMemory, Metric: p.name + " peak RSS (VmHWM) after all runs", Unit: unitMiB,
-			Value: float64(m.HWM), Baseline: math.NaN()})
+			Value: float64(m.HWM), Baseline: p.base, BaselineLabel: p.label})
 	}
 }
 

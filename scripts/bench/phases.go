@@ -20,6 +20,9 @@ type stack struct {
 	tunnel            openedTunnel
 	addrs             map[string]string // proxy listen address per service
 	connect           []time.Duration   // OpenTunnel -> agent connected samples
+	// Resident memory baselines: agent idle, emulator and proxy with the
+	// tunnel open and no connections.
+	agentIdle, emuOne, proxyOne float64
 }
 
 // bringUp starts the emulator and the agent, measures the agent's idle
@@ -48,12 +51,14 @@ func (b *bench) bringUp(ctx context.Context) *stack {
 	}
 	settle(ctx, 500*time.Millisecond)
 	idle = b.rss(st.agent)
+	st.agentIdle = idle
 	if err := b.openFirstTunnel(ctx, st); err != nil {
 		b.fail(err)
 		return nil
 	}
 	settle(ctx, 500*time.Millisecond)
 	one = b.rss(st.agent)
+	st.emuOne, st.proxyOne = b.rss(st.emu), b.rss(st.proxy)
 	many, err = b.idleConnsRSS(ctx, st)
 	if err != nil {
 		b.fail(err)
@@ -144,7 +149,7 @@ func (b *bench) idleConnsRSS(ctx context.Context, st *stack) (float64, error) {
 	settle(ctx, 500*time.Millisecond)
 	if pm, err := readMem(st.proxy.pid()); err == nil {
 		b.add(row{Section: secMemory, Metric: fmt.Sprintf("tunnelctl proxy RSS, %d idle connections", idleConns), Unit: unitMiB,
-			Value: float64(pm.RSS), Baseline: math.NaN()})
+			Value: float64(pm.RSS), Baseline: st.proxyOne, BaselineLabel: "proxy, no connections"})
 	}
 	return b.rss(st.agent), nil
 }
