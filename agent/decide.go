@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 
 	"github.com/tunnel-agent/tunnel-agent/agent/notify"
@@ -49,10 +50,7 @@ func (a *Agent) handle(ctx context.Context, payload []byte) {
 
 // allowedServices logs every requested service missing from the allow-list
 // and reports whether the tunnel can serve anything at all.
-func (a *Agent) allowedServices(log interface {
-	Warn(string, ...any)
-	Error(string, ...any)
-}, services []string) bool {
+func (a *Agent) allowedServices(log *slog.Logger, services []string) bool {
 	allowed := 0
 	for _, s := range services {
 		if _, ok := a.cfg.Services[s]; ok {
@@ -74,7 +72,7 @@ func (a *Agent) allowedServices(log interface {
 // makeRoom frees a slot for a notification at the cap by replacing a
 // tunnel that looks like this one's previous token (same region and
 // services) and is not connected. It reports whether a slot was freed.
-func (a *Agent) makeRoom(log interface{ Info(string, ...any) }, n notify.Notification) bool {
+func (a *Agent) makeRoom(log *slog.Logger, n notify.Notification) bool {
 	var oldest *tunnelEntry
 	for _, t := range a.tunnels {
 		if t.connected.Load() || t.rec.Region != n.Region || !sameSet(t.rec.Services, n.Services) {
