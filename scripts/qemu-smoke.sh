@@ -2,7 +2,8 @@
 # qemu-smoke.sh: prove the ARM builds run. Under qemu-user it runs `tunnel-agent version`
 # of the linux/arm (on an ARMv6 arm1176 CPU, the Pi Zero/1) and linux/arm64 builds, and one
 # real end-to-end test binary of ./agent/tunnel for each (go test -exec).
-# Environment: QEMU_TEST=TestName picks that test (default: a loopback TLS test found by name).
+# Environment: QEMU_TEST=TestName picks that test (default: the first TestIntegration*,
+# source and destination through a loopback TLS relay, else a TLS/loopback test by name).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -42,7 +43,8 @@ fi
 test=${QEMU_TEST:-}
 if [ -z "$test" ]; then
 	list=$(go test -list '^Test' "$PKG") || die "go test -list $PKG"
-	test=$(grep -E '^Test.*(TLS|Loopback|EndToEnd|E2E)' <<<"$list" | head -n1 || true)
+	# Prefer the end-to-end one: source and destination sessions through a TLS relay.
+	test=$(grep -E '^Test(Integration|EndToEnd|E2E|.*TLS|.*Loopback)' <<<"$list" | head -n1 || true)
 	[ -n "$test" ] || test=$(grep -E '^Test' <<<"$list" | head -n1 || true)
 	[ -n "$test" ] || die "$PKG lists no tests"
 fi
