@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/protocol"
 )
@@ -261,7 +262,7 @@ func TestDestinationSlowLocalSocket(t *testing.T) {
 	defer close(release)
 	r := newRelay(t, true, "SLOW", "SSH")
 	cfg := testConfig(r, ModeDestination, map[string]string{"SLOW": slow, "SSH": echoServer(t)})
-	cfg.ConnBufferSize = 64 << 10
+	cfg.ConnBufferSize, cfg.ConnStallTimeout = 64<<10, 50*time.Millisecond
 	d := start(t, cfg)
 	d.ev.wait(t, "connected", isKind(EventConnected))
 	p := dialPeer(t, r, "source")
@@ -281,7 +282,7 @@ func TestDestinationSlowLocalSocket(t *testing.T) {
 	}
 	p.send(&msg{Type: tData, StreamID: 1, ServiceID: "SSH", ConnectionID: 1, Payload: []byte("alive")})
 	p.expect(msg{Type: tData, StreamID: 1, ServiceID: "SSH", ConnectionID: 1})
-	if !strings.Contains(d.ev.logText(), "buffer is full") {
+	if !strings.Contains(d.ev.logText(), "buffer stayed full") {
 		t.Fatal("overflow not logged")
 	}
 }

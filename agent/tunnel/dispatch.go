@@ -88,10 +88,30 @@ func (l *link) lookup(m *protocol.Message) *stream {
 
 func (l *link) onData(m *protocol.Message) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
+	f := l.dataTargetLocked(m)
+	l.mu.Unlock()
+	if f == nil {
+		return // stale (protocol.md §6.1) or unknown connection
+	}
+	// Outside l.mu: a full queue makes this wait up to ConnStallTimeout.
+	if f.q.push(m.Payload, l.s.cfg.ConnStallTimeout) {
+		return
+	}
+	l.mu.Lock()
+	was := l.unregisterLocked(f)
+	l.mu.Unlock()
+	if was {
+		l.log.Warn("resetting a connection whose local socket does not keep up: its buffer stayed full",
+			logService, f.st.service, logStream, f.st.id, logConn, f.connID, "limit", l.s.cfg.ConnBufferSize)
+		l.sendCtrl(f.resetMessage())
+		f.abort("local socket too slow: buffer full")
+	}
+}
+
+func (l *link) dataTargetLocked(m *protocol.Message) *fwd {
 	st := l.lookup(m)
 	if st == nil {
-		return // stale (protocol.md §6.1)
+		return nil
 	}
 	cid := m.ConnectionID
 	if cid == 0 {
@@ -102,17 +122,7 @@ func (l *link) onData(m *protocol.Message) {
 	} else {
 		st.gotConnIDs = true
 	}
-	f := st.conns[cid]
-	if f == nil {
-		return
-	}
-	if !f.q.push(m.Payload) {
-		l.log.Warn("resetting a connection whose local socket does not keep up: its buffer is full",
-			logService, st.service, logStream, st.id, logConn, cid, "limit", l.s.cfg.ConnBufferSize)
-		l.unregisterLocked(f)
-		l.sendCtrl(f.resetMessage())
-		f.abort("local socket too slow: buffer full")
-	}
+	return st.conns[cid]
 }
 
 func (l *link) onStreamReset(m *protocol.Message) {

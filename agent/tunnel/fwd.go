@@ -43,7 +43,8 @@ type queue struct {
 	draining bool
 	aborted  bool
 	reason   string
-	wake     chan struct{}
+	wake     chan struct{} // to the local writer: data or state change
+	room     chan struct{} // closed by the local writer when it took the queue
 }
 
 // newFwdLocked registers a connection with its stream and the link's wait
@@ -100,16 +101,31 @@ func (f *fwd) signal() {
 	}
 }
 
-// push queues p for the local socket; false means the queue is full.
-func (q *queue) push(p []byte) bool {
+// push queues p for the local socket. When the queue is full it waits up
+// to stall for the local writer to take it; false means it stayed full.
+func (q *queue) push(p []byte, stall time.Duration) bool {
 	q.mu.Lock()
+	var timer *time.Timer
+	for len(q.buf)+len(p) > q.limit && !q.aborted && !q.draining {
+		if timer == nil {
+			timer = time.NewTimer(stall)
+			defer timer.Stop()
+		}
+		if q.room == nil {
+			q.room = make(chan struct{})
+		}
+		room := q.room
+		q.mu.Unlock()
+		select {
+		case <-room:
+		case <-timer.C:
+			return false
+		}
+		q.mu.Lock()
+	}
 	if q.aborted || q.draining {
 		q.mu.Unlock()
 		return true
-	}
-	if len(q.buf)+len(p) > q.limit {
-		q.mu.Unlock()
-		return false
 	}
 	q.buf = append(q.buf, p...)
 	q.mu.Unlock()
@@ -120,10 +136,19 @@ func (q *queue) push(p []byte) bool {
 	return true
 }
 
+// freeRoomLocked wakes a push waiting for room.
+func (q *queue) freeRoomLocked() {
+	if q.room != nil {
+		close(q.room)
+		q.room = nil
+	}
+}
+
 // abort closes the local connection at once, dropping queued data.
 func (f *fwd) abort(reason string) {
 	f.q.mu.Lock()
 	f.q.aborted = true
+	f.q.freeRoomLocked()
 	if f.q.reason == "" {
 		f.q.reason = reason
 	}
@@ -146,6 +171,7 @@ func (f *fwd) drainClose(reason string) {
 		return
 	}
 	f.q.draining = true
+	f.q.freeRoomLocked()
 	if f.q.reason == "" {
 		f.q.reason = reason
 	}
@@ -221,6 +247,7 @@ func (f *fwd) writeLocal() error {
 			return nil
 		}
 		spare, q.buf = q.buf, spare[:0]
+		q.freeRoomLocked()
 		c := q.conn
 		q.mu.Unlock()
 		n, err := c.Write(spare)

@@ -6,9 +6,11 @@
 // reconnects it with backoff. Over it, tunnel frames (package protocol) carry
 // streams keyed by (serviceId, streamId) and, in V3, connections keyed by
 // connectionId. Each local TCP or Unix connection has its own bounded queue
-// and writer goroutine, so a slow local socket never stalls the WebSocket
-// reader or other streams; when its queue is full, that connection alone is
-// reset. Exactly one goroutine writes to the WebSocket.
+// and writer goroutine, so a slow local socket does not stall the WebSocket
+// reader or other streams: the protocol has no flow control, so when its
+// queue is full the reader waits at most Config.ConnStallTimeout for room
+// (absorbing short bursts) and then resets that connection alone. Exactly
+// one goroutine writes to the WebSocket.
 package tunnel
 
 import (
@@ -25,6 +27,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/protocol"
 )
 
 // Mode is the end of the tunnel a Session serves.
@@ -53,6 +57,7 @@ const (
 	DefaultReconnectMax   = 2 * time.Minute
 	DefaultDialTimeout    = 10 * time.Second
 	DefaultConnBufferSize = 1 << 20
+	DefaultStallTimeout   = time.Second
 )
 
 // Config configures a Session. See New for validation and defaults.
@@ -98,9 +103,13 @@ type Config struct {
 	DialTimeout time.Duration
 	// ConnBufferSize bounds the bytes queued toward one local connection
 	// (data that arrived from the tunnel faster than the local socket takes
-	// it, or before the local dial finished). When exceeded, that connection
-	// is reset. Default 1 MiB.
+	// it, or before the local dial finished). When it is full, the data
+	// waits up to ConnStallTimeout for room (holding up the WebSocket reader,
+	// hence every stream, for that long); if the queue is still full, that
+	// connection alone is reset. Default 1 MiB.
 	ConnBufferSize int
+	// ConnStallTimeout: see ConnBufferSize. Default 1 s.
+	ConnStallTimeout time.Duration
 	// Logger receives the session's logs; nil discards them.
 	Logger *slog.Logger
 	// OnEvent receives lifecycle events. It is called synchronously from
@@ -213,6 +222,10 @@ func applyDefaults(cfg *Config) error {
 	}
 	if cfg.ConnBufferSize <= 0 {
 		cfg.ConnBufferSize = DefaultConnBufferSize
+	}
+	cfg.ConnBufferSize = max(cfg.ConnBufferSize, protocol.MaxPayload)
+	if cfg.ConnStallTimeout <= 0 {
+		cfg.ConnStallTimeout = DefaultStallTimeout
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
