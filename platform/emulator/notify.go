@@ -100,20 +100,29 @@ func (b *broker) close() { _ = b.srv.Close() }
 // pahoPublisher publishes to an external broker (--mqtt-url).
 type pahoPublisher struct{ c paho.Client }
 
-func newPahoPublisher(url string, rootCAs *tls.Config) *pahoPublisher {
+func newPahoPublisher(url string, tlsCfg *tls.Config) *pahoPublisher {
 	opts := paho.NewClientOptions().AddBroker(url).
 		SetClientID("tunnel-emulator-" + newUUID()[:8]).
-		SetTLSConfig(rootCAs).
-		SetConnectRetry(true).SetConnectRetryInterval(2 * time.Second).
+		SetTLSConfig(tlsCfg).
+		SetConnectRetry(true).SetConnectRetryInterval(time.Second).
 		SetAutoReconnect(true).SetCleanSession(true)
 	c := paho.NewClient(opts)
 	c.Connect() // retries in the background; publish waits for the connection
 	return &pahoPublisher{c: c}
 }
 
+// publish waits until the client is connected: paho wipes its store when a
+// clean session connects, so a message queued while connecting would be lost.
 func (p *pahoPublisher) publish(topic string, payload []byte) error {
+	deadline := time.Now().Add(publishTimeout)
+	for !p.c.IsConnectionOpen() {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w: not connected to the external broker after %s: check --mqtt-url", ErrNotify, publishTimeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	tok := p.c.Publish(topic, 1, false, payload)
-	if !tok.WaitTimeout(publishTimeout) {
+	if !tok.WaitTimeout(time.Until(deadline)) {
 		return fmt.Errorf("%w: external broker did not acknowledge within %s: check --mqtt-url", ErrNotify, publishTimeout)
 	}
 	if err := tok.Error(); err != nil {
