@@ -6,7 +6,7 @@
 // binary size, each with its ratio to a baseline measured in the same run
 // and the target of issue 7. It also writes the figures as JSON.
 //
-//	go run ./scripts/bench            # full: about 2-3 minutes, < 5 min
+//	go run ./scripts/bench            # full: 5 repetitions, about 2-3 minutes, < 5 min
 //	go run ./scripts/bench --quick    # CI: < 60 s
 package main
 
@@ -45,7 +45,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.SetOutput(stderr)
 	fs.BoolVar(&o.quick, "quick", false, "CI mode: one repetition, smaller transfers, < 60 s")
 	fs.StringVar(&o.out, "out", "bench-results.json", "JSON results file")
-	fs.IntVar(&o.reps, "reps", 0, "repetitions per measurement (default 3, quick 1)")
+	fs.IntVar(&o.reps, "reps", 0, "repetitions per measurement (default 5, quick 1)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temp dir (binaries, configs, process logs) and print its path")
 	fs.BoolVar(&o.pprof, "pprof", false, "print how to profile the agent and the emulator, then exit")
 	fs.BoolVar(&o.perf, "perf", false, "build with symbols and run `perf record` on agent, emulator and proxy during the tunnel bulk runs; "+
@@ -58,7 +58,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	o.bulk, o.bulkMax, o.latDur, o.connects = 1<<30, 8*time.Second, 2*time.Second, 5
-	def, budget := 3, 240*time.Second
+	def, budget := 5, 240*time.Second
 	if o.quick {
 		o.bulk, o.bulkMax, o.latDur, o.connects = 128<<20, 3*time.Second, 500*time.Millisecond, 3
 		def, budget = 1, 50*time.Second
