@@ -201,9 +201,17 @@ func (e *Emulator) rotate(ctx context.Context, r *rotateRequest) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	e.log.Info("tokens rotated", attrTunnel, t, "mode", *r.ClientMode)
+	e.log.Info("tokens rotated", attrTunnel, t.id, "mode", *r.ClientMode)
+	if e.cfg.RotateDisconnects {
+		if resp.SourceAccessToken != "" {
+			t.relay.closeMode(modeSource, closeNormal, "access token rotated")
+		}
+		if resp.DestinationAccessToken != "" {
+			t.relay.closeMode(modeDest, closeNormal, "access token rotated")
+		}
+	}
 	if r.DestinationConfig != nil && r.DestinationConfig.ThingName != nil && resp.DestinationAccessToken != "" {
-		e.notifyDestination(ctx, t, *r.DestinationConfig.ThingName, resp.DestinationAccessToken, *r.DestinationConfig.Services)
+		e.notifyDestination(ctx, t.id, *r.DestinationConfig.ThingName, resp.DestinationAccessToken, *r.DestinationConfig.Services)
 	}
 	return resp, nil
 }

@@ -22,7 +22,8 @@
 //     absent; nextToken is opaque and only valid for ListTunnels.
 //   - RotateTunnelAccessToken on a CLOSED tunnel is ResourceNotFoundException.
 //     A destinationConfig given with DESTINATION or ALL replaces the tunnel's
-//     destinationConfig. Connections made with the old tokens stay up.
+//     destinationConfig. Connections made with the old tokens stay up unless
+//     Config.RotateDisconnects is set.
 //   - Handshake refusals: 400 for a malformed request (path, mode, token
 //     count, client-token format, no subprotocol, over 4096 bytes, mode
 //     mismatch) and for the documented reuse and client-token mismatch

@@ -52,6 +52,10 @@ type Config struct {
 	Retention      time.Duration // how long closed tunnels stay listable; default 3h
 	Strict         bool          // close connections that violate protocol.md §10 item 5
 
+	// RotateDisconnects closes the connection of a mode whose token is
+	// rotated (AWS's behaviour is unknown; by default connections stay up).
+	RotateDisconnects bool
+
 	MQTTURL           string // tcp://host:port or ssl://host:port: external broker instead of the embedded one
 	NotifyTopicFormat string // default DefaultNotifyTopicFormat; must contain one %s
 	APITLS            bool   // serve the API over HTTPS with the emulator's server certificate

@@ -84,6 +84,17 @@ func (r *relay) closeAll(code int, reason string) {
 	}
 }
 
+// closeMode closes the current connection of one mode (it detaches itself
+// when its reader ends).
+func (r *relay) closeMode(mode int, code int, reason string) {
+	r.mu.Lock()
+	p := r.peers[mode]
+	r.mu.Unlock()
+	if p != nil {
+		p.shutdown(code, reason)
+	}
+}
+
 // route records stream starts and resets and returns the connection the
 // frame goes to (nil: drop). It fails when from is no longer current.
 func (r *relay) route(from *peer, m *protocol.Message) (*peer, error) {

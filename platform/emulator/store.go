@@ -254,15 +254,15 @@ func (s *store) close(id string, del bool) (*tunnel, error) {
 
 // rotate issues new tokens for the modes selected by clientMode and revokes
 // the old ones. Connections made with the old tokens stay up.
-func (s *store) rotate(r *rotateRequest) (string, rotateResponse, error) {
+func (s *store) rotate(r *rotateRequest) (*tunnel, rotateResponse, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t, ok := s.get(*r.TunnelID)
 	if !ok {
-		return "", rotateResponse{}, errNotFound("tunnel %s not found: check the tunnelId", *r.TunnelID)
+		return nil, rotateResponse{}, errNotFound("tunnel %s not found: check the tunnelId", *r.TunnelID)
 	}
 	if t.status != statusOpen {
-		return "", rotateResponse{}, errNotFound("tunnel %s is CLOSED; tokens of a closed tunnel cannot be rotated: open a new tunnel", t.id)
+		return nil, rotateResponse{}, errNotFound("tunnel %s is CLOSED; tokens of a closed tunnel cannot be rotated: open a new tunnel", t.id)
 	}
 	if r.DestinationConfig != nil {
 		t.setDestination(r.DestinationConfig)
@@ -276,7 +276,7 @@ func (s *store) rotate(r *rotateRequest) (string, rotateResponse, error) {
 		resp.DestinationAccessToken = s.newTokenLocked(t, modeDest)
 	}
 	t.updatedAt = s.now()
-	return t.id, resp, nil
+	return t, resp, nil
 }
 
 func (s *store) newTokenLocked(t *tunnel, mode int) string {

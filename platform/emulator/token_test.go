@@ -188,3 +188,17 @@ func TestNotAnUpgrade(t *testing.T) {
 	}
 	env.dial(t, dialOpts{token: tun.src})
 }
+
+func TestRotateDisconnects(t *testing.T) {
+	env := startEmulator(t, func(c *Config) { c.RotateDisconnects = true })
+	tun := env.open(t, `{}`)
+	src := env.dial(t, dialOpts{token: tun.src})
+	dst := env.dial(t, dialOpts{token: tun.dst, mode: "destination"})
+	waitConnected(t, env, tun.id, "CONNECTED", "CONNECTED")
+	env.mustCall(t, "RotateTunnelAccessToken", js(map[string]string{"tunnelId": tun.id, "clientMode": "SOURCE"}))
+	if code := src.closeCode(t); code != websocket.CloseNormalClosure {
+		t.Fatalf("close code %d", code)
+	}
+	waitConnected(t, env, tun.id, "DISCONNECTED", "CONNECTED")
+	dst.recv(t) // SERVICE_IDS: the destination is still up
+}
