@@ -61,6 +61,7 @@ type Config struct {
 	APITLS            bool   // serve the API over HTTPS with the emulator's server certificate
 	DataPlaintext     bool   // serve ws:// instead of wss:// (debugging only)
 
+	Bandwidth     int64            // bytes per second per tunnel, both directions together (AWS: about 800 KB/s); 0: unlimited
 	IdleTimeout   time.Duration    // drop a data-plane connection without traffic for this long, like AWS's load balancer (~60s); 0: never
 	SweepInterval time.Duration    // how often expiry and retention are checked; default 1s
 	Now           func() time.Time // clock; default time.Now (tests inject one)
@@ -127,6 +128,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("account id %q must be 12 digits: %w", c.AccountID, ErrInvalidArgument)
 	case c.MaxOpenTunnels < 0:
 		return fmt.Errorf("max open tunnels %d must be positive: %w", c.MaxOpenTunnels, ErrInvalidArgument)
+	case c.Bandwidth < 0:
+		return fmt.Errorf("bandwidth %d must be positive: %w", c.Bandwidth, ErrInvalidArgument)
 	case c.IdleTimeout < 0:
 		return fmt.Errorf("idle timeout %s must be positive: %w", c.IdleTimeout, ErrInvalidArgument)
 	case c.Retention < 0:

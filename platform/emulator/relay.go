@@ -25,9 +25,42 @@ type relay struct {
 	peers   [2]*peer
 	streams map[string]int32 // serviceId -> active streamId, from STREAM_START/STREAM_RESET passing through
 	closed  bool
+	shaper  *shaper // nil: unlimited
 }
 
-func newRelay() *relay { return &relay{streams: map[string]int32{}} }
+func newRelay(bandwidth int64) *relay {
+	r := &relay{streams: map[string]int32{}}
+	if bandwidth > 0 {
+		r.shaper = &shaper{rate: float64(bandwidth)}
+	}
+	return r
+}
+
+// shaper paces a tunnel's frames, both directions together, to a rate in
+// bytes per second, like the per-tunnel bandwidth quota of AWS (§8).
+type shaper struct {
+	mu   sync.Mutex
+	rate float64
+	next time.Time
+}
+
+// wait blocks until n more bytes may pass.
+func (s *shaper) wait(n int) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	now := time.Now()
+	if s.next.Before(now) {
+		s.next = now
+	}
+	d := s.next.Sub(now)
+	s.next = s.next.Add(time.Duration(float64(n) / s.rate * float64(time.Second)))
+	s.mu.Unlock()
+	if d > 0 {
+		time.Sleep(d) // pacing, not waiting for a condition
+	}
+}
 
 var errReplaced = errors.New("replaced by a newer connection of the same mode")
 
@@ -209,6 +242,7 @@ func (e *Emulator) readLoop(r *relay, p *peer) error {
 				"stream", m.StreamID, "connection", m.ConnectionID, "relayed", to != nil)
 		}
 		if to != nil {
+			r.shaper.wait(len(body) + protocol.LengthSize)
 			to.enqueue(body)
 		}
 	}

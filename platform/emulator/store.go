@@ -67,6 +67,7 @@ type store struct {
 	account      string
 	maxOpen      int
 	retention    time.Duration
+	bandwidth    int64
 	seq          uint64
 	tunnels      map[string]*tunnel
 	tokens       map[string]tokenRef
@@ -76,7 +77,7 @@ type store struct {
 func newStore(cfg *Config) *store {
 	return &store{
 		now: cfg.Now, region: cfg.Region, account: cfg.AccountID,
-		maxOpen: cfg.MaxOpenTunnels, retention: cfg.Retention,
+		maxOpen: cfg.MaxOpenTunnels, retention: cfg.Retention, bandwidth: cfg.Bandwidth,
 		tunnels: map[string]*tunnel{}, tokens: map[string]tokenRef{}, clientTokens: map[string]string{},
 	}
 }
@@ -189,7 +190,7 @@ func (s *store) open(r *openTunnelRequest) (openTunnelResponse, error) {
 	t := &tunnel{
 		seq: s.seq, id: id, status: statusOpen, lifetime: maxLifetimeMinutes,
 		arn:       fmt.Sprintf("arn:aws:tunnel:%s:%s:tunnel/%s", s.region, s.account, id),
-		createdAt: now, updatedAt: now, relay: newRelay(),
+		createdAt: now, updatedAt: now, relay: newRelay(s.bandwidth),
 	}
 	if r.Description != nil {
 		t.description = *r.Description

@@ -85,3 +85,25 @@ func TestIdleTimeout(t *testing.T) {
 		t.Fatalf("idle connection ended with %v, want a dropped connection (1006, no close frame)", err)
 	}
 }
+
+// TestBandwidth checks the shaper's lower bound only: 256 KiB at 1 MB/s
+// cannot arrive in less than about 0.26 s, however fast the machine.
+func TestBandwidth(t *testing.T) {
+	env := startEmulator(t, func(c *Config) { c.Bandwidth = 1_000_000 })
+	tun := env.open(t, `{}`)
+	src := env.dial(t, dialOpts{token: tun.src})
+	dst := env.dial(t, dialOpts{token: tun.dst, mode: "destination"})
+	src.recv(t)
+	dst.recv(t)
+	chunk := make([]byte, 32<<10)
+	start := time.Now()
+	for range 8 {
+		src.send(t, data("", 1, chunk))
+	}
+	for range 8 {
+		dst.recv(t)
+	}
+	if el := time.Since(start); el < 200*time.Millisecond {
+		t.Fatalf("256 KiB took %s at 1 MB/s", el)
+	}
+}
