@@ -271,10 +271,13 @@ func measureLatency(ctx context.Context, conn net.Conn, dur time.Duration, warm 
 	return rtts, nil
 }
 
-// pingConn checks that conn reaches the echo service: one byte there and back.
-func pingConn(conn net.Conn, timeout time.Duration) error {
+// pingConn checks that conn reaches the echo service: one byte there and
+// back, within timeout and before ctx ends.
+func pingConn(ctx context.Context, conn net.Conn, timeout time.Duration) error {
 	conn.SetDeadline(time.Now().Add(timeout))
 	defer conn.SetDeadline(time.Time{})
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
+	defer stop()
 	if _, err := conn.Write([]byte{'p'}); err != nil {
 		return err
 	}

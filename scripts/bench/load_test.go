@@ -58,7 +58,7 @@ func TestBulkAndEcho(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if err := pingConn(c, 5*time.Second); err != nil {
+	if err := pingConn(ctx, c, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	rtts, err := measureLatency(ctx, c, 10*time.Millisecond, 5)

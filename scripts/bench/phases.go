@@ -127,6 +127,8 @@ func (b *bench) openFirstTunnel(ctx context.Context, st *stack) error {
 // service, checks each one answers, and reads the agent's memory.
 func (b *bench) idleConnsRSS(ctx context.Context, st *stack) (float64, error) {
 	b.progress("opening %d idle connections through the tunnel", idleConns)
+	ctx, cancel := context.WithTimeoutCause(ctx, 30*time.Second, errors.New("the idle connections took longer than 30 s to open"))
+	defer cancel()
 	conns := make([]net.Conn, 0, idleConns)
 	defer func() {
 		for _, c := range conns {
@@ -142,7 +144,7 @@ func (b *bench) idleConnsRSS(ctx context.Context, st *stack) (float64, error) {
 		conns = append(conns, c)
 	}
 	for i, c := range conns {
-		if err := pingConn(c, 10*time.Second); err != nil {
+		if err := pingConn(ctx, c, 10*time.Second); err != nil {
 			return math.NaN(), fmt.Errorf("idle connection %d does not reach the echo service through the tunnel: %w", i+1, err)
 		}
 	}
