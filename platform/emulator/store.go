@@ -71,14 +71,14 @@ type store struct {
 	seq          uint64
 	tunnels      map[string]*tunnel
 	tokens       map[string]tokenRef
-	clientTokens map[string]string // client token -> access token it is bound to
+	clientTokens map[string]tokenRef // client token -> tunnel and mode of the access token it is bound to
 }
 
 func newStore(cfg *Config) *store {
 	return &store{
 		now: cfg.Now, region: cfg.Region, account: cfg.AccountID,
 		maxOpen: cfg.MaxOpenTunnels, retention: cfg.Retention, bandwidth: cfg.Bandwidth,
-		tunnels: map[string]*tunnel{}, tokens: map[string]tokenRef{}, clientTokens: map[string]string{},
+		tunnels: map[string]*tunnel{}, tokens: map[string]tokenRef{}, clientTokens: map[string]tokenRef{},
 	}
 }
 
@@ -123,8 +123,8 @@ func (s *store) deleteLocked(t *tunnel) {
 	for m := range t.modes {
 		delete(s.tokens, t.modes[m].token)
 	}
-	for ct, tok := range s.clientTokens {
-		if r, ok := s.tokens[tok]; !ok || r.t == t {
+	for ct, ref := range s.clientTokens {
+		if ref.t == t {
 			delete(s.clientTokens, ct)
 		}
 	}

@@ -40,10 +40,12 @@ func (s *store) admit(token, clientToken string, mode int) (*tunnel, []string, *
 	case ms.used && clientToken != ms.clientToken:
 		return nil, nil, &handshakeError{status: 400, msg: msgClientMismatch}
 	case !ms.used && clientToken != "":
-		if bound, ok := s.clientTokens[clientToken]; ok && bound != token {
+		// A client token pairs with one access token only: a token bound
+		// earlier (even one since rotated) cannot take a new partner.
+		if _, ok := s.clientTokens[clientToken]; ok {
 			return nil, nil, &handshakeError{status: 400, msg: msgClientInUse}
 		}
-		s.clientTokens[clientToken] = token
+		s.clientTokens[clientToken] = tokenRef{t: t, mode: mode}
 		ms.clientToken = clientToken
 	}
 	ms.used = true
