@@ -92,6 +92,7 @@ func (s *Session) dialer() (*websocket.Dialer, error) {
 	}
 	return &websocket.Dialer{
 		Proxy:            s.cfg.Proxy,
+		NetDialContext:   netDial(),
 		TLSClientConfig:  &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool},
 		HandshakeTimeout: handshakeTimeout,
 		Subprotocols:     subprotocols,

@@ -127,6 +127,9 @@ func (q *queue) push(p []byte, stall time.Duration) bool {
 		q.mu.Unlock()
 		return true
 	}
+	if q.buf == nil {
+		q.buf = make([]byte, 0, max(len(p), min(q.limit, 256<<10)))
+	}
 	q.buf = append(q.buf, p...)
 	q.mu.Unlock()
 	select {

@@ -25,6 +25,7 @@ type pairOpts struct {
 	dstSub     string
 	dstExtra   map[string]string // extra destination services
 	tweak      func(src, dst *Config)
+	noSplit    bool // forward WebSocket messages whole
 }
 
 type pair struct {
@@ -39,7 +40,7 @@ func newPair(t testing.TB, o pairOpts) *pair {
 		all = append(all, s)
 	}
 	r := newRelay(t, true, all...)
-	r.split = true
+	r.split = !o.noSplit
 	if o.srcSub != "" {
 		r.setSubprotocol("source", o.srcSub)
 	}

@@ -68,6 +68,7 @@ func putFrame(f *frameBuf) {
 type link struct {
 	s         *Session
 	ws        *websocket.Conn
+	bc        *bufConn // nil if the connection is not ours
 	log       *slog.Logger
 	version   int // negotiated subprotocol: 1, 2 or 3
 	channelID string
@@ -100,7 +101,7 @@ func newLink(s *Session, ws *websocket.Conn, channelID string) *link {
 		v = 2
 	}
 	return &link{
-		s: s, ws: ws, version: v, channelID: channelID,
+		s: s, ws: ws, bc: bufConnOf(ws), version: v, channelID: channelID,
 		log:      s.log.With(logChannel, channelID),
 		out:      make(chan *frameBuf, outQueue),
 		ctrlWake: make(chan struct{}, 1),
@@ -186,8 +187,16 @@ func (l *link) writeLoop(parent context.Context) error {
 
 // writeBatch writes first and as many queued frames as fit in one message,
 // and returns a frame that did not fit.
-func (l *link) writeBatch(first *frameBuf) (*frameBuf, error) {
+func (l *link) writeBatch(first *frameBuf) (next *frameBuf, err error) {
 	_ = l.ws.SetWriteDeadline(time.Now().Add(l.s.cfg.PongTimeout))
+	if l.bc != nil {
+		l.bc.startBatch()
+		defer func() {
+			if ferr := l.bc.endBatch(); err == nil {
+				err = ferr
+			}
+		}()
+	}
 	w, err := l.ws.NextWriter(websocket.BinaryMessage)
 	if err != nil {
 		putFrame(first)

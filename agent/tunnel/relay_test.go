@@ -1,6 +1,7 @@
 package tunnel
 
 import (
+	"bytes"
 	"crypto/x509"
 	"fmt"
 	"io"
@@ -194,24 +195,26 @@ func (r *relay) readLoop(c *relayConn) {
 		if err != nil {
 			return
 		}
-		data, err := io.ReadAll(rd)
+		bp := relayBufs.Get().(*[]byte)
+		data, err := readAllInto((*bp)[:0], rd)
 		if err != nil || typ != websocket.BinaryMessage {
 			return
 		}
 		peer := r.peer(c.mode)
-		if peer == nil {
+		if peer == nil || !r.split {
+			if peer == nil || !peer.send(data) {
+				relayBufs.Put(bp)
+			}
 			continue // no peer: dropped, the safest default (protocol.md §10)
 		}
 		for len(data) > 0 {
-			n := len(data)
-			if r.split {
-				n = min(n, 1+rand.IntN(3000))
-			}
-			if !peer.send(data[:n]) {
+			n := min(len(data), 1+rand.IntN(3000))
+			if !peer.send(bytes.Clone(data[:n])) {
 				break
 			}
 			data = data[n:]
 		}
+		relayBufs.Put(bp)
 	}
 }
 
@@ -234,11 +237,34 @@ func (c *relayConn) send(b []byte) bool {
 	}
 }
 
+var relayBufs = sync.Pool{New: func() any { b := make([]byte, 0, 2*protocol.MaxWSMessage); return &b }}
+
+func readAllInto(b []byte, r io.Reader) ([]byte, error) {
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
+}
+
 func (c *relayConn) writeLoop() {
 	for {
 		select {
 		case b := <-c.out:
-			if err := c.ws.WriteMessage(websocket.BinaryMessage, b); err != nil {
+			err := c.ws.WriteMessage(websocket.BinaryMessage, b)
+			if cap(b) == 2*protocol.MaxWSMessage {
+				b = b[:0]
+				relayBufs.Put(&b)
+			}
+			if err != nil {
 				c.stop()
 				return
 			}
