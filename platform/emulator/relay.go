@@ -86,6 +86,9 @@ func (r *relay) attach(p *peer) bool {
 	}
 	if other != nil {
 		for i := range resets {
+			if other.sub == protocol.SubprotocolV1 {
+				resets[i].ServiceID = "" // never V2 fields toward a V1 peer (protocol.md §9.8)
+			}
 			other.enqueueMessage(&resets[i])
 		}
 	}

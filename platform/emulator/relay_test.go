@@ -207,3 +207,18 @@ func TestTextMessageClosesConnection(t *testing.T) {
 		t.Fatalf("close code %d", code)
 	}
 }
+
+func TestReplacementResetToV1Peer(t *testing.T) {
+	env := startEmulator(t, nil)
+	tun := env.open(t, `{"destinationConfig":{"services":["SSH"]}}`)
+	dst := env.dial(t, dialOpts{token: tun.dst, mode: "destination", subs: []string{protocol.SubprotocolV1}})
+	src := env.dial(t, dialOpts{token: tun.src, clientToken: ctA})
+	src.recv(t)
+	waitConnected(t, env, tun.id, "CONNECTED", "CONNECTED")
+	src.send(t, start("SSH", 7))
+	dst.recv(t)
+	env.dial(t, dialOpts{token: tun.src, clientToken: ctA})
+	if m := dst.recv(t); m.Type != protocol.TypeStreamReset || m.StreamID != 7 || m.ServiceID != "" {
+		t.Fatalf("V1 destination got %+v, want STREAM_RESET 7 without serviceId", m)
+	}
+}
