@@ -39,7 +39,8 @@ type Config struct {
 	Endpoint string
 	// Credentials signs the requests. Required.
 	Credentials aws.CredentialsProvider
-	// HTTPClient sends the requests; nil means a client with a 30 s timeout.
+	// HTTPClient sends the requests; nil means a client of its own (30 s timeout)
+	// whose idle connections Close releases.
 	HTTPClient *http.Client
 	// Now is the signing clock; nil means time.Now.
 	Now func() time.Time
@@ -53,6 +54,7 @@ type Client struct {
 	endpoint string
 	signer   *v4.Signer
 	http     *http.Client
+	own      *http.Transport // set when the client made its own transport
 }
 
 // New validates cfg and returns a Client.
@@ -70,11 +72,20 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	hc := cfg.HTTPClient
-	if hc == nil {
-		hc = &http.Client{Timeout: 30 * time.Second}
+	c := &Client{cfg: cfg, endpoint: endpoint, signer: v4.NewSigner(), http: cfg.HTTPClient}
+	if c.http == nil {
+		c.own = http.DefaultTransport.(*http.Transport).Clone()
+		c.http = &http.Client{Timeout: 30 * time.Second, Transport: c.own}
 	}
-	return &Client{cfg: cfg, endpoint: endpoint, signer: v4.NewSigner(), http: hc}, nil
+	return c, nil
+}
+
+// Close releases the idle connections of the client's own transport. The client
+// stays usable (new requests open new connections).
+func (c *Client) Close() {
+	if c.own != nil {
+		c.own.CloseIdleConnections()
+	}
 }
 
 // Endpoint returns the URL requests go to.

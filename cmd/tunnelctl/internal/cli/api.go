@@ -16,10 +16,15 @@ import (
 const maxLifetime = 12 * time.Hour
 
 // client builds the API client from the global flags.
+// The command's runner closes it (its idle connections) when the command ends.
 func (g *globals) client(ctx context.Context) (*awsapi.Client, error) {
-	return awsapi.Load(ctx, awsapi.LoadOptions{
+	c, err := awsapi.Load(ctx, awsapi.LoadOptions{
 		Profile: g.profile, Region: g.region, Endpoint: g.endpoint, UserAgent: "tunnelctl",
 	})
+	if err == nil {
+		g.clients = append(g.clients, c)
+	}
+	return c, err
 }
 
 // describeError turns an error into one line that says what to do.

@@ -12,6 +12,8 @@ import (
 	"os"
 	"sort"
 	"strings"
+
+	"github.com/tunnel-agent/tunnel-agent/platform/awsapi"
 )
 
 // Exit codes of tunnelctl.
@@ -19,6 +21,8 @@ const (
 	ExitOK      = 0
 	ExitFailure = 1 // service, network or runtime error
 	ExitUsage   = 2 // bad command line
+	// ExitInterrupted is the shell convention for SIGINT (128+2).
+	ExitInterrupted = 130
 )
 
 // errUsage marks command-line mistakes (exit code 2).
@@ -95,7 +99,11 @@ func (a *App) Run(ctx context.Context, args []string) int {
 	}
 	for _, c := range commands {
 		if c.name == args[0] {
-			return a.report(c.name, c.run(a, ctx, g, args[1:]))
+			err := c.run(a, ctx, g, args[1:])
+			for _, cl := range g.clients {
+				cl.Close()
+			}
+			return a.report(c.name, err)
 		}
 	}
 	fmt.Fprintf(a.Stderr, "tunnelctl: unknown command %q: run tunnelctl help\n", args[0])
@@ -115,6 +123,7 @@ func (a *App) usage() {
 
 // report prints err as one line and returns the exit code.
 func (a *App) report(cmd string, err error) int {
+	var ec *exitCodeError
 	switch {
 	case err == nil:
 		return ExitOK
@@ -124,13 +133,11 @@ func (a *App) report(cmd string, err error) int {
 		msg := strings.TrimPrefix(err.Error(), errUsage.Error()+": ")
 		fmt.Fprintf(a.Stderr, "tunnelctl %s: %s (run tunnelctl %s -h)\n", cmd, msg, cmd)
 		return ExitUsage
-	case errors.As(err, new(*exitCodeError)):
-		var ec *exitCodeError
-		errors.As(err, &ec)
+	case errors.As(err, &ec):
 		return ec.code
 	case errors.Is(err, context.Canceled):
 		fmt.Fprintf(a.Stderr, "tunnelctl %s: interrupted\n", cmd)
-		return ExitFailure
+		return ExitInterrupted
 	}
 	fmt.Fprintf(a.Stderr, "tunnelctl %s: %s\n", cmd, describeError(err))
 	return ExitFailure
@@ -145,6 +152,7 @@ func (e *exitCodeError) Error() string { return fmt.Sprintf("exit status %d", e.
 type globals struct {
 	endpoint, region, profile string
 	json, verbose             bool
+	clients                   []*awsapi.Client // API clients the command made
 }
 
 func (g *globals) flagSet(name string, out io.Writer) *flag.FlagSet {

@@ -111,6 +111,7 @@ func testAPI(t *testing.T, e *emulator.Emulator) *awsapi.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(c.Close)
 	return c
 }
 

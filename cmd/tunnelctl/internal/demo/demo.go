@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/credentials"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/tunnel-agent/tunnel-agent/agent"
 	"github.com/tunnel-agent/tunnel-agent/agent/config"
@@ -79,24 +78,25 @@ func Run(ctx context.Context, cfg Config) (err error) {
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	g, gctx := errgroup.WithContext(runCtx)
-	d := &demo{cfg: cfg, tmp: tmp, svcs: svcs, g: g}
-	err = d.run(gctx)
-	cancel()
-	if werr := g.Wait(); err == nil || errors.Is(err, context.Canceled) {
-		err = werr
+	d := &demo{cfg: cfg, tmp: tmp, svcs: svcs, stack: newStack(ctx, cancel)}
+	err = d.run(runCtx)
+	if serr := d.stack.stop(); serr != nil && (err == nil || errors.Is(err, context.Canceled)) {
+		err = serr
+	}
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		err = nil // Ctrl-C: a clean stop
 	}
 	return err
 }
 
 // demo is one run's state.
 type demo struct {
-	cfg  Config
-	tmp  string
-	svcs *localServices
-	g    *errgroup.Group
-	emu  *emulator.Emulator
-	api  *awsapi.Client
+	cfg   Config
+	tmp   string
+	svcs  *localServices
+	stack *stack
+	emu   *emulator.Emulator
+	api   *awsapi.Client
 
 	services    map[string]string // service -> device-side address
 	sshLabel    string
@@ -104,7 +104,7 @@ type demo struct {
 }
 
 func (d *demo) run(ctx context.Context) error {
-	if err := d.startEmulator(ctx); err != nil {
+	if err := d.startEmulator(); err != nil {
 		return err
 	}
 	if err := d.startAgent(ctx); err != nil {
@@ -118,7 +118,7 @@ func (d *demo) run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("opening the demo tunnel: %w", err)
 	}
-	addrs, err := d.startProxy(ctx, open)
+	addrs, err := d.startProxy(open)
 	if err != nil {
 		return err
 	}
@@ -139,7 +139,7 @@ func (d *demo) run(ctx context.Context) error {
 	return nil
 }
 
-func (d *demo) startEmulator(ctx context.Context) error {
+func (d *demo) startEmulator() error {
 	emu, err := emulator.New(emulator.Config{
 		StateDir: filepath.Join(d.tmp, "emulator"), Logger: d.cfg.Logger.With(attrComponent, "emulator"),
 	})
@@ -147,12 +147,16 @@ func (d *demo) startEmulator(ctx context.Context) error {
 		return fmt.Errorf("starting the emulator: %w", err)
 	}
 	d.emu = emu
-	d.g.Go(func() error { return emu.Run(ctx) })
+	d.stack.start("emulator", emu.Run)
 	d.api, err = awsapi.New(awsapi.Config{
 		Endpoint:    emu.APIURL(),
 		Credentials: credentials.NewStaticCredentialsProvider("DEMO", "demo-secret", ""),
 	})
-	return err
+	if err != nil {
+		return err
+	}
+	d.stack.onStop(d.api.Close)
+	return nil
 }
 
 // startAgent runs a tunnel agent for Thing with a certificate from the emulator's CA
@@ -185,7 +189,7 @@ func (d *demo) startAgent(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("demo agent: %w", err)
 	}
-	d.g.Go(func() error { return ag.Run(ctx) })
+	d.stack.start("agent", ag.Run)
 	select {
 	case <-ag.Ready():
 		return nil

@@ -18,7 +18,7 @@ import (
 const SourceConnBuffer = 16 << 20
 
 // startProxy starts the source proxy on the configured ports (free ports when busy).
-func (d *demo) startProxy(ctx context.Context, open *awsapi.OpenTunnelOutput) (map[string]string, error) {
+func (d *demo) startProxy(open *awsapi.OpenTunnelOutput) (map[string]string, error) {
 	want := map[string]int{"SSH": d.cfg.SSHPort, "HTTP": d.cfg.HTTPPort}
 	listen := map[string]string{}
 	for svc, port := range want {
@@ -38,12 +38,7 @@ func (d *demo) startProxy(ctx context.Context, open *awsapi.OpenTunnelOutput) (m
 			return nil, fmt.Errorf("starting the source proxy: %w", err)
 		}
 	}
-	d.g.Go(func() error {
-		if err := sess.Run(ctx); err != nil {
-			return fmt.Errorf("source proxy: %w", err)
-		}
-		return nil
-	})
+	d.stack.start("source proxy", sess.Run)
 	addrs := map[string]string{}
 	for svc, port := range want {
 		addrs[svc] = sess.Addr(svc).String()
