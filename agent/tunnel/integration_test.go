@@ -170,6 +170,7 @@ func TestIntegrationV3(t *testing.T) {
 	if n := p.dst.ev.count(EventDisconnected) + p.src.ev.count(EventDisconnected); n != 0 {
 		t.Fatalf("%d WebSocket disconnects during the test", n)
 	}
+	assertNoSecrets(t, p.src.ev.logText()+p.dst.ev.logText(), srcToken, dstToken, p.src.s.ClientToken(), p.dst.s.ClientToken())
 }
 
 // TestIntegrationVersions covers the version combinations of protocol.md

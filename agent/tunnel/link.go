@@ -178,17 +178,18 @@ func (l *link) writeLoop(parent context.Context) error {
 			case next = <-l.out:
 			}
 		}
-		var err error
-		if next, err = l.writeBatch(next); err != nil {
+		if err := l.writeBurst(next); err != nil {
 			return fmt.Errorf("write to tunnel: %w", err)
 		}
+		next = nil
 	}
 }
 
-// writeBatch writes first and as many queued frames as fit in one message,
-// and returns a frame that did not fit.
-func (l *link) writeBatch(first *frameBuf) (next *frameBuf, err error) {
-	_ = l.ws.SetWriteDeadline(time.Now().Add(l.s.cfg.PongTimeout))
+// writeBurst writes first and what else is queued, as up to maxBurst
+// messages that reach the socket together (one system call, not one per
+// TLS record).
+func (l *link) writeBurst(first *frameBuf) (err error) {
+	const maxBurst = 4
 	if l.bc != nil {
 		l.bc.startBatch()
 		defer func() {
@@ -197,6 +198,35 @@ func (l *link) writeBatch(first *frameBuf) (next *frameBuf, err error) {
 			}
 		}()
 	}
+	next := first
+	for i := 0; next != nil; i++ {
+		if next, err = l.writeBatch(next); err != nil {
+			return err
+		}
+		if next == nil && i+1 < maxBurst {
+			next = l.dequeue()
+		}
+	}
+	return nil
+}
+
+// dequeue returns a queued frame without waiting, control frames first.
+func (l *link) dequeue() *frameBuf {
+	if f := l.popCtrl(); f != nil {
+		return f
+	}
+	select {
+	case f := <-l.out:
+		return f
+	default:
+		return nil
+	}
+}
+
+// writeBatch writes first and as many queued frames as fit in one message,
+// and returns a frame that did not fit.
+func (l *link) writeBatch(first *frameBuf) (*frameBuf, error) {
+	_ = l.ws.SetWriteDeadline(time.Now().Add(l.s.cfg.PongTimeout))
 	w, err := l.ws.NextWriter(websocket.BinaryMessage)
 	if err != nil {
 		putFrame(first)
@@ -210,13 +240,7 @@ func (l *link) writeBatch(first *frameBuf) (next *frameBuf, err error) {
 		if err != nil {
 			return nil, err
 		}
-		f = l.popCtrl()
-		if f == nil {
-			select {
-			case f = <-l.out:
-			default:
-			}
-		}
+		f = l.dequeue()
 		if f != nil && total+len(f.data) > protocol.MaxWSMessage {
 			break
 		}

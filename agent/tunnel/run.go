@@ -3,6 +3,7 @@ package tunnel
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -84,7 +85,7 @@ func (s *Session) connectOnce(ctx context.Context, d *websocket.Dialer) error {
 	if errors.Is(err, errTunnelClosed) {
 		return err
 	}
-	return errors.Join(errConnected, err)
+	return fmt.Errorf("%w: %w", errConnected, err)
 }
 
 // backoff returns a full-jitter delay: uniform in [0, min(max, min*2^n)).

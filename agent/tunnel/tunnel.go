@@ -1,16 +1,3 @@
-// Package tunnel is the AWS IoT Secure Tunneling data plane for both ends of a
-// tunnel: the destination (the device agent, which dials local services) and
-// the source (the operator's local proxy, which listens for local clients).
-//
-// A Session owns one WebSocket at a time to the tunneling service and
-// reconnects it with backoff. Over it, tunnel frames (package protocol) carry
-// streams keyed by (serviceId, streamId) and, in V3, connections keyed by
-// connectionId. Each local TCP or Unix connection has its own bounded queue
-// and writer goroutine, so a slow local socket does not stall the WebSocket
-// reader or other streams: the protocol has no flow control, so when its
-// queue is full the reader waits at most Config.ConnStallTimeout for room
-// (absorbing short bursts) and then resets that connection alone. Exactly
-// one goroutine writes to the WebSocket.
 package tunnel
 
 import (

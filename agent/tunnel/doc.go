@@ -1,0 +1,51 @@
+// Package tunnel is the AWS IoT Secure Tunneling data plane for both ends of a
+// tunnel: the destination (the device agent, which dials local services) and
+// the source (the operator's local proxy, which listens for local clients).
+// The wire protocol is in package protocol; the rules follow protocol.md.
+//
+// A Session owns one WebSocket at a time to the tunneling service
+// (wss://<endpoint>/tunnel?local-proxy-mode=..., subprotocols 3.0, 2.0 and
+// 1.0 offered) and reconnects it with full-jitter exponential backoff, always
+// with the same client token so the single-use access token stays valid. A
+// 4xx handshake ends Run with ErrRejected and a *HandshakeError that says what
+// to do; a normal close frame from the service (tunnel closed or expired)
+// ends Run with nil. Every stream is reset when the WebSocket goes down.
+//
+// Per WebSocket, one goroutine reads and one writes. The writer batches
+// queued frames into messages of at most 131076 bytes and sends a ping every
+// PingInterval; a connection with no pong or other traffic for PongTimeout
+// is dead and is replaced. Streams are keyed by (serviceId, streamId), V3
+// connections by connectionId; stale ids are dropped.
+//
+// Flow control: the protocol has none. Each local connection has a queue of
+// at most ConnBufferSize bytes toward its socket, drained by its own writer
+// goroutine, so a slow local socket does not stall the WebSocket reader or
+// other streams. When a queue is full, the reader waits at most
+// ConnStallTimeout for room (absorbing bursts), then resets that connection
+// alone. Memory per connection is bounded by twice ConnBufferSize plus one
+// frame; the frames waiting for the WebSocket writer are bounded per tunnel.
+//
+// Destination mode dials the address mapped to the stream's service
+// ("host:port" or "unix:/path") in the background, buffering early DATA in
+// the same bounded queue. A service that is not mapped is refused with a
+// reset and a warning; nothing else is ever dialled. A V1 peer (no service
+// id) goes to the only mapped service, or, with several, to the only service
+// the tunnel announced. Local EOF sends STREAM_RESET (V1/V2) or
+// CONNECTION_RESET (V3); a received reset drains pending local writes
+// (bounded by 10 s) before closing.
+//
+// Source mode binds one listener per service in New. Each accepted client
+// becomes a STREAM_START, or in V3 a CONNECTION_START on the service's
+// current stream, so many clients share one service at once. V1 and V2
+// carry one client per stream: further clients of the same service wait
+// until the current one ends. DestinationClientType "" (auto) starts as V3
+// and falls back to V2 for the rest of the WebSocket session when the
+// destination shows it is V2 — by answering a CONNECTION_START with
+// STREAM_RESET or by sending DATA without a connection id; a negotiated 1.0
+// or 2.0 subprotocol caps the message format. A client accepted while the
+// tunnel is down (or before SERVICE_IDS arrived under 2.0/3.0) waits up to
+// DialTimeout for it and is then closed.
+//
+// Secrets (access token, client token, proxy password) never appear in
+// errors or logs.
+package tunnel
