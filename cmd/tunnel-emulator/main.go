@@ -58,6 +58,16 @@ func parseFlags(args []string, stderr io.Writer) (emulator.Config, bool, error) 
 	var verbose bool
 	fs := flag.NewFlagSet("tunnel-emulator", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, `Usage:
+  tunnel-emulator [flags]                 run AWS IoT Secure Tunneling (API, data plane, MQTT) on loopback
+  tunnel-emulator certs --thing NAME [--out DIR] [--state-dir DIR]
+                                          issue a device certificate for the broker's mutual TLS
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
 	fs.StringVar(&cfg.APIAddr, "api-addr", "127.0.0.1:8440", "control-plane API listen address")
 	fs.StringVar(&cfg.DataAddr, "data-addr", "127.0.0.1:8443", "data-plane WebSocket listen address")
 	fs.StringVar(&cfg.MQTTAddr, "mqtt-addr", "127.0.0.1:8883", "embedded MQTT broker listen address (mutual TLS)")
