@@ -31,7 +31,7 @@ func (l *link) resolveService(wire string) (string, bool) {
 
 func (l *link) onStreamStart(m *protocol.Message) {
 	if m.StreamID == 0 {
-		l.log.Warn("ignoring STREAM_START with stream id 0", logService, m.ServiceID)
+		l.warn("start-id-0", "ignoring STREAM_START with stream id 0", logService, m.ServiceID)
 		return
 	}
 	l.mu.Lock()
@@ -53,10 +53,10 @@ func (l *link) onStreamStart(m *protocol.Message) {
 
 func (l *link) warnUnmapped(wire string) {
 	if wire == "" {
-		l.log.Warn("refusing a stream without a service id: several services are mapped and the tunnel does not name exactly one; map a single service to serve V1 peers")
+		l.warn("unmapped-v1", "refusing a stream without a service id: several services are mapped and the tunnel does not name exactly one; map a single service to serve V1 peers")
 		return
 	}
-	l.log.Warn("refusing a stream: the service is not in the agent's services map; add it to allow it", logService, wire)
+	l.warn("unmapped:"+wire, "refusing a stream: the service is not in the agent's services map; add it to allow it", logService, wire)
 }
 
 func (l *link) onConnectionStart(m *protocol.Message) {
@@ -67,15 +67,15 @@ func (l *link) onConnectionStart(m *protocol.Message) {
 		return // not the current stream
 	}
 	if m.ConnectionID == 0 {
-		l.log.Warn("ignoring CONNECTION_START with connection id 0", logService, st.service, logStream, st.id)
+		l.warn("conn-id-0", "ignoring CONNECTION_START with connection id 0", logService, st.service, logStream, st.id)
 		return
 	}
 	if !st.v3 {
-		l.log.Warn("ignoring CONNECTION_START on a stream started without a connection id (V2)", logService, st.service, logStream, st.id)
+		l.warn("connstart-v2", "ignoring CONNECTION_START on a stream started without a connection id (V2)", logService, st.service, logStream, st.id)
 		return
 	}
 	if f := st.conns[m.ConnectionID]; f != nil {
-		l.log.Warn("the peer started a connection id that is already active: resetting it", logService, st.service, logConn, m.ConnectionID)
+		l.warn("conn-reused", "the peer started a connection id that is already active: resetting it", logService, st.service, logConn, m.ConnectionID)
 		l.unregisterLocked(f)
 		l.sendCtrl(f.resetMessage())
 		f.abort("connection id reused by the peer")
@@ -133,7 +133,7 @@ func (l *link) dialFailed(f *fwd, err error) {
 	}
 	l.mu.Unlock()
 	if was {
-		l.log.Warn("cannot reach the local service: resetting the stream", logService, f.st.service,
+		l.warn("dial:"+f.st.service, "cannot reach the local service: resetting the stream", logService, f.st.service,
 			logLocal, f.local, logStream, f.st.id, logConn, f.connID, logErr, err)
 		l.send(reset)
 	}

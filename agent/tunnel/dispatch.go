@@ -29,13 +29,13 @@ func (l *link) dispatch(m *protocol.Message) {
 			l.onStreamStart(m)
 			return
 		}
-		l.log.Warn("ignoring STREAM_START from the destination: only a source may send it", logService, m.ServiceID, logStream, m.StreamID)
+		l.warn("start-at-source", "ignoring STREAM_START from the destination: only a source may send it", logService, m.ServiceID, logStream, m.StreamID)
 	case protocol.TypeConnectionStart:
 		if l.s.cfg.Mode == ModeDestination {
 			l.onConnectionStart(m)
 			return
 		}
-		l.log.Warn("ignoring CONNECTION_START from the destination: only a source may send it", logService, m.ServiceID, logStream, m.StreamID)
+		l.warn("connstart-at-source", "ignoring CONNECTION_START from the destination: only a source may send it", logService, m.ServiceID, logStream, m.StreamID)
 	case protocol.TypeStreamReset:
 		l.onStreamReset(m)
 	case protocol.TypeConnectionReset:
@@ -52,7 +52,7 @@ func (l *link) dispatch(m *protocol.Message) {
 			l.log.Debug("ignoring an ignorable message of unknown type", logType, m.Type)
 			return
 		}
-		l.log.Warn("skipping a message of unknown type", logType, m.Type)
+		l.warn("type:"+m.Type.String(), "skipping a message of unknown type", logType, m.Type)
 	}
 }
 
@@ -101,7 +101,7 @@ func (l *link) onData(m *protocol.Message) {
 	was := l.unregisterLocked(f)
 	l.mu.Unlock()
 	if was {
-		l.log.Warn("resetting a connection whose local socket does not keep up: its buffer stayed full",
+		l.warn("overflow:"+f.st.service, "resetting a connection whose local socket does not keep up: its buffer stayed full",
 			logService, f.st.service, logStream, f.st.id, logConn, f.connID, "limit", l.s.cfg.ConnBufferSize)
 		l.sendCtrl(f.resetMessage())
 		f.abort("local socket too slow: buffer full")

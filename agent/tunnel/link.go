@@ -78,6 +78,8 @@ type link struct {
 	out    chan *frameBuf // DATA and resets from local connections, in order
 	wg     sync.WaitGroup // local connections
 
+	rate rateLog
+
 	ctrlMu   sync.Mutex
 	ctrl     []*frameBuf // control frames from the WebSocket reader (never blocks)
 	ctrlWake chan struct{}
@@ -137,7 +139,7 @@ func (l *link) readLoop() error {
 		case err == nil:
 			l.dispatch(&m)
 		case errors.Is(err, protocol.ErrMalformed), errors.Is(err, protocol.ErrPayloadTooLarge):
-			l.log.Warn("skipping a tunnel message that cannot be decoded", logErr, err)
+			l.warn("malformed", "skipping a tunnel message that cannot be decoded", logErr, err)
 		default:
 			var ce *websocket.CloseError
 			if errors.As(err, &ce) && ce.Code == websocket.CloseNormalClosure {

@@ -362,3 +362,15 @@ func TestRunTwice(t *testing.T) {
 		t.Fatalf("second Run = %v", err)
 	}
 }
+
+func TestWarningsRateLimited(t *testing.T) {
+	d, p, _ := destination(t, map[string]string{"SSH": echoServer(t)}, protocol.SubprotocolV3, "SSH")
+	for range 50 {
+		p.send(&msg{Type: protocol.Type(77), StreamID: 1})
+	}
+	p.send(&msg{Type: tStart, StreamID: 1, ServiceID: "SSH", ConnectionID: 1}, &msg{Type: tData, StreamID: 1, ServiceID: "SSH", ConnectionID: 1, Payload: []byte("x")})
+	p.expect(msg{Type: tData, StreamID: 1, ServiceID: "SSH", ConnectionID: 1})
+	if n := strings.Count(d.ev.logText(), "unknown type"); n != 1 {
+		t.Fatalf("%d warnings for 50 unknown messages, want 1", n)
+	}
+}
