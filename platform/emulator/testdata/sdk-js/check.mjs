@@ -95,7 +95,14 @@ async function check(name, fn) {
   }
 }
 
-const state = {};
+// state carries tunnels between checks; a check whose tunnel is missing
+// fails as "not run" instead of with a TypeError.
+const state = new Proxy({}, {
+  get(target, key) {
+    if (typeof key === "string" && !(key in target)) throw new CheckError(`not run: no '${key}' tunnel (an earlier check failed)`);
+    return target[key];
+  },
+});
 const tunnelIdRe = /^[a-zA-Z0-9_\-+=:]{1,128}$/;
 
 await check("OpenTunnel", async () => {
@@ -105,13 +112,13 @@ await check("OpenTunnel", async () => {
     tags: [{ key: "env", value: "test" }, { key: "team", value: "edge" }],
     timeoutConfig: { maxLifetimeTimeoutMinutes: 30 },
   }));
+  state.main = out;
   eq(out.$metadata.httpStatusCode, 200, "HTTP status");
   assert(out.$metadata.requestId, "no request id (x-amzn-requestid)");
   assert(tunnelIdRe.test(out.tunnelId || ""), `tunnelId ${out.tunnelId} does not match the model pattern`);
   eq(out.tunnelArn, `arn:aws:tunnel:${region}:${account}:tunnel/${out.tunnelId}`, "tunnelArn");
   assert(out.sourceAccessToken && out.destinationAccessToken, "missing access tokens");
   assert(out.sourceAccessToken !== out.destinationAccessToken, "source and destination tokens are equal");
-  Object.assign(state, { main: out });
 });
 
 await check("DescribeTunnel", async () => {
@@ -256,7 +263,11 @@ await check(`LimitExceededException at ${maxOpen} open tunnels`, async () => {
   }
   assert(open <= maxOpen, `${open} tunnels already open, limit ${maxOpen}`);
   let last;
-  for (; open < maxOpen; open++) last = await send(new OpenTunnelCommand({ description: `fill ${open}` }));
+  for (; open < maxOpen; open++) {
+    last = await send(new OpenTunnelCommand({ description: `fill ${open}` })).catch((err) => {
+      throw new CheckError(`OpenTunnel with ${open} open tunnels (limit ${maxOpen}) failed: ${err.name}: ${err.message}`);
+    });
+  }
   const err = await rejects(() => send(new OpenTunnelCommand({ description: "one too many" })), "open past the limit");
   assert(err instanceof LimitExceededException, `want LimitExceededException instance, got ${err.name}: ${err.message}`);
   eq(err.name, "LimitExceededException", "err.name");
