@@ -36,4 +36,15 @@
 //   - Close codes: 1000 for CloseTunnel, expiry and replacement; 1001 on
 //     emulator shutdown; 1002 for framing errors and, with Config.Strict, the
 //     violations of protocol.md §10 item 5; 1003 for a text message.
+//   - Off by default, to emulate AWS more closely: Config.Bandwidth (the
+//     ~800 KB/s per-tunnel quota), Config.IdleTimeout (the ~60 s idle drop of
+//     AWS's load balancer; pings count as traffic) and
+//     Config.RotateDisconnects.
+//
+// The relay reads each connection as one byte stream (binary WebSocket
+// messages concatenated, continuation frames reassembled), forwards every
+// frame unchanged and batches frames into messages of at most 131076 bytes
+// holding whole frames. One goroutine writes each WebSocket; senders hand it
+// frames through a bounded buffer and block when it is full, so a slow client
+// slows its peer down instead of growing memory.
 package emulator
