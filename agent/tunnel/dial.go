@@ -101,8 +101,9 @@ func (s *Session) dialer() (*websocket.Dialer, error) {
 	}, nil
 }
 
-// dial opens the WebSocket. A 4xx answer gives a *HandshakeError; a
-// missing subprotocol ErrNoSubprotocol; anything else is retryable.
+// dial opens the WebSocket. A 4xx answer (except 408 and 429, which are
+// throttling) gives a *HandshakeError; a missing subprotocol
+// ErrNoSubprotocol; anything else is retryable.
 func (s *Session) dial(ctx context.Context, d *websocket.Dialer) (*websocket.Conn, string, error) {
 	h := http.Header{}
 	h.Set("access-token", s.cfg.AccessToken)
@@ -110,7 +111,8 @@ func (s *Session) dial(ctx context.Context, d *websocket.Dialer) (*websocket.Con
 	h.Set("User-Agent", userAgent)
 	ws, resp, err := d.DialContext(ctx, s.url, h)
 	if err != nil {
-		if resp != nil && resp.StatusCode >= 400 && resp.StatusCode < 500 {
+		if resp != nil && resp.StatusCode >= 400 && resp.StatusCode < 500 &&
+			resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusRequestTimeout {
 			body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
 			return nil, "", &HandshakeError{StatusCode: resp.StatusCode,
 				Message: scrub(strings.TrimSpace(string(body)), s.cfg.AccessToken, s.cfg.ClientToken), ChannelID: resp.Header.Get("channel-id")}

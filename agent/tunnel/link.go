@@ -116,13 +116,26 @@ func newLink(s *Session, ws *websocket.Conn, channelID string) *link {
 func (l *link) serve(ctx context.Context) error {
 	l.ctx, l.cancel = context.WithCancelCause(ctx)
 	var g sync.WaitGroup
+	writerDone := make(chan struct{})
 	g.Go(func() { l.cancel(l.readLoop()) })
-	g.Go(func() { l.cancel(l.writeLoop(ctx)) })
+	g.Go(func() {
+		defer close(writerDone)
+		l.cancel(l.writeLoop(ctx))
+	})
 	if l.version == 1 || l.s.cfg.Mode == ModeDestination {
 		l.s.setLink(l)
 	}
 	<-l.ctx.Done()
 	l.s.clearLink(l)
+	if ctx.Err() != nil {
+		// Let the writer send its close frame, but not for long.
+		t := time.NewTimer(closeGrace)
+		select {
+		case <-writerDone:
+		case <-t.C:
+		}
+		t.Stop()
+	}
 	_ = l.ws.Close()
 	g.Wait()
 	l.abortAll("the tunnel WebSocket closed")

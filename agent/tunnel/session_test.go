@@ -190,8 +190,13 @@ func TestRetry5xx(t *testing.T) {
 	r := newRelay(t, true, "SSH")
 	var n atomic.Int32
 	r.reject = func(*http.Request) (int, string) {
-		if n.Add(1) <= 3 {
+		switch n.Add(1) {
+		case 1:
 			return 503, "busy"
+		case 2:
+			return 429, "slow down"
+		case 3:
+			return 502, "bad gateway"
 		}
 		return 0, ""
 	}

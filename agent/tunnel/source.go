@@ -107,10 +107,11 @@ func (l *link) serveSource(service string, c net.Conn) {
 		_ = c.Close()
 		return
 	}
-	if !l.send(start) {
+	if l.send(start) {
+		f.opened()
+	} else {
 		f.abort("the tunnel WebSocket closed")
 	}
-	f.opened()
 	f.run()
 }
 
