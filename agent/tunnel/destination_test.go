@@ -309,3 +309,13 @@ func TestDestinationUnixSocket(t *testing.T) {
 	}
 	p.send(&msg{Type: tReset, StreamID: 1, ServiceID: "SOCK"})
 }
+
+func TestDestinationV1PeerAmbiguous(t *testing.T) {
+	// Two services mapped, the tunnel names both: a V1 stream cannot be routed.
+	d, p, _ := destination(t, map[string]string{"SSH": echoServer(t), "VNC": echoServer(t)}, protocol.SubprotocolV3, "SSH", "VNC")
+	p.send(&msg{Type: tStart, StreamID: 1})
+	p.expect(msg{Type: tReset, StreamID: 1})
+	if !strings.Contains(d.ev.logText(), "without a service id") {
+		t.Fatal("no warning")
+	}
+}

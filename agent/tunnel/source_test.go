@@ -202,3 +202,20 @@ func TestSourceCloseWithoutRun(t *testing.T) {
 		t.Fatal("Addr of an unknown service")
 	}
 }
+
+// TestSourceReconnect: a dropped WebSocket closes the local clients; after
+// the reconnect, new clients start again at stream id 1.
+func TestSourceReconnect(t *testing.T) {
+	s, p, r := source(t, "", protocol.SubprotocolV3, "SSH")
+	c := dialLocal(t, s, "SSH")
+	p.expect(msg{Type: tStart, StreamID: 1, ServiceID: "SSH", ConnectionID: 1})
+	r.drop("source")
+	_ = c.SetReadDeadline(time.Now().Add(waitFor))
+	if _, err := c.Read(make([]byte, 1)); err == nil || strings.Contains(err.Error(), "timeout") {
+		t.Fatalf("local client after the WebSocket dropped: %v", err)
+	}
+	waitUntil(t, "reconnected", func() bool { return s.ev.count(EventConnected) == 2 })
+	waitUntil(t, "ready", func() bool { return s.s.waitLink(t.Context(), 0) != nil })
+	dialLocal(t, s, "SSH")
+	p.expect(msg{Type: tStart, StreamID: 1, ServiceID: "SSH", ConnectionID: 1})
+}
