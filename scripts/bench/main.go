@@ -123,9 +123,10 @@ func run(ctx context.Context, stopSignals func(), o options) (bool, error) {
 		mode = "quick"
 	}
 	b.rep = &report{Started: time.Now().UTC(), Mode: mode, Reps: o.reps,
-		Machine: machine{NProc: runtime.NumCPU(), CPUModel: cpuModel(), GoVersion: runtime.Version(), Kernel: kernelRelease()}}
+		Machine: machine{NProc: runtime.NumCPU(), CPUModel: cpuModel(), GoVersion: runtime.Version(), Kernel: kernelRelease(), LoadStart: loadAvg()}}
 	b.runAll(ctx)
 	b.rep.Seconds = time.Since(b.rep.Started).Seconds()
+	b.rep.Machine.LoadEnd = loadAvg()
 	b.rep.writeMarkdown(os.Stdout)
 	if b.perfTop != "" {
 		fmt.Printf("\nperf (tunnel bulk runs; overhead, %% of samples, process, function):\n%s\n", b.perfTop)

@@ -159,10 +159,28 @@ type machine struct {
 	CPUModel  string `json:"cpu_model"`
 	GoVersion string `json:"go_version"`
 	Kernel    string `json:"kernel,omitempty"`
+	// LoadAvg is /proc/loadavg's 1-minute figure at the start and the end:
+	// other work on a shared machine makes every figure noisier.
+	LoadStart string `json:"loadavg_start,omitempty"`
+	LoadEnd   string `json:"loadavg_end,omitempty"`
 }
 
 func (m machine) String() string {
-	return fmt.Sprintf("%d × %s, %s, Linux %s", m.NProc, m.CPUModel, m.GoVersion, m.Kernel)
+	return fmt.Sprintf("%d × %s, %s, Linux %s, load average %s at start, %s at end",
+		m.NProc, m.CPUModel, m.GoVersion, m.Kernel, m.LoadStart, m.LoadEnd)
+}
+
+// loadAvg is the 1-minute load average.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return "?"
+	}
+	return f[0]
 }
 
 // cpuModel reads the first "model name" of /proc/cpuinfo.
