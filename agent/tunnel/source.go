@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -86,6 +87,14 @@ func (l *link) sourceVersionLocked() int {
 func (l *link) serveSource(service string, c net.Conn) {
 	l.mu.Lock()
 	v := l.sourceVersionLocked()
+	if v > 1 && len(l.serviceIDs) > 0 && !slices.Contains(l.serviceIDs, service) {
+		l.mu.Unlock()
+		// The service would close the WebSocket for an undefined service id.
+		l.warn("not-in-tunnel:"+service, "refusing a local connection: the tunnel has no such service; open the tunnel with it",
+			logService, service, logServiceID, l.serviceIDs)
+		_ = c.Close()
+		return
+	}
 	slot := l.slots[service]
 	if slot == nil {
 		slot = make(chan struct{}, 1)

@@ -219,3 +219,20 @@ func TestSourceReconnect(t *testing.T) {
 	dialLocal(t, s, "SSH")
 	p.expect(msg{Type: tStart, StreamID: 1, ServiceID: "SSH", ConnectionID: 1})
 }
+
+func TestSourceRefusesServiceNotInTunnel(t *testing.T) {
+	r := newRelay(t, true, "SSH")
+	p := dialPeer(t, r, "destination")
+	s := start(t, testConfig(r, ModeSource, map[string]string{"SSH": "127.0.0.1:0", "VNC": "127.0.0.1:0"}))
+	waitUntil(t, "ready", func() bool { return s.s.waitLink(t.Context(), 0) != nil })
+	c := dialLocal(t, s, "VNC")
+	_ = c.SetReadDeadline(time.Now().Add(waitFor))
+	if _, err := c.Read(make([]byte, 1)); err == nil || strings.Contains(err.Error(), "timeout") {
+		t.Fatalf("VNC client: %v, want closed", err)
+	}
+	dialLocal(t, s, "SSH")
+	p.expect(msg{Type: tStart, StreamID: 1, ServiceID: "SSH", ConnectionID: 1})
+	if !strings.Contains(s.ev.logText(), "the tunnel has no such service") {
+		t.Fatal("no warning")
+	}
+}
