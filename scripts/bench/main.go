@@ -77,6 +77,10 @@ func main() {
 		idleChild()
 		return
 	}
+	if to := os.Getenv(relayChildEnv); to != "" {
+		relayChild(to)
+		return
+	}
 	opts, err := parseOptions(os.Args[1:], os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		os.Exit(0)

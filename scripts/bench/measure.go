@@ -10,48 +10,72 @@ import (
 	"time"
 )
 
-// measureLatency runs the 64-byte echo round trip directly and through the
-// tunnel, interleaved per repetition, and adds the p50 and p99 rows.
+// latencySeries is p50 and p99 per repetition, in ns.
+type latencySeries struct{ p50, p99 []float64 }
+
+func (b *bench) latencyInto(ctx context.Context, s *latencySeries, what, addr string) {
+	p50, p99, err := b.latencyRun(ctx, directDial(addr))
+	if err != nil {
+		b.fail(fmt.Errorf("%s latency: %w", what, err))
+		return
+	}
+	s.p50, s.p99 = append(s.p50, p50), append(s.p99, p99)
+}
+
+// measureLatency runs the 64-byte echo round trip directly, through a chain
+// of plain TCP relay processes and through the tunnel, interleaved per
+// repetition, and adds the p50 and p99 rows.
 func (b *bench) measureLatency(ctx context.Context, st *stack) {
-	var d50, d99, t50, t99 []float64
+	var direct, chain, tun latencySeries
+	chainAddr, relays, err := b.startRelayChain(ctx, b.echo.Addr())
+	defer func() {
+		for _, r := range relays {
+			_ = r.stop()
+		}
+	}()
+	if err != nil {
+		b.fail(err)
+		chainAddr = ""
+	}
 	for rep := range b.opts.reps {
 		if ctx.Err() != nil {
 			break
 		}
 		b.progress("latency rep %d/%d (64-byte echo, %s each)", rep+1, b.opts.reps, b.opts.latDur)
-		if p50, p99, err := b.latencyRun(ctx, directDial(b.echo.Addr())); err != nil {
-			b.fail(fmt.Errorf("direct latency: %w", err))
-		} else {
-			d50, d99 = append(d50, p50), append(d99, p99)
+		b.latencyInto(ctx, &direct, "direct", b.echo.Addr())
+		if chainAddr != "" {
+			b.latencyInto(ctx, &chain, "relay chain", chainAddr)
 		}
-		if st == nil {
-			continue
-		}
-		if p50, p99, err := b.latencyRun(ctx, directDial(st.addrs[svcEcho])); err != nil {
-			b.fail(fmt.Errorf("tunnel latency: %w", err))
-		} else {
-			t50, t99 = append(t50, p50), append(t99, p99)
+		if st != nil {
+			b.latencyInto(ctx, &tun, "tunnel", st.addrs[svcEcho])
 		}
 	}
 	for _, l := range []struct {
-		name         string
-		tun, dir     []float64
-		limit        time.Duration
-		limitComment string
+		name       string
+		tun, chain []float64
+		dir        []float64
+		limit      time.Duration
+		target     string
 	}{
-		{"p50", t50, d50, 200 * time.Microsecond, "added < 200 µs"},
-		{"p99", t99, d99, 2 * time.Millisecond, "added < 2 ms"},
+		{"p50", tun.p50, chain.p50, direct.p50, 200 * time.Microsecond, "added < 200 µs"},
+		{"p99", tun.p99, chain.p99, direct.p99, 2 * time.Millisecond, "added < 2 ms"},
 	} {
-		tun, dir := median(l.tun), median(l.dir)
-		added := tun - dir
-		note := ""
-		if !math.IsNaN(added) {
-			note = fmt.Sprintf("added %.0f µs", added/1e3)
-		}
+		dir := median(l.dir)
+		t, added := median(l.tun), median(l.tun)-dir
 		b.add(row{Section: secLatency, Metric: "round trip " + l.name + ", tunnel vs direct", Unit: unitMicros,
-			Value: tun, Samples: l.tun, Baseline: dir, Target: l.limitComment, Note: note,
+			Value: t, Samples: l.tun, Baseline: dir, Target: l.target, Note: addedNote(added),
 			Status: judge(added, added < float64(l.limit))})
+		c := median(l.chain)
+		b.add(row{Section: secLatency, Metric: fmt.Sprintf("round trip %s, %d plain TCP relay processes (hop floor)", l.name, relayHops),
+			Unit: unitMicros, Value: c, Samples: l.chain, Baseline: dir, Note: addedNote(c - dir)})
 	}
+}
+
+func addedNote(added float64) string {
+	if math.IsNaN(added) {
+		return ""
+	}
+	return fmt.Sprintf("added %.0f µs", added/1e3)
 }
 
 // latencyRun measures one connection's round trips; p50 and p99 in ns.

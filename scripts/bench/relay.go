@@ -1,0 +1,86 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// The process-hop floor for latency: the bench re-executes itself as plain
+// TCP relays (no TLS, no framing, io.Copy both ways) chained like the
+// tunnel's three processes, in front of the echo service. What the tunnel
+// adds beyond this chain is TLS, WebSocket and the tunnel protocol.
+const (
+	relayChildEnv = "TUNNEL_BENCH_RELAY_TO"
+	relayHops     = 3
+)
+
+// relayChild forwards every connection to the address in relayChildEnv
+// until SIGTERM.
+func relayChild(to string) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		os.Exit(1)
+	}
+	fmt.Println("ready", ln.Addr())
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	context.AfterFunc(ctx, func() { ln.Close() })
+	var wg sync.WaitGroup
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			break
+		}
+		wg.Go(func() { relayConn(ctx, c, to) })
+	}
+	wg.Wait()
+}
+
+func relayConn(ctx context.Context, c net.Conn, to string) {
+	defer c.Close()
+	up, err := net.DialTimeout("tcp", to, 5*time.Second)
+	if err != nil {
+		return
+	}
+	defer up.Close()
+	stop := context.AfterFunc(ctx, func() { c.Close(); up.Close() })
+	defer stop()
+	var wg sync.WaitGroup
+	wg.Go(func() { _, _ = io.Copy(up, c); up.Close() })
+	_, _ = io.Copy(c, up)
+	c.Close()
+	wg.Wait()
+}
+
+// startRelayChain starts relayHops relays in front of to and returns the
+// address of the first and the relay processes.
+func (b *bench) startRelayChain(ctx context.Context, to string) (string, []*child, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return "", nil, err
+	}
+	var relays []*child
+	for i := relayHops; i > 0; i-- {
+		c, err := b.start(fmt.Sprintf("relay-%d", i), self, nil, []string{relayChildEnv + "=" + to})
+		if err != nil {
+			return "", relays, err
+		}
+		relays = append(relays, c)
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		line, _, err := c.waitLine(wctx, 0, func(l string) bool { return strings.HasPrefix(l, "ready ") })
+		cancel()
+		if err != nil {
+			return "", relays, fmt.Errorf("relay process: %w", err)
+		}
+		to = strings.TrimPrefix(line, "ready ")
+	}
+	return to, relays, nil
+}
