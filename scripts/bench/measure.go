@@ -163,6 +163,8 @@ func (b *bench) measureBulk(ctx context.Context, st *stack) {
 	if st != nil {
 		agent, emu, proxy = &cpuMeter{pid: st.agent.pid()}, &cpuMeter{pid: st.emu.pid()}, &cpuMeter{pid: st.proxy.pid()}
 	}
+	floorAddr, floor := b.startRelayFloor(ctx)
+	defer floor.stop()
 	perf := b.startPerf(st)
 	for rep := range b.opts.reps {
 		for _, d := range directions {
@@ -172,6 +174,9 @@ func (b *bench) measureBulk(ctx context.Context, st *stack) {
 				}
 				b.progress("bulk rep %d/%d, %s, %d stream(s)", rep+1, b.opts.reps, d.name, streams)
 				b.bulkRun(ctx, d, directDial(d.directAddr(b)), streams, series, bulkKey{d.name, streams, false}, []*cpuMeter{self}, nil)
+				if floorAddr != "" && d.name == "upload" && streams == 1 {
+					b.bulkRun(ctx, d, directDial(floorAddr), 1, series, bulkKey{relayKey, 1, false}, floor.meters, nil)
+				}
 				if st != nil {
 					b.bulkRun(ctx, d, directDial(st.addrs[d.service]), streams, series, bulkKey{d.name, streams, true},
 						[]*cpuMeter{agent, emu, proxy}, st.agent)
@@ -182,6 +187,9 @@ func (b *bench) measureBulk(ctx context.Context, st *stack) {
 	perf.stop(ctx, b)
 	var direct, tunnel int64
 	for k, s := range series {
+		if k.dir == relayKey {
+			continue
+		}
 		if k.tunnel {
 			tunnel += s.bytes
 		} else {
@@ -189,7 +197,11 @@ func (b *bench) measureBulk(ctx context.Context, st *stack) {
 		}
 	}
 	b.addBulkRows(series)
-	b.addCPURows(self, agent, emu, proxy, direct, tunnel)
+	relayBytes := int64(0)
+	if s := series[bulkKey{relayKey, 1, false}]; s != nil {
+		relayBytes = s.bytes
+	}
+	b.addCPURows(self, floor, agent, emu, proxy, direct, relayBytes, tunnel)
 }
 
 // bulkRun does one bulk transfer and records its rate, bytes and the CPU
@@ -258,6 +270,10 @@ func (b *bench) addBulkRows(series map[bulkKey]*bulkSeries) {
 			Samples: t8.rates, Baseline: median(get(bulkKey{d.name, 8, false}).rates),
 			Target: fmt.Sprintf(">= 1 stream (%.0f MB/s)", m1/1e6), Status: bulkStatus(t8, m8, m8 >= m1)})
 	}
+	if fs := series[bulkKey{relayKey, 1, false}]; fs != nil {
+		b.add(row{Section: secThroughput, Metric: fmt.Sprintf("bulk upload, 1 stream, %d plain TCP relay processes (hop floor)", relayHops),
+			Unit: unitMBps, Value: median(fs.rates), Samples: fs.rates, Baseline: median(get(bulkKey{"upload", 1, false}).rates)})
+	}
 	status := statusPass
 	if failed {
 		status = statusFail
@@ -274,14 +290,17 @@ func bulkStatus(s *bulkSeries, v float64, ok bool) string {
 	return judge(v, ok)
 }
 
-func (b *bench) addCPURows(self, agent, emu, proxy *cpuMeter, directBytes, tunnelBytes int64) {
+func (b *bench) addCPURows(self *cpuMeter, floor *relayFloor, agent, emu, proxy *cpuMeter, directBytes, relayBytes, tunnelBytes int64) {
 	perGiB := func(m *cpuMeter, bytes int64) float64 {
 		if m == nil || bytes == 0 {
 			return math.NaN()
 		}
 		return m.total.Seconds() / (float64(bytes) / (1 << 30))
 	}
-	base := perGiB(self, directBytes)
+	base, label := perGiB(self, directBytes), "generator+sink, direct"
+	if f := floor.perProcess(relayBytes); !math.IsNaN(f) {
+		base, label = f, "plain TCP relay process"
+	}
 	for _, p := range []struct {
 		name string
 		m    *cpuMeter
@@ -291,6 +310,6 @@ func (b *bench) addCPURows(self, agent, emu, proxy *cpuMeter, directBytes, tunne
 			samples = p.m.per
 		}
 		b.add(row{Section: secCPU, Metric: p.name + " CPU per GiB moved", Unit: unitCPUPerG, Value: perGiB(p.m, tunnelBytes),
-			Samples: samples, Baseline: base, BaselineLabel: "generator+sink, direct", Target: "report, drive down"})
+			Samples: samples, Baseline: base, BaselineLabel: label, Target: "report, drive down"})
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"os/signal"
@@ -83,4 +84,47 @@ func (b *bench) startRelayChain(ctx context.Context, to string) (string, []*chil
 		to = strings.TrimPrefix(line, "ready ")
 	}
 	return to, relays, nil
+}
+
+// relayKey names the bulk series through the relay chain.
+const relayKey = "upload via relays"
+
+// relayFloor is a relay chain in front of the sink, with CPU meters.
+type relayFloor struct {
+	relays []*child
+	meters []*cpuMeter
+}
+
+// startRelayFloor starts the relay chain to the sink; addr is "" when it
+// could not start.
+func (b *bench) startRelayFloor(ctx context.Context) (string, *relayFloor) {
+	f := &relayFloor{}
+	addr, relays, err := b.startRelayChain(ctx, b.sink.Addr())
+	f.relays = relays
+	if err != nil {
+		b.fail(err)
+		return "", f
+	}
+	for _, r := range relays {
+		f.meters = append(f.meters, &cpuMeter{pid: r.pid()})
+	}
+	return addr, f
+}
+
+func (f *relayFloor) stop() {
+	for _, r := range f.relays {
+		_ = r.stop()
+	}
+}
+
+// perProcess is the mean CPU seconds per GiB of one relay process.
+func (f *relayFloor) perProcess(bytes int64) float64 {
+	if len(f.meters) == 0 || bytes == 0 {
+		return math.NaN()
+	}
+	var total time.Duration
+	for _, m := range f.meters {
+		total += m.total
+	}
+	return total.Seconds() / float64(len(f.meters)) / (float64(bytes) / (1 << 30))
 }
