@@ -39,16 +39,28 @@ func (l *link) onStreamStart(m *protocol.Message) {
 	service, ok := l.resolveService(m.ServiceID)
 	if !ok {
 		l.warnUnmapped(m.ServiceID)
-		l.sendCtrl(&protocol.Message{Type: protocol.TypeStreamReset, StreamID: m.StreamID, ServiceID: m.ServiceID})
+		l.sendCtrl(&protocol.Message{Type: protocol.TypeStreamReset, StreamID: m.StreamID, ServiceID: l.outService(m.ServiceID)})
 		return
 	}
 	if old := l.streams[m.ServiceID]; old != nil {
 		// A new stream replaces the active one at once (protocol.md §6.2).
 		l.closeStreamLocked(old, "replaced by a new stream")
 	}
-	st := &stream{wire: m.ServiceID, service: service, id: m.StreamID, v3: m.ConnectionID != 0, conns: map[uint32]*fwd{}}
+	// Our own connection's subprotocol bounds what we may send: no service
+	// id on 1.0, no connection id or CONNECTION_* on 1.0/2.0.
+	st := &stream{wire: m.ServiceID, out: l.outService(m.ServiceID), service: service, id: m.StreamID,
+		v3: m.ConnectionID != 0 && l.version >= 3, conns: map[uint32]*fwd{}}
 	l.streams[m.ServiceID] = st
 	l.startDialLocked(st, max(m.ConnectionID, 1))
+}
+
+// outService is the service id to stamp on messages we send: none on a 1.0
+// WebSocket, whose schema has no field 5.
+func (l *link) outService(wire string) string {
+	if l.version < 2 {
+		return ""
+	}
+	return wire
 }
 
 func (l *link) warnUnmapped(wire string) {
@@ -71,7 +83,7 @@ func (l *link) onConnectionStart(m *protocol.Message) {
 		return
 	}
 	if !st.v3 {
-		l.warn("connstart-v2", "ignoring CONNECTION_START on a stream started without a connection id (V2)", logService, st.service, logStream, st.id)
+		l.refuseConnectionStartLocked(st, m.ConnectionID)
 		return
 	}
 	if f := st.conns[m.ConnectionID]; f != nil {
@@ -84,6 +96,24 @@ func (l *link) onConnectionStart(m *protocol.Message) {
 	if f := l.startDialLocked(st, m.ConnectionID); f != nil {
 		f.fromConnStart = true
 	}
+}
+
+// refuseConnectionStartLocked answers a CONNECTION_START on a stream that
+// carries no connection ids. On a 3.0 WebSocket (the source started the
+// stream V2-style) that connection alone is refused. On 1.0/2.0 we act as a
+// V2 destination does (protocol.md §6.7): STREAM_RESET, which tells an
+// automatic source to fall back to one connection per stream.
+func (l *link) refuseConnectionStartLocked(st *stream, cid uint32) {
+	if l.version >= 3 {
+		l.warn("connstart-v2", "refusing CONNECTION_START on a stream started without a connection id",
+			logService, st.service, logStream, st.id, logConn, cid)
+		l.sendCtrl(&protocol.Message{Type: protocol.TypeConnectionReset, StreamID: st.id, ServiceID: st.out, ConnectionID: cid})
+		return
+	}
+	l.warn("connstart-v2", "resetting the stream on CONNECTION_START: this WebSocket speaks a subprotocol without connection ids",
+		logService, st.service, logStream, st.id, logSubproto, l.ws.Subprotocol())
+	l.sendCtrl(&protocol.Message{Type: protocol.TypeStreamReset, StreamID: st.id, ServiceID: st.out})
+	l.closeStreamLocked(st, "stream reset: multiple connections need subprotocol 3.0")
 }
 
 // startDialLocked registers a connection and dials its local address in
@@ -128,7 +158,7 @@ func (l *link) dialFailed(f *fwd, err error) {
 	was := l.unregisterLocked(f)
 	reset := f.resetMessage()
 	if was && !f.fromConnStart {
-		reset = &protocol.Message{Type: protocol.TypeStreamReset, StreamID: f.st.id, ServiceID: f.st.wire}
+		reset = &protocol.Message{Type: protocol.TypeStreamReset, StreamID: f.st.id, ServiceID: f.st.out}
 		l.closeStreamLocked(f.st, "the first connection of the stream could not be dialled")
 	}
 	l.mu.Unlock()

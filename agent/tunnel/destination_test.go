@@ -319,3 +319,33 @@ func TestDestinationV1PeerAmbiguous(t *testing.T) {
 		t.Fatal("no warning")
 	}
 }
+
+// TestDestinationOn10Subprotocol: on a 1.0 WebSocket the destination sends
+// V1-shaped messages (no fields 5 or 7) even to a V3 peer.
+func TestDestinationOn10Subprotocol(t *testing.T) {
+	r := newRelay(t, true, "SSH")
+	r.setSubprotocol("destination", protocol.SubprotocolV1)
+	d := start(t, testConfig(r, ModeDestination, map[string]string{"SSH": byeServer(t)}))
+	d.ev.wait(t, "connected", isKind(EventConnected))
+	p := dialPeer(t, r, "source")
+	p.send(&msg{Type: tStart, StreamID: 1, ServiceID: "SSH", ConnectionID: 1})
+	p.expect(msg{Type: tData, StreamID: 1})
+	p.expect(msg{Type: tReset, StreamID: 1})
+}
+
+func TestDestinationConnectionStartOnV2Stream(t *testing.T) {
+	t.Run("3.0: connection refused", func(t *testing.T) {
+		_, p, _ := destination(t, map[string]string{"SSH": echoServer(t)}, protocol.SubprotocolV3, "SSH")
+		p.send(&msg{Type: tStart, StreamID: 1, ServiceID: "SSH"}, &msg{Type: tConnStart, StreamID: 1, ServiceID: "SSH", ConnectionID: 2})
+		p.expect(msg{Type: tConnReset, StreamID: 1, ServiceID: "SSH", ConnectionID: 2})
+	})
+	t.Run("2.0: stream reset like a V2 destination", func(t *testing.T) {
+		r := newRelay(t, true, "SSH")
+		r.setSubprotocol("destination", protocol.SubprotocolV2)
+		d := start(t, testConfig(r, ModeDestination, map[string]string{"SSH": echoServer(t)}))
+		d.ev.wait(t, "connected", isKind(EventConnected))
+		p := dialPeer(t, r, "source")
+		p.send(&msg{Type: tStart, StreamID: 1, ServiceID: "SSH", ConnectionID: 1}, &msg{Type: tConnStart, StreamID: 1, ServiceID: "SSH", ConnectionID: 2})
+		p.expect(msg{Type: tReset, StreamID: 1, ServiceID: "SSH"})
+	})
+}

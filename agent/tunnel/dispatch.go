@@ -8,7 +8,8 @@ import (
 
 // stream is the current stream of one service on a link.
 type stream struct {
-	wire    string // service id as on the wire ("" for a V1 peer)
+	wire    string // service id as the peer sends it ("" for a V1 peer)
+	out     string // service id we send (wire, or "" on a 1.0 WebSocket)
 	service string // configured service id
 	id      int32
 	v3      bool // connection ids are in use

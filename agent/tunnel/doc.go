@@ -32,7 +32,11 @@
 // id) goes to the only mapped service, or, with several, to the only service
 // the tunnel announced. Local EOF sends STREAM_RESET (V1/V2) or
 // CONNECTION_RESET (V3); a received reset drains pending local writes
-// (bounded by 10 s) before closing.
+// (bounded by 10 s) before closing. Replies follow the peer's format (no
+// service id to a V1 peer, connection ids only if its STREAM_START had one)
+// and the schema of our own WebSocket: on 1.0 no service id, on 1.0 and 2.0
+// no connection id, and a CONNECTION_START there is answered with
+// STREAM_RESET, as a V2 destination does.
 //
 // Source mode binds one listener per service in New. Each accepted client
 // becomes a STREAM_START, or in V3 a CONNECTION_START on the service's
@@ -42,7 +46,9 @@
 // and falls back to V2 for the rest of the WebSocket session when the
 // destination shows it is V2 — by answering a CONNECTION_START with
 // STREAM_RESET or by sending DATA without a connection id; a negotiated 1.0
-// or 2.0 subprotocol caps the message format. A client accepted while the
+// or 2.0 subprotocol caps the message format. Clients opened while the
+// first stream of a V2 destination is starting may be reset once, before the
+// fallback is learnt. A client accepted while the
 // tunnel is down (or before SERVICE_IDS arrived under 2.0/3.0) waits up to
 // DialTimeout for it and is then closed.
 //

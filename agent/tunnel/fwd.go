@@ -76,9 +76,9 @@ func (f *fwd) wireConn() uint32 {
 // STREAM_RESET otherwise.
 func (f *fwd) resetMessage() *protocol.Message {
 	if f.st.v3 {
-		return &protocol.Message{Type: protocol.TypeConnectionReset, StreamID: f.st.id, ServiceID: f.st.wire, ConnectionID: f.connID}
+		return &protocol.Message{Type: protocol.TypeConnectionReset, StreamID: f.st.id, ServiceID: f.st.out, ConnectionID: f.connID}
 	}
-	return &protocol.Message{Type: protocol.TypeStreamReset, StreamID: f.st.id, ServiceID: f.st.wire}
+	return &protocol.Message{Type: protocol.TypeStreamReset, StreamID: f.st.id, ServiceID: f.st.out}
 }
 
 func (f *fwd) attach(c net.Conn) bool {
@@ -220,7 +220,7 @@ func (f *fwd) readLocal() {
 		fb := getFrame()
 		n, err := c.Read(fb.buf[protocol.DataHeadroom : protocol.DataHeadroom+protocol.MaxPayload])
 		if n > 0 && f.active.Load() {
-			fb.data, _ = protocol.EncodeData(fb.buf, n, f.st.id, f.st.wire, f.wireConn())
+			fb.data, _ = protocol.EncodeData(fb.buf, n, f.st.id, f.st.out, f.wireConn())
 			f.out.Add(int64(n))
 			if !f.l.sendFrame(fb) {
 				return

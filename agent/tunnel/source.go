@@ -145,7 +145,7 @@ func (l *link) registerSource(service string, v int, c net.Conn) (*fwd, *protoco
 			id = 1
 		}
 		l.nextStream[service] = id
-		st = &stream{wire: wire, service: service, id: id, v3: v == 3, conns: map[uint32]*fwd{}}
+		st = &stream{wire: wire, out: wire, service: service, id: id, v3: v == 3, conns: map[uint32]*fwd{}}
 		l.streams[wire] = st
 		typ = protocol.TypeStreamStart
 	}
