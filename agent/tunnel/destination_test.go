@@ -215,8 +215,13 @@ func TestDestinationResetDrainsPendingWrites(t *testing.T) {
 	for _, m := range msgs {
 		p.send(m)
 	}
-	if b := <-got; !bytes.Equal(b, want) {
-		t.Fatalf("local service got %d bytes, want %d", len(b), len(want))
+	select {
+	case b := <-got:
+		if !bytes.Equal(b, want) {
+			t.Fatalf("local service got %d bytes, want %d", len(b), len(want))
+		}
+	case <-time.After(waitFor):
+		t.Fatal("the local service never saw the end of the stream")
 	}
 }
 

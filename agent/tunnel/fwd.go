@@ -168,9 +168,9 @@ func (f *fwd) abort(reason string) {
 func (f *fwd) drainClose(reason string) {
 	f.q.mu.Lock()
 	c := f.q.conn
-	if c == nil {
+	if c == nil && len(f.q.buf) == 0 {
 		f.q.mu.Unlock()
-		f.abort(reason) // still dialling: nothing was delivered yet
+		f.abort(reason) // still dialling, and nothing to deliver
 		return
 	}
 	f.q.draining = true
@@ -178,7 +178,9 @@ func (f *fwd) drainClose(reason string) {
 	if f.q.reason == "" {
 		f.q.reason = reason
 	}
-	_ = c.SetWriteDeadline(time.Now().Add(drainTimeout))
+	if c != nil { // else attach sets the deadline when the dial completes
+		_ = c.SetWriteDeadline(time.Now().Add(drainTimeout))
+	}
 	f.q.mu.Unlock()
 	f.signal()
 }
