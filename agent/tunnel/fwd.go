@@ -128,7 +128,7 @@ func (q *queue) push(p []byte, stall time.Duration) bool {
 		return true
 	}
 	if q.buf == nil {
-		q.buf = make([]byte, 0, max(len(p), min(q.limit, 256<<10)))
+		q.buf = make([]byte, 0, max(len(p), 32<<10))
 	}
 	q.buf = append(q.buf, p...)
 	q.mu.Unlock()

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -307,4 +306,3 @@ func waitUntil(t testing.TB, what string, cond func() bool) {
 	}
 }
 
-var errAny = errors.New("any")
