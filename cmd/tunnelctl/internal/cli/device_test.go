@@ -56,9 +56,7 @@ func startAgent(t *testing.T, e *emulator.Emulator, thing string, services map[s
 	go func() { done <- ag.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("agent: %v", err)
-		}
+		waitStopped(t, "agent", done)
 	})
 	select {
 	case <-ag.Ready():

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -66,9 +67,7 @@ func startEmulator(t *testing.T, cfg emulator.Config) *emulator.Emulator {
 	go func() { done <- e.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("emulator: %v", err)
-		}
+		waitStopped(t, "emulator", done)
 	})
 	return e
 }
@@ -128,5 +127,20 @@ func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 			t.Fatalf("timed out after %s waiting for %s", d, what)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitStopped waits for a component's Run result after its cancel; when it hangs,
+// the test fails with every goroutine's stack instead of timing out minutes later.
+func waitStopped(t *testing.T, name string, done <-chan error) {
+	t.Helper()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	case <-time.After(20 * time.Second):
+		buf := make([]byte, 1<<20)
+		t.Errorf("%s did not stop within 20s of cancel; goroutines:\n%s", name, buf[:runtime.Stack(buf, true)])
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -55,7 +56,7 @@ func TestCheckPasses(t *testing.T) {
 	var out lockedBuffer
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if err := Run(ctx, Config{Check: true, Out: &out}); err != nil {
+	if err := runBounded(t, ctx, Config{Check: true, Out: &out}); err != nil {
 		t.Fatalf("check failed: %v\n%s", err, out.String())
 	}
 	got := out.String()
@@ -142,4 +143,20 @@ func TestPickAddrFallsBack(t *testing.T) {
 	if got := pickAddr(0); got != "127.0.0.1:0" {
 		t.Errorf("port 0: got %s", got)
 	}
+}
+
+// runBounded runs the demo and, should it not return in time, fails with every
+// goroutine's stack instead of waiting for the test binary's timeout.
+func runBounded(t *testing.T, ctx context.Context, cfg Config) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, cfg) }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(90 * time.Second):
+		buf := make([]byte, 1<<20)
+		t.Fatalf("demo.Run did not return within 90s; goroutines:\n%s", buf[:runtime.Stack(buf, true)])
+	}
+	return nil
 }
