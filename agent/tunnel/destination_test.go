@@ -30,6 +30,7 @@ func destination(t *testing.T, services map[string]string, sub string, tunnelSer
 	r := newRelay(t, true, tunnelServices...)
 	d := start(t, testConfig(r, ModeDestination, services))
 	d.ev.wait(t, "connected", isKind(EventConnected))
+	r.conn("destination") // registered before the peer's frames can be relayed
 	p := dialPeer(t, r, "source", sub)
 	return d, p, r
 }
@@ -270,6 +271,7 @@ func TestDestinationSlowLocalSocket(t *testing.T) {
 	cfg.ConnBufferSize, cfg.ConnStallTimeout = 64<<10, 50*time.Millisecond
 	d := start(t, cfg)
 	d.ev.wait(t, "connected", isKind(EventConnected))
+	r.conn("destination")
 	p := dialPeer(t, r, "source")
 	p.send(&msg{Type: tStart, StreamID: 1, ServiceID: "SLOW", ConnectionID: 1}, &msg{Type: tStart, StreamID: 1, ServiceID: "SSH", ConnectionID: 1})
 	chunk := make([]byte, protocol.MaxPayload)
@@ -332,6 +334,7 @@ func TestDestinationOn10Subprotocol(t *testing.T) {
 	r.setSubprotocol("destination", protocol.SubprotocolV1)
 	d := start(t, testConfig(r, ModeDestination, map[string]string{"SSH": byeServer(t)}))
 	d.ev.wait(t, "connected", isKind(EventConnected))
+	r.conn("destination") // no SERVICE_IDS on 1.0: wait for the relay to register it
 	p := dialPeer(t, r, "source")
 	p.send(&msg{Type: tStart, StreamID: 1, ServiceID: "SSH", ConnectionID: 1})
 	p.expect(msg{Type: tData, StreamID: 1})
@@ -349,6 +352,7 @@ func TestDestinationConnectionStartOnV2Stream(t *testing.T) {
 		r.setSubprotocol("destination", protocol.SubprotocolV2)
 		d := start(t, testConfig(r, ModeDestination, map[string]string{"SSH": echoServer(t)}))
 		d.ev.wait(t, "connected", isKind(EventConnected))
+		r.conn("destination")
 		p := dialPeer(t, r, "source")
 		p.send(&msg{Type: tStart, StreamID: 1, ServiceID: "SSH", ConnectionID: 1}, &msg{Type: tConnStart, StreamID: 1, ServiceID: "SSH", ConnectionID: 2})
 		p.expect(msg{Type: tReset, StreamID: 1, ServiceID: "SSH"})

@@ -180,6 +180,11 @@ func dialPeer(t testing.TB, r *relay, mode string, subprotocols ...string) *rawP
 	if err != nil {
 		t.Fatalf("peer dial: %v", err)
 	}
+	// The handshake can complete on our side before the relay registered the
+	// connection; frames for an unregistered peer would be dropped.
+	if r.conn(mode) == nil {
+		t.Fatalf("relay never registered the %s peer", mode)
+	}
 	p := &rawPeer{t: t, ws: ws, msgs: make(chan protocol.Message, 1024), done: make(chan struct{}), sub: ws.Subprotocol()}
 	go func() {
 		defer close(p.done)
