@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -83,10 +84,11 @@ func echoOnce(ctx context.Context, addr string, seed uint64, n int64) error {
 	defer stop()
 	sent, got := sha256.New(), sha256.New()
 	var recv atomic.Int64
-	progress := make(chan struct{}, 1)
+	progress, readDone := make(chan struct{}, 1), make(chan struct{})
 	werr := make(chan error, 1)
-	go func() { werr <- windowedWrite(c, io.TeeReader(newPattern(seed, n), sent), &recv, progress) }()
+	go func() { werr <- windowedWrite(c, io.TeeReader(newPattern(seed, n), sent), &recv, progress, readDone) }()
 	m, rerr := io.CopyN(got, &countingReader{r: c, n: &recv, progress: progress}, n)
+	close(readDone)
 	c.Close()
 	if err := <-werr; err != nil && rerr == nil {
 		return fmt.Errorf("connection %d: sending: %w", seed, err)
@@ -100,13 +102,18 @@ func echoOnce(ctx context.Context, addr string, seed uint64, n int64) error {
 	return nil
 }
 
-// windowedWrite copies src to w, waiting while more than echoWindow bytes are unacknowledged.
-func windowedWrite(w io.Writer, src io.Reader, recv *atomic.Int64, progress <-chan struct{}) error {
+// windowedWrite copies src to w, waiting while more than echoWindow bytes are
+// unacknowledged; it gives up when the reader stopped (readDone closed).
+func windowedWrite(w io.Writer, src io.Reader, recv *atomic.Int64, progress, readDone <-chan struct{}) error {
 	buf := make([]byte, 32<<10)
 	var sent int64
 	for {
 		for sent-recv.Load() > echoWindow {
-			<-progress
+			select {
+			case <-progress:
+			case <-readDone:
+				return errReaderStopped
+			}
 		}
 		k, err := src.Read(buf)
 		if k > 0 {
@@ -123,6 +130,9 @@ func windowedWrite(w io.Writer, src io.Reader, recv *atomic.Int64, progress <-ch
 		}
 	}
 }
+
+// errReaderStopped ends the writer of a connection whose reading side failed.
+var errReaderStopped = errors.New("the echo stopped answering")
 
 // countingReader counts what it reads and signals progress to the writer.
 type countingReader struct {
