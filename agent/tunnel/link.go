@@ -84,6 +84,12 @@ type link struct {
 	ctrl     []*frameBuf // control frames from the WebSocket reader (never blocks)
 	ctrlWake chan struct{}
 
+	// startMu makes registering a source client and queueing its
+	// STREAM_START/CONNECTION_START one step, so that clients accepted at the
+	// same moment announce themselves in the order they were numbered (a
+	// CONNECTION_START overtaking its STREAM_START is dropped by the peer).
+	startMu sync.Mutex
+
 	mu         sync.Mutex
 	down       bool
 	streams    map[string]*stream // by service id as on the wire

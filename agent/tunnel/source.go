@@ -111,12 +111,16 @@ func (l *link) serveSource(service string, c net.Conn) {
 			return
 		}
 	}
+	l.startMu.Lock()
 	f, start := l.registerSource(service, v, c)
 	if f == nil {
+		l.startMu.Unlock()
 		_ = c.Close()
 		return
 	}
-	if l.send(start) {
+	sent := l.send(start)
+	l.startMu.Unlock()
+	if sent {
 		f.opened()
 	} else {
 		f.abort("the tunnel WebSocket closed")

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -234,5 +235,39 @@ func TestSourceRefusesServiceNotInTunnel(t *testing.T) {
 	p.expect(msg{Type: tStart, StreamID: 1, ServiceID: "SSH", ConnectionID: 1})
 	if !strings.Contains(s.ev.logText(), "the tunnel has no such service") {
 		t.Fatal("no warning")
+	}
+}
+
+// TestSourceSimultaneousClientsStartInOrder: clients accepted at the same
+// moment must announce themselves in the order they were numbered, the
+// STREAM_START before every CONNECTION_START of its stream; a destination
+// drops a CONNECTION_START for a stream it has not seen start.
+func TestSourceSimultaneousClientsStartInOrder(t *testing.T) {
+	for round := 0; round < 5; round++ {
+		s, p, _ := source(t, "", protocol.SubprotocolV3, "SSH")
+		const clients = 8
+		var wg sync.WaitGroup
+		for range clients {
+			wg.Go(func() {
+				c, err := net.Dial("tcp", s.s.Addr("SSH").String())
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				t.Cleanup(func() { _ = c.Close() })
+			})
+		}
+		wg.Wait()
+		first := p.next()
+		if first.Type != protocol.TypeStreamStart || first.ConnectionID != 1 {
+			t.Fatalf("round %d: first message is %v conn=%d, want STREAM_START conn=1", round, first.Type, first.ConnectionID)
+		}
+		for want := uint32(2); want <= clients; want++ {
+			m := p.next()
+			if m.Type != protocol.TypeConnectionStart || m.StreamID != first.StreamID || m.ConnectionID != want {
+				t.Fatalf("round %d: got %v sid=%d conn=%d, want CONNECTION_START sid=%d conn=%d",
+					round, m.Type, m.StreamID, m.ConnectionID, first.StreamID, want)
+			}
+		}
 	}
 }
