@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -96,25 +95,6 @@ func roundTrip(t *testing.T, addr string, size int) error {
 	return nil
 }
 
-// anchorStream opens a connection and echoes one byte through it, so that the
-// service's stream exists before concurrent connections start.
-func anchorStream(t *testing.T, addr string) net.Conn {
-	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
-	b := []byte{'x'}
-	if _, err := c.Write(b); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.ReadFull(c, b); err != nil {
-		t.Fatalf("anchor connection to %s: %v", addr, err)
-	}
-	return c
-}
-
 func TestProxyWithAgent(t *testing.T) {
 	isolateAWS(t)
 	e := startEmulator(t, emulator.Config{})
@@ -151,14 +131,6 @@ func TestProxyWithAgent(t *testing.T) {
 			p := startProxyCLI(t, nil, "--services", strings.Join(spec, ","), "--endpoint", e.DataEndpoint(),
 				"--ca-file", e.CAFile(), "--token-file", tokFile, "--destination-client-type", tc.clientType)
 			waitDestination(t, api, open.TunnelID)
-			if tc.conns > 1 {
-				// TODO(agent/tunnel): drop the anchor when the source sends a new stream's
-				// STREAM_START before the CONNECTION_STARTs of clients accepted with it
-				// (today they can overtake it and are lost).
-				for _, svc := range tc.services {
-					defer anchorStream(t, p.addrs[svc]).Close()
-				}
-			}
 			for round := range 2 { // sequential connections reuse the service
 				var wg sync.WaitGroup
 				errs := make(chan error, 16)

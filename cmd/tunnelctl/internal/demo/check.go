@@ -51,18 +51,8 @@ func checkEcho(ctx context.Context, w io.Writer, service, addr string) error {
 	per := int64(checkEchoBytes / checkEchoConns)
 	start := time.Now()
 	g, gctx := errgroup.WithContext(ctx)
-	// TODO(agent/tunnel): start all connections at once when the source sends a new
-	// stream's STREAM_START before its CONNECTION_STARTs; today connections accepted
-	// together can overtake it and are lost. Until then the first connection is
-	// echoing before the others start.
-	flowing := make(chan struct{})
-	g.Go(func() error { return echoOnce(gctx, addr, 1, per, flowing) })
-	select {
-	case <-flowing:
-	case <-gctx.Done():
-	}
-	for i := 2; i <= checkEchoConns; i++ {
-		g.Go(func() error { return echoOnce(gctx, addr, uint64(i), per, nil) })
+	for i := 1; i <= checkEchoConns; i++ { // all at once: they share one V3 stream
+		g.Go(func() error { return echoOnce(gctx, addr, uint64(i), per) })
 	}
 	if err := g.Wait(); err != nil {
 		return err
@@ -82,9 +72,8 @@ const echoWindow = 256 << 10
 
 // echoOnce writes n pattern bytes and reads n bytes back on one connection, with at
 // most echoWindow bytes outstanding. The tunnel has no half-close, so it reads
-// exactly n bytes before closing. flowing, if not nil, is closed when the first
-// bytes came back.
-func echoOnce(ctx context.Context, addr string, seed uint64, n int64, flowing chan struct{}) error {
+// exactly n bytes before closing.
+func echoOnce(ctx context.Context, addr string, seed uint64, n int64) error {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
@@ -98,7 +87,7 @@ func echoOnce(ctx context.Context, addr string, seed uint64, n int64, flowing ch
 	progress, readDone := make(chan struct{}, 1), make(chan struct{})
 	werr := make(chan error, 1)
 	go func() { werr <- windowedWrite(c, io.TeeReader(newPattern(seed, n), sent), &recv, progress, readDone) }()
-	m, rerr := io.CopyN(got, &countingReader{r: c, n: &recv, progress: progress, flowing: flowing}, n)
+	m, rerr := io.CopyN(got, &countingReader{r: c, n: &recv, progress: progress}, n)
 	close(readDone)
 	c.Close()
 	if err := <-werr; err != nil && rerr == nil {
@@ -150,16 +139,11 @@ type countingReader struct {
 	r        io.Reader
 	n        *atomic.Int64
 	progress chan<- struct{}
-	flowing  chan struct{} // closed at the first bytes read, then set to nil
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
 	k, err := c.r.Read(p)
 	c.n.Add(int64(k))
-	if k > 0 && c.flowing != nil {
-		close(c.flowing)
-		c.flowing = nil
-	}
 	select {
 	case c.progress <- struct{}{}:
 	default:

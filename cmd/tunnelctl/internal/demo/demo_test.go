@@ -92,7 +92,7 @@ func TestInteractiveStopsOnCancel(t *testing.T) {
 	if err := checkHTTP(context.Background(), &out, addrs["HTTP"]); err != nil {
 		t.Errorf("HTTP through the running demo: %v", err)
 	}
-	if err := echoOnce(context.Background(), addrs["SSH"], 9, 1<<20, nil); err != nil {
+	if err := echoOnce(context.Background(), addrs["SSH"], 9, 1<<20); err != nil {
 		t.Errorf("echo through the running demo: %v", err)
 	}
 	cancel()

@@ -26,7 +26,7 @@ func TestEchoOnceResetMidway(t *testing.T) {
 		c.Close()
 	}()
 	done := make(chan error, 1)
-	go func() { done <- echoOnce(context.Background(), ln.Addr().String(), 1, 8<<20, nil) }()
+	go func() { done <- echoOnce(context.Background(), ln.Addr().String(), 1, 8<<20) }()
 	select {
 	case err := <-done:
 		if err == nil {
