@@ -99,7 +99,7 @@ func (a *App) cmdProxy(ctx context.Context, g *globals, args []string) error {
 	if err != nil {
 		return err
 	}
-	clientToken, err := a.loadClientToken(*clientTokenFile)
+	clientToken, err := a.loadClientToken(*clientTokenFile, token)
 	if err != nil {
 		return err
 	}
@@ -119,7 +119,7 @@ func (a *App) cmdProxy(ctx context.Context, g *globals, args []string) error {
 		return fmt.Errorf("starting the source proxy: %w", err)
 	}
 	if *clientTokenFile != "" && clientToken == "" {
-		if err := writeSecret(*clientTokenFile, sess.ClientToken()); err != nil {
+		if err := writeSecret(*clientTokenFile, clientTokenFileContent(sess.ClientToken(), token)); err != nil {
 			return err
 		}
 	}

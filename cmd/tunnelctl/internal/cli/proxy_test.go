@@ -256,4 +256,26 @@ func TestProxyRestartWithClientTokenFile(t *testing.T) {
 	if r.code != ExitFailure || !strings.Contains(r.stderr, "client token") {
 		t.Errorf("reuse without client token: exit %d\n%s", r.code, r.stderr)
 	}
+	// After a rotation the saved client token is bound to the old access token;
+	// the proxy makes a new one instead of being refused.
+	rot, err := api.RotateTunnelAccessToken(context.Background(), &awsapi.RotateTunnelAccessTokenInput{
+		TunnelID: open.TunnelID, ClientMode: awsapi.ClientModeSource})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, _ := os.ReadFile(ctFile)
+	env["AWSIOT_TUNNEL_ACCESS_TOKEN"] = rot.SourceAccessToken
+	for run := range 2 {
+		p := startProxyCLI(t, env, args...)
+		waitDestination(t, api, open.TunnelID)
+		if err := roundTrip(t, p.addrs["SSH"], 64<<10); err != nil {
+			t.Fatalf("rotated run %d: %v", run, err)
+		}
+		if r := p.stop(t); r.code != 0 {
+			t.Fatalf("rotated run %d: exit %d\n%s", run, r.code, r.stderr)
+		}
+	}
+	if now, _ := os.ReadFile(ctFile); bytes.Equal(old, now) {
+		t.Error("the client token file was not renewed for the rotated access token")
+	}
 }

@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -93,16 +95,41 @@ func (a *App) readToken(file string) (string, error) {
 	return "", errNoToken
 }
 
-// loadClientToken returns the client token from file (when it exists) or from
-// AWSIOT_TUNNEL_CLIENT_TOKEN; "" lets the session generate one.
-func (a *App) loadClientToken(file string) (string, error) {
-	if file != "" {
-		if _, err := os.Stat(file); err == nil {
-			return a.readToken(file)
-		} else if !errors.Is(err, os.ErrNotExist) {
-			return "", fmt.Errorf("reading client token file: %w", err)
-		}
-		return "", nil
+// loadClientToken returns the client token saved in file for this access
+// token, or AWSIOT_TUNNEL_CLIENT_TOKEN when no file is given; "" lets the
+// session generate one. The file also holds a SHA-256 of the access token it
+// was first used with: the service binds a client token to one access token,
+// so after a rotation the saved one would be refused and a new one is made.
+func (a *App) loadClientToken(file, accessToken string) (string, error) {
+	if file == "" {
+		return strings.TrimSpace(a.Getenv("AWSIOT_TUNNEL_CLIENT_TOKEN")), nil
 	}
-	return strings.TrimSpace(a.Getenv("AWSIOT_TUNNEL_CLIENT_TOKEN")), nil
+	if _, err := os.Stat(file); errors.Is(err, os.ErrNotExist) {
+		return "", nil
+	} else if err != nil {
+		return "", fmt.Errorf("reading client token file: %w", err)
+	}
+	tok, err := a.readToken(file)
+	if err != nil {
+		return "", err
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("reading client token file: %w", err)
+	}
+	if !strings.Contains(string(b), "\n"+accessTokenTag(accessToken)) {
+		return "", nil // saved for another (rotated) access token
+	}
+	return tok, nil
+}
+
+// clientTokenFileContent is what --client-token-file holds: the client token,
+// then the tag of the access token it is bound to.
+func clientTokenFileContent(clientToken, accessToken string) string {
+	return clientToken + "\n" + accessTokenTag(accessToken) + "\n"
+}
+
+func accessTokenTag(accessToken string) string {
+	sum := sha256.Sum256([]byte(accessToken))
+	return "access-token-sha256:" + hex.EncodeToString(sum[:])
 }
