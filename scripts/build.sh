@@ -123,8 +123,10 @@ if [ ${#ROWS[@]} -eq 0 ]; then
 	exit 0
 fi
 echo
-echo "Built $VERSION ($COMMIT) in $((SECONDS - start)) s into $OUT/:"
+echo "Built $VERSION ($COMMIT) in $((SECONDS - start)) s into $OUT/ (table also in $OUT/sizes.md):"
 echo
-echo "| binary | target | flags | bytes | MiB |"
-echo "|---|---|---|---:|---:|"
-printf '%s\n' "${ROWS[@]}"
+{
+	echo "| binary | target | flags | bytes | MiB |"
+	echo "|---|---|---|---:|---:|"
+	printf '%s\n' "${ROWS[@]}"
+} | tee "$OUT/sizes.md"

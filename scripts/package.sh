@@ -184,6 +184,7 @@ main() {
 	if [ "$INSTALL_TEST" = 1 ]; then
 		install_test "$version"
 	fi
+	(cd "$PKG_OUT" && sha256sum tunnel-agent_"$version"_* >SHA256SUMS)
 	echo
 	echo "| package | bytes |"
 	echo "|---|---:|"
