@@ -224,7 +224,7 @@ func (f *fwd) readLocal() {
 		if n > 0 && f.active.Load() {
 			fb.data, _ = protocol.EncodeData(fb.buf, n, f.st.id, f.st.out, f.wireConn())
 			f.out.Add(int64(n))
-			if !f.l.sendFrame(fb) {
+			if !f.l.sendData(fb) {
 				return
 			}
 		} else {

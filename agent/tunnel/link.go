@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -79,6 +80,14 @@ type link struct {
 	wg     sync.WaitGroup // local connections
 
 	rate rateLog
+
+	// wmu is held by the goroutine writing data messages: the writer, or a
+	// local reader writing its DATA directly while nothing is queued.
+	// queued counts frames in out and ctrl not yet written; it drops only
+	// after the frame was written, under wmu, so a direct write never
+	// overtakes a queued frame.
+	wmu    sync.Mutex
+	queued atomic.Int64
 
 	ctrlMu   sync.Mutex
 	ctrl     []*frameBuf // control frames from the WebSocket reader (never blocks)
@@ -199,7 +208,10 @@ func (l *link) writeLoop(parent context.Context) error {
 			case next = <-l.out:
 			}
 		}
-		if err := l.writeBurst(next); err != nil {
+		l.wmu.Lock()
+		err := l.writeBurst(next)
+		l.wmu.Unlock()
+		if err != nil {
 			return fmt.Errorf("write to tunnel: %w", err)
 		}
 		next = nil
@@ -258,6 +270,7 @@ func (l *link) writeBatch(first *frameBuf) (*frameBuf, error) {
 		_, err := w.Write(f.data)
 		total += len(f.data)
 		putFrame(f)
+		l.queued.Add(-1)
 		if err != nil {
 			return nil, err
 		}
@@ -294,6 +307,7 @@ func (l *link) sendCtrl(m *protocol.Message) {
 	l.ctrlMu.Lock()
 	full := len(l.ctrl) >= maxCtrlQueue
 	if !full {
+		l.queued.Add(1)
 		l.ctrl = append(l.ctrl, f)
 	}
 	l.ctrlMu.Unlock()
@@ -322,11 +336,57 @@ func (l *link) send(m *protocol.Message) bool {
 }
 
 func (l *link) sendFrame(f *frameBuf) bool {
+	l.queued.Add(1)
 	select {
 	case l.out <- f:
 		return true
 	case <-l.ctx.Done():
+		l.queued.Add(-1)
 		putFrame(f)
 		return false
 	}
+}
+
+// sendData sends a DATA frame of a local reader: written at once when
+// nothing is queued and no write is in progress (saving a wake-up of the
+// writer goroutine), queued otherwise. Never called by the WebSocket reader.
+func (l *link) sendData(f *frameBuf) bool {
+	if l.queued.Load() != 0 || !l.wmu.TryLock() {
+		return l.sendFrame(f)
+	}
+	if l.queued.Load() != 0 || l.ctx.Err() != nil {
+		l.wmu.Unlock()
+		return l.sendFrame(f)
+	}
+	err := l.writeOne(f)
+	l.wmu.Unlock()
+	if err != nil {
+		l.cancel(fmt.Errorf("write to tunnel: %w", err))
+		return false
+	}
+	return true
+}
+
+// writeOne writes f alone as one message, in one system call. Unlike
+// writeBatch it takes nothing from the queues: the writer may hold a frame
+// it took before them, which must go first.
+func (l *link) writeOne(f *frameBuf) (err error) {
+	defer putFrame(f)
+	if l.bc != nil {
+		l.bc.startBatch()
+		defer func() {
+			if ferr := l.bc.endBatch(); err == nil {
+				err = ferr
+			}
+		}()
+	}
+	_ = l.ws.SetWriteDeadline(time.Now().Add(l.s.cfg.PongTimeout))
+	w, err := l.ws.NextWriter(websocket.BinaryMessage)
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(f.data); err != nil {
+		return err
+	}
+	return w.Close()
 }
