@@ -7,6 +7,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/protocol"
@@ -45,6 +46,20 @@ type queue struct {
 	reason   string
 	wake     chan struct{} // to the local writer: data or state change
 	room     chan struct{} // closed by the local writer when it took the queue
+
+	raw    syscall.RawConn // nil: no direct writes (see push)
+	busy   bool            // the local writer is writing
+	direct bool            // push is writing directly
+	count  *atomic.Int64   // bytes written to the local socket
+}
+
+// setConn sets the local connection and, when it is a socket, the raw
+// connection push uses for direct writes.
+func (q *queue) setConn(c net.Conn) {
+	q.conn = c
+	if sc, ok := c.(syscall.Conn); ok && canTryWrite {
+		q.raw, _ = sc.SyscallConn()
+	}
 }
 
 // newFwdLocked registers a connection with its stream and the link's wait
@@ -57,6 +72,7 @@ func (l *link) newFwdLocked(st *stream, cid uint32) *fwd {
 	f.ctx, f.cancel = context.WithCancel(l.ctx)
 	f.q.limit = l.s.cfg.ConnBufferSize
 	f.q.wake = make(chan struct{}, 1)
+	f.q.count = &f.in
 	f.active.Store(true)
 	st.conns[cid] = f
 	l.live[f] = struct{}{}
@@ -87,24 +103,39 @@ func (f *fwd) attach(c net.Conn) bool {
 	if f.q.aborted {
 		return false
 	}
-	f.q.conn = c
+	f.q.setConn(c)
 	if f.q.draining {
 		_ = c.SetWriteDeadline(time.Now().Add(drainTimeout))
 	}
 	return true
 }
 
-func (f *fwd) signal() {
-	select {
-	case f.q.wake <- struct{}{}:
-	default:
-	}
-}
+func (f *fwd) signal() { f.q.signal() }
 
-// push queues p for the local socket. When the queue is full it waits up
-// to stall for the local writer to take it; false means it stayed full.
+// push queues p for the local socket. When nothing is queued and the local
+// writer is idle, it first tries one non-blocking write to the socket, which
+// saves waking the local writer; what the socket does not take is queued.
+// When the queue is full it waits up to stall for the local writer to take
+// it; false means it stayed full.
 func (q *queue) push(p []byte, stall time.Duration) bool {
 	q.mu.Lock()
+	if q.raw != nil && len(q.buf) == 0 && !q.busy && !q.aborted && !q.draining {
+		q.direct = true
+		q.mu.Unlock()
+		n := tryWrite(q.raw, p)
+		q.count.Add(int64(n))
+		p = p[n:]
+		q.mu.Lock()
+		q.direct = false
+		if len(p) == 0 {
+			wake := q.draining || q.aborted
+			q.mu.Unlock()
+			if wake {
+				q.signal()
+			}
+			return true
+		}
+	}
 	var timer *time.Timer
 	for len(q.buf)+len(p) > q.limit && !q.aborted && !q.draining {
 		if timer == nil {
@@ -125,6 +156,7 @@ func (q *queue) push(p []byte, stall time.Duration) bool {
 	}
 	if q.aborted || q.draining {
 		q.mu.Unlock()
+		q.signal()
 		return true
 	}
 	if q.buf == nil {
@@ -132,11 +164,15 @@ func (q *queue) push(p []byte, stall time.Duration) bool {
 	}
 	q.buf = append(q.buf, p...)
 	q.mu.Unlock()
+	q.signal()
+	return true
+}
+
+func (q *queue) signal() {
 	select {
 	case q.wake <- struct{}{}:
 	default:
 	}
-	return true
 }
 
 // freeRoomLocked wakes a push waiting for room.
@@ -242,7 +278,9 @@ func (f *fwd) writeLocal() error {
 	q := &f.q
 	for {
 		q.mu.Lock()
-		for len(q.buf) == 0 && !q.draining && !q.aborted {
+		q.busy = false
+		// Wait for data or an end, and while push writes directly.
+		for (len(q.buf) == 0 && !q.draining && !q.aborted) || (q.direct && !q.aborted) {
 			q.mu.Unlock()
 			<-q.wake
 			q.mu.Lock()
@@ -251,6 +289,7 @@ func (f *fwd) writeLocal() error {
 			q.mu.Unlock()
 			return nil
 		}
+		q.busy = true
 		spare, q.buf = q.buf, spare[:0]
 		q.freeRoomLocked()
 		c := q.conn

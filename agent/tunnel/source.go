@@ -162,6 +162,6 @@ func (l *link) registerSource(service string, v int, c net.Conn) (*fwd, *protoco
 		return nil, nil
 	}
 	f.local = c.RemoteAddr().String()
-	f.q.conn = c
+	f.q.setConn(c)
 	return f, &protocol.Message{Type: typ, StreamID: st.id, ServiceID: wire, ConnectionID: f.wireConn()}
 }

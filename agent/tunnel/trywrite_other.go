@@ -1,0 +1,9 @@
+//go:build !unix
+
+package tunnel
+
+import "syscall"
+
+const canTryWrite = false
+
+func tryWrite(syscall.RawConn, []byte) int { return 0 }
