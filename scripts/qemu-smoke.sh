@@ -15,7 +15,12 @@ die() { echo "qemu-smoke: FAIL: $*" >&2; exit 1; }
 warn() { echo "qemu-smoke: WARNING: $*" >&2; }
 
 for q in qemu-arm-static qemu-aarch64-static; do
-	command -v "$q" >/dev/null || die "$q is missing: apt-get install qemu-user-static"
+	if ! command -v "$q" >/dev/null; then
+		# CI installs it (.ci/run); a local run says so and skips.
+		[ "${CI:-}" != true ] || die "$q is missing: apt-get install qemu-user-static"
+		warn "$q is missing (apt-get install qemu-user-static): SKIPPING the ARM smoke test"
+		exit 0
+	fi
 done
 
 # run_version <dir> <qemu...>: the binary must print something and exit 0.
