@@ -342,7 +342,7 @@ func TestExpiredWhileStoppedNotResumed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := &record{Version: recordVersion, AccessToken: "tok", ClientToken: newClientToken(), Region: "us-east-1",
+	rec := &record{Version: recordVersion, AccessToken: "tok", ClientToken: tunnel.NewClientToken(), Region: "us-east-1",
 		Services: []string{"SSH"}, Created: time.Now().Add(-2 * time.Hour), Expires: time.Now().Add(-time.Hour)}
 	if err := st.save(tokenID("tok"), rec); err != nil {
 		t.Fatal(err)
@@ -389,7 +389,7 @@ func TestNewValidates(t *testing.T) {
 }
 
 func TestClientTokenShape(t *testing.T) {
-	tok := newClientToken()
+	tok := tunnel.NewClientToken()
 	if len(tok) != 36 || strings.Trim(tok, "0123456789abcdef-") != "" {
 		t.Errorf("client token %q", tok)
 	}

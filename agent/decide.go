@@ -8,6 +8,7 @@ import (
 	"slices"
 
 	"github.com/tunnel-agent/tunnel-agent/agent/notify"
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel"
 )
 
 // handle turns one raw notification into at most one new tunnel.
@@ -38,7 +39,7 @@ func (a *Agent) handle(ctx context.Context, payload []byte) {
 	}
 	now := a.now()
 	rec := &record{
-		Version: recordVersion, AccessToken: n.ClientAccessToken, ClientToken: newClientToken(),
+		Version: recordVersion, AccessToken: n.ClientAccessToken, ClientToken: tunnel.NewClientToken(),
 		Region: n.Region, Services: n.Services, Created: now, Expires: now.Add(a.cfg.Lifetime()),
 	}
 	if err := a.store.save(id, rec); err != nil {

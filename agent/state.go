@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -113,15 +112,4 @@ func (s *store) load() (recs map[string]*record, bad []string, err error) {
 func tokenID(token string) string {
 	sum := sha256.Sum256([]byte("tunnel-agent/v1\x00" + token))
 	return hex.EncodeToString(sum[:12])
-}
-
-// newClientToken returns a UUIDv4-shaped client token (36 chars,
-// [0-9a-f-]), as the protocol requires (^[a-zA-Z0-9-]{32,128}$).
-func newClientToken() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	h := hex.EncodeToString(b[:])
-	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
 }

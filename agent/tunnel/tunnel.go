@@ -176,7 +176,7 @@ func applyDefaults(cfg *Config) error {
 		return errors.New("access token is empty: pass the token from OpenTunnel or the MQTT notification")
 	}
 	if cfg.ClientToken == "" {
-		cfg.ClientToken = newClientToken()
+		cfg.ClientToken = NewClientToken()
 	} else if !clientTokenRe.MatchString(cfg.ClientToken) {
 		return errors.New("client token must be 32-128 characters of a-z, A-Z, 0-9 and '-'")
 	}
@@ -273,8 +273,11 @@ func endpointURL(cfg *Config) (string, error) {
 	return u.String(), nil
 }
 
-// newClientToken returns a random UUIDv4 string (36 characters).
-func newClientToken() string {
+// NewClientToken returns a random UUIDv4 string (36 characters of
+// [0-9a-f-]), a client token as the protocol requires (^[a-zA-Z0-9-]{32,128}$).
+// Callers that persist the client token before the session starts (to resume
+// a tunnel after a restart) make it with this.
+func NewClientToken() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	b[6] = b[6]&0x0f | 0x40
