@@ -46,6 +46,12 @@ type Config struct {
 	Now func() time.Time
 	// UserAgent is sent as User-Agent when set.
 	UserAgent string
+	// MaxAttempts bounds the attempts per operation on throttling and transient
+	// errors (see retryable); 0 means DefaultMaxAttempts, 1 disables retries.
+	MaxAttempts int
+	// Sleep waits between attempts (full-jitter exponential backoff, base 100 ms,
+	// cap 5 s); it returns ctx.Err() when ctx ends first. nil means a timer.
+	Sleep func(ctx context.Context, d time.Duration) error
 }
 
 // Client calls the IoTSecuredTunneling API. It is safe for concurrent use.
@@ -71,6 +77,12 @@ func New(cfg Config) (*Client, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = DefaultMaxAttempts
+	}
+	if cfg.Sleep == nil {
+		cfg.Sleep = sleepCtx
 	}
 	c := &Client{cfg: cfg, endpoint: endpoint, signer: v4.NewSigner(), http: cfg.HTTPClient}
 	if c.http == nil {
@@ -118,13 +130,31 @@ func resolveEndpoint(region, override string) (string, error) {
 	return strings.TrimRight(u.String(), "/"), nil
 }
 
-// call sends one operation: POST / with the awsJson1.1 target header, signed, and
-// decodes the response into out (which may be nil).
+// call sends one operation, retrying throttling and transient failures with
+// backoff (each attempt signed afresh), and decodes the response into out (which may be nil).
 func (c *Client) call(ctx context.Context, op string, in, out any) error {
 	body, err := json.Marshal(in)
 	if err != nil {
 		return fmt.Errorf("encoding %s request: %w", op, err)
 	}
+	for attempt := 1; ; attempt++ {
+		err = c.attempt(ctx, op, body, out)
+		if err == nil || attempt >= c.cfg.MaxAttempts || !retryable(op, err) || ctx.Err() != nil {
+			break
+		}
+		if c.cfg.Sleep(ctx, backoff(attempt)) != nil {
+			break // cancelled while waiting: report the last failure
+		}
+	}
+	var ne *netError
+	if errors.As(err, &ne) {
+		return fmt.Errorf("calling %s at %s (check the endpoint, region and network): %w", op, c.endpoint, ne.err)
+	}
+	return err
+}
+
+// attempt sends one signed request. Transport failures come back as *netError.
+func (c *Client) attempt(ctx context.Context, op string, body []byte, out any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.endpoint+"/", bytes.NewReader(body))
 	if err != nil {
 		return fmt.Errorf("building %s request: %w", op, err)
@@ -139,7 +169,7 @@ func (c *Client) call(ctx context.Context, op string, in, out any) error {
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("calling %s at %s (check the endpoint, region and network): %w", op, c.endpoint, err)
+		return &netError{err: err}
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {

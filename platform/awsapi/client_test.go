@@ -76,6 +76,7 @@ func newTestClient(t *testing.T, h http.Handler) *Client {
 		Credentials: credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "secret", ""),
 		HTTPClient:  srv.Client(),
 		Now:         func() time.Time { return time.Date(2026, 11, 25, 21, 0, 0, 0, time.UTC) },
+		Sleep:       func(context.Context, time.Duration) error { return nil },
 	})
 	if err != nil {
 		t.Fatal(err)
