@@ -22,6 +22,9 @@ func (a *App) cmdDemo(ctx context.Context, g *globals, args []string) error {
 	if len(pos) > 0 {
 		return usageError("unexpected argument %q", pos[0])
 	}
+	if g.json {
+		return usageError("demo has no JSON output: drop --json (for scripts run tunnel-emulator and use tunnelctl open/proxy --json)")
+	}
 	cfg := demo.Config{Check: *check, SSHPort: *sshPort, HTTPPort: *httpPort, SSHTarget: *sshTarget, Out: a.Stdout, OnReady: a.onProxyReady}
 	if *check {
 		cfg.SSHPort, cfg.HTTPPort = 0, 0

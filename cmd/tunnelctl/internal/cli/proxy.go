@@ -123,22 +123,34 @@ func (a *App) cmdProxy(ctx context.Context, g *globals, args []string) error {
 			return err
 		}
 	}
-	a.announce(a.Stdout, sess, svc)
+	if err := a.announce(g.json, sess, svc); err != nil {
+		return err
+	}
 	return runSource(ctx, sess, a.Stderr)
 }
 
-// announce prints where each service listens and tells the test hook.
-func (a *App) announce(w io.Writer, sess *tunnel.Session, svc map[string]string) map[string]string {
+// announce prints where each service listens, as text lines or (asJSON) as one
+// object {"services":{"SSH":"127.0.0.1:2222"}}, and tells the test hook.
+func (a *App) announce(asJSON bool, sess *tunnel.Session, svc map[string]string) error {
 	addrs := map[string]string{}
 	for _, name := range sortedKeys(svc) {
 		addr := sess.Addr(name).String()
 		addrs[name] = addr
-		fmt.Fprintf(w, "%s: listening on %s%s\n", name, addr, connectHint(name, addr))
+		if !asJSON {
+			fmt.Fprintf(a.Stdout, "%s: listening on %s%s\n", name, addr, connectHint(name, addr))
+		}
+	}
+	if asJSON {
+		if err := a.printJSON(struct {
+			Services map[string]string `json:"services"`
+		}{addrs}); err != nil {
+			return err
+		}
 	}
 	if a.onProxyReady != nil {
 		a.onProxyReady(addrs)
 	}
-	return addrs
+	return nil
 }
 
 // connectHint suggests how to use a forwarded service.

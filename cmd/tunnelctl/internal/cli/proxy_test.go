@@ -166,7 +166,7 @@ func TestProxyTokenFromEnvAndClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := map[string]string{"AWSIOT_TUNNEL_ACCESS_TOKEN": open.SourceAccessToken}
-	p := startProxyCLI(t, env, "--services=SSH=0", "--endpoint", e.DataEndpoint(), "--ca-file", e.CAFile())
+	p := startProxyCLI(t, env, "--services=SSH=0", "--endpoint", e.DataEndpoint(), "--ca-file", e.CAFile(), "--json")
 	waitDestination(t, api, open.TunnelID)
 	if err := roundTrip(t, p.addrs["SSH"], 64<<10); err != nil {
 		t.Fatal(err)
@@ -179,6 +179,12 @@ func TestProxyTokenFromEnvAndClose(t *testing.T) {
 	case r := <-p.done:
 		if r.code != 0 || !strings.Contains(r.stderr, "closed by the service") {
 			t.Errorf("after CloseTunnel: exit %d\n%s", r.code, r.stderr)
+		}
+		// --json: stdout is exactly one object naming the listening addresses.
+		var got struct{ Services map[string]string }
+		r.decode(t, &got)
+		if len(got.Services) != 1 || got.Services["SSH"] != p.addrs["SSH"] {
+			t.Errorf("--json stdout %q, want services.SSH = %s", r.stdout, p.addrs["SSH"])
 		}
 	case <-time.After(15 * time.Second):
 		p.cancel()
@@ -277,5 +283,27 @@ func TestProxyRestartWithClientTokenFile(t *testing.T) {
 	}
 	if now, _ := os.ReadFile(ctFile); bytes.Equal(old, now) {
 		t.Error("the client token file was not renewed for the rotated access token")
+	}
+}
+
+// TestJSONRejected: commands without a JSON output refuse --json instead of
+// silently printing text.
+func TestJSONRejected(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"ssh", []string{"ssh", "pi-1", "--json"}, "ssh runs an interactive session and has no JSON output"},
+		{"demo", []string{"--json", "demo", "--check"}, "demo has no JSON output"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := runCLI(t, nil, tc.args...)
+			r.oneLineErr(t, ExitUsage, tc.want)
+			if r.stdout != "" {
+				t.Errorf("stdout %q, want nothing", r.stdout)
+			}
+		})
 	}
 }

@@ -89,6 +89,10 @@ func (a *App) cmdSSH(ctx context.Context, g *globals, args []string) error {
 	if err != nil {
 		return err
 	}
+	if g.json {
+		return usageError("ssh runs an interactive session and has no JSON output: drop --json " +
+			"(for scripts use tunnelctl open --json and tunnelctl proxy --json)")
+	}
 	if len(pos) < 1 {
 		return usageError("name the thing: tunnelctl ssh THING [-- ssh args...]")
 	}
