@@ -24,16 +24,18 @@ func newTunnelSession(c tunnel.Config) (runner, error) { return tunnel.New(c) }
 // service ids outside it.
 func (a *Agent) sessionSpec(t *tunnelEntry) tunnel.Config {
 	c := tunnel.Config{
-		Mode:           tunnel.ModeDestination,
-		Endpoint:       a.cfg.DataEndpoint,
-		Region:         t.rec.Region,
-		AccessToken:    t.rec.AccessToken,
-		ClientToken:    t.rec.ClientToken,
-		CAFile:         a.cfg.CAFile,
-		AllowPlaintext: a.cfg.AllowPlaintextDataPlane,
-		Services:       a.cfg.Services,
-		Logger:         a.log.With(attrTunnel, t.id),
-		OnEvent:        a.eventHandler(t),
+		Mode:             tunnel.ModeDestination,
+		Endpoint:         a.cfg.DataEndpoint,
+		Region:           t.rec.Region,
+		AccessToken:      t.rec.AccessToken,
+		ClientToken:      t.rec.ClientToken,
+		CAFile:           a.cfg.CAFile,
+		AllowPlaintext:   a.cfg.AllowPlaintextDataPlane,
+		Services:         a.cfg.Services,
+		ConnBufferSize:   int(a.cfg.ConnBuffer),
+		ConnStallTimeout: a.cfg.ConnStallTimeout,
+		Logger:           a.log.With(attrTunnel, t.id),
+		OnEvent:          a.eventHandler(t),
 	}
 	if a.cfg.HTTPSProxy != "" {
 		if u, err := url.Parse(a.cfg.HTTPSProxy); err == nil {

@@ -23,6 +23,14 @@ const (
 	DefaultLogFormat   = "text"
 	DefaultConfigPath  = "/etc/tunnel-agent/config.yaml"
 	MaxServiceLifetime = 12 * time.Hour // the service's maximum tunnel lifetime
+	// DefaultConnBuffer and DefaultConnStallTimeout equal the agent/tunnel
+	// library defaults (tunnel.DefaultConnBufferSize, tunnel.DefaultStallTimeout).
+	DefaultConnBuffer       ByteSize = 1 << 20
+	DefaultConnStallTimeout          = time.Second
+	// Bounds of conn_buffer and conn_stall_timeout.
+	MinConnBuffer       ByteSize = 32 << 10
+	MaxConnBuffer       ByteSize = 64 << 20
+	MaxConnStallTimeout          = time.Minute
 )
 
 // Sentinel errors.
@@ -83,6 +91,14 @@ type Config struct {
 	StateDir string `yaml:"state_dir"`
 	// AllowPlaintextDataPlane permits ws:// data endpoints. Local testing only.
 	AllowPlaintextDataPlane bool `yaml:"allow_plaintext_data_plane"`
+	// ConnBuffer bounds the bytes queued toward one local connection when the
+	// local service reads slower than the tunnel delivers (the protocol has no
+	// flow control). When it is full, tunnel data waits up to ConnStallTimeout
+	// (holding up every stream of that tunnel meanwhile), then that connection
+	// alone is reset. 32KiB..64MiB.
+	ConnBuffer ByteSize `yaml:"conn_buffer"`
+	// ConnStallTimeout: see ConnBuffer. 0..1m; 0 means the default (1s).
+	ConnStallTimeout time.Duration `yaml:"conn_stall_timeout"`
 }
 
 // Default returns a Config with every default filled in.
@@ -94,6 +110,9 @@ func Default() Config {
 		LogLevel:   DefaultLogLevel,
 		LogFormat:  DefaultLogFormat,
 		StateDir:   DefaultStateDir,
+
+		ConnBuffer:       DefaultConnBuffer,
+		ConnStallTimeout: DefaultConnStallTimeout,
 	}
 }
 
@@ -140,6 +159,12 @@ func (c *Config) tunnelErrors() []error {
 	}
 	if c.MaxTunnelLifetime < 0 {
 		add("max_tunnel_lifetime: %s: must not be negative", c.MaxTunnelLifetime)
+	}
+	if c.ConnBuffer < MinConnBuffer || c.ConnBuffer > MaxConnBuffer {
+		add("conn_buffer: %s: must be between %s and %s (e.g. 1MiB)", c.ConnBuffer, MinConnBuffer, MaxConnBuffer)
+	}
+	if c.ConnStallTimeout < 0 || c.ConnStallTimeout > MaxConnStallTimeout {
+		add("conn_stall_timeout: %s: must be between 0 and %s (e.g. 1s)", c.ConnStallTimeout, MaxConnStallTimeout)
 	}
 	if c.StateDir == "" {
 		add("state_dir: empty: set a writable directory, e.g. %s", DefaultStateDir)

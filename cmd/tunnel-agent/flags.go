@@ -97,6 +97,22 @@ func (s *settings) bindTyped() {
 		s.later(func(c *config.Config) { c.MaxTunnelLifetime = d })
 		return nil
 	})
+	s.fs.Func("conn-buffer", "conn_buffer: bytes queued per local connection, e.g. 1MiB (32KiB..64MiB)", func(v string) error {
+		n, err := config.ParseByteSize(v)
+		if err != nil {
+			return err
+		}
+		s.later(func(c *config.Config) { c.ConnBuffer = n })
+		return nil
+	})
+	s.fs.Func("conn-stall-timeout", "conn_stall_timeout: wait for room in a full conn_buffer before resetting that connection, e.g. 1s (0..1m)", func(v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return errors.New("not a duration (e.g. 1s)")
+		}
+		s.later(func(c *config.Config) { c.ConnStallTimeout = d })
+		return nil
+	})
 	s.fs.BoolFunc("allow-plaintext-data-plane", "allow_plaintext_data_plane: permit ws:// (testing only)", func(v string) error {
 		b, err := strconv.ParseBool(v)
 		if err != nil {

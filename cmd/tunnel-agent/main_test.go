@@ -42,14 +42,16 @@ func writeConfig(t *testing.T, body string) string {
 
 func TestCheckConfigFlagsOverride(t *testing.T) {
 	pki := notifytest.NewPKI(t, "pi-1")
-	cfg := writeConfig(t, fmt.Sprintf("thing_name: pi-1\nendpoint: example.com\ncert: %s\nkey: %s\nroot_ca: %s\nservices: {SSH: 127.0.0.1:22}\n",
+	cfg := writeConfig(t, fmt.Sprintf("thing_name: pi-1\nendpoint: example.com\ncert: %s\nkey: %s\nroot_ca: %s\nservices: {SSH: 127.0.0.1:22}\nconn_buffer: 4MiB\n",
 		pki.ClientCertFile, pki.ClientKeyFile, pki.CAFile))
 	out, errOut, rc := run("check-config", "--config", cfg, "--max-tunnels", "3", "--service", "HTTP=127.0.0.1:80",
-		"--https-proxy", "http://u:s3cret@proxy:3128", "--log-format", "json", "--max-tunnel-lifetime", "90m")
+		"--https-proxy", "http://u:s3cret@proxy:3128", "--log-format", "json", "--max-tunnel-lifetime", "90m",
+		"--conn-buffer", "256KiB", "--conn-stall-timeout", "5s")
 	if rc != 0 {
 		t.Fatalf("rc %d: %s", rc, errOut)
 	}
-	for _, want := range []string{"max_tunnels: 3", "HTTP: 127.0.0.1:80", "log_format: json", "max_tunnel_lifetime: 1h30m0s", "configuration OK", "client_id: pi-1"} {
+	for _, want := range []string{"max_tunnels: 3", "HTTP: 127.0.0.1:80", "log_format: json", "max_tunnel_lifetime: 1h30m0s", "configuration OK", "client_id: pi-1",
+		"conn_buffer: 256KiB", "conn_stall_timeout: 5s"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
@@ -71,6 +73,11 @@ func TestCheckConfigErrors(t *testing.T) {
 		{"unknown key", "thing_name: x\nendpoit: y\n", nil, `unknown key "endpoit"`},
 		{"invalid", "thing_name: x\n", nil, "endpoint"},
 		{"bad flag value", "", []string{"--port", "abc"}, "not a number"},
+		{"conn_buffer too small", "conn_buffer: 16KiB\n", nil, "conn_buffer: 16KiB: must be between 32KiB and 64MiB"},
+		{"conn_buffer not a size", "conn_buffer: lots\n", nil, "256KiB"},
+		{"conn_buffer flag too big", "", []string{"--conn-buffer", "128MiB"}, "conn_buffer: 128MiB"},
+		{"conn_stall_timeout too long", "conn_stall_timeout: 2m\n", nil, "conn_stall_timeout: 2m0s: must be between 0 and 1m0s"},
+		{"conn_stall_timeout flag", "", []string{"--conn-stall-timeout", "soon"}, "not a duration"},
 		{"plaintext without opt-in", "thing_name: x\nendpoint: e\ncert: c\nkey: k\nroot_ca: r\nservices: {A: 127.0.0.1:1}\ndata_endpoint: ws://127.0.0.1:1\n",
 			nil, "allow_plaintext_data_plane"},
 		{"plaintext opt-in reaches the file checks", "thing_name: x\nendpoint: e\ncert: /nonexistent/c\nkey: k\nroot_ca: r\nservices: {A: 127.0.0.1:1}\ndata_endpoint: ws://127.0.0.1:1\n",
