@@ -31,7 +31,8 @@ const (
 var errTextMessage = errors.New("received a text WebSocket message; the tunneling protocol allows binary messages only")
 
 // peer is one client WebSocket. Its writer goroutine owns every data write;
-// other goroutines hand it frames through pending (bounded: senders block).
+// other goroutines hand it whole WebSocket messages through queue (bounded:
+// senders block).
 type peer struct {
 	conn      *websocket.Conn
 	mode      int
@@ -39,38 +40,79 @@ type peer struct {
 	channelID string
 	services  []string // the tunnel's services at handshake time (strict mode)
 
-	mu      sync.Mutex
-	cond    sync.Cond
-	pending []byte // whole frames (length prefix + body), appended by senders
-	closed  bool
-	once    sync.Once
+	mu     sync.Mutex
+	cond   sync.Cond
+	queue  []*[]byte // messages of whole frames, each at most MaxWSMessage bytes
+	queued int       // bytes in queue
+	closed bool
+	once   sync.Once
 
 	strict strictState
 	touch  func() // called on traffic when an idle timeout is set
 }
 
+// msgPool holds message buffers of MaxWSMessage capacity (+1 so that the
+// reader can tell a full message from a longer one).
+var msgPool = sync.Pool{New: func() any { b := make([]byte, 0, protocol.MaxWSMessage+1); return &b }}
+
+func putMsg(bp *[]byte) { *bp = (*bp)[:0]; msgPool.Put(bp) }
+
 func newPeer(conn *websocket.Conn, mode int, sub, channelID string, services []string) *peer {
-	p := &peer{conn: conn, mode: mode, sub: sub, channelID: channelID, services: services,
-		pending: make([]byte, 0, maxPending)}
+	p := &peer{conn: conn, mode: mode, sub: sub, channelID: channelID, services: services}
 	p.cond.L = &p.mu
 	return p
 }
 
-// enqueue appends one frame body (without length prefix) to the outbound
-// buffer, blocking while the buffer is full. It reports false once the
-// peer is closed.
+// waitRoom blocks (p.mu held) until n more bytes fit; false once closed.
+func (p *peer) waitRoom(n int) bool {
+	for !p.closed && p.queued > 0 && p.queued+n > maxPending {
+		p.cond.Wait()
+	}
+	return !p.closed
+}
+
+// enqueue adds one frame body (without length prefix) to the last queued
+// message if it fits, else to a new one, blocking while the queue is full.
+// It reports false once the peer is closed.
 func (p *peer) enqueue(body []byte) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for !p.closed && len(p.pending) > 0 && len(p.pending)+len(body)+2 > maxPending {
-		p.cond.Wait()
-	}
-	if p.closed {
+	n := protocol.LengthSize + len(body)
+	if !p.waitRoom(n) {
 		return false
 	}
-	wasEmpty := len(p.pending) == 0
-	p.pending = binary.BigEndian.AppendUint16(p.pending, uint16(len(body)))
-	p.pending = append(p.pending, body...)
+	wasEmpty := len(p.queue) == 0
+	if wasEmpty || len(*p.queue[len(p.queue)-1])+n > protocol.MaxWSMessage {
+		p.queue = append(p.queue, msgPool.Get().(*[]byte))
+	}
+	last := p.queue[len(p.queue)-1]
+	*last = binary.BigEndian.AppendUint16(*last, uint16(len(body)))
+	*last = append(*last, body...)
+	p.queued += n
+	if wasEmpty {
+		p.cond.Broadcast()
+	}
+	return true
+}
+
+// enqueueMsg queues bp, a message of whole frames from msgPool, as one
+// message without copying; the peer owns bp afterwards.
+func (p *peer) enqueueMsg(bp *[]byte) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.waitRoom(len(*bp)) {
+		putMsg(bp)
+		return false
+	}
+	wasEmpty := len(p.queue) == 0
+	p.queued += len(*bp)
+	if !wasEmpty && len(*p.queue[len(p.queue)-1])+len(*bp) <= protocol.MaxWSMessage {
+		last := p.queue[len(p.queue)-1] // small messages: batch them into one write
+		*last = append(*last, *bp...)
+		putMsg(bp)
+		return true
+	}
+	p.queue = append(p.queue, bp)
 	if wasEmpty {
 		p.cond.Broadcast()
 	}
@@ -85,55 +127,38 @@ func (p *peer) enqueueMessage(m *protocol.Message) bool {
 	return p.enqueue(b[protocol.LengthSize:])
 }
 
-// writeLoop sends pending frames, batching them into WebSocket messages of
-// at most MaxWSMessage bytes that hold whole frames. It returns when the
-// peer is closed or a write fails.
+// writeLoop sends the queued messages. It returns when the peer is closed
+// or a write fails.
 func (p *peer) writeLoop() {
-	spare := make([]byte, 0, maxPending)
+	var spare []*[]byte
 	for {
 		p.mu.Lock()
-		for !p.closed && len(p.pending) == 0 {
+		for !p.closed && len(p.queue) == 0 {
 			p.cond.Wait()
 		}
 		if p.closed {
 			p.mu.Unlock()
 			return
 		}
-		full := p.pending
-		p.pending = spare[:0]
+		q := p.queue
+		p.queue, p.queued = spare[:0], 0
 		p.cond.Broadcast() // wake blocked senders
 		p.mu.Unlock()
-		for buf := full; len(buf) > 0; {
-			n := wholeFrames(buf)
+		for i, bp := range q {
 			_ = p.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
-			if err := p.conn.WriteMessage(websocket.BinaryMessage, buf[:n]); err != nil {
+			err := p.conn.WriteMessage(websocket.BinaryMessage, *bp)
+			putMsg(bp)
+			q[i] = nil
+			if err != nil {
 				p.shutdown(0, "")
 				return
 			}
 			if p.touch != nil {
 				p.touch()
 			}
-			buf = buf[n:]
 		}
-		spare = full[:0]
+		spare = q[:0]
 	}
-}
-
-// wholeFrames returns the length of the longest prefix of b that holds only
-// whole frames and fits one WebSocket message.
-func wholeFrames(b []byte) int {
-	n := 0
-	for n+protocol.LengthSize <= len(b) {
-		f := protocol.LengthSize + int(binary.BigEndian.Uint16(b[n:]))
-		if n+f > protocol.MaxWSMessage || n+f > len(b) {
-			break
-		}
-		n += f
-	}
-	if n == 0 { // cannot happen: frames are at most 65537 bytes and enqueued whole
-		n = len(b)
-	}
-	return n
 }
 
 // shutdown closes the peer once: it stops the writer, sends a close frame

@@ -2,6 +2,7 @@ package emulator
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -61,6 +62,9 @@ func (s *shaper) wait(n int) {
 		time.Sleep(d) // pacing, not waiting for a condition
 	}
 }
+
+// wsWriteBuffer is gorilla's write buffer size (see serveData).
+const wsWriteBuffer = 4 << 10
 
 var errReplaced = errors.New("replaced by a newer connection of the same mode")
 
@@ -167,9 +171,11 @@ func (e *Emulator) serveData(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	up := websocket.Upgrader{
-		// A write buffer that holds a whole message lets gorilla send each
-		// message with one Write and no allocation.
-		ReadBufferSize: 64 << 10, WriteBufferSize: protocol.MaxWSMessage + 16,
+		// A small write buffer: for a server, WriteMessage copies only what
+		// fits it and writes the rest of the message straight from the
+		// peer's pending buffer, saving a copy of every byte; small
+		// messages still go out with one Write.
+		ReadBufferSize: 64 << 10, WriteBufferSize: wsWriteBuffer,
 		Subprotocols: []string{hs.subprotocol},
 		CheckOrigin:  func(*http.Request) bool { return true },
 	}
@@ -216,39 +222,143 @@ func (e *Emulator) runPeer(t *tunnel, p *peer) {
 	log.Info("client disconnected", "reason", err)
 }
 
-// readLoop reads frames from p and forwards them; it returns why it stopped.
+// readLoop reads messages from p and forwards their frames; it returns why
+// it stopped. A message of whole frames (the common case) goes to the peer
+// as it is, without copying; frames split across messages are reassembled
+// in carry and forwarded one by one.
 func (e *Emulator) readLoop(r *relay, p *peer) error {
-	fr := protocol.NewFrameReader(&wsStream{conn: p.conn, touch: p.touch})
-	var m protocol.Message
+	var carry []byte
+	var tos []*peer
 	for {
-		body, err := fr.Next()
+		bp, err := readMsg(p)
 		if err != nil {
+			if err == io.EOF && len(carry) > 0 {
+				err = io.ErrUnexpectedEOF
+			}
 			return p.endRead(err)
 		}
-		if err := m.Unmarshal(body); err != nil {
-			if e.cfg.Strict {
-				return p.violate(fmt.Sprintf("malformed tunnel message: %v", err))
+		data, whole := *bp, len(carry) == 0
+		if !whole {
+			carry = append(carry, data...)
+			data = carry
+		}
+		tos = tos[:0]
+		n, ferr := 0, error(nil)
+		for n+protocol.LengthSize <= len(data) {
+			l := int(binary.BigEndian.Uint16(data[n:]))
+			if l == 0 {
+				ferr = protocol.ErrBadLength
+				break
 			}
-			m = protocol.Message{} // forward it anyway; nothing to track
-		} else if e.cfg.Strict {
-			if v := p.strict.check(p, &m); v != "" {
-				return p.violate(v)
+			if n+protocol.LengthSize+l > len(data) {
+				break
 			}
+			to, err := e.frame(r, p, data[n+protocol.LengthSize:n+protocol.LengthSize+l])
+			if err != nil {
+				putMsg(bp)
+				return err
+			}
+			tos = append(tos, to)
+			n += protocol.LengthSize + l
 		}
-		to, err := r.route(p, &m)
-		if err != nil {
-			p.shutdown(0, "")
-			return err
+		if whole && ferr == nil && n == len(data) && sameTarget(tos) {
+			r.shaper.wait(n)
+			tos[0].enqueueMsg(bp) // hands bp over
+		} else {
+			forwardFrames(r, data[:n], tos)
+			rest := copy(data, data[n:]) // data may alias carry
+			if whole {
+				carry = append(carry[:0], data[:rest]...)
+			} else {
+				carry = carry[:rest]
+			}
+			putMsg(bp)
 		}
-		if m.Type != protocol.TypeData && e.log.Enabled(context.Background(), slog.LevelDebug) {
-			e.log.Debug("control message", attrChannel, p.channelID, "type", m.Type.String(), "service", m.ServiceID,
-				"stream", m.StreamID, "connection", m.ConnectionID, "relayed", to != nil)
-		}
-		if to != nil {
-			r.shaper.wait(len(body) + protocol.LengthSize)
-			to.enqueue(body)
+		if ferr != nil {
+			return p.endRead(ferr)
 		}
 	}
+}
+
+// readMsg reads one whole binary message into a buffer from msgPool.
+func readMsg(p *peer) (*[]byte, error) {
+	typ, rd, err := p.conn.NextReader()
+	if err != nil {
+		return nil, err
+	}
+	if typ != websocket.BinaryMessage {
+		return nil, errTextMessage
+	}
+	if p.touch != nil {
+		p.touch()
+	}
+	bp := msgPool.Get().(*[]byte)
+	b := *bp
+	for {
+		n, err := rd.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			*bp = b
+			return bp, nil
+		}
+		if err != nil || len(b) == cap(b) {
+			putMsg(bp)
+			if err == nil {
+				err = websocket.ErrReadLimit
+			}
+			return nil, err
+		}
+	}
+}
+
+func sameTarget(tos []*peer) bool {
+	if len(tos) == 0 || tos[0] == nil {
+		return false
+	}
+	for _, t := range tos[1:] {
+		if t != tos[0] {
+			return false
+		}
+	}
+	return true
+}
+
+// forwardFrames enqueues the frames of data (whole frames) one by one to
+// their targets (nil: drop).
+func forwardFrames(r *relay, data []byte, tos []*peer) {
+	for _, to := range tos {
+		l := int(binary.BigEndian.Uint16(data))
+		if to != nil {
+			r.shaper.wait(protocol.LengthSize + l)
+			to.enqueue(data[protocol.LengthSize : protocol.LengthSize+l])
+		}
+		data = data[protocol.LengthSize+l:]
+	}
+}
+
+// frame checks and routes one frame body from p and returns its target.
+func (e *Emulator) frame(r *relay, p *peer, body []byte) (*peer, error) {
+	var m protocol.Message
+	if err := m.Unmarshal(body); err != nil {
+		if e.cfg.Strict {
+			return nil, p.violate(fmt.Sprintf("malformed tunnel message: %v", err))
+		}
+		m = protocol.Message{} // forward it anyway; nothing to track
+	} else if e.cfg.Strict {
+		if v := p.strict.check(p, &m); v != "" {
+			return nil, p.violate(v)
+		}
+	}
+	to, err := r.route(p, &m)
+	if err != nil {
+		p.shutdown(0, "")
+		return nil, err
+	}
+	if m.Type != protocol.TypeData && e.log.Enabled(context.Background(), slog.LevelDebug) {
+		e.log.Debug("control message", attrChannel, p.channelID, "type", m.Type.String(), "service", m.ServiceID,
+			"stream", m.StreamID, "connection", m.ConnectionID, "relayed", to != nil)
+	}
+	return to, nil
 }
 
 // endRead closes p after a read error and returns the reason.
