@@ -265,28 +265,7 @@ func (p *rawPeer) readData(n int) []byte {
 // echoServer accepts connections and echoes them; it closes with the test.
 func echoServer(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer c.Close()
-				_, _ = io.Copy(c, c)
-			})
-		}
-	})
-	t.Cleanup(func() {
-		_ = ln.Close()
-		wg.Wait()
-	})
-	return ln.Addr().String()
+	return serve(t, func(c net.Conn) { _, _ = io.Copy(c, c) })
 }
 
 // closedAddr returns an address nothing listens on.
