@@ -22,6 +22,7 @@ import (
 	"github.com/tunnel-agent/tunnel-agent/agent/config"
 	"github.com/tunnel-agent/tunnel-agent/agent/notify"
 	"github.com/tunnel-agent/tunnel-agent/agent/tunnel"
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/tunneltest"
 	"github.com/tunnel-agent/tunnel-agent/platform/emulator"
 )
 
@@ -74,7 +75,7 @@ func newWorld(t *testing.T, mod func(*emulator.Config)) *world {
 	w.cfg.ThingName, w.cfg.Cert, w.cfg.Key = thingName, cert, key
 	w.cfg.DataEndpoint, w.cfg.CAFile = emu.DataEndpoint(), emu.CAFile()
 	w.cfg.StateDir = t.TempDir()
-	w.cfg.Services = map[string]string{"ECHO": startEcho(t), "HTTP": startHTTP(t)}
+	w.cfg.Services = map[string]string{"ECHO": tunneltest.Echo(t), "HTTP": startHTTP(t)}
 	if a := emu.MQTTAddr(); a != "" {
 		host, port := splitPort(t, a)
 		w.mqttHost, w.mqttPort, w.rootCA = host, port, emu.CAFile()
@@ -267,25 +268,6 @@ func httpGet(addr string) (string, error) {
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	return string(b), err
-}
-
-func startEcho(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() { defer c.Close(); _, _ = io.Copy(c, c) })
-		}
-	})
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	return ln.Addr().String()
 }
 
 func startHTTP(t *testing.T) string {

@@ -5,12 +5,14 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/tunneltest"
 )
 
 // sinkServer reads n bytes per connection (n sent first as 8 bytes) and
 // answers with one byte.
 func sinkServer(t testing.TB) string {
-	return serve(t, func(c net.Conn) {
+	return tunneltest.Serve(t, func(c net.Conn) {
 		var hdr [8]byte
 		if _, err := io.ReadFull(c, hdr[:]); err != nil {
 			return

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/protocol"
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/tunneltest"
 )
 
 type msg = protocol.Message
@@ -36,7 +37,7 @@ func destination(t *testing.T, services map[string]string, sub string, tunnelSer
 }
 
 func TestDestinationV3(t *testing.T) {
-	d, p, _ := destination(t, map[string]string{"SSH": echoServer(t)}, protocol.SubprotocolV3, "SSH")
+	d, p, _ := destination(t, map[string]string{"SSH": tunneltest.Echo(t)}, protocol.SubprotocolV3, "SSH")
 	// DATA right behind STREAM_START, before the dial can have finished.
 	p.send(&msg{Type: tStart, StreamID: 1, ServiceID: "SSH", ConnectionID: 1},
 		&msg{Type: tData, StreamID: 1, ServiceID: "SSH", ConnectionID: 1, Payload: []byte("hello")})
@@ -83,7 +84,7 @@ func TestDestinationVersions(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, p, _ := destination(t, map[string]string{"SSH": echoServer(t)}, tt.sub, "SSH")
+			_, p, _ := destination(t, map[string]string{"SSH": tunneltest.Echo(t)}, tt.sub, "SSH")
 			data := tt.start
 			data.Type, data.Payload = tData, []byte("x")
 			p.send(&tt.start, &data)
@@ -94,13 +95,13 @@ func TestDestinationVersions(t *testing.T) {
 
 func TestDestinationV1PeerWithSeveralServices(t *testing.T) {
 	// Two services mapped; the tunnel names exactly one: V1 streams go there.
-	_, p, _ := destination(t, map[string]string{"SSH": echoServer(t), "VNC": closedAddr(t)}, protocol.SubprotocolV3, "SSH")
+	_, p, _ := destination(t, map[string]string{"SSH": tunneltest.Echo(t), "VNC": closedAddr(t)}, protocol.SubprotocolV3, "SSH")
 	p.send(&msg{Type: tStart, StreamID: 1}, &msg{Type: tData, StreamID: 1, Payload: []byte("v1")})
 	p.expect(msg{Type: tData, StreamID: 1})
 }
 
 func TestDestinationUnmappedService(t *testing.T) {
-	d, p, _ := destination(t, map[string]string{"SSH": echoServer(t)}, protocol.SubprotocolV3, "SSH", "VNC")
+	d, p, _ := destination(t, map[string]string{"SSH": tunneltest.Echo(t)}, protocol.SubprotocolV3, "SSH", "VNC")
 	p.send(&msg{Type: tStart, StreamID: 1, ServiceID: "VNC", ConnectionID: 1})
 	p.expect(msg{Type: tReset, StreamID: 1, ServiceID: "VNC"})
 	if log := d.ev.logText(); !strings.Contains(log, "not in the agent's services map; add it to allow it") || !strings.Contains(log, "VNC") {
@@ -168,39 +169,12 @@ func TestDestinationLocalEOF(t *testing.T) {
 
 // byeServer writes "bye" to each client and closes.
 func byeServer(t *testing.T) string {
-	return serve(t, func(c net.Conn) { _, _ = c.Write([]byte("bye")) })
-}
-
-// serve runs handler for each connection of a new loopback listener.
-func serve(t testing.TB, handler func(net.Conn)) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer c.Close()
-				handler(c)
-			})
-		}
-	})
-	t.Cleanup(func() {
-		_ = ln.Close()
-		wg.Wait()
-	})
-	return ln.Addr().String()
+	return tunneltest.Serve(t, func(c net.Conn) { _, _ = c.Write([]byte("bye")) })
 }
 
 func TestDestinationResetDrainsPendingWrites(t *testing.T) {
 	got := make(chan []byte, 1)
-	addr := serve(t, func(c net.Conn) {
+	addr := tunneltest.Serve(t, func(c net.Conn) {
 		b, _ := io.ReadAll(c)
 		got <- b
 	})
@@ -227,7 +201,7 @@ func TestDestinationResetDrainsPendingWrites(t *testing.T) {
 }
 
 func TestDestinationStreamReplacement(t *testing.T) {
-	d, p, _ := destination(t, map[string]string{"SSH": echoServer(t)}, protocol.SubprotocolV2, "SSH")
+	d, p, _ := destination(t, map[string]string{"SSH": tunneltest.Echo(t)}, protocol.SubprotocolV2, "SSH")
 	p.send(&msg{Type: tStart, StreamID: 1, ServiceID: "SSH"}, &msg{Type: tData, StreamID: 1, ServiceID: "SSH", Payload: []byte("a")})
 	p.expect(msg{Type: tData, StreamID: 1, ServiceID: "SSH"})
 	// A new STREAM_START while stream 1 is active starts stream 2 at once.
@@ -240,7 +214,7 @@ func TestDestinationStreamReplacement(t *testing.T) {
 }
 
 func TestDestinationSessionResetAndUnknownTypes(t *testing.T) {
-	d, p, r := destination(t, map[string]string{"SSH": echoServer(t)}, protocol.SubprotocolV3, "SSH")
+	d, p, r := destination(t, map[string]string{"SSH": tunneltest.Echo(t)}, protocol.SubprotocolV3, "SSH")
 	p.send(&msg{Type: tStart, StreamID: 1, ServiceID: "SSH", ConnectionID: 1})
 	d.ev.wait(t, "opened", isKind(EventStreamOpened))
 	r.inject("destination", &msg{Type: protocol.TypeSessionReset})
@@ -264,10 +238,10 @@ func TestDestinationSessionResetAndUnknownTypes(t *testing.T) {
 // its connection reset when its buffer is full; other streams go on.
 func TestDestinationSlowLocalSocket(t *testing.T) {
 	release := make(chan struct{})
-	slow := serve(t, func(c net.Conn) { <-release })
+	slow := tunneltest.Serve(t, func(c net.Conn) { <-release })
 	defer close(release)
 	r := newRelay(t, true, "SLOW", "SSH")
-	cfg := testConfig(r, ModeDestination, map[string]string{"SLOW": slow, "SSH": echoServer(t)})
+	cfg := testConfig(r, ModeDestination, map[string]string{"SLOW": slow, "SSH": tunneltest.Echo(t)})
 	cfg.ConnBufferSize, cfg.ConnStallTimeout = 64<<10, 50*time.Millisecond
 	d := start(t, cfg)
 	d.ev.wait(t, "connected", isKind(EventConnected))
@@ -319,7 +293,7 @@ func TestDestinationUnixSocket(t *testing.T) {
 
 func TestDestinationV1PeerAmbiguous(t *testing.T) {
 	// Two services mapped, the tunnel names both: a V1 stream cannot be routed.
-	d, p, _ := destination(t, map[string]string{"SSH": echoServer(t), "VNC": echoServer(t)}, protocol.SubprotocolV3, "SSH", "VNC")
+	d, p, _ := destination(t, map[string]string{"SSH": tunneltest.Echo(t), "VNC": tunneltest.Echo(t)}, protocol.SubprotocolV3, "SSH", "VNC")
 	p.send(&msg{Type: tStart, StreamID: 1})
 	p.expect(msg{Type: tReset, StreamID: 1})
 	if !strings.Contains(d.ev.logText(), "without a service id") {
@@ -343,14 +317,14 @@ func TestDestinationOn10Subprotocol(t *testing.T) {
 
 func TestDestinationConnectionStartOnV2Stream(t *testing.T) {
 	t.Run("3.0: connection refused", func(t *testing.T) {
-		_, p, _ := destination(t, map[string]string{"SSH": echoServer(t)}, protocol.SubprotocolV3, "SSH")
+		_, p, _ := destination(t, map[string]string{"SSH": tunneltest.Echo(t)}, protocol.SubprotocolV3, "SSH")
 		p.send(&msg{Type: tStart, StreamID: 1, ServiceID: "SSH"}, &msg{Type: tConnStart, StreamID: 1, ServiceID: "SSH", ConnectionID: 2})
 		p.expect(msg{Type: tConnReset, StreamID: 1, ServiceID: "SSH", ConnectionID: 2})
 	})
 	t.Run("2.0: stream reset like a V2 destination", func(t *testing.T) {
 		r := newRelay(t, true, "SSH")
 		r.setSubprotocol("destination", protocol.SubprotocolV2)
-		d := start(t, testConfig(r, ModeDestination, map[string]string{"SSH": echoServer(t)}))
+		d := start(t, testConfig(r, ModeDestination, map[string]string{"SSH": tunneltest.Echo(t)}))
 		d.ev.wait(t, "connected", isKind(EventConnected))
 		r.conn("destination")
 		p := dialPeer(t, r, "source")

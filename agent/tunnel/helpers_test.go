@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -260,12 +259,6 @@ func (p *rawPeer) readData(n int) []byte {
 		b = append(b, m.Payload...)
 	}
 	return b
-}
-
-// echoServer accepts connections and echoes them; it closes with the test.
-func echoServer(t testing.TB) string {
-	t.Helper()
-	return serve(t, func(c net.Conn) { _, _ = io.Copy(c, c) })
 }
 
 // closedAddr returns an address nothing listens on.

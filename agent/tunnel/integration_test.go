@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/protocol"
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/tunneltest"
 )
 
 // pairOpts describes a source and a destination session joined by a TLS
@@ -49,7 +50,7 @@ func newPair(t testing.TB, o pairOpts) *pair {
 	}
 	dstMap, srcMap := map[string]string{}, map[string]string{}
 	for _, s := range o.services {
-		dstMap[s] = echoServer(t)
+		dstMap[s] = tunneltest.Echo(t)
 		srcMap[s] = "127.0.0.1:0"
 	}
 	for s, addr := range o.dstExtra {
@@ -110,7 +111,7 @@ func seedBytes(s uint64) [32]byte {
 // relay -> destination over loopback TLS.
 func TestIntegrationV3(t *testing.T) {
 	release := make(chan struct{})
-	slow := serve(t, func(c net.Conn) { <-release })
+	slow := tunneltest.Serve(t, func(c net.Conn) { <-release })
 	defer close(release)
 	p := newPair(t, pairOpts{services: []string{"SSH", "HTTP", "DB"}, dstExtra: map[string]string{"SLOW": slow},
 		tweak: func(_, dst *Config) { dst.ConnBufferSize = 256 << 10 }})

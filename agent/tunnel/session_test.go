@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/protocol"
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/tunneltest"
 )
 
 func TestNewValidation(t *testing.T) {
@@ -210,7 +211,7 @@ func TestRetry5xx(t *testing.T) {
 // TestReconnectAfterDrop: a dropped WebSocket is re-established with the same
 // client token (the relay enforces the binding) and its streams are reset.
 func TestReconnectAfterDrop(t *testing.T) {
-	d, p, r := destination(t, map[string]string{"SSH": echoServer(t)}, protocol.SubprotocolV3, "SSH")
+	d, p, r := destination(t, map[string]string{"SSH": tunneltest.Echo(t)}, protocol.SubprotocolV3, "SSH")
 	p.send(&msg{Type: tStart, StreamID: 1, ServiceID: "SSH", ConnectionID: 1})
 	d.ev.wait(t, "opened", isKind(EventStreamOpened))
 	r.drop("destination")
@@ -369,7 +370,7 @@ func TestRunTwice(t *testing.T) {
 }
 
 func TestWarningsRateLimited(t *testing.T) {
-	d, p, _ := destination(t, map[string]string{"SSH": echoServer(t)}, protocol.SubprotocolV3, "SSH")
+	d, p, _ := destination(t, map[string]string{"SSH": tunneltest.Echo(t)}, protocol.SubprotocolV3, "SSH")
 	for range 50 {
 		p.send(&msg{Type: protocol.Type(77), StreamID: 1})
 	}

@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +20,7 @@ import (
 	"github.com/tunnel-agent/tunnel-agent/agent/config"
 	"github.com/tunnel-agent/tunnel-agent/agent/notify"
 	"github.com/tunnel-agent/tunnel-agent/agent/tunnel"
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/tunneltest"
 	"github.com/tunnel-agent/tunnel-agent/platform/emulator"
 )
 
@@ -53,7 +53,7 @@ func newE2EWorld(t *testing.T) *e2eWorld {
 		}
 	})
 	w := &e2eWorld{emu: emu, nucleus: newFakeNucleus(t), mqttIn: make(chan []byte, 8),
-		echo: startEchoServer(t), logs: &syncBuffer{}, secrets: []string{testToken}}
+		echo: tunneltest.Echo(t), logs: &syncBuffer{}, secrets: []string{testToken}}
 	w.startNucleusMQTT(t)
 	t.Cleanup(func() {
 		for _, s := range w.secrets {
@@ -272,24 +272,4 @@ func echoOnce(addr string, n int) error {
 		return errors.New("echo mismatch")
 	}
 	return nil
-}
-
-func startEchoServer(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() { defer c.Close(); _, _ = io.Copy(c, c) })
-		}
-	})
-	t.Cleanup(func() { _ = ln.Close(); wg.Wait() })
-	return ln.Addr().String()
 }

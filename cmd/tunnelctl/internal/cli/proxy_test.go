@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/tunneltest"
 	"github.com/tunnel-agent/tunnel-agent/platform/awsapi"
 	"github.com/tunnel-agent/tunnel-agent/platform/emulator"
 )
@@ -99,7 +100,7 @@ func TestProxyWithAgent(t *testing.T) {
 	isolateAWS(t)
 	e := startEmulator(t, emulator.Config{})
 	api := testAPI(t, e)
-	echoA, echoB := startEcho(t), startEcho(t)
+	echoA, echoB := tunneltest.Echo(t), tunneltest.Echo(t)
 	startAgent(t, e, "pi-1", map[string]string{"SSH": echoA, "HTTP": echoB})
 	tokenDir := t.TempDir()
 
@@ -159,7 +160,7 @@ func TestProxyTokenFromEnvAndClose(t *testing.T) {
 	isolateAWS(t)
 	e := startEmulator(t, emulator.Config{})
 	api := testAPI(t, e)
-	startAgent(t, e, "pi-2", map[string]string{"SSH": startEcho(t)})
+	startAgent(t, e, "pi-2", map[string]string{"SSH": tunneltest.Echo(t)})
 	open, err := api.OpenTunnel(context.Background(), &awsapi.OpenTunnelInput{
 		DestinationConfig: &awsapi.DestinationConfig{ThingName: "pi-2", Services: []string{"SSH"}}})
 	if err != nil {
@@ -235,7 +236,7 @@ func TestProxyRestartWithClientTokenFile(t *testing.T) {
 	isolateAWS(t)
 	e := startEmulator(t, emulator.Config{})
 	api := testAPI(t, e)
-	startAgent(t, e, "pi-3", map[string]string{"SSH": startEcho(t)})
+	startAgent(t, e, "pi-3", map[string]string{"SSH": tunneltest.Echo(t)})
 	open, err := api.OpenTunnel(context.Background(), &awsapi.OpenTunnelInput{
 		DestinationConfig: &awsapi.DestinationConfig{ThingName: "pi-3", Services: []string{"SSH"}}})
 	if err != nil {

@@ -1,0 +1,64 @@
+// Package tunneltest holds test fixtures shared by the packages that test
+// tunnels end to end: local TCP services on loopback for a tunnel to reach.
+// It is imported only from _test.go files and never ships in a binary.
+package tunneltest
+
+import (
+	"io"
+	"net"
+	"sync"
+	"testing"
+)
+
+// Serve runs handler for each connection of a new listener on 127.0.0.1:0 and
+// returns its address. Each connection is closed when its handler returns;
+// at the end of the test the listener and every open connection are closed
+// and all handlers are waited for.
+func Serve(t testing.TB, handler func(net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		conns = map[net.Conn]struct{}{}
+	)
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns[c] = struct{}{}
+			mu.Unlock()
+			wg.Go(func() {
+				defer func() {
+					mu.Lock()
+					delete(conns, c)
+					mu.Unlock()
+					_ = c.Close()
+				}()
+				handler(c)
+			})
+		}
+	})
+	t.Cleanup(func() {
+		_ = ln.Close()
+		mu.Lock()
+		for c := range conns {
+			_ = c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return ln.Addr().String()
+}
+
+// Echo starts a loopback TCP service that echoes every connection.
+func Echo(t testing.TB) string {
+	t.Helper()
+	return Serve(t, func(c net.Conn) { _, _ = io.Copy(c, c) })
+}
