@@ -15,6 +15,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/batchconn"
 	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/protocol"
 )
 
@@ -92,7 +93,7 @@ func (s *Session) dialer() (*websocket.Dialer, error) {
 	}
 	return &websocket.Dialer{
 		Proxy:            s.cfg.Proxy,
-		NetDialContext:   netDial(),
+		NetDialContext:   batchconn.Dial(),
 		TLSClientConfig:  &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool},
 		HandshakeTimeout: handshakeTimeout,
 		Subprotocols:     subprotocols,

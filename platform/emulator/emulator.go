@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/batchconn"
 )
 
 // Log attribute keys.
@@ -209,6 +211,9 @@ func (e *Emulator) listen(cert tls.Certificate) error {
 	if e.dataLn, err = net.Listen("tcp", e.cfg.DataAddr); err != nil {
 		return fmt.Errorf("listen for the data plane on %s (choose another --data-addr): %w", e.cfg.DataAddr, err)
 	}
+	// Under TLS, so that the TLS records of a relayed message leave in one
+	// system call (see peer.writeLoop) and reads take 64 KiB at a time.
+	e.dataLn = batchconn.Listener{Listener: e.dataLn}
 	if !e.cfg.DataPlaintext {
 		e.dataLn = tls.NewListener(e.dataLn, tlsCfg)
 	}

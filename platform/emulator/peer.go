@@ -5,10 +5,12 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
 
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/batchconn"
 	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/protocol"
 )
 
@@ -30,22 +32,26 @@ const (
 
 var errTextMessage = errors.New("received a text WebSocket message; the tunneling protocol allows binary messages only")
 
-// peer is one client WebSocket. Its writer goroutine owns every data write;
-// other goroutines hand it whole WebSocket messages through queue (bounded:
-// senders block).
+// peer is one client WebSocket. Data messages are written by one goroutine
+// at a time: its writer goroutine, which sends what others queue (bounded:
+// senders block), or the other side's reader, which writes a message itself
+// when nothing is queued or being written (see send), saving a hand-off.
 type peer struct {
 	conn      *websocket.Conn
+	bc        *batchconn.Conn // nil when the connection is not a batchconn
 	mode      int
 	sub       string
 	channelID string
 	services  []string // the tunnel's services at handshake time (strict mode)
 
-	mu     sync.Mutex
-	cond   sync.Cond
-	queue  []*[]byte // messages of whole frames, each at most MaxWSMessage bytes
-	queued int       // bytes in queue
-	closed bool
-	once   sync.Once
+	mu      sync.Mutex
+	cond    sync.Cond
+	queue   []*[]byte // messages of whole frames, each at most MaxWSMessage bytes
+	queued  int       // bytes in queue
+	writing bool      // a goroutine is writing data messages
+	wdl     time.Time // write deadline of data messages (while writing)
+	closed  bool
+	once    sync.Once
 
 	strict strictState
 	touch  func() // called on traffic when an idle timeout is set
@@ -58,7 +64,7 @@ var msgPool = sync.Pool{New: func() any { b := make([]byte, 0, protocol.MaxWSMes
 func putMsg(bp *[]byte) { *bp = (*bp)[:0]; msgPool.Put(bp) }
 
 func newPeer(conn *websocket.Conn, mode int, sub, channelID string, services []string) *peer {
-	p := &peer{conn: conn, mode: mode, sub: sub, channelID: channelID, services: services}
+	p := &peer{conn: conn, bc: batchconn.Of(conn), mode: mode, sub: sub, channelID: channelID, services: services}
 	p.cond.L = &p.mu
 	return p
 }
@@ -95,10 +101,29 @@ func (p *peer) enqueue(body []byte) bool {
 	return true
 }
 
-// enqueueMsg queues bp, a message of whole frames from msgPool, as one
-// message without copying; the peer owns bp afterwards.
-func (p *peer) enqueueMsg(bp *[]byte) bool {
+// send forwards bp, a message of whole frames from msgPool; the peer owns
+// bp afterwards. When nothing is queued or being written, the caller (the
+// other side's reader) writes it at once; otherwise it is queued, batched
+// with other small messages. It reports false once the peer is closed.
+func (p *peer) send(bp *[]byte) bool {
 	p.mu.Lock()
+	if !p.closed && !p.writing && len(p.queue) == 0 {
+		p.writing = true
+		p.mu.Unlock()
+		q := [1]*[]byte{bp}
+		err := p.writeMsgs(q[:])
+		p.mu.Lock()
+		p.writing = false
+		if len(p.queue) > 0 {
+			p.cond.Broadcast() // queued meanwhile: the writer goroutine takes over
+		}
+		p.mu.Unlock()
+		if err != nil {
+			p.shutdown(0, "")
+			return false
+		}
+		return true
+	}
 	defer p.mu.Unlock()
 	if !p.waitRoom(len(*bp)) {
 		putMsg(bp)
@@ -133,7 +158,7 @@ func (p *peer) writeLoop() {
 	var spare []*[]byte
 	for {
 		p.mu.Lock()
-		for !p.closed && len(p.queue) == 0 {
+		for !p.closed && (len(p.queue) == 0 || p.writing) {
 			p.cond.Wait()
 		}
 		if p.closed {
@@ -142,22 +167,55 @@ func (p *peer) writeLoop() {
 		}
 		q := p.queue
 		p.queue, p.queued = spare[:0], 0
+		p.writing = true
 		p.cond.Broadcast() // wake blocked senders
 		p.mu.Unlock()
-		for i, bp := range q {
-			_ = p.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
-			err := p.conn.WriteMessage(websocket.BinaryMessage, *bp)
-			putMsg(bp)
-			q[i] = nil
-			if err != nil {
-				p.shutdown(0, "")
-				return
-			}
-			if p.touch != nil {
-				p.touch()
-			}
+		err := p.writeMsgs(q)
+		p.mu.Lock()
+		p.writing = false
+		p.mu.Unlock()
+		if err != nil {
+			p.shutdown(0, "")
+			return
 		}
 		spare = q[:0]
+	}
+}
+
+// writeMsgs writes msgs (p.writing held) in one system call when the
+// connection allows, and returns their buffers to msgPool.
+func (p *peer) writeMsgs(msgs []*[]byte) (err error) {
+	if p.bc != nil {
+		p.bc.StartBatch()
+		defer func() {
+			if ferr := p.bc.EndBatch(); err == nil {
+				err = ferr
+			}
+		}()
+	}
+	for i, bp := range msgs {
+		if err == nil {
+			p.setWriteDeadline()
+			err = p.conn.WriteMessage(websocket.BinaryMessage, *bp)
+		}
+		putMsg(bp)
+		msgs[i] = nil
+	}
+	if err == nil && p.touch != nil {
+		p.touch()
+	}
+	return err
+}
+
+// setWriteDeadline gives the data write about to start between half and
+// all of writeTimeout, moving the deadline only when less than half
+// remains: a socket deadline change updates a runtime timer, which may wake
+// another thread, too costly to do per message.
+func (p *peer) setWriteDeadline() {
+	now := time.Now()
+	if p.wdl.Sub(now) < writeTimeout/2 {
+		p.wdl = now.Add(writeTimeout)
+		_ = p.conn.SetWriteDeadline(p.wdl)
 	}
 }
 
@@ -223,7 +281,17 @@ func (s *wsStream) Read(b []byte) (int, error) {
 // setIdleTimeout drops the connection after d without traffic in either
 // direction; pings and pongs count, as they do for AWS's load balancer.
 func (p *peer) setIdleTimeout(d time.Duration) {
-	p.touch = func() { _ = p.conn.SetReadDeadline(time.Now().Add(d)) }
+	// The deadline moves at most every d/8 (and 1 s), not per message: a
+	// deadline change costs a runtime timer update.
+	step := min(d/8, time.Second)
+	var last atomic.Int64
+	p.touch = func() {
+		now := time.Now()
+		if l := last.Load(); now.UnixNano()-l < int64(step) || !last.CompareAndSwap(l, now.UnixNano()) {
+			return
+		}
+		_ = p.conn.SetReadDeadline(now.Add(d))
+	}
 	p.touch()
 	ping, pong := p.conn.PingHandler(), p.conn.PongHandler()
 	p.conn.SetPingHandler(func(s string) error { p.touch(); return ping(s) })

@@ -263,7 +263,7 @@ func (e *Emulator) readLoop(r *relay, p *peer) error {
 		}
 		if whole && ferr == nil && n == len(data) && sameTarget(tos) {
 			r.shaper.wait(n)
-			tos[0].enqueueMsg(bp) // hands bp over
+			tos[0].send(bp) // hands bp over
 		} else {
 			forwardFrames(r, data[:n], tos)
 			rest := copy(data, data[n:]) // data may alias carry

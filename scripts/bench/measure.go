@@ -10,16 +10,22 @@ import (
 	"time"
 )
 
-// latencySeries is p50 and p99 per repetition, in ns.
-type latencySeries struct{ p50, p99 []float64 }
+// latencySeries is p50 and p99 per repetition, in ns, and the context
+// switches per round trip of the processes on the path.
+type latencySeries struct{ p50, p99, switches, cpu []float64 }
 
-func (b *bench) latencyInto(ctx context.Context, s *latencySeries, what, addr string) {
-	p50, p99, err := b.latencyRun(ctx, directDial(addr))
+func (b *bench) latencyInto(ctx context.Context, s *latencySeries, what, addr string, pids []int) {
+	before, cpu0 := ctxSwitches(pids), cpuOf(pids)
+	p50, p99, n, err := b.latencyRun(ctx, directDial(addr))
 	if err != nil {
 		b.fail(fmt.Errorf("%s latency: %w", what, err))
 		return
 	}
 	s.p50, s.p99 = append(s.p50, p50), append(s.p99, p99)
+	if len(pids) > 0 && n > 0 {
+		s.switches = append(s.switches, float64(ctxSwitches(pids)-before)/float64(n))
+		s.cpu = append(s.cpu, float64(cpuOf(pids)-cpu0)/float64(n))
+	}
 }
 
 // measureLatency runs the 64-byte echo round trip directly, through a chain
@@ -42,12 +48,12 @@ func (b *bench) measureLatency(ctx context.Context, st *stack) {
 			break
 		}
 		b.progress("latency rep %d/%d (64-byte echo, %s each)", rep+1, b.opts.reps, b.opts.latDur)
-		b.latencyInto(ctx, &direct, "direct", b.echo.Addr())
+		b.latencyInto(ctx, &direct, "direct", b.echo.Addr(), nil)
 		if chainAddr != "" {
-			b.latencyInto(ctx, &chain, "relay chain", chainAddr)
+			b.latencyInto(ctx, &chain, "relay chain", chainAddr, pidsOf(relays...))
 		}
 		if st != nil {
-			b.latencyInto(ctx, &tun, "tunnel", st.addrs[svcEcho])
+			b.latencyInto(ctx, &tun, "tunnel", st.addrs[svcEcho], pidsOf(st.proxy, st.emu, st.agent))
 		}
 	}
 	for _, l := range []struct {
@@ -69,6 +75,24 @@ func (b *bench) measureLatency(ctx context.Context, st *stack) {
 		b.add(row{Section: secLatency, Metric: fmt.Sprintf("round trip %s, %d plain TCP relay processes (hop floor)", l.name, relayHops),
 			Unit: unitMicros, Value: c, Samples: l.chain, Baseline: dir, Note: addedNote(c - dir)})
 	}
+	// Each hop costs at least one wake-up per direction; more means
+	// hand-offs between threads inside a process.
+	b.add(row{Section: secLatency, Metric: "context switches per round trip, proxy + emulator + agent", Unit: unitCount,
+		Value: median(tun.switches), Samples: tun.switches, Baseline: median(chain.switches),
+		BaselineLabel: fmt.Sprintf("%d plain TCP relay processes", relayHops)})
+	b.add(row{Section: secLatency, Metric: "CPU per round trip, proxy + emulator + agent", Unit: unitMicros,
+		Value: median(tun.cpu), Samples: tun.cpu, Baseline: median(chain.cpu),
+		BaselineLabel: fmt.Sprintf("%d plain TCP relay processes", relayHops)})
+}
+
+// cpuOf sums the CPU time the processes used so far (0 for one gone).
+func cpuOf(pids []int) time.Duration {
+	var d time.Duration
+	for _, pid := range pids {
+		c, _ := readCPU(pid)
+		d += c
+	}
+	return d
 }
 
 func addedNote(added float64) string {
@@ -78,20 +102,22 @@ func addedNote(added float64) string {
 	return fmt.Sprintf("added %.0f µs", added/1e3)
 }
 
-// latencyRun measures one connection's round trips; p50 and p99 in ns.
-func (b *bench) latencyRun(ctx context.Context, dial func(context.Context) (net.Conn, error)) (float64, float64, error) {
+// latencyRun measures one connection's round trips; p50 and p99 in ns, and
+// the number of round trips made (warm-up included).
+func (b *bench) latencyRun(ctx context.Context, dial func(context.Context) (net.Conn, error)) (float64, float64, int, error) {
 	ctx, cancel := context.WithTimeoutCause(ctx, b.opts.latDur+runSlack, errRunTimeout)
 	defer cancel()
 	c, err := dial(ctx)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	defer c.Close()
-	rtts, err := measureLatency(ctx, c, b.opts.latDur, 200)
+	const warm = 200
+	rtts, err := measureLatency(ctx, c, b.opts.latDur, warm)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
-	return float64(percentile(rtts, 50)), float64(percentile(rtts, 99)), nil
+	return float64(percentile(rtts, 50)), float64(percentile(rtts, 99)), len(rtts) + warm, nil
 }
 
 // runSlack is how much longer than planned a run may take before it is

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -93,4 +94,47 @@ func parseStat(b []byte) (time.Duration, error) {
 		ticks += n
 	}
 	return time.Duration(ticks) * time.Second / clockTicks, nil
+}
+
+// ctxSwitches sums the context switches, voluntary and not, of every
+// thread of the processes so far (from /proc/<pid>/task/*/status; threads
+// that ended are not counted, and Go keeps its threads).
+func ctxSwitches(pids []int) int64 {
+	var total int64
+	for _, pid := range pids {
+		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", pid))
+		for _, t := range tasks {
+			b, err := os.ReadFile(t)
+			if err != nil {
+				continue
+			}
+			total += parseSwitches(string(b))
+		}
+	}
+	return total
+}
+
+// parseSwitches adds the voluntary_ctxt_switches and
+// nonvoluntary_ctxt_switches lines of a status file.
+func parseSwitches(status string) int64 {
+	var n int64
+	for line := range strings.Lines(status) {
+		name, val, ok := strings.Cut(line, ":")
+		if ok && (name == "voluntary_ctxt_switches" || name == "nonvoluntary_ctxt_switches") {
+			v, _ := strconv.ParseInt(strings.TrimSpace(val), 10, 64)
+			n += v
+		}
+	}
+	return n
+}
+
+// pidsOf returns the process ids of children.
+func pidsOf(cs ...*child) []int {
+	pids := make([]int, 0, len(cs))
+	for _, c := range cs {
+		if c != nil {
+			pids = append(pids, c.pid())
+		}
+	}
+	return pids
 }

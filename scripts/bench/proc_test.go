@@ -43,3 +43,23 @@ func TestReadSelf(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestParseSwitches(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int64
+	}{
+		{"Name:\tx\nvoluntary_ctxt_switches:\t120\nnonvoluntary_ctxt_switches:\t7\n", 127},
+		{"voluntary_ctxt_switches:\t5", 5},
+		{"Name:\tx\n", 0},
+		{"voluntary_ctxt_switches:\tgarbage\nnonvoluntary_ctxt_switches:\t3\n", 3},
+	}
+	for _, tt := range tests {
+		if got := parseSwitches(tt.in); got != tt.want {
+			t.Errorf("parseSwitches(%q) = %d, want %d", tt.in, got, tt.want)
+		}
+	}
+	if n := ctxSwitches([]int{os.Getpid()}); n <= 0 {
+		t.Errorf("ctxSwitches(self) = %d, want > 0", n)
+	}
+}

@@ -47,6 +47,7 @@ const (
 	unitMiB     = "MiB"   // bytes, shown as MiB
 	unitMB      = "MB"    // bytes, shown as 10^6 bytes
 	unitCPUPerG = "s/GiB" // CPU seconds per GiB
+	unitCount   = "count" // a plain number
 )
 
 // row is one line of the report. Value and Baseline are in base units
@@ -107,6 +108,8 @@ func formatValue(v float64, unit string) string {
 		return fmt.Sprintf("%.2f MB", v/1e6)
 	case unitCPUPerG:
 		return fmt.Sprintf("%.2f s/GiB", v)
+	case unitCount:
+		return fmt.Sprintf("%.1f", v)
 	}
 	return fmt.Sprintf("%g %s", v, unit)
 }

@@ -1,0 +1,126 @@
+// Package batchconn wraps the TCP connection under a TLS WebSocket so that
+// it costs fewer system calls: reads go through a 64 KiB buffer, and the
+// writes made between StartBatch and EndBatch (the TLS records of one or
+// more WebSocket messages, 16 KiB each) leave in one write instead of one
+// per record. Both ends of the tunnel use it: the agent and tunnelctl on
+// the connections they dial, the emulator on the connections it accepts.
+package batchconn
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"net"
+	"sync"
+
+	"github.com/gorilla/websocket"
+)
+
+const (
+	readSize = 64 << 10
+	// batchSize bounds what a batch holds before it is written out early.
+	batchSize = 256 << 10
+)
+
+// Conn is a net.Conn with a read buffer and batched writes. Outside a batch
+// every write goes straight to the connection, so TLS handshake messages,
+// alerts and WebSocket control frames are never held back.
+type Conn struct {
+	net.Conn
+	r *bufio.Reader
+
+	mu       sync.Mutex
+	batching bool
+	buf      []byte // allocated on the first batch
+}
+
+// New wraps c.
+func New(c net.Conn) *Conn {
+	return &Conn{Conn: c, r: bufio.NewReaderSize(c, readSize)}
+}
+
+// Read reads through the buffer. Only one goroutine reads a WebSocket.
+func (c *Conn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// Write writes p, or appends it to the batch in progress.
+func (c *Conn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.batching {
+		return c.Conn.Write(p)
+	}
+	if len(c.buf)+len(p) > batchSize {
+		if err := c.flushLocked(); err != nil {
+			return 0, err
+		}
+		if len(p) > batchSize {
+			return c.Conn.Write(p)
+		}
+	}
+	if c.buf == nil {
+		c.buf = make([]byte, 0, batchSize)
+	}
+	c.buf = append(c.buf, p...)
+	return len(p), nil
+}
+
+// StartBatch collects writes until EndBatch. The caller is the goroutine
+// that writes the WebSocket's data messages; writes by others meanwhile
+// (a pong, a close frame) join the batch and leave with it.
+func (c *Conn) StartBatch() {
+	c.mu.Lock()
+	c.batching = true
+	c.mu.Unlock()
+}
+
+// EndBatch writes what the batch collected and ends it.
+func (c *Conn) EndBatch() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.batching = false
+	return c.flushLocked()
+}
+
+func (c *Conn) flushLocked() error {
+	if len(c.buf) == 0 {
+		return nil
+	}
+	_, err := c.Conn.Write(c.buf)
+	c.buf = c.buf[:0]
+	return err
+}
+
+// Dial returns a dial function for websocket.Dialer.NetDialContext whose
+// connections are Conns.
+func Dial() func(ctx context.Context, network, addr string) (net.Conn, error) {
+	var d net.Dialer
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return New(c), nil
+	}
+}
+
+// Listener wraps the connections a listener accepts in Conns.
+type Listener struct{ net.Listener }
+
+// Accept waits for the next connection and wraps it.
+func (l Listener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return New(c), nil
+}
+
+// Of finds the Conn under a WebSocket (below its TLS, if any), or nil.
+func Of(ws *websocket.Conn) *Conn {
+	nc := ws.NetConn()
+	if tc, ok := nc.(*tls.Conn); ok {
+		nc = tc.NetConn()
+	}
+	c, _ := nc.(*Conn)
+	return c
+}

@@ -1,0 +1,249 @@
+package batchconn
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// countConn counts the writes that reach the connection below.
+type countConn struct {
+	net.Conn
+	mu     sync.Mutex
+	writes int
+}
+
+func (c *countConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	c.writes++
+	c.mu.Unlock()
+	return c.Conn.Write(p)
+}
+
+func (c *countConn) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.writes
+}
+
+func TestBatchWrites(t *testing.T) {
+	tests := []struct {
+		name       string
+		batch      bool
+		sizes      []int
+		wantWrites int
+	}{
+		{"no batch: one write each", false, []int{10, 20, 30}, 3},
+		{"batch: small writes leave together", true, []int{10, 20, 30}, 1},
+		{"batch: nine TLS-record sized writes", true, []int{16 << 10, 16 << 10, 16 << 10, 16 << 10, 16 << 10, 16 << 10, 16 << 10, 16 << 10, 4}, 1},
+		{"batch: overflow flushes early", true, []int{200 << 10, 100 << 10}, 2},
+		{"batch: a write larger than the batch goes straight out", true, []int{10, batchSize + 1, 10}, 3},
+		{"batch: empty", true, nil, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a, b := net.Pipe()
+			defer b.Close()
+			cc := &countConn{Conn: a}
+			c := New(cc)
+			defer c.Close()
+			var want bytes.Buffer
+			got := make(chan []byte, 1)
+			total := 0
+			for _, n := range tt.sizes {
+				total += n
+			}
+			go func() {
+				buf := make([]byte, total)
+				_, _ = io.ReadFull(b, buf)
+				got <- buf
+			}()
+			if tt.batch {
+				c.StartBatch()
+			}
+			for i, n := range tt.sizes {
+				p := bytes.Repeat([]byte{byte(i + 1)}, n)
+				want.Write(p)
+				if m, err := c.Write(p); err != nil || m != n {
+					t.Fatalf("Write(%d bytes) = %d, %v", n, m, err)
+				}
+			}
+			if tt.batch {
+				if err := c.EndBatch(); err != nil {
+					t.Fatalf("EndBatch: %v", err)
+				}
+			}
+			if !bytes.Equal(<-got, want.Bytes()) {
+				t.Fatal("the bytes that arrived differ from the bytes written, or their order")
+			}
+			if w := cc.count(); w != tt.wantWrites {
+				t.Errorf("writes to the connection = %d, want %d", w, tt.wantWrites)
+			}
+		})
+	}
+}
+
+// TestBatchHeldUntilEnd: nothing written in a batch reaches the peer
+// before EndBatch.
+func TestBatchHeldUntilEnd(t *testing.T) {
+	a, b := net.Pipe()
+	defer b.Close()
+	c := New(a)
+	defer c.Close()
+	c.StartBatch()
+	if _, err := c.Write([]byte("held")); err != nil {
+		t.Fatal(err)
+	}
+	_ = b.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	if n, err := b.Read(make([]byte, 8)); err == nil {
+		t.Fatalf("read %d bytes before EndBatch", n)
+	}
+	_ = b.SetReadDeadline(time.Time{})
+	done := make(chan []byte, 1)
+	go func() {
+		buf := make([]byte, 4)
+		_, _ = io.ReadFull(b, buf)
+		done <- buf
+	}()
+	if err := c.EndBatch(); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-done; string(got) != "held" {
+		t.Fatalf("got %q after EndBatch, want %q", got, "held")
+	}
+}
+
+// TestEndBatchError: a write error of the batch is reported by EndBatch.
+func TestEndBatchError(t *testing.T) {
+	a, b := net.Pipe()
+	c := New(a)
+	c.StartBatch()
+	if _, err := c.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	_ = b.Close()
+	if err := c.EndBatch(); err == nil {
+		t.Fatal("EndBatch after the peer closed: no error")
+	}
+	_ = c.Close()
+}
+
+// TestWebSocketOverTLS runs a WebSocket over TLS on loopback with Conns on
+// both sides (Dial and Listener) and checks that Of finds them and that
+// messages written in batches arrive whole, large and small, both ways.
+func TestWebSocketOverTLS(t *testing.T) {
+	cert := selfSigned(t)
+	srv := httptest.NewUnstartedServer(nil)
+	var serverOf *Conn
+	var mu sync.Mutex
+	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		up := websocket.Upgrader{}
+		ws, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer ws.Close()
+		bc := Of(ws)
+		mu.Lock()
+		serverOf = bc
+		mu.Unlock()
+		for {
+			typ, msg, err := ws.ReadMessage()
+			if err != nil {
+				return
+			}
+			bc.StartBatch()
+			err = ws.WriteMessage(typ, msg)
+			err2 := ws.WriteMessage(typ, msg)
+			if ferr := bc.EndBatch(); err == nil && err2 == nil {
+				err = ferr
+			}
+			if err != nil {
+				return
+			}
+		}
+	})
+	srv.Listener = Listener{Listener: srv.Listener}
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	srv.StartTLS()
+	defer srv.Close()
+
+	pool := x509.NewCertPool()
+	pool.AddCert(cert.Leaf)
+	d := websocket.Dialer{NetDialContext: Dial(), TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "localhost"}}
+	ws, _, err := d.Dial("wss"+srv.URL[len("https"):], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	bc := Of(ws)
+	if bc == nil {
+		t.Fatal("Of(client WebSocket) = nil, want the dialled Conn")
+	}
+	for _, n := range []int{1, 100, 16 << 10, 131076, 300 << 10} {
+		msg := make([]byte, n)
+		_, _ = rand.Read(msg)
+		bc.StartBatch()
+		err := ws.WriteMessage(websocket.BinaryMessage, msg)
+		if ferr := bc.EndBatch(); err == nil {
+			err = ferr
+		}
+		if err != nil {
+			t.Fatalf("write %d bytes: %v", n, err)
+		}
+		for i := range 2 {
+			_, got, err := ws.ReadMessage()
+			if err != nil {
+				t.Fatalf("read echo %d of %d bytes: %v", i, n, err)
+			}
+			if !bytes.Equal(got, msg) {
+				t.Fatalf("echo %d of a %d-byte message differs", i, n)
+			}
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if serverOf == nil {
+		t.Fatal("Of(server WebSocket) = nil, want the accepted Conn")
+	}
+}
+
+func selfSigned(t *testing.T) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "localhost"}, DNSNames: []string{"localhost"},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:   time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
+}
