@@ -42,7 +42,7 @@ func FuzzDispatch(f *testing.F) {
 			t.Fatal(err)
 		}
 		defer s.Close()
-		l := &link{s: s, log: s.log, version: 3, out: make(chan *frameBuf, outQueue), ctrlWake: make(chan struct{}, 1),
+		l := &link{s: s, log: s.log, version: 3, out: make(chan *frameBuf, outQueue), wake: make(chan struct{}, 1),
 			streams: map[string]*stream{}, live: map[*fwd]struct{}{}, nextStream: map[string]int32{}, slots: map[string]chan struct{}{}}
 		l.ctx, l.cancel = context.WithCancelCause(context.Background())
 		fr := protocol.NewFrameReader(bytes.NewReader(in))
