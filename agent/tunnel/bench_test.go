@@ -101,3 +101,25 @@ func BenchmarkEcho100MiB(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkRoundTrip64 sends 64-byte messages one at a time through an
+// echo service over source -> TLS relay -> destination (all in this
+// process): the user-space work of a small round trip, for profiles.
+func BenchmarkRoundTrip64(b *testing.B) {
+	p := newPair(b, pairOpts{services: []string{"ECHO"}, noSplit: true})
+	c, err := net.Dial("tcp", p.src.s.Addr("ECHO").String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	msg, back := make([]byte, 64), make([]byte, 64)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := c.Write(msg); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, back); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
