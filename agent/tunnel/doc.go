@@ -11,10 +11,13 @@
 // to do; a normal close frame from the service (tunnel closed or expired)
 // ends Run with nil. Every stream is reset when the WebSocket goes down.
 //
-// Per WebSocket, one goroutine reads and one writes. The writer batches
-// queued frames into messages of at most 131076 bytes and sends a ping every
-// PingInterval; a connection with no pong or other traffic for PongTimeout
-// is dead and is replaced. Streams are keyed by (serviceId, streamId), V3
+// Per WebSocket, one goroutine reads; writes are made by one goroutine at a
+// time, under a mutex. A local reader queues its DATA frame and, when no one
+// else is writing, writes what is queued itself, batched into messages of at
+// most 131076 bytes that leave in one system call (package batchconn); a
+// writer goroutine sends the pings and what the reader queues. A ping goes
+// out every PingInterval; a connection with no pong or other traffic for
+// PongTimeout is dead and is replaced. Streams are keyed by (serviceId, streamId), V3
 // connections by connectionId; stale ids are dropped.
 //
 // Flow control: the protocol has none. Each local connection has a queue of
