@@ -14,8 +14,10 @@ import (
 func (l *link) resolveService(wire string) (string, bool) {
 	svcs := l.s.cfg.Services
 	if wire != "" {
-		_, ok := svcs[wire]
-		return wire, ok
+		if _, ok := svcs[wire]; ok {
+			return wire, true
+		}
+		return wire, l.unnamedIsLocked(wire)
 	}
 	if len(svcs) == 1 {
 		for id := range svcs {
@@ -27,6 +29,22 @@ func (l *link) resolveService(wire string) (string, bool) {
 		return l.serviceIDs[0], ok
 	}
 	return "", false
+}
+
+// unnamedIsLocked reports whether the unnamed mapping stands for the
+// service id: it is configured and the tunnel announced that id alone.
+func (l *link) unnamedIsLocked(id string) bool {
+	_, unnamed := l.s.cfg.Services[Unnamed]
+	return unnamed && len(l.serviceIDs) == 1 && l.serviceIDs[0] == id
+}
+
+// localAddr is the address mapped to a service id, or to the unnamed
+// mapping when the id has none of its own.
+func (c *Config) localAddr(service string) string {
+	if addr, ok := c.Services[service]; ok {
+		return addr
+	}
+	return c.Services[Unnamed]
 }
 
 func (l *link) onStreamStart(m *protocol.Message) {
@@ -123,7 +141,7 @@ func (l *link) startDialLocked(st *stream, cid uint32) *fwd {
 	if f == nil {
 		return nil
 	}
-	f.local = l.s.cfg.Services[st.service]
+	f.local = l.s.cfg.localAddr(st.service)
 	go func() {
 		conn, err := l.dialLocal(f.ctx, f.local)
 		if err != nil {

@@ -63,9 +63,15 @@ func (l *link) onServiceIDs(m *protocol.Message) {
 	l.serviceIDs = ids
 	l.mu.Unlock()
 	l.log.Info("tunnel services announced", logServiceID, ids)
-	for _, id := range ids {
-		if _, ok := l.s.cfg.Services[id]; !ok {
-			l.log.Warn("the tunnel offers a service that is not in the services map; add it to allow it", logService, id)
+	_, unnamed := l.s.cfg.Services[Unnamed]
+	switch {
+	case unnamed && len(ids) != 1:
+		l.log.Warn("the unnamed service mapping serves a tunnel with exactly one service, and this one has not: name the services to forward (e.g. SSH=22,HTTP=80)", logServiceID, ids)
+	case !unnamed:
+		for _, id := range ids {
+			if _, ok := l.s.cfg.Services[id]; !ok {
+				l.log.Warn("the tunnel offers a service that is not in the services map; add it to allow it", logService, id)
+			}
 		}
 	}
 	l.s.emit(Event{Kind: EventServiceIDs, ChannelID: l.channelID, Reason: strings.Join(ids, ",")})

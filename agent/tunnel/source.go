@@ -87,6 +87,17 @@ func (l *link) sourceVersionLocked() int {
 func (l *link) serveSource(service string, c net.Conn) {
 	l.mu.Lock()
 	v := l.sourceVersionLocked()
+	if service == Unnamed && v > 1 {
+		// The unnamed mapping is the tunnel's only service.
+		if len(l.serviceIDs) != 1 {
+			l.mu.Unlock()
+			l.warn("unnamed-source", "refusing a local connection: the unnamed service mapping needs a tunnel with exactly one service; name the services to forward (e.g. SSH=2222)",
+				logServiceID, l.serviceIDs)
+			_ = c.Close()
+			return
+		}
+		service = l.serviceIDs[0]
+	}
 	if v > 1 && len(l.serviceIDs) > 0 && !slices.Contains(l.serviceIDs, service) {
 		l.mu.Unlock()
 		// The service would close the WebSocket for an undefined service id.

@@ -73,6 +73,12 @@ type Config struct {
 	// Services maps service ids to local addresses. Destination: the
 	// allow-list of "host:port" or "unix:/path" to dial. Source: the address
 	// to listen on per service ("127.0.0.1:0" picks a port).
+	//
+	// A single entry with the empty id (Unnamed) is the C++ localproxy's
+	// "V1 format" mapping (-s port, -d host:port): it stands for the tunnel's
+	// only service, whatever its id, as announced by SERVICE_IDS, and for
+	// the streams of a V1 peer. With a tunnel of several services it
+	// matches none of them.
 	Services map[string]string
 	// DestinationClientType (source only): "" (auto: V3, falling back to V2
 	// when the destination proves to be V2), "V1", "V2" or "V3".
@@ -103,6 +109,9 @@ type Config struct {
 	// session goroutines and must not block.
 	OnEvent func(Event)
 }
+
+// Unnamed is the service id of an unnamed mapping (see Config.Services).
+const Unnamed = ""
 
 // Errors.
 var (
@@ -184,7 +193,10 @@ func applyDefaults(cfg *Config) error {
 		return errors.New("no services configured: map at least one service id to a local address")
 	}
 	for id, addr := range cfg.Services {
-		if !serviceRe.MatchString(id) {
+		if id == Unnamed && len(cfg.Services) > 1 {
+			return errors.New("an unnamed service mapping must be the only one: name every service when there are several (e.g. SSH=22,HTTP=80)")
+		}
+		if id != Unnamed && !serviceRe.MatchString(id) {
 			return fmt.Errorf("service id %q must be 1-128 characters of a-z, A-Z, 0-9, ':', '_' and '-'", id)
 		}
 		if addr == "" {
