@@ -4,7 +4,9 @@
 # Stages, in order: gofmt (no unformatted file), vet, build (cross-compile: the full
 # matrix in CI, scripts/build.sh --quick locally), qemu (ARM smoke test: `tunnel-agent
 # version` and one real end-to-end test binary under qemu-user for linux/arm64 and
-# linux/arm), fuzz (every FuzzXxx, bounded), demo (`tunnelctl demo --check`), package
+# linux/arm), fuzz (every FuzzXxx, bounded), demo (`tunnelctl demo --check`), bench
+# (`go run ./scripts/bench --quick`: the whole path as processes, every byte checked by
+# SHA-256; fails only when a measurement fails, never for a missed target), package
 # (.deb built and checked; installed, upgraded and purged here when CI=true and root),
 # test (go test -race ./..., last so its summary closes the log).
 # Every stage runs even after a failure; the run fails at the end if any stage did.
@@ -92,6 +94,15 @@ st_demo() {
 	timeout 300 go run ./cmd/tunnelctl demo --check
 }
 
+st_bench() {
+	local out
+	out=$(mktemp -d) || return 1
+	timeout 300 go run ./scripts/bench --quick --out "$out/bench-results.json"
+	local rc=$?
+	rm -rf "$out"
+	return $rc
+}
+
 st_package() {
 	if ! has_pkg cmd/tunnel-agent || [ ! -f configs/tunnel-agent.service ]; then
 		warn "cmd/tunnel-agent or configs/tunnel-agent.service does not exist yet: skipping packaging"
@@ -113,6 +124,7 @@ main() {
 	stage qemu st_qemu
 	stage fuzz st_fuzz
 	stage demo st_demo
+	stage bench st_bench
 	stage package st_package
 	stage test st_test
 
