@@ -1,11 +1,11 @@
 // Command tunnelctl is the operator's tool for AWS IoT Secure Tunneling: it opens,
 // inspects and closes tunnels, runs the source local proxy, connects ssh through a
-// tunnel in one step, and runs a local demo of the whole chain.
+// tunnel in one step, and runs a local demo of the whole chain. Invoked as
+// "localproxy" (a symlink), it takes the AWS C++ localproxy's command line.
 package main
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
@@ -17,12 +17,8 @@ import (
 var version = "dev"
 
 func main() {
-	if len(os.Args) == 2 && (os.Args[1] == "version" || os.Args[1] == "--version") {
-		fmt.Println("tunnelctl", version)
-		return
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := cli.Run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	code := cli.Main(ctx, os.Args, version, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }

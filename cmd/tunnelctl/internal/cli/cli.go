@@ -40,6 +40,8 @@ type App struct {
 	Getenv         func(string) string
 	// SSHPath is the ssh client binary ("ssh" from PATH when empty).
 	SSHPath string
+	// Version is the build's version stamp ("dev" when empty).
+	Version string
 
 	// onProxyReady, when set, receives the bound listener addresses (tests).
 	onProxyReady func(addrs map[string]string)
@@ -49,6 +51,40 @@ type App struct {
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	a := &App{Stdin: os.Stdin, Stdout: stdout, Stderr: stderr, Getenv: os.Getenv}
 	return a.Run(ctx, args)
+}
+
+// Main runs the process's command line argv (program name first) with the
+// build's version stamp and returns the exit code.
+func Main(ctx context.Context, argv []string, version string, stdout, stderr io.Writer) int {
+	a := &App{Stdin: os.Stdin, Stdout: stdout, Stderr: stderr, Getenv: os.Getenv, Version: version}
+	return a.Main(ctx, argv)
+}
+
+// Main runs argv (program name first). Invoked as "localproxy" (a symlink
+// to tunnelctl), it is `tunnelctl localproxy` with all the arguments: a
+// drop-in for the AWS C++ localproxy.
+func (a *App) Main(ctx context.Context, argv []string) int {
+	if len(argv) == 0 {
+		return a.Run(ctx, nil)
+	}
+	args := argv[1:]
+	name := argv[0][strings.LastIndexAny(argv[0], `/\`)+1:] // basename, also of a Windows path
+	name = strings.TrimSuffix(strings.ToLower(name), ".exe")
+	switch {
+	case name == "localproxy":
+		return a.Run(ctx, append([]string{"localproxy"}, args...))
+	case len(args) == 1 && (args[0] == "version" || args[0] == "--version"):
+		fmt.Fprintln(a.Stdout, "tunnelctl", a.version())
+		return ExitOK
+	}
+	return a.Run(ctx, args)
+}
+
+func (a *App) version() string {
+	if a.Version == "" {
+		return "dev"
+	}
+	return a.Version
 }
 
 type command struct {
@@ -71,6 +107,7 @@ func init() {
 		{"proxy", "--services SSH=2222[,HTTP=8080]", "run the source local proxy", (*App).cmdProxy},
 		{"ssh", "THING [--user U] [-- ssh args...]", "open a tunnel and ssh through it", (*App).cmdSSH},
 		{"demo", "[--check]", "run emulator, agent and proxy locally", (*App).cmdDemo},
+		{"localproxy", "-s PORTS|-d APPS -r REGION|-e HOST ...", "the local proxy with the AWS C++ localproxy's flags", (*App).cmdLocalproxy},
 	}
 }
 
@@ -114,7 +151,7 @@ func (a *App) usage() {
 	var b strings.Builder
 	b.WriteString("tunnelctl: the operator's tool for AWS IoT Secure Tunneling\n\nCommands:\n")
 	for _, c := range commands {
-		fmt.Fprintf(&b, "  %-9s %-48s %s\n", c.name, c.args, c.summary)
+		fmt.Fprintf(&b, "  %-10s %-48s %s\n", c.name, c.args, c.summary)
 	}
 	b.WriteString("\nGlobal flags (before or after the command): --endpoint URL, --region R, --profile P, --json, --verbose\n")
 	b.WriteString("Run tunnelctl COMMAND -h for a command's flags.\n")

@@ -126,7 +126,7 @@ func (a *App) cmdProxy(ctx context.Context, g *globals, args []string) error {
 	if err := a.announce(g.json, sess, svc); err != nil {
 		return err
 	}
-	return runSource(ctx, sess, a.Stderr)
+	return runSession(ctx, sess, tunnel.ModeSource, a.Stderr)
 }
 
 // announce prints where each service listens, as text lines or (asJSON) as one
@@ -136,8 +136,12 @@ func (a *App) announce(asJSON bool, sess *tunnel.Session, svc map[string]string)
 	for _, name := range sortedKeys(svc) {
 		addr := sess.Addr(name).String()
 		addrs[name] = addr
+		label := name
+		if name == unnamedService {
+			label = unnamedLabel
+		}
 		if !asJSON {
-			fmt.Fprintf(a.Stdout, "%s: listening on %s%s\n", name, addr, connectHint(name, addr))
+			fmt.Fprintf(a.Stdout, "%s: listening on %s%s\n", label, addr, connectHint(name, addr))
 		}
 	}
 	if asJSON {
@@ -165,8 +169,8 @@ func connectHint(service, addr string) string {
 	return ""
 }
 
-// runSource runs the session and explains how it ended.
-func runSource(ctx context.Context, sess *tunnel.Session, stderr io.Writer) error {
+// runSession runs the session and explains how it ended.
+func runSession(ctx context.Context, sess *tunnel.Session, mode tunnel.Mode, stderr io.Writer) error {
 	err := sess.Run(ctx)
 	switch {
 	case err == nil && ctx.Err() == nil:
@@ -175,7 +179,7 @@ func runSource(ctx context.Context, sess *tunnel.Session, stderr io.Writer) erro
 	case err == nil:
 		return nil
 	}
-	return fmt.Errorf("source proxy: %w", err)
+	return fmt.Errorf("%s proxy: %w", mode, err)
 }
 
 func firstNonEmpty(vals ...string) string {

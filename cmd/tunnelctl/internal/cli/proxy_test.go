@@ -28,6 +28,13 @@ type proxyRun struct {
 
 func startProxyCLI(t *testing.T, env map[string]string, args ...string) *proxyRun {
 	t.Helper()
+	return startListening(t, env, append([]string{"tunnelctl", "proxy"}, args...))
+}
+
+// startListening runs argv (program name first) in-process until the proxy
+// it starts is listening.
+func startListening(t *testing.T, env map[string]string, argv []string) *proxyRun {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan map[string]string, 1)
 	p := &proxyRun{cancel: cancel, done: make(chan result, 1)}
@@ -35,7 +42,7 @@ func startProxyCLI(t *testing.T, env map[string]string, args ...string) *proxyRu
 	a := &App{Stdout: &out, Stderr: &errb, Getenv: func(k string) string { return env[k] },
 		onProxyReady: func(m map[string]string) { ready <- m }}
 	go func() {
-		code := a.Run(ctx, append([]string{"proxy"}, args...))
+		code := a.Main(ctx, argv)
 		p.done <- result{code, out.String(), errb.String()}
 	}()
 	select {

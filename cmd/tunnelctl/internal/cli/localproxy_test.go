@@ -1,0 +1,294 @@
+package cli
+
+import (
+	"context"
+	"maps"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel"
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/tunneltest"
+	"github.com/tunnel-agent/tunnel-agent/platform/awsapi"
+	"github.com/tunnel-agent/tunnel-agent/platform/emulator"
+)
+
+// secret stands for a token typed on the command line; no output may hold it.
+const secret = "SECRETtoken0123456789"
+
+func TestLocalproxyParse(t *testing.T) {
+	region := map[string]string{envRegion: "eu-west-1"}
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+		want tunnel.Config // Mode, Endpoint, Region, Services, DestinationClientType
+		verb int
+	}{
+		{"v1 source", nil, []string{"-r", "us-east-1", "-s", "5555"},
+			tunnel.Config{Mode: tunnel.ModeSource, Region: "us-east-1", Services: map[string]string{"": "localhost:5555"}}, 4},
+		{"long forms with =", nil, []string{"--region=us-east-1", "--source-listen-port=SSH=5555,HTTP=0", "--verbose=5"},
+			tunnel.Config{Mode: tunnel.ModeSource, Region: "us-east-1", Services: map[string]string{"SSH": "localhost:5555", "HTTP": "localhost:0"}}, 5},
+		{"long forms with space", nil, []string{"--region", "us-east-1", "--source-listen-port", " SSH = 5555 , ,RDP=3389", "--verbose", "0"},
+			tunnel.Config{Mode: tunnel.ModeSource, Region: "us-east-1", Services: map[string]string{"SSH": "localhost:5555", "RDP": "localhost:3389"}}, 0},
+		{"adjacent short values", nil, []string{"-rus-east-1", "-s5555", "-v6"},
+			tunnel.Config{Mode: tunnel.ModeSource, Region: "us-east-1", Services: map[string]string{"": "localhost:5555"}}, 6},
+		{"long name prefix", nil, []string{"--reg", "us-east-1", "--source", "5555"},
+			tunnel.Config{Mode: tunnel.ModeSource, Region: "us-east-1", Services: map[string]string{"": "localhost:5555"}}, 4},
+		{"bind, mode, client type", nil, []string{"-e", "Tunnel.Example:8443", "-s", "SSH=0", "-b", "0.0.0.0", "-m", "src", "-y", "V1"},
+			tunnel.Config{Mode: tunnel.ModeSource, Endpoint: "tunnel.example:8443", Services: map[string]string{"SSH": "0.0.0.0:0"}, DestinationClientType: "V1"}, 4},
+		{"source host:port", nil, []string{"-r", "us-east-1", "-s", "SSH=127.0.0.2:2222", "--mode", "source", "-y", "v2"},
+			tunnel.Config{Mode: tunnel.ModeSource, Region: "us-east-1", Services: map[string]string{"SSH": "127.0.0.2:2222"}, DestinationClientType: "V2"}, 4},
+		{"other client type is V3", nil, []string{"-r", "us-east-1", "-s", "5555", "--destination-client-type", "V9"},
+			tunnel.Config{Mode: tunnel.ModeSource, Region: "us-east-1", Services: map[string]string{"": "localhost:5555"}, DestinationClientType: "V3"}, 4},
+		{"device client form", nil, []string{"-r", "us-east-1", "-d", "localhost:22", "--destination-client-type", "V1", "-v", "2"},
+			tunnel.Config{Mode: tunnel.ModeDestination, Region: "us-east-1", Services: map[string]string{"": "localhost:22"}}, 2},
+		{"v1 destination port", nil, []string{"-e", "127.0.0.1:8443", "-d", "22", "-m", "dst"},
+			tunnel.Config{Mode: tunnel.ModeDestination, Endpoint: "127.0.0.1:8443", Services: map[string]string{"": "localhost:22"}}, 4},
+		{"named destinations", nil, []string{"-e", "h", "--destination-app", "SSH=10.0.0.1:22,HTTP=80,SOCK=/run/app.sock,a:b_c-d=8080", "--mode=destination"},
+			tunnel.Config{Mode: tunnel.ModeDestination, Endpoint: "h", Services: map[string]string{
+				"SSH": "10.0.0.1:22", "HTTP": "localhost:80", "SOCK": "unix:/run/app.sock", "a:b_c-d": "localhost:8080"}}, 4},
+		{"unix socket unnamed", nil, []string{"-e", "h", "-d", "/tmp/x.sock"},
+			tunnel.Config{Mode: tunnel.ModeDestination, Endpoint: "h", Services: map[string]string{"": "unix:/tmp/x.sock"}}, 4},
+		{"region from env", region, []string{"-s", "1"},
+			tunnel.Config{Mode: tunnel.ModeSource, Region: "eu-west-1", Services: map[string]string{"": "localhost:1"}}, 4},
+		{"endpoint flag beats env region", region, []string{"-s", "1", "-e", "h:1"},
+			tunnel.Config{Mode: tunnel.ModeSource, Endpoint: "h:1", Services: map[string]string{"": "localhost:1"}}, 4},
+		{"endpoint from env", map[string]string{envEndpoint: "h:2"}, []string{"-s", "1"},
+			tunnel.Config{Mode: tunnel.ModeSource, Endpoint: "h:2", Services: map[string]string{"": "localhost:1"}}, 4},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			lp, err := parseLocalproxy(tc.args, func(k string) string { return tc.env[k] })
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := lp.cfg
+			if got.Mode != tc.want.Mode || got.Endpoint != tc.want.Endpoint || got.Region != tc.want.Region ||
+				got.DestinationClientType != tc.want.DestinationClientType || !maps.Equal(got.Services, tc.want.Services) || lp.verbosity != tc.verb {
+				t.Errorf("got mode %v endpoint %q region %q type %q services %v verbosity %d\nwant %v %q %q %q %v %d",
+					got.Mode, got.Endpoint, got.Region, got.DestinationClientType, got.Services, lp.verbosity,
+					tc.want.Mode, tc.want.Endpoint, tc.want.Region, tc.want.DestinationClientType, tc.want.Services, tc.verb)
+			}
+		})
+	}
+}
+
+func TestLocalproxyRefusals(t *testing.T) {
+	token := map[string]string{envAccessToken: "x"}
+	emptyDir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(emptyDir, "README"), []byte("no certificate here"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	src := []string{"-r", "us-east-1", "-s", "5555"}
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+		code int
+		want string
+	}{
+		{"access token", nil, []string{"-t", secret, "-r", "us-east-1", "-s", "5555"}, ExitUsage, "set the AWSIOT_TUNNEL_ACCESS_TOKEN environment variable"},
+		{"access token adjacent", nil, []string{"-t" + secret}, ExitUsage, "-t/--access-token is refused"},
+		{"access token long", nil, []string{"--access-token=" + secret}, ExitUsage, "-t/--access-token is refused"},
+		{"access token prefix", nil, []string{"-s", "1", "--access", secret}, ExitUsage, "-t/--access-token is refused"},
+		{"client token", token, []string{"-i", secret}, ExitUsage, "set the AWSIOT_TUNNEL_CLIENT_TOKEN environment variable"},
+		{"client token long", token, []string{"--client-token", secret}, ExitUsage, "-i/--client-token is refused"},
+		{"no ssl host verify", token, append([]string{"-k"}, src...), ExitUsage, "-k/--no-ssl-host-verify is not supported: pass the directory holding the endpoint's CA certificate with -c DIR"},
+		{"config", token, []string{"--config", "x.ini"}, ExitUsage, "--config is not supported by tunnelctl localproxy: pass the settings as flags"},
+		{"config-dir", token, []string{"--config-dir=x"}, ExitUsage, "--config-dir is not supported by tunnelctl localproxy: pass the settings as flags"},
+		{"settings-json", token, []string{"--settings-json", "x"}, ExitUsage, "--settings-json is not supported"},
+		{"export-default-settings", token, []string{"--export-default-settings", "x"}, ExitUsage, "--export-default-settings is not supported"},
+		{"both -s and -d", token, []string{"-r", "us-east-1", "-s", "1", "-d", "2"}, ExitUsage, "give only one of -s/--source-listen-port and -d/--destination-app"},
+		{"neither -s nor -d", token, []string{"-r", "us-east-1", "-m", "src"}, ExitUsage, "give -s/--source-listen-port (source mode) or -d/--destination-app"},
+		{"-m dst with -s", token, []string{"-r", "us-east-1", "-s", "1", "-m", "dst"}, ExitUsage, "disagree: -s is source mode"},
+		{"-m source with -d", token, []string{"-r", "us-east-1", "-d", "1", "--mode=source"}, ExitUsage, "disagree: -d is destination mode"},
+		{"-m unknown", token, []string{"-r", "us-east-1", "-d", "1", "-m", "both"}, ExitUsage, "use src, source, dst or destination"},
+		{"both -e and -r", token, []string{"-r", "us-east-1", "-e", "h", "-s", "1"}, ExitUsage, "give only one of -e/--proxy-endpoint and -r/--region"},
+		{"both in env", map[string]string{envRegion: "us-east-1", envEndpoint: "h"}, []string{"-s", "1"}, ExitUsage, "give only one of -e"},
+		{"neither -e nor -r", token, []string{"-s", "1"}, ExitUsage, "give one of -r/--region (or AWSIOT_TUNNEL_REGION)"},
+		{"bad region", token, []string{"-r", "US_EAST_1", "-s", "1"}, ExitUsage, "a region like us-east-1"},
+		{"bad source port", token, []string{"-r", "us-east-1", "-s", "SSH=70000"}, ExitUsage, "source port \"70000\" must be 0-65535"},
+		{"bad destination port", token, []string{"-r", "us-east-1", "-d", "0"}, ExitUsage, "port 1-65535"},
+		{"bad destination", token, []string{"-r", "us-east-1", "-d", "SSH=host:ssh"}, ExitUsage, "give PORT, HOST:PORT"},
+		{"bad service id", token, []string{"-r", "us-east-1", "-s", "S S=1"}, ExitUsage, "service id \"S S\""},
+		{"unnamed among named", token, []string{"-r", "us-east-1", "-s", "5555,SSH=1"}, ExitUsage, "name every service"},
+		{"service twice", token, []string{"-r", "us-east-1", "-s", "SSH=1,SSH=2"}, ExitUsage, "service SSH given twice"},
+		{"option twice", token, []string{"-r", "us-east-1", "-s", "1", "--source-listen-port", "2"}, ExitUsage, "given more than once"},
+		{"bind in destination", token, []string{"-r", "us-east-1", "-d", "22", "-b", "0.0.0.0"}, ExitUsage, "source mode only"},
+		{"bad verbosity", token, append([]string{"-v", "loud"}, src...), ExitUsage, "-v/--verbose"},
+		{"missing value", token, []string{"-s", "1", "-r"}, ExitUsage, "option -r/--region needs a value"},
+		{"unknown short", token, []string{"-x", secret}, ExitUsage, "unknown option -x"},
+		{"unknown long", token, []string{"--secret=" + secret}, ExitUsage, "unknown option --secret"},
+		{"ambiguous long", token, []string{"--dest", "22"}, ExitUsage, "--dest is ambiguous"},
+		{"switch with value", token, []string{"--help=yes"}, ExitUsage, "--help takes no value"},
+		{"positional", token, append(src, secret), ExitUsage, "unexpected argument at position 5"},
+		{"no token", nil, src, ExitFailure, "no access token: set the AWSIOT_TUNNEL_ACCESS_TOKEN environment variable"},
+		{"capath without certificates", token, append([]string{"-c", emptyDir}, src...), ExitFailure, "holds no PEM certificate"},
+		{"capath missing", token, append([]string{"-c", filepath.Join(emptyDir, "nope")}, src...), ExitFailure, "reading -c/--capath"},
+		{"bad client token env", map[string]string{envAccessToken: "x", envClientToken: "short"}, []string{"-r", "us-east-1", "-s", "0"},
+			ExitFailure, "client token must be 32-128 characters"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := runCLI(t, tc.env, append([]string{"localproxy"}, tc.args...)...)
+			r.oneLineErr(t, tc.code, tc.want)
+			if strings.Contains(r.stderr+r.stdout, secret) {
+				t.Errorf("the command line's secret was echoed: %q", r.stderr)
+			}
+		})
+	}
+}
+
+func TestLocalproxyHelpVersionArgv0(t *testing.T) {
+	tests := []struct {
+		argv       []string
+		stdout     string // prefix
+		stderr     string // substring
+		code       int
+		viaVersion bool
+	}{
+		{[]string{"/usr/local/bin/localproxy", "-V"}, "localproxy (tunnelctl) 1.2.3\n", "", 0, true},
+		{[]string{`C:\bin\localproxy.exe`, "--version"}, "localproxy (tunnelctl) 1.2.3\n", "", 0, true},
+		{[]string{"tunnelctl", "localproxy", "-hV"}, "", "Usage: tunnelctl localproxy [options]", 0, false},
+		{[]string{"localproxy", "--help"}, "", "-y, --destination-client-type ARG", 0, false},
+		{[]string{"tunnelctl", "version"}, "tunnelctl 1.2.3\n", "", 0, true},
+		{[]string{"localproxy", "version"}, "", "unexpected argument at position 1", ExitUsage, false},
+	}
+	for _, tc := range tests {
+		t.Run(strings.Join(tc.argv, " "), func(t *testing.T) {
+			var out, errb syncBuffer
+			a := &App{Stdout: &out, Stderr: &errb, Getenv: func(string) string { return "" }, Version: "1.2.3"}
+			code := a.Main(context.Background(), tc.argv)
+			if code != tc.code || !strings.HasPrefix(out.String(), tc.stdout) || !strings.Contains(errb.String(), tc.stderr) {
+				t.Errorf("exit %d, stdout %q, stderr %q", code, out.String(), errb.String())
+			}
+		})
+	}
+}
+
+// caDir returns a -c directory: the emulator's CA under an OpenSSL hash-like
+// name, a link to it, a file that is not PEM and a subdirectory.
+func caDir(t *testing.T, e *emulator.Emulator) string {
+	t.Helper()
+	dir := t.TempDir()
+	pem, err := os.ReadFile(e.CAFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range map[string][]byte{"5ed36f99.0": pem, "notes.txt": []byte("not a certificate")} {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink("5ed36f99.0", filepath.Join(dir, "emulator.pem")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// listenLineRe is how scripts read the source mode's stdout (scripts/bench).
+var listenLineRe = regexp.MustCompile(`^([A-Za-z0-9:_-]+): listening on (\S+)`)
+
+// startBackground runs argv in-process, for a destination that prints nothing.
+func startBackground(env map[string]string, argv []string) *proxyRun {
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &proxyRun{cancel: cancel, done: make(chan result, 1)}
+	var out, errb syncBuffer
+	a := &App{Stdout: &out, Stderr: &errb, Getenv: func(k string) string { return env[k] }}
+	go func() {
+		code := a.Main(ctx, argv)
+		p.done <- result{code, out.String(), errb.String()}
+	}()
+	return p
+}
+
+// waitClosed waits for a proxy to exit by itself after CloseTunnel.
+func (p *proxyRun) waitClosed(t *testing.T, side string) result {
+	t.Helper()
+	select {
+	case r := <-p.done:
+		if r.code != 0 || !strings.Contains(r.stderr, "closed by the service") {
+			t.Errorf("%s after CloseTunnel: exit %d\n%s", side, r.code, r.stderr)
+		}
+		return r
+	case <-time.After(15 * time.Second):
+		p.cancel()
+		<-p.done
+		t.Fatalf("%s kept running after CloseTunnel", side)
+	}
+	return result{}
+}
+
+func TestLocalproxyEndToEnd(t *testing.T) {
+	isolateAWS(t)
+	e := startEmulator(t, emulator.Config{})
+	api := testAPI(t, e)
+	echo := tunneltest.Echo(t)
+	startAgent(t, e, "lp-agent", map[string]string{"SSH": echo})
+	ep, capath := e.DataEndpoint(), caDir(t, e)
+
+	tests := []struct {
+		name  string
+		thing string   // lp-agent: the tunnel agent is the destination
+		dst   []string // else the argv of a destination localproxy
+		src   []string // argv of the source: localproxy or tunnelctl proxy
+		label string   // service name on the source's stdout line
+	}{
+		{"source via argv0", "lp-agent", nil,
+			[]string{"/usr/bin/localproxy", "-s", "SSH=0", "-e", ep, "-c", capath}, "SSH"},
+		{"source V1", "lp-agent", nil,
+			[]string{"tunnelctl", "localproxy", "--source-listen-port=SSH=0", "--proxy-endpoint=" + ep, "--capath", capath, "-y", "V1", "-v", "5", "-b", "127.0.0.1"}, "SSH"},
+		{"destination", "lp-device",
+			[]string{"localproxy", "-d", "SSH=" + echo, "-e", ep, "-c", capath, "-v", "2"},
+			[]string{"tunnelctl", "proxy", "--services", "SSH=0", "--endpoint", ep, "--ca-file", e.CAFile()}, "SSH"},
+		{"destination to source localproxy", "lp-device",
+			[]string{"tunnelctl", "localproxy", "--destination-app", "SSH=" + echo, "-e", ep, "-c", capath, "-m", "dst"},
+			[]string{"localproxy", "-s", "SSH=0", "-e", ep, "-c", capath, "-m", "src"}, "SSH"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			open, err := api.OpenTunnel(context.Background(), &awsapi.OpenTunnelInput{
+				DestinationConfig: &awsapi.DestinationConfig{ThingName: tc.thing, Services: []string{"SSH"}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var dst *proxyRun
+			if tc.dst != nil {
+				dst = startBackground(map[string]string{envAccessToken: open.DestinationAccessToken}, tc.dst)
+				defer dst.cancel()
+			}
+			src := startListening(t, map[string]string{envAccessToken: open.SourceAccessToken}, tc.src)
+			defer src.cancel()
+			addr := src.addrs[sortedKeys(src.addrs)[0]]
+			waitDestination(t, api, open.TunnelID)
+			for round := range 2 {
+				if err := roundTrip(t, addr, 256<<10); err != nil {
+					t.Fatalf("round %d: %v", round, err)
+				}
+			}
+			if err := api.CloseTunnel(context.Background(), &awsapi.CloseTunnelInput{TunnelID: open.TunnelID}); err != nil {
+				t.Fatal(err)
+			}
+			r := src.waitClosed(t, "source")
+			m := listenLineRe.FindStringSubmatch(r.stdout)
+			if m == nil || m[1] != tc.label || m[2] != addr || strings.Count(r.stdout, "\n") != 1 {
+				t.Errorf("source stdout %q: want one line %q", r.stdout, tc.label+": listening on "+addr)
+			}
+			all := r.stdout + r.stderr
+			if dst != nil {
+				d := dst.waitClosed(t, "destination")
+				all += d.stdout + d.stderr
+			}
+			if strings.Contains(all, open.SourceAccessToken) || strings.Contains(all, open.DestinationAccessToken) {
+				t.Error("an access token appears in the output")
+			}
+		})
+	}
+}
