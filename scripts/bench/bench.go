@@ -91,8 +91,10 @@ func (b *bench) runAll(ctx context.Context) {
 	}
 	defer b.gen.Close()
 	st := b.bringUp(ctx)
+	b.setupLocalProxy(ctx, st)
 	b.measureLatency(ctx, st)
 	b.measureBulk(ctx, st)
+	b.stopLocalProxy(ctx, st)
 	b.measureConnect(ctx, st)
 	b.measurePeak(st)
 	if ctx.Err() != nil {
@@ -123,7 +125,9 @@ func (b *bench) build(ctx context.Context) bool {
 	for _, e := range errs {
 		b.fail(e)
 	}
-	b.measureSizes(ctx, binDir)
+	if !b.opts.noSizes {
+		b.measureSizes(ctx, binDir)
+	}
 	return ctx.Err() == nil
 }
 

@@ -8,6 +8,10 @@
 //
 //	go run ./scripts/bench            # full: 5 repetitions, about 2-3 minutes, < 5 min
 //	go run ./scripts/bench --quick    # CI: < 60 s
+//
+// With LOCALPROXY=<binary with the AWS localproxy command line> the tunnel
+// rows are also measured with that binary as the source and as the
+// destination, side by side with ours (see README.md).
 package main
 
 import (
@@ -37,9 +41,14 @@ type options struct {
 	keep     bool
 	pprof    bool
 	perf     bool
+	// localproxy is the LOCALPROXY binary to compare with ("" off).
+	localproxy string
+	// noSizes skips the cross-builds of the size rows (tests only).
+	noSizes bool
 }
 
-func parseOptions(args []string, stderr io.Writer) (options, error) {
+// parseOptions reads the flags and LOCALPROXY (via getenv).
+func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -50,7 +59,8 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.pprof, "pprof", false, "print how to profile the agent and the emulator, then exit")
 	fs.BoolVar(&o.perf, "perf", false, "build with symbols and run `perf record` on agent, emulator and proxy during the tunnel bulk runs; "+
 		"prints their top functions (figures are slower under perf: do not compare them with a normal run)")
-	fs.DurationVar(&o.budget, "budget", 0, "abort the measurements after this long, builds not counted (default 4m, quick 50s)")
+	fs.DurationVar(&o.budget, "budget", 0, "abort the measurements after this long, builds not counted "+
+		"(default 4m, quick 50s; with LOCALPROXY 8m, quick 100s)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -62,6 +72,13 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	if o.quick {
 		o.bulk, o.bulkMax, o.latDur, o.connects = 128<<20, 3*time.Second, 500*time.Millisecond, 3
 		def, budget = 1, 50*time.Second
+	}
+	lp, err := checkLocalProxy(getenv(localProxyEnv))
+	if err != nil {
+		return o, err
+	}
+	if o.localproxy = lp; lp != "" {
+		budget *= 2 // two more tunnel paths in every repetition
 	}
 	if o.reps <= 0 {
 		o.reps = def
@@ -81,7 +98,7 @@ func main() {
 		relayChild(to)
 		return
 	}
-	opts, err := parseOptions(os.Args[1:], os.Stderr)
+	opts, err := parseOptions(os.Args[1:], os.Getenv, os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		os.Exit(0)
 	}
@@ -127,7 +144,8 @@ func run(ctx context.Context, stopSignals func(), o options) (bool, error) {
 		mode = "quick"
 	}
 	b.rep = &report{Started: time.Now().UTC(), Mode: mode, Reps: o.reps,
-		Machine: machine{NProc: runtime.NumCPU(), CPUModel: cpuModel(), GoVersion: runtime.Version(), Kernel: kernelRelease(), LoadStart: loadAvg()}}
+		Machine:    machine{NProc: runtime.NumCPU(), CPUModel: cpuModel(), GoVersion: runtime.Version(), Kernel: kernelRelease(), LoadStart: loadAvg()},
+		LocalProxy: o.localproxy}
 	b.runAll(ctx)
 	b.rep.Seconds = time.Since(b.rep.Started).Seconds()
 	b.rep.Machine.LoadEnd = loadAvg()

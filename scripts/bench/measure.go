@@ -55,6 +55,9 @@ func (b *bench) measureLatency(ctx context.Context, st *stack) {
 		if st != nil {
 			b.latencyInto(ctx, &tun, "tunnel", st.addrs[svcEcho], pidsOf(st.proxy, st.emu, st.agent))
 		}
+		for _, p := range lpPaths(st) {
+			b.latencyInto(ctx, &p.lat, p.role.label(), p.addrs[svcEcho], nil)
+		}
 	}
 	for _, l := range []struct {
 		name       string
@@ -83,6 +86,7 @@ func (b *bench) measureLatency(ctx context.Context, st *stack) {
 	b.add(row{Section: secLatency, Metric: "CPU per round trip, proxy + emulator + agent", Unit: unitMicros,
 		Value: median(tun.cpu), Samples: tun.cpu, Baseline: median(chain.cpu),
 		BaselineLabel: fmt.Sprintf("%d plain TCP relay processes", relayHops)})
+	b.addLPLatencyRows(lpPaths(st), tun)
 }
 
 // cpuOf sums the CPU time the processes used so far (0 for one gone).
@@ -172,11 +176,13 @@ var directions = []direction{
 	{"download", download, func(b *bench) string { return b.gen.Addr() }, svcGen},
 }
 
-// bulkKey names a series: direction, streams, through the tunnel or not.
+// bulkKey names a series: direction, streams, through the tunnel or not,
+// and the LOCALPROXY path ("" for ours).
 type bulkKey struct {
 	dir     string
 	streams int
 	tunnel  bool
+	path    string
 }
 
 // measureBulk runs bulk transfers, both directions, 1 and 8 streams,
@@ -199,13 +205,17 @@ func (b *bench) measureBulk(ctx context.Context, st *stack) {
 					break
 				}
 				b.progress("bulk rep %d/%d, %s, %d stream(s)", rep+1, b.opts.reps, d.name, streams)
-				b.bulkRun(ctx, d, directDial(d.directAddr(b)), streams, series, bulkKey{d.name, streams, false}, []*cpuMeter{self}, nil)
+				b.bulkRun(ctx, d, directDial(d.directAddr(b)), streams, series, bulkKey{d.name, streams, false, ""}, []*cpuMeter{self}, nil)
 				if floorAddr != "" && d.name == "upload" && streams == 1 {
-					b.bulkRun(ctx, d, directDial(floorAddr), 1, series, bulkKey{relayKey, 1, false}, floor.meters, nil)
+					b.bulkRun(ctx, d, directDial(floorAddr), 1, series, bulkKey{relayKey, 1, false, ""}, floor.meters, nil)
 				}
 				if st != nil {
-					b.bulkRun(ctx, d, directDial(st.addrs[d.service]), streams, series, bulkKey{d.name, streams, true},
+					b.bulkRun(ctx, d, directDial(st.addrs[d.service]), streams, series, bulkKey{d.name, streams, true, ""},
 						[]*cpuMeter{agent, emu, proxy}, st.agent)
+				}
+				for _, p := range lpPaths(st) {
+					b.bulkRun(ctx, d, directDial(p.addrs[d.service]), streams, series, bulkKey{d.name, streams, true, p.role.label()},
+						[]*cpuMeter{p.cpu}, p.peerAgent(st))
 				}
 			}
 		}
@@ -213,7 +223,7 @@ func (b *bench) measureBulk(ctx context.Context, st *stack) {
 	perf.stop(ctx, b)
 	var direct, tunnel int64
 	for k, s := range series {
-		if k.dir == relayKey {
+		if k.dir == relayKey || k.path != "" {
 			continue
 		}
 		if k.tunnel {
@@ -224,10 +234,11 @@ func (b *bench) measureBulk(ctx context.Context, st *stack) {
 	}
 	b.addBulkRows(series)
 	relayBytes := int64(0)
-	if s := series[bulkKey{relayKey, 1, false}]; s != nil {
+	if s := series[bulkKey{relayKey, 1, false, ""}]; s != nil {
 		relayBytes = s.bytes
 	}
 	b.addCPURows(self, floor, agent, emu, proxy, direct, relayBytes, tunnel)
+	b.addLPBulkRows(lpPaths(st), series, proxy, agent, tunnel)
 }
 
 // bulkRun does one bulk transfer and records its rate, bytes and the CPU
@@ -254,6 +265,9 @@ func (b *bench) bulkRun(ctx context.Context, d direction, dial func(context.Cont
 		where := "direct"
 		if key.tunnel {
 			where = "tunnel"
+		}
+		if key.path != "" {
+			where = "tunnel, " + key.path
 		}
 		if agent != nil {
 			if w := agentWarnings(agent, from); w != "" {
@@ -287,18 +301,18 @@ func (b *bench) addBulkRows(series map[bulkKey]*bulkSeries) {
 		failed = failed || s.failed
 	}
 	for _, d := range directions {
-		t1, t8 := get(bulkKey{d.name, 1, true}), get(bulkKey{d.name, 8, true})
+		t1, t8 := get(bulkKey{d.name, 1, true, ""}), get(bulkKey{d.name, 8, true, ""})
 		m1, m8 := median(t1.rates), median(t8.rates)
-		d1 := median(get(bulkKey{d.name, 1, false}).rates)
+		d1 := median(get(bulkKey{d.name, 1, false, ""}).rates)
 		b.add(row{Section: secThroughput, Metric: "bulk " + d.name + ", 1 stream, tunnel vs direct", Unit: unitMBps, Value: m1,
 			Samples: t1.rates, Baseline: d1, Target: ">= 25% of direct", Status: bulkStatus(t1, m1, m1 >= 0.25*d1)})
 		b.add(row{Section: secThroughput, Metric: "bulk " + d.name + ", 8 streams, tunnel vs direct", Unit: unitMBps, Value: m8,
-			Samples: t8.rates, Baseline: median(get(bulkKey{d.name, 8, false}).rates),
+			Samples: t8.rates, Baseline: median(get(bulkKey{d.name, 8, false, ""}).rates),
 			Target: fmt.Sprintf(">= 1 stream (%.0f MB/s)", m1/1e6), Status: bulkStatus(t8, m8, m8 >= m1)})
 	}
-	if fs := series[bulkKey{relayKey, 1, false}]; fs != nil {
+	if fs := series[bulkKey{relayKey, 1, false, ""}]; fs != nil {
 		b.add(row{Section: secThroughput, Metric: fmt.Sprintf("bulk upload, 1 stream, %d plain TCP relay processes (hop floor)", relayHops),
-			Unit: unitMBps, Value: median(fs.rates), Samples: fs.rates, Baseline: median(get(bulkKey{"upload", 1, false}).rates)})
+			Unit: unitMBps, Value: median(fs.rates), Samples: fs.rates, Baseline: median(get(bulkKey{"upload", 1, false, ""}).rates)})
 	}
 	status := statusPass
 	if failed {
@@ -317,12 +331,6 @@ func bulkStatus(s *bulkSeries, v float64, ok bool) string {
 }
 
 func (b *bench) addCPURows(self *cpuMeter, floor *relayFloor, agent, emu, proxy *cpuMeter, directBytes, relayBytes, tunnelBytes int64) {
-	perGiB := func(m *cpuMeter, bytes int64) float64 {
-		if m == nil || bytes == 0 {
-			return math.NaN()
-		}
-		return m.total.Seconds() / (float64(bytes) / (1 << 30))
-	}
 	base, label := perGiB(self, directBytes), "generator+sink, direct"
 	if f := floor.perProcess(relayBytes); !math.IsNaN(f) {
 		base, label = f, "plain TCP relay process"

@@ -21,8 +21,11 @@ type stack struct {
 	addrs             map[string]string // proxy listen address per service
 	connect           []time.Duration   // OpenTunnel -> agent connected samples
 	// Resident memory baselines: agent idle, emulator and proxy with the
-	// tunnel open and no connections.
-	agentIdle, emuOne, proxyOne float64
+	// tunnel open and no connections; agent with 1 tunnel, agent and proxy
+	// with idleConns idle connections (for the LOCALPROXY rows).
+	agentIdle, emuOne, proxyOne    float64
+	agentOne, agentMany, proxyMany float64
+	lp                             []*lpPath // the LOCALPROXY paths (empty without LOCALPROXY)
 }
 
 // bringUp starts the emulator and the agent, measures the agent's idle
@@ -63,6 +66,7 @@ func (b *bench) bringUp(ctx context.Context) *stack {
 	if err != nil {
 		b.fail(err)
 	}
+	st.agentOne, st.agentMany = one, many
 	return st
 }
 
@@ -114,7 +118,7 @@ func (b *bench) openFirstTunnel(ctx context.Context, st *stack) error {
 	st.tunnel = tun
 	st.connect = append(st.connect, d)
 	b.progress("tunnel %s open, agent connected after %s; starting tunnelctl proxy", tun.TunnelID, d.Round(time.Microsecond))
-	st.proxy, st.addrs, err = b.startProxy(ctx, st.info, tun.SourceAccessToken)
+	st.proxy, st.addrs, err = b.startProxy(ctx, st.info, tun.SourceAccessToken, "tunnelctl proxy")
 	if err != nil {
 		return err
 	}
@@ -127,6 +131,23 @@ func (b *bench) openFirstTunnel(ctx context.Context, st *stack) error {
 // service, checks each one answers, and reads the agent's memory.
 func (b *bench) idleConnsRSS(ctx context.Context, st *stack) (float64, error) {
 	b.progress("opening %d idle connections through the tunnel", idleConns)
+	agent, proxy := math.NaN(), math.NaN()
+	err := b.holdIdleConns(ctx, st.addrs[svcEcho], func() {
+		if pm, err := readMem(st.proxy.pid()); err == nil {
+			proxy = float64(pm.RSS)
+		}
+		agent = b.rss(st.agent)
+	})
+	st.proxyMany = proxy
+	b.add(row{Section: secMemory, Metric: fmt.Sprintf("tunnelctl proxy RSS, %d idle connections", idleConns), Unit: unitMiB,
+		Value: proxy, Baseline: st.proxyOne, BaselineLabel: "proxy, no connections"})
+	return agent, err
+}
+
+// holdIdleConns opens idleConns connections to the echo service at addr,
+// checks each one answers, lets the processes settle and calls read while
+// they are open.
+func (b *bench) holdIdleConns(ctx context.Context, addr string, read func()) error {
 	ctx, cancel := context.WithTimeoutCause(ctx, 30*time.Second, errors.New("the idle connections took longer than 30 s to open"))
 	defer cancel()
 	conns := make([]net.Conn, 0, idleConns)
@@ -135,25 +156,22 @@ func (b *bench) idleConnsRSS(ctx context.Context, st *stack) (float64, error) {
 			c.Close()
 		}
 	}()
-	dial := directDial(st.addrs[svcEcho])
+	dial := directDial(addr)
 	for range idleConns {
 		c, err := dial(ctx)
 		if err != nil {
-			return math.NaN(), fmt.Errorf("idle connection %d: %w", len(conns)+1, err)
+			return fmt.Errorf("idle connection %d: %w", len(conns)+1, err)
 		}
 		conns = append(conns, c)
 	}
 	for i, c := range conns {
 		if err := pingConn(ctx, c, 10*time.Second); err != nil {
-			return math.NaN(), fmt.Errorf("idle connection %d does not reach the echo service through the tunnel: %w", i+1, err)
+			return fmt.Errorf("idle connection %d does not reach the echo service through the tunnel: %w", i+1, err)
 		}
 	}
 	settle(ctx, 500*time.Millisecond)
-	if pm, err := readMem(st.proxy.pid()); err == nil {
-		b.add(row{Section: secMemory, Metric: fmt.Sprintf("tunnelctl proxy RSS, %d idle connections", idleConns), Unit: unitMiB,
-			Value: float64(pm.RSS), Baseline: st.proxyOne, BaselineLabel: "proxy, no connections"})
-	}
-	return b.rss(st.agent), nil
+	read()
+	return nil
 }
 
 // connectOnce opens a tunnel and returns the time from the OpenTunnel call

@@ -218,11 +218,18 @@ type report struct {
 	Rows     []row     `json:"rows"`
 	Errors   []string  `json:"errors,omitempty"`
 	ConnectM string    `json:"connect_method"`
+	// LocalProxy is the LOCALPROXY binary compared with ours ("" if none).
+	LocalProxy string `json:"localproxy,omitempty"`
 }
 
 func (r *report) writeMarkdown(w io.Writer) {
 	fmt.Fprintf(w, "\n### tunnel bench (%s mode, %d repetitions, medians)\n\n", r.Mode, r.Reps)
 	fmt.Fprintf(w, "Machine: %s. Connect time: %s.\n\n", r.Machine, r.ConnectM)
+	if r.LocalProxy != "" {
+		fmt.Fprintf(w, "%s = %s: rows \"..., %s\" and \"..., %s\" are measured with it in place of tunnelctl proxy "+
+			"and of tunnel-agent, interleaved with ours; their baseline is our figure of the same run (ratio = %s / ours).\n\n",
+			localProxyEnv, r.LocalProxy, lpSource.label(), lpDestination.label(), localProxyEnv)
+	}
 	sortRows(r.Rows)
 	fmt.Fprint(w, markdownTable(r.Rows))
 	for _, e := range r.Errors {

@@ -169,16 +169,17 @@ func (b *bench) startAgent(ctx context.Context, cfgPath string) (*child, error) 
 
 var proxyLineRe = regexp.MustCompile(`^([A-Za-z0-9:_-]+): listening on (\S+)`)
 
-// startProxy runs `tunnelctl proxy` as the source with the token in a 0600
-// file (never in argv) and returns the local address of each service.
-func (b *bench) startProxy(ctx context.Context, emu emulatorInfo, token string) (*child, map[string]string, error) {
-	tokenFile := filepath.Join(b.tmp, "source.token")
+// startProxy runs `tunnelctl proxy` (process name) as the source with the
+// token in a 0600 file (never in argv) and returns the local address of
+// each service.
+func (b *bench) startProxy(ctx context.Context, emu emulatorInfo, token, name string) (*child, map[string]string, error) {
+	tokenFile := filepath.Join(b.tmp, strings.ReplaceAll(name, " ", "-")+".token")
 	if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {
 		return nil, nil, err
 	}
 	args := []string{"proxy", "--services", svcSink + "=0," + svcEcho + "=0," + svcGen + "=0", "--endpoint", emu.Data,
 		"--ca-file", emu.CAFile, "--token-file", tokenFile}
-	c, err := b.start("tunnelctl proxy", b.bins["tunnelctl"], args, nil)
+	c, err := b.start(name, b.bins["tunnelctl"], args, nil)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -192,7 +193,7 @@ func (b *bench) startProxy(ctx context.Context, emu emulatorInfo, token string) 
 		return len(addrs) == len(tunnelServices)
 	})
 	if err != nil {
-		return c, nil, fmt.Errorf("waiting for tunnelctl proxy to listen: %w", err)
+		return c, nil, fmt.Errorf("waiting for %s to listen: %w", name, err)
 	}
 	return c, addrs, nil
 }

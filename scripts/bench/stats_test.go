@@ -2,13 +2,26 @@ package main
 
 import (
 	"math"
+	"os"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// TestMain also plays the bench's re-executed children (the idle Go
+// process and the relays), as main does, for the end-to-end test.
+func TestMain(m *testing.M) {
+	if os.Getenv(idleChildEnv) != "" {
+		idleChild()
+		return
+	}
+	if to := os.Getenv(relayChildEnv); to != "" {
+		relayChild(to)
+		return
+	}
+	goleak.VerifyTestMain(m)
+}
 
 func TestMedian(t *testing.T) {
 	tests := []struct {
