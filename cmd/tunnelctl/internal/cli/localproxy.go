@@ -60,6 +60,8 @@ type lpConfig struct {
 	cfg           tunnel.Config // without secrets, RootCAs and Logger
 	capath        string
 	verbosity     int
+	// ignoredType: -y in destination mode, where the source's subprotocol decides.
+	ignoredType bool
 }
 
 // parseLocalproxy turns a C++ localproxy command line (and its environment
@@ -102,6 +104,7 @@ func parseLocalproxy(args []string, getenv func(string) string) (*lpConfig, erro
 		if hasBind {
 			return nil, usageError("-b/--local-bind-address applies to source mode only (tunnelctl does not bind destination connections)")
 		}
+		_, lp.ignoredType = got["destination-client-type"]
 		lp.cfg.Services, err = lpMappings(got["destination-app"], destinationAddr)
 	}
 	return lp, err
@@ -307,6 +310,9 @@ func (a *App) cmdLocalproxy(ctx context.Context, _ *globals, args []string) erro
 		}
 	}
 	cfg.Logger = lpLogger(a.Stderr, lp.verbosity)
+	if lp.ignoredType {
+		cfg.Logger.Debug("destination mode ignores -y/--destination-client-type: it speaks the protocol version the source uses")
+	}
 	if cfg.Mode == tunnel.ModeSource {
 		cfg.ConnBufferSize = sourceConnBuffer
 	}

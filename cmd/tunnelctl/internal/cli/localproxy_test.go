@@ -5,15 +5,10 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/tunnel-agent/tunnel-agent/agent/tunnel"
-	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/tunneltest"
-	"github.com/tunnel-agent/tunnel-agent/platform/awsapi"
-	"github.com/tunnel-agent/tunnel-agent/platform/emulator"
 )
 
 // secret stands for a token typed on the command line; no output may hold it.
@@ -165,129 +160,6 @@ func TestLocalproxyHelpVersionArgv0(t *testing.T) {
 			code := a.Main(context.Background(), tc.argv)
 			if code != tc.code || !strings.HasPrefix(out.String(), tc.stdout) || !strings.Contains(errb.String(), tc.stderr) {
 				t.Errorf("exit %d, stdout %q, stderr %q", code, out.String(), errb.String())
-			}
-		})
-	}
-}
-
-// caDir returns a -c directory: the emulator's CA under an OpenSSL hash-like
-// name, a link to it, a file that is not PEM and a subdirectory.
-func caDir(t *testing.T, e *emulator.Emulator) string {
-	t.Helper()
-	dir := t.TempDir()
-	pem, err := os.ReadFile(e.CAFile())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, data := range map[string][]byte{"5ed36f99.0": pem, "notes.txt": []byte("not a certificate")} {
-		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.Symlink("5ed36f99.0", filepath.Join(dir, "emulator.pem")); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Mkdir(filepath.Join(dir, "sub"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
-
-// listenLineRe is how scripts read the source mode's stdout (scripts/bench).
-var listenLineRe = regexp.MustCompile(`^([A-Za-z0-9:_-]+): listening on (\S+)`)
-
-// startBackground runs argv in-process, for a destination that prints nothing.
-func startBackground(env map[string]string, argv []string) *proxyRun {
-	ctx, cancel := context.WithCancel(context.Background())
-	p := &proxyRun{cancel: cancel, done: make(chan result, 1)}
-	var out, errb syncBuffer
-	a := &App{Stdout: &out, Stderr: &errb, Getenv: func(k string) string { return env[k] }}
-	go func() {
-		code := a.Main(ctx, argv)
-		p.done <- result{code, out.String(), errb.String()}
-	}()
-	return p
-}
-
-// waitClosed waits for a proxy to exit by itself after CloseTunnel.
-func (p *proxyRun) waitClosed(t *testing.T, side string) result {
-	t.Helper()
-	select {
-	case r := <-p.done:
-		if r.code != 0 || !strings.Contains(r.stderr, "closed by the service") {
-			t.Errorf("%s after CloseTunnel: exit %d\n%s", side, r.code, r.stderr)
-		}
-		return r
-	case <-time.After(15 * time.Second):
-		p.cancel()
-		<-p.done
-		t.Fatalf("%s kept running after CloseTunnel", side)
-	}
-	return result{}
-}
-
-func TestLocalproxyEndToEnd(t *testing.T) {
-	isolateAWS(t)
-	e := startEmulator(t, emulator.Config{})
-	api := testAPI(t, e)
-	echo := tunneltest.Echo(t)
-	startAgent(t, e, "lp-agent", map[string]string{"SSH": echo})
-	ep, capath := e.DataEndpoint(), caDir(t, e)
-
-	tests := []struct {
-		name  string
-		thing string   // lp-agent: the tunnel agent is the destination
-		dst   []string // else the argv of a destination localproxy
-		src   []string // argv of the source: localproxy or tunnelctl proxy
-		label string   // service name on the source's stdout line
-	}{
-		{"source via argv0", "lp-agent", nil,
-			[]string{"/usr/bin/localproxy", "-s", "SSH=0", "-e", ep, "-c", capath}, "SSH"},
-		{"source V1", "lp-agent", nil,
-			[]string{"tunnelctl", "localproxy", "--source-listen-port=SSH=0", "--proxy-endpoint=" + ep, "--capath", capath, "-y", "V1", "-v", "5", "-b", "127.0.0.1"}, "SSH"},
-		{"destination", "lp-device",
-			[]string{"localproxy", "-d", "SSH=" + echo, "-e", ep, "-c", capath, "-v", "2"},
-			[]string{"tunnelctl", "proxy", "--services", "SSH=0", "--endpoint", ep, "--ca-file", e.CAFile()}, "SSH"},
-		{"destination to source localproxy", "lp-device",
-			[]string{"tunnelctl", "localproxy", "--destination-app", "SSH=" + echo, "-e", ep, "-c", capath, "-m", "dst"},
-			[]string{"localproxy", "-s", "SSH=0", "-e", ep, "-c", capath, "-m", "src"}, "SSH"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			open, err := api.OpenTunnel(context.Background(), &awsapi.OpenTunnelInput{
-				DestinationConfig: &awsapi.DestinationConfig{ThingName: tc.thing, Services: []string{"SSH"}}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			var dst *proxyRun
-			if tc.dst != nil {
-				dst = startBackground(map[string]string{envAccessToken: open.DestinationAccessToken}, tc.dst)
-				defer dst.cancel()
-			}
-			src := startListening(t, map[string]string{envAccessToken: open.SourceAccessToken}, tc.src)
-			defer src.cancel()
-			addr := src.addrs[sortedKeys(src.addrs)[0]]
-			waitDestination(t, api, open.TunnelID)
-			for round := range 2 {
-				if err := roundTrip(t, addr, 256<<10); err != nil {
-					t.Fatalf("round %d: %v", round, err)
-				}
-			}
-			if err := api.CloseTunnel(context.Background(), &awsapi.CloseTunnelInput{TunnelID: open.TunnelID}); err != nil {
-				t.Fatal(err)
-			}
-			r := src.waitClosed(t, "source")
-			m := listenLineRe.FindStringSubmatch(r.stdout)
-			if m == nil || m[1] != tc.label || m[2] != addr || strings.Count(r.stdout, "\n") != 1 {
-				t.Errorf("source stdout %q: want one line %q", r.stdout, tc.label+": listening on "+addr)
-			}
-			all := r.stdout + r.stderr
-			if dst != nil {
-				d := dst.waitClosed(t, "destination")
-				all += d.stdout + d.stderr
-			}
-			if strings.Contains(all, open.SourceAccessToken) || strings.Contains(all, open.DestinationAccessToken) {
-				t.Error("an access token appears in the output")
 			}
 		})
 	}

@@ -46,44 +46,14 @@ type lpArgs map[string]string
 func scanLocalproxyArgs(args []string) (lpArgs, error) {
 	got := lpArgs{}
 	for i := 0; i < len(args); i++ {
-		arg := args[i]
-		var (
-			opt       *lpOption
-			val       string
-			hasVal    bool
-			shortRest string
-		)
-		switch {
-		case arg == "--":
+		if args[i] == "--" {
 			if i+1 < len(args) {
-				return nil, usageError("unexpected argument at position %d: localproxy takes options only", i+2)
+				return nil, errPositional(i + 2)
 			}
-			return got, nil
-		case strings.HasPrefix(arg, "--"):
-			name, v, eq := strings.Cut(arg[2:], "=")
-			o, err := lookupLong(name)
-			if err != nil {
-				return nil, err
-			}
-			opt, val, hasVal = o, v, eq
-			if hasVal && !opt.hasArg {
-				return nil, usageError("option --%s takes no value", opt.long)
-			}
-		case strings.HasPrefix(arg, "-") && len(arg) > 1:
-			o := lookupShort(arg[1])
-			if o == nil {
-				return nil, usageError("unknown option -%c (see -h)", arg[1])
-			}
-			opt = o
-			if rest := arg[2:]; rest != "" && opt.hasArg {
-				val, hasVal = rest, true
-			} else {
-				shortRest = rest
-			}
-		default:
-			return nil, usageError("unexpected argument at position %d: localproxy takes options only", i+1)
+			break
 		}
-		if err := refused(opt); err != nil {
+		opt, val, hasVal, grouped, err := splitOption(args[i], i+1)
+		if err != nil {
 			return nil, err
 		}
 		if opt.hasArg && !hasVal {
@@ -93,23 +63,58 @@ func scanLocalproxyArgs(args []string) (lpArgs, error) {
 			i++
 			val = args[i]
 		}
-		if _, dup := got[opt.long]; dup {
-			return nil, usageError("option %s given more than once", optName(opt))
-		}
-		got[opt.long] = val
-		// Grouped switches: -hV.
-		for ; shortRest != ""; shortRest = shortRest[1:] {
-			o := lookupShort(shortRest[0])
-			if o == nil || o.hasArg {
-				return nil, usageError("unknown option -%c in %s (only switches can be grouped)", shortRest[0], optName(opt))
+		for _, o := range append([]*lpOption{opt}, grouped...) {
+			if _, dup := got[o.long]; dup {
+				return nil, usageError("option %s given more than once", optName(o))
 			}
-			if err := refused(o); err != nil {
-				return nil, err
-			}
-			got[o.long] = ""
+			got[o.long] = val
+			val = ""
 		}
 	}
 	return got, nil
+}
+
+// splitOption reads the option in arg (at position pos): its value when
+// attached (-xV, --long=V) and the switches grouped after a short one (-hV).
+// A refused option is an error before its value is looked at.
+func splitOption(arg string, pos int) (opt *lpOption, val string, hasVal bool, grouped []*lpOption, err error) {
+	switch {
+	case strings.HasPrefix(arg, "--"):
+		name, v, eq := strings.Cut(arg[2:], "=")
+		if opt, err = lookupLong(name); err != nil {
+			return nil, "", false, nil, err
+		}
+		if err = refused(opt); err == nil && eq && !opt.hasArg {
+			err = usageError("option --%s takes no value", opt.long)
+		}
+		return opt, v, eq, nil, err
+	case strings.HasPrefix(arg, "-") && len(arg) > 1:
+		if opt = lookupShort(arg[1]); opt == nil {
+			return nil, "", false, nil, usageError("unknown option -%c (see -h)", arg[1])
+		}
+		if err = refused(opt); err != nil {
+			return nil, "", false, nil, err
+		}
+		if rest := arg[2:]; rest != "" && opt.hasArg {
+			return opt, rest, true, nil, nil
+		}
+		for _, c := range []byte(arg[2:]) {
+			o := lookupShort(c)
+			if o == nil || o.hasArg {
+				return nil, "", false, nil, usageError("unknown option -%c in %s (only switches can be grouped)", c, optName(opt))
+			}
+			if err = refused(o); err != nil {
+				return nil, "", false, nil, err
+			}
+			grouped = append(grouped, o)
+		}
+		return opt, "", false, grouped, nil
+	}
+	return nil, "", false, nil, errPositional(pos)
+}
+
+func errPositional(pos int) error {
+	return usageError("unexpected argument at position %d: localproxy takes options only", pos)
 }
 
 func lookupShort(c byte) *lpOption {
