@@ -89,13 +89,23 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	return o, nil
 }
 
-func main() {
+// runChild plays one of the bench's re-executed children (the idle Go
+// process, a relay) when the environment asks for it, and reports whether
+// it did.
+func runChild() bool {
 	if os.Getenv(idleChildEnv) != "" {
 		idleChild()
-		return
+		return true
 	}
 	if to := os.Getenv(relayChildEnv); to != "" {
 		relayChild(to)
+		return true
+	}
+	return false
+}
+
+func main() {
+	if runChild() {
 		return
 	}
 	opts, err := parseOptions(os.Args[1:], os.Getenv, os.Stderr)

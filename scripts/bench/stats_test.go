@@ -2,7 +2,6 @@ package main
 
 import (
 	"math"
-	"os"
 	"testing"
 	"time"
 
@@ -12,12 +11,7 @@ import (
 // TestMain also plays the bench's re-executed children (the idle Go
 // process and the relays), as main does, for the end-to-end test.
 func TestMain(m *testing.M) {
-	if os.Getenv(idleChildEnv) != "" {
-		idleChild()
-		return
-	}
-	if to := os.Getenv(relayChildEnv); to != "" {
-		relayChild(to)
+	if runChild() {
 		return
 	}
 	goleak.VerifyTestMain(m)
