@@ -42,7 +42,11 @@ type MQTTConfig struct {
 	// KeepAlive defaults to 60 s; MaxReconnectInterval to 2 min.
 	KeepAlive            time.Duration
 	MaxReconnectInterval time.Duration
-	Logger               *slog.Logger
+	// ConnectTimeout bounds one connection attempt (TCP, TLS and CONNACK),
+	// so that a broker that takes the connection and never answers is left
+	// for the next attempt; default 30 s.
+	ConnectTimeout time.Duration
+	Logger         *slog.Logger
 }
 
 // MQTTSource is a Source over a paho MQTT client with a persistent session.
@@ -69,6 +73,9 @@ func NewMQTTSource(cfg MQTTConfig) (*MQTTSource, error) {
 	}
 	if cfg.MaxReconnectInterval == 0 {
 		cfg.MaxReconnectInterval = 2 * time.Minute
+	}
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = 30 * time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -158,7 +165,7 @@ func (s *MQTTSource) options(deliver func([]byte), connected chan<- struct{}) *m
 		SetCleanSession(false). // the broker keeps QoS 1 messages while we are away
 		SetOrderMatters(true).
 		SetKeepAlive(s.cfg.KeepAlive).
-		SetConnectTimeout(30 * time.Second).
+		SetConnectTimeout(s.cfg.ConnectTimeout).
 		SetConnectRetry(true).
 		SetConnectRetryInterval(time.Second).
 		SetAutoReconnect(true).

@@ -55,6 +55,9 @@ func startSourceLog(t *testing.T, p *notifytest.PKI, port int, log *slog.Logger)
 		Endpoint: "localhost", Port: port, ThingName: thing, ClientID: thing + "-" + t.Name(),
 		CertFile: p.ClientCertFile, KeyFile: p.ClientKeyFile, RootCAFile: p.CAFile,
 		MaxReconnectInterval: 200 * time.Millisecond,
+		// A reconnect that reaches a broker while it shuts down can be
+		// accepted and never answered: give up on it quickly.
+		ConnectTimeout: 2 * time.Second,
 	})
 	if err != nil {
 		t.Fatal(err)
