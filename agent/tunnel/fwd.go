@@ -252,19 +252,50 @@ func (f *fwd) run() {
 	f.finish(err)
 }
 
+// maxReadBatch bounds the frames a local reader takes from its socket
+// before handing them to the WebSocket together.
+const maxReadBatch = 4
+
 func (f *fwd) readLocal() {
 	c := f.q.conn
+	var rc syscall.RawConn
+	if sc, ok := c.(syscall.Conn); ok && canTryWrite {
+		rc, _ = sc.SyscallConn()
+	}
+	var batch [maxReadBatch]*frameBuf
 	for {
 		fb := getFrame()
 		n, err := c.Read(fb.buf[protocol.DataHeadroom : protocol.DataHeadroom+protocol.MaxPayload])
-		if n > 0 && f.active.Load() {
-			fb.data, _ = protocol.EncodeData(fb.buf, n, f.st.id, f.st.out, f.wireConn())
-			f.out.Add(int64(n))
-			if !f.l.sendData(fb) {
+		if n == 0 || !f.active.Load() {
+			putFrame(fb)
+			if err != nil {
+				f.localEnded(err)
 				return
 			}
-		} else {
-			putFrame(fb)
+			continue
+		}
+		fb.data, _ = protocol.EncodeData(fb.buf, n, f.st.id, f.st.out, f.wireConn())
+		f.out.Add(int64(n))
+		k := 1
+		batch[0] = fb
+		// A full frame says the socket may hold more: take what is there
+		// now, without waiting, so that the frames go out together.
+		for err == nil && rc != nil && n == protocol.MaxPayload && k < maxReadBatch {
+			nb := getFrame()
+			n = tryRead(rc, nb.buf[protocol.DataHeadroom:protocol.DataHeadroom+protocol.MaxPayload])
+			if n == 0 {
+				putFrame(nb)
+				break
+			}
+			nb.data, _ = protocol.EncodeData(nb.buf, n, f.st.id, f.st.out, f.wireConn())
+			f.out.Add(int64(n))
+			batch[k] = nb
+			k++
+		}
+		ok := f.l.sendData(batch[:k])
+		clear(batch[:k])
+		if !ok {
+			return
 		}
 		if err != nil {
 			f.localEnded(err)

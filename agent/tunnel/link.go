@@ -389,18 +389,29 @@ func (l *link) enqueue(f *frameBuf) bool {
 	}
 }
 
-// sendData queues a DATA frame of a local reader and writes what is
-// queued unless another goroutine is already writing (see flush). When the
-// queue is full the reader writes a burst of it itself, waiting for wmu,
-// rather than waiting for room: readers then wait once per burst instead
-// of once per frame, which made 8 busy connections cost the source ~15%
-// more CPU per byte than one. Never called by the WebSocket reader.
-func (l *link) sendData(f *frameBuf) bool {
+// sendData queues DATA frames of a local reader and writes what is queued
+// unless another goroutine is already writing (see flush). When the queue
+// is full the reader writes a burst of it itself, waiting for wmu, rather
+// than waiting for room: readers then wait once per burst instead of once
+// per frame. Never called by the WebSocket reader.
+func (l *link) sendData(frames []*frameBuf) bool {
+	for i, f := range frames {
+		if !l.enqueueData(f) {
+			for _, g := range frames[i+1:] {
+				putFrame(g)
+			}
+			return false
+		}
+	}
+	return l.flush(false) == nil
+}
+
+func (l *link) enqueueData(f *frameBuf) bool {
 	for {
 		select {
 		case l.out <- f:
 			l.queued.Add(1)
-			return l.flush(false) == nil
+			return true
 		default:
 		}
 		if l.ctx.Err() != nil {

@@ -7,3 +7,5 @@ import "syscall"
 const canTryWrite = false
 
 func tryWrite(syscall.RawConn, []byte) int { return 0 }
+
+func tryRead(syscall.RawConn, []byte) int { return 0 }
