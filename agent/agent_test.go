@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,32 +9,17 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/tunnel-agent/tunnel-agent/agent/config"
 	"github.com/tunnel-agent/tunnel-agent/agent/notify/notifytest"
 	"github.com/tunnel-agent/tunnel-agent/agent/tunnel"
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/tunneltest"
 )
 
 // logBuf is a goroutine-safe log sink that tests search.
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type logBuf struct{ tunneltest.SyncBuffer }
 
 // waitLog waits until the log contains every string in want.
 func (l *logBuf) waitLog(t *testing.T, want ...string) {

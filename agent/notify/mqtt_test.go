@@ -1,19 +1,18 @@
 package notify
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/tunnel-agent/tunnel-agent/agent/notify/notifytest"
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/tunneltest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -25,24 +24,6 @@ type run struct {
 	ready    chan struct{}
 	done     chan error
 	cancel   context.CancelFunc
-}
-
-// syncBuf is a goroutine-safe log sink.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func startSource(t *testing.T, p *notifytest.PKI, port int) *run {
@@ -142,7 +123,7 @@ func TestMQTTBrokerDownAtBootAndRestart(t *testing.T) {
 	ln.Close() // nothing listens: connection refused
 	port := ln.Addr().(*net.TCPAddr).Port
 
-	logs := &syncBuf{}
+	logs := &tunneltest.SyncBuffer{}
 	r := startSourceLog(t, p, port, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	deadline := time.Now().Add(15 * time.Second)
 	for !strings.Contains(logs.String(), "still connecting to the MQTT broker") {

@@ -7,11 +7,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/tunneltest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -50,27 +51,9 @@ func TestCerts(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for the emulator's and the test's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestRunPrintsEndpointsAndStops(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	var stdout, stderr syncBuffer
+	var stdout, stderr tunneltest.SyncBuffer
 	done := make(chan error, 1)
 	args := []string{"--api-addr", "127.0.0.1:0", "--data-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0",
 		"--mqtt-plain-addr", "127.0.0.1:0", "--state-dir", t.TempDir()}

@@ -16,6 +16,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws/protocol/restjson"
 	"go.uber.org/goleak"
+
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/tunneltest"
 )
 
 func TestMain(m *testing.M) {
@@ -42,34 +44,16 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-// logBuffer collects log output so tests can assert that secrets never appear.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
 type testEnv struct {
 	e     *Emulator
 	clock *fakeClock
-	logs  *logBuffer
+	logs  *tunneltest.SyncBuffer
 }
 
 // startEmulator runs an emulator on loopback until the test ends.
 func startEmulator(t testing.TB, mod func(*Config)) *testEnv {
 	t.Helper()
-	env := &testEnv{clock: newFakeClock(), logs: &logBuffer{}}
+	env := &testEnv{clock: newFakeClock(), logs: &tunneltest.SyncBuffer{}}
 	cfg := Config{
 		StateDir: t.TempDir(), Now: env.clock.Now, SweepInterval: time.Hour,
 		Logger: slog.New(slog.NewTextHandler(env.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),

@@ -11,9 +11,10 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/tunneltest"
 )
 
 // sdkJSDir holds the official AWS SDK for JavaScript v3 check (check.mjs) with
@@ -124,7 +125,7 @@ func sdkJSTail(b []byte) string {
 // shown when the test fails.
 func startSDKEmulator(t *testing.T) *Emulator {
 	t.Helper()
-	logs := &sdkJSLog{}
+	logs := &tunneltest.SyncBuffer{}
 	e, err := New(Config{
 		StateDir: t.TempDir(), MaxOpenTunnels: sdkJSMaxOpen,
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
@@ -145,22 +146,4 @@ func startSDKEmulator(t *testing.T) *Emulator {
 		}
 	})
 	return e
-}
-
-// sdkJSLog is a concurrency-safe log sink.
-type sdkJSLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *sdkJSLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *sdkJSLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
 }

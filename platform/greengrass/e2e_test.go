@@ -33,7 +33,7 @@ type e2eWorld struct {
 	nucleus *fakeNucleus
 	mqttIn  chan []byte // notifications the nucleus' MQTT connection received
 	echo    string
-	logs    *syncBuffer
+	logs    *tunneltest.SyncBuffer
 	secrets []string
 }
 
@@ -53,7 +53,7 @@ func newE2EWorld(t *testing.T) *e2eWorld {
 		}
 	})
 	w := &e2eWorld{emu: emu, nucleus: newFakeNucleus(t), mqttIn: make(chan []byte, 8),
-		echo: tunneltest.Echo(t), logs: &syncBuffer{}, secrets: []string{testToken}}
+		echo: tunneltest.Echo(t), logs: &tunneltest.SyncBuffer{}, secrets: []string{testToken}}
 	w.startNucleusMQTT(t)
 	t.Cleanup(func() {
 		for _, s := range w.secrets {

@@ -6,11 +6,12 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/tunneltest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -27,12 +28,12 @@ type runningSource struct {
 	ready     chan struct{}
 	done      chan error
 	cancel    context.CancelFunc
-	logs      *syncBuffer
+	logs      *tunneltest.SyncBuffer
 }
 
 func startSource(t *testing.T, path string, tweak func(*Config)) *runningSource {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &tunneltest.SyncBuffer{}
 	cfg := Config{SocketPath: path, AuthToken: testToken, ThingName: testThing,
 		Logger:         slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		ResubscribeMin: time.Millisecond, ResubscribeMax: 5 * time.Millisecond}
@@ -274,22 +275,4 @@ func TestSourceCancelDuringHandshake(t *testing.T) {
 	if err := rs.waitDone(t); err != nil {
 		t.Fatalf("Run after cancel = %v, want nil", err)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the logger and the test to share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -1,5 +1,6 @@
 // Package tunneltest holds test fixtures shared by the packages that test
-// tunnels end to end: local TCP services on loopback for a tunnel to reach.
+// tunnels end to end: local TCP services on loopback for a tunnel to reach,
+// and SyncBuffer, a goroutine-safe sink for logs and command output.
 // It is imported only from _test.go files and never ships in a binary.
 package tunneltest
 

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -9,34 +8,16 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/tunneltest"
 	"github.com/tunnel-agent/tunnel-agent/platform/emulator"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-// syncBuffer is a bytes.Buffer safe for a command writing while the test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // isolateAWS keeps the developer's AWS configuration out of the tests.
 func isolateAWS(t *testing.T) {
@@ -86,7 +67,7 @@ func runCLI(t *testing.T, env map[string]string, args ...string) result {
 }
 
 func runCLICtx(ctx context.Context, env map[string]string, args ...string) result {
-	var out, errb syncBuffer
+	var out, errb tunneltest.SyncBuffer
 	a := &App{Stdout: &out, Stderr: &errb, Getenv: func(k string) string { return env[k] }}
 	code := a.Run(ctx, args)
 	return result{code, out.String(), errb.String()}

@@ -49,7 +49,7 @@ var listenLineRe = regexp.MustCompile(`^([A-Za-z0-9:_-]+): listening on (\S+)`)
 func startBackground(env map[string]string, argv []string) *proxyRun {
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &proxyRun{cancel: cancel, done: make(chan result, 1)}
-	var out, errb syncBuffer
+	var out, errb tunneltest.SyncBuffer
 	a := &App{Stdout: &out, Stderr: &errb, Getenv: func(k string) string { return env[k] }}
 	go func() {
 		code := a.Main(ctx, argv)

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/tunnel-agent/tunnel-agent/agent/tunnel"
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/tunneltest"
 )
 
 // secret stands for a token typed on the command line; no output may hold it.
@@ -155,7 +156,7 @@ func TestLocalproxyHelpVersionArgv0(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.argv, " "), func(t *testing.T) {
-			var out, errb syncBuffer
+			var out, errb tunneltest.SyncBuffer
 			a := &App{Stdout: &out, Stderr: &errb, Getenv: func(string) string { return "" }, Version: "1.2.3"}
 			code := a.Main(context.Background(), tc.argv)
 			if code != tc.code || !strings.HasPrefix(out.String(), tc.stdout) || !strings.Contains(errb.String(), tc.stderr) {

@@ -38,7 +38,7 @@ func startListening(t *testing.T, env map[string]string, argv []string) *proxyRu
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan map[string]string, 1)
 	p := &proxyRun{cancel: cancel, done: make(chan result, 1)}
-	var out, errb syncBuffer
+	var out, errb tunneltest.SyncBuffer
 	a := &App{Stdout: &out, Stderr: &errb, Getenv: func(k string) string { return env[k] },
 		onProxyReady: func(m map[string]string) { ready <- m }}
 	go func() {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/tunneltest"
 	"github.com/tunnel-agent/tunnel-agent/platform/awsapi"
 	"github.com/tunnel-agent/tunnel-agent/platform/emulator"
 )
@@ -97,7 +98,7 @@ LogLevel ERROR
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var errOut syncBuffer
+	var errOut tunneltest.SyncBuffer
 	cmd := exec.Command(sshdPath, "-D", "-e", "-f", cfgFile)
 	cmd.Stderr = &errOut
 	if err := cmd.Start(); err != nil {
@@ -157,7 +158,7 @@ func TestSSHThroughTunnel(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan result, 1)
-	var out, errb syncBuffer
+	var out, errb tunneltest.SyncBuffer
 	go func() {
 		a := &App{Stdout: &out, Stderr: &errb, Getenv: func(string) string { return "" }}
 		done <- result{a.Run(ctx, append(base, sshd.sshArgs("echo started; sleep 60")...)), out.String(), errb.String()}
@@ -269,7 +270,7 @@ func TestDemoWithSSHD(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan map[string]string, 1)
 	done := make(chan result, 1)
-	var out, errb syncBuffer
+	var out, errb tunneltest.SyncBuffer
 	go func() {
 		a := &App{Stdout: &out, Stderr: &errb, Getenv: func(string) string { return "" },
 			onProxyReady: func(m map[string]string) { ready <- m }}

@@ -1,38 +1,21 @@
 package demo
 
 import (
-	"bytes"
 	"context"
 	"net"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/tunneltest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // privateTmp points TMPDIR at a directory of the test's own, so that demo runs of
 // other test processes do not disturb the leftover check.
@@ -53,7 +36,7 @@ func demoDirs(t *testing.T) []string {
 func TestCheckPasses(t *testing.T) {
 	privateTmp(t)
 	before := len(demoDirs(t))
-	var out lockedBuffer
+	var out tunneltest.SyncBuffer
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if err := runBounded(t, ctx, Config{Check: true, Out: &out}); err != nil {
@@ -73,7 +56,7 @@ func TestCheckPasses(t *testing.T) {
 func TestInteractiveStopsOnCancel(t *testing.T) {
 	privateTmp(t)
 	before := len(demoDirs(t))
-	var out lockedBuffer
+	var out tunneltest.SyncBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan map[string]string, 1)
 	done := make(chan error, 1)
