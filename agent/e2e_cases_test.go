@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tunnel-agent/tunnel-agent/agent/notify/notifytest"
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/tunneltest"
 )
 
 // Two services of one tunnel, several simultaneous connections each, then
@@ -26,7 +27,7 @@ func TestE2ETwoServicesAndClose(t *testing.T) {
 
 	var g errgroup.Group
 	for i := range 4 {
-		g.Go(func() error { return echoRoundTrip(echoAddr, 64<<10+i*1000) })
+		g.Go(func() error { return tunneltest.EchoCheck(echoAddr, 64<<10+i*1000) })
 		g.Go(func() error {
 			body, err := httpGet(httpAddr)
 			if err == nil && body != "hello from /hello" {
@@ -163,7 +164,7 @@ func TestE2EUnmappedService(t *testing.T) {
 	src := w.source(tun.srcToken, "ECHO", "VNC")
 	retryEcho(t, src.Addr("ECHO").String())
 	w.logs.waitLog(t, `"event":"service.refused"`, `"service":"VNC"`, "add `VNC:")
-	if err := echoRoundTrip(src.Addr("VNC").String(), 10); err == nil {
+	if err := tunneltest.EchoCheck(src.Addr("VNC").String(), 10); err == nil {
 		t.Fatal("data went through a service that is not in the services map")
 	}
 	retryEcho(t, src.Addr("ECHO").String())

@@ -3,7 +3,6 @@ package agent
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,7 +16,6 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/tunnel-agent/tunnel-agent/agent/config"
 	"github.com/tunnel-agent/tunnel-agent/agent/notify"
@@ -215,45 +213,12 @@ func (w *world) source(token string, services ...string) *tunnel.Session {
 	return s
 }
 
-// echoRoundTrip sends n bytes through addr and checks they come back.
-func echoRoundTrip(addr string, n int) error {
-	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
-	data := make([]byte, n)
-	_, _ = rand.Read(data)
-	var g errgroup.Group
-	g.Go(func() error { _, err := c.Write(data); return err })
-	got := make([]byte, n)
-	if _, err := io.ReadFull(c, got); err != nil {
-		return fmt.Errorf("read echo: %w", err)
-	}
-	if err := g.Wait(); err != nil {
-		return err
-	}
-	if !bytes.Equal(got, data) {
-		return fmt.Errorf("echo mismatch")
-	}
-	return nil
-}
-
 // retryEcho retries until the tunnel path works (the destination may still
 // be connecting) or the deadline passes.
 func retryEcho(t *testing.T, addr string) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		err := echoRoundTrip(addr, 1000)
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("echo through the tunnel: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := tunneltest.EchoEventually(addr, 1000); err != nil {
+		t.Fatalf("echo through the tunnel: %v", err)
 	}
 }
 

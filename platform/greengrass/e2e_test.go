@@ -3,11 +3,8 @@ package greengrass
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -203,7 +200,7 @@ func TestEndToEndGreengrassIPC(t *testing.T) {
 
 	src := w.sourceSession(t, srcToken)
 	for i := range 3 { // several connections through the one tunnel
-		if err := retryEchoThrough(src.Addr("ECHO").String(), 4096*(i+1)); err != nil {
+		if err := tunneltest.EchoEventually(src.Addr("ECHO").String(), 4096*(i+1)); err != nil {
 			t.Fatalf("echo through the tunnel (connection %d): %v", i+1, err)
 		}
 	}
@@ -234,42 +231,4 @@ func TestEndToEndUnauthorized(t *testing.T) {
 			t.Errorf("agent error does not name %q: %v", s, err)
 		}
 	}
-}
-
-// retryEchoThrough retries until the tunnel path works (the destination may
-// still be connecting), then checks n bytes come back unchanged.
-func retryEchoThrough(addr string, n int) error {
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		err := echoOnce(addr, n)
-		if err == nil || time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(50 * time.Millisecond) // poll interval, not a wait for a condition
-	}
-}
-
-func echoOnce(addr string, n int) error {
-	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
-	data := make([]byte, n)
-	_, _ = rand.Read(data)
-	errc := make(chan error, 1)
-	go func() { _, err := c.Write(data); errc <- err }()
-	got := make([]byte, n)
-	if _, err := io.ReadFull(c, got); err != nil {
-		<-errc
-		return fmt.Errorf("read echo: %w", err)
-	}
-	if err := <-errc; err != nil {
-		return err
-	}
-	if !bytes.Equal(got, data) {
-		return errors.New("echo mismatch")
-	}
-	return nil
 }

@@ -1,14 +1,20 @@
 // Package tunneltest holds test fixtures shared by the packages that test
 // tunnels end to end: local TCP services on loopback for a tunnel to reach,
-// and SyncBuffer, a goroutine-safe sink for logs and command output.
+// checks that bytes sent through a tunnel to an echo service come back, and
+// SyncBuffer, a goroutine-safe sink for logs and command output.
 // It is imported only from _test.go files and never ships in a binary.
 package tunneltest
 
 import (
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"sync"
 	"testing"
+	"time"
 )
 
 // Serve runs handler for each connection of a new listener on 127.0.0.1:0 and
@@ -62,4 +68,44 @@ func Serve(t testing.TB, handler func(net.Conn)) string {
 func Echo(t testing.TB) string {
 	t.Helper()
 	return Serve(t, func(c net.Conn) { _, _ = io.Copy(c, c) })
+}
+
+// EchoCheck sends n random bytes through addr, which leads to an echo
+// service, and checks that the same bytes come back.
+func EchoCheck(addr string, n int) error {
+	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	data := make([]byte, n)
+	_, _ = rand.Read(data)
+	errc := make(chan error, 1)
+	go func() { _, err := c.Write(data); errc <- err }()
+	got := make([]byte, n)
+	if _, err := io.ReadFull(c, got); err != nil {
+		<-errc
+		return fmt.Errorf("read echo: %w", err)
+	}
+	if err := <-errc; err != nil {
+		return err
+	}
+	if !bytes.Equal(got, data) {
+		return errors.New("echo mismatch")
+	}
+	return nil
+}
+
+// EchoEventually retries EchoCheck every 50 ms for up to 20 s, for a path
+// whose far end may still be connecting, and returns the last error.
+func EchoEventually(addr string, n int) error {
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		err := EchoCheck(addr, n)
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond) // poll interval, not a wait for a condition
+	}
 }
