@@ -326,11 +326,8 @@ func (l *link) popCtrl() *frameBuf {
 // writer goroutine; used by the WebSocket reader, which must never wait
 // for a write.
 func (l *link) sendCtrl(m *protocol.Message) {
-	f := getFrame()
-	var err error
-	if f.data, err = protocol.AppendFrame(f.buf[:0], m); err != nil {
-		putFrame(f)
-		l.log.Error("cannot encode a tunnel message", logType, m.Type, logErr, err)
+	f := l.encode(m)
+	if f == nil {
 		return
 	}
 	l.ctrlMu.Lock()
@@ -348,6 +345,19 @@ func (l *link) sendCtrl(m *protocol.Message) {
 	l.wakeWriter()
 }
 
+// encode returns m as a pooled frame, or nil (logged) if it cannot be
+// encoded.
+func (l *link) encode(m *protocol.Message) *frameBuf {
+	f := getFrame()
+	var err error
+	if f.data, err = protocol.AppendFrame(f.buf[:0], m); err != nil {
+		putFrame(f)
+		l.log.Error("cannot encode a tunnel message", logType, m.Type, logErr, err)
+		return nil
+	}
+	return f
+}
+
 func (l *link) wakeWriter() {
 	select {
 	case l.wake <- struct{}{}:
@@ -360,11 +370,8 @@ func (l *link) wakeWriter() {
 // caller may hold locks that must not wait for the WebSocket). It reports
 // false when the link is closing.
 func (l *link) send(m *protocol.Message) bool {
-	f := getFrame()
-	var err error
-	if f.data, err = protocol.AppendFrame(f.buf[:0], m); err != nil {
-		putFrame(f)
-		l.log.Error("cannot encode a tunnel message", logType, m.Type, logErr, err)
+	f := l.encode(m)
+	if f == nil {
 		return true
 	}
 	if !l.enqueue(f) {
