@@ -89,7 +89,7 @@ type link struct {
 	// overtakes a queued frame.
 	wmu    sync.Mutex
 	queued atomic.Int64
-	wdl    time.Time // write deadline of data messages (wmu)
+	wdl    batchconn.WriteDeadline // of data messages (wmu)
 
 	ctrlMu sync.Mutex
 	ctrl   []*frameBuf   // control frames from the WebSocket reader (never blocks)
@@ -286,7 +286,7 @@ func (l *link) dequeue() *frameBuf {
 // writeBatch writes first and as many queued frames as fit in one message,
 // and returns a frame that did not fit.
 func (l *link) writeBatch(first *frameBuf) (*frameBuf, error) {
-	l.setWriteDeadline()
+	l.wdl.Refresh(l.ws, l.s.cfg.PongTimeout)
 	w, err := l.ws.NextWriter(websocket.BinaryMessage)
 	if err != nil {
 		putFrame(first)
@@ -433,18 +433,5 @@ func (l *link) enqueueData(f *frameBuf) bool {
 			l.cancel(fmt.Errorf("write to tunnel: %w", err))
 			return false
 		}
-	}
-}
-
-// setWriteDeadline gives the data write about to start (wmu held) between
-// half and all of PongTimeout. The deadline moves only when less than half
-// remains: every change of a socket deadline updates a runtime timer, which
-// can wake another thread, and doing it per message made a small round trip
-// through the tunnel cost a third more CPU than with a fixed deadline.
-func (l *link) setWriteDeadline() {
-	now := time.Now()
-	if l.wdl.Sub(now) < l.s.cfg.PongTimeout/2 {
-		l.wdl = now.Add(l.s.cfg.PongTimeout)
-		_ = l.ws.SetWriteDeadline(l.wdl)
 	}
 }

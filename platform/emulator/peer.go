@@ -46,10 +46,10 @@ type peer struct {
 
 	mu      sync.Mutex
 	cond    sync.Cond
-	queue   []*[]byte // messages of whole frames, each at most MaxWSMessage bytes
-	queued  int       // bytes in queue
-	writing bool      // a goroutine is writing data messages
-	wdl     time.Time // write deadline of data messages (while writing)
+	queue   []*[]byte               // messages of whole frames, each at most MaxWSMessage bytes
+	queued  int                     // bytes in queue
+	writing bool                    // a goroutine is writing data messages
+	wdl     batchconn.WriteDeadline // of data messages (while writing)
 	closed  bool
 	once    sync.Once
 
@@ -195,7 +195,7 @@ func (p *peer) writeMsgs(msgs []*[]byte) (err error) {
 	}
 	for i, bp := range msgs {
 		if err == nil {
-			p.setWriteDeadline()
+			p.wdl.Refresh(p.conn, writeTimeout)
 			err = p.conn.WriteMessage(websocket.BinaryMessage, *bp)
 		}
 		putMsg(bp)
@@ -205,18 +205,6 @@ func (p *peer) writeMsgs(msgs []*[]byte) (err error) {
 		p.touch()
 	}
 	return err
-}
-
-// setWriteDeadline gives the data write about to start between half and
-// all of writeTimeout, moving the deadline only when less than half
-// remains: a socket deadline change updates a runtime timer, which may wake
-// another thread, too costly to do per message.
-func (p *peer) setWriteDeadline() {
-	now := time.Now()
-	if p.wdl.Sub(now) < writeTimeout/2 {
-		p.wdl = now.Add(writeTimeout)
-		_ = p.conn.SetWriteDeadline(p.wdl)
-	}
 }
 
 // shutdown closes the peer once: it stops the writer, sends a close frame

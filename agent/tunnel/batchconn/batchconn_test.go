@@ -197,6 +197,17 @@ func TestWebSocketOverTLS(t *testing.T) {
 	if bc == nil {
 		t.Fatal("Of(client WebSocket) = nil, want the dialled Conn")
 	}
+	var wd WriteDeadline
+	wd.Refresh(ws, time.Minute)
+	first := wd.at
+	wd.Refresh(ws, time.Minute)
+	if !wd.at.Equal(first) {
+		t.Error("WriteDeadline moved with more than half of its span left")
+	}
+	wd.Refresh(ws, 3*time.Minute)
+	if !wd.at.After(first) {
+		t.Error("WriteDeadline did not move with less than half of its span left")
+	}
 	for _, n := range []int{1, 100, 16 << 10, 131076, 300 << 10} {
 		msg := make([]byte, n)
 		_, _ = rand.Read(msg)
