@@ -144,8 +144,11 @@ func (a *Agent) Run(ctx context.Context) error {
 // shutdown cancels everything and waits for the sessions and the source.
 func (a *Agent) shutdown(cancel context.CancelFunc) {
 	cancel()
+	// A cancelled parent tells finish that the agent is stopping: the state stays.
+	stopping, stop := context.WithCancel(context.Background())
+	stop()
 	for len(a.tunnels)+len(a.replaced) > 0 {
-		a.finish(nil, <-a.endings)
+		a.finish(stopping, <-a.endings)
 	}
 	a.wg.Wait()
 }

@@ -160,7 +160,7 @@ func classify(e ending, parent context.Context) (reason string, final bool) {
 		return "expired", true
 	case errors.Is(cause, errReplaced):
 		return "replaced", true
-	case parent == nil || parent.Err() != nil:
+	case parent.Err() != nil:
 		return "agent stopping", false
 	case e.err == nil:
 		return "closed by service", true

@@ -73,12 +73,5 @@ func (a *Agent) eventHandler(t *tunnelEntry) func(tunnel.Event) {
 	}
 }
 
-func errText(err error) string {
-	if err == nil {
-		return ""
-	}
-	return err.Error()
-}
-
 // isRejected reports a final handshake refusal (4xx).
 func isRejected(err error) bool { return errors.Is(err, tunnel.ErrRejected) }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test.sh: the project's whole test run, the same locally and in CI (.ci/run).
 #
-# Stages, in order: gofmt (no unformatted file), vet, build (cross-compile: the full
+# Stages, in order: gofmt (no unformatted file), vet, lint (staticcheck, go mod tidy
+# -diff), build (cross-compile: the full
 # matrix in CI, scripts/build.sh --quick locally), qemu (ARM smoke test: `tunnel-agent
 # version` and one real end-to-end test binary under qemu-user for linux/arm64 and
 # linux/arm), fuzz (every FuzzXxx, bounded), demo (`tunnelctl demo --check`), bench
@@ -64,6 +65,19 @@ st_gofmt() {
 
 st_vet() { go vet ./...; }
 
+# lint: staticcheck (pinned; the go command fetches it from the module proxy once) and
+# go.mod tidiness (go mod tidy -diff prints what tidy would change and fails).
+STATICCHECK_VERSION=${STATICCHECK_VERSION:-v0.8.2}
+st_lint() {
+	local rc=0
+	go run "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION" ./... || rc=1
+	if ! go mod tidy -diff; then
+		echo "go.mod/go.sum are not tidy: run go mod tidy" >&2
+		rc=1
+	fi
+	return $rc
+}
+
 st_test() {
 	local count=()
 	# CI shares the machine's build cache: do not let it answer with cached passes.
@@ -120,6 +134,7 @@ main() {
 	echo "test.sh: $(go version), $(nproc) cores, CI=${CI:-false}"
 	stage gofmt st_gofmt
 	stage vet st_vet
+	stage lint st_lint
 	stage build st_build
 	stage qemu st_qemu
 	stage fuzz st_fuzz

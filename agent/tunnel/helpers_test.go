@@ -247,20 +247,6 @@ func (p *rawPeer) next() protocol.Message {
 	}
 }
 
-// readData collects DATA payloads until n bytes arrived.
-func (p *rawPeer) readData(n int) []byte {
-	p.t.Helper()
-	var b []byte
-	for len(b) < n {
-		m := p.next()
-		if m.Type != protocol.TypeData {
-			p.t.Fatalf("got %v while waiting for data (%d/%d bytes)", m.Type, len(b), n)
-		}
-		b = append(b, m.Payload...)
-	}
-	return b
-}
-
 // closedAddr returns an address nothing listens on.
 func closedAddr(t testing.TB) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

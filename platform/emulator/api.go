@@ -127,7 +127,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
-	b := buf.Bytes()
+	var b []byte
 	if err := enc.Encode(v); err != nil {
 		status, b = http.StatusInternalServerError, []byte(`{"__type":"InternalFailure","message":"encode response"}`)
 	} else {
