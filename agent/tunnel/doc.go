@@ -15,7 +15,10 @@
 // time, under a mutex. A local reader queues its DATA frame and, when no one
 // else is writing, writes what is queued itself, batched into messages of at
 // most 131076 bytes that leave in one system call (package batchconn); a
-// writer goroutine sends the pings and what the reader queues. A ping goes
+// writer goroutine sends the pings and what the reader queues. A
+// STREAM_START, CONNECTION_START or STREAM_RESET is always the last frame of
+// its message: the C++ localproxy processes nothing after one of those
+// until the next message arrives, so a DATA frame behind it would wait. A ping goes
 // out every PingInterval; a connection with no pong or other traffic for
 // PongTimeout is dead and is replaced. Streams are keyed by (serviceId, streamId), V3
 // connections by connectionId; stale ids are dropped.
