@@ -124,7 +124,7 @@ type link struct {
 	serviceIDs []string
 	nextStream map[string]int32         // source: last stream id per service
 	slots      map[string]chan struct{} // source V1/V2: one connection per service
-	peerV2     bool                     // source auto: the destination is V2
+	peer       peerVersion              // source auto: what the destination proved to speak
 }
 
 func newLink(s *Session, ws *websocket.Conn, channelID string) *link {
