@@ -88,7 +88,8 @@ func (b *bench) withLocalProxy(ctx context.Context, st *stack, p *lpPath, what s
 			b.progress("%s exited on its own during %s (%v; attempt %d of %d); last output:\n%s",
 				p.role.label(), what, r.lp.err, attempt, lpAttempts, r.lp.tail(5))
 			if err == nil {
-				break // the run completed before the exit
+				p.completed++ // the run completed before the exit
+				return true
 			}
 			continue
 		}
