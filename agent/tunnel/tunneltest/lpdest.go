@@ -34,7 +34,9 @@ import (
 // answers CONNECTION_START, a type it does not know, with STREAM_RESET) or 1
 // (a V1-only destination such as the Device Client or the Greengrass
 // component: no service or connection ids, one stream at a time, unknown
-// types answered with STREAM_RESET). Every stream dials Target.
+// types answered with STREAM_RESET). A V3 peer that receives a STREAM_START
+// or DATA without a connection id speaks V2 from then on, as the C++ proxy
+// does. Every stream dials Target.
 type LPDestination struct {
 	Endpoint string // the data plane's host:port (wss)
 	Token    string
@@ -48,6 +50,7 @@ type LPDestination struct {
 	// next message (the quirk took effect).
 	Stalled atomic.Int64
 
+	v2fmt   atomic.Bool // a V3 peer reverted to the V2 format
 	ws      *websocket.Conn
 	wmu     sync.Mutex
 	streams map[string]int32 // service id (normalised) -> current stream id
@@ -126,11 +129,14 @@ func (d *LPDestination) readLoop() error {
 
 // handle processes one message and reports whether reading pauses.
 func (d *LPDestination) handle(m *protocol.Message) bool {
+	if d.Version == 3 && m.ConnectionID == 0 && (m.Type == protocol.TypeStreamStart || m.Type == protocol.TypeData) {
+		d.v2fmt.Store(true) // "reverting to v2 message format", for the rest of the process
+	}
 	svc, cid := m.ServiceID, max(m.ConnectionID, 1)
-	if d.Version < 3 {
+	if d.ver() < 3 {
 		cid = 1
 	}
-	if d.Version < 2 {
+	if d.ver() < 2 {
 		svc = ""
 	}
 	d.mu.Lock()
@@ -145,7 +151,7 @@ func (d *LPDestination) handle(m *protocol.Message) bool {
 		d.dial(svc, m.StreamID, cid)
 		return true
 	case protocol.TypeConnectionStart:
-		if d.Version < 3 {
+		if d.ver() < 3 {
 			d.send(&protocol.Message{Type: protocol.TypeStreamReset, StreamID: m.StreamID, ServiceID: d.out(svc)})
 			d.closeStream(svc)
 			return false
@@ -176,7 +182,7 @@ func (d *LPDestination) handle(m *protocol.Message) bool {
 			return true
 		}
 	case protocol.TypeConnectionReset:
-		if d.Version < 3 {
+		if d.ver() < 3 {
 			d.send(&protocol.Message{Type: protocol.TypeStreamReset, StreamID: m.StreamID, ServiceID: d.out(svc)})
 			d.closeStream(svc)
 			return false
@@ -202,9 +208,17 @@ func (d *LPDestination) handle(m *protocol.Message) bool {
 	return false
 }
 
+// ver is the message format the peer speaks now.
+func (d *LPDestination) ver() int {
+	if d.v2fmt.Load() {
+		return 2
+	}
+	return d.Version
+}
+
 // out is the service id the peer stamps on what it sends.
 func (d *LPDestination) out(svc string) string {
-	if d.Version < 2 {
+	if d.ver() < 2 {
 		return ""
 	}
 	return svc
@@ -248,7 +262,7 @@ func (d *LPDestination) dial(svc string, sid int32, cid uint32) {
 // CONNECTION_RESET (V3) or STREAM_RESET.
 func (d *LPDestination) readLocal(k lpKey, sid int32, c net.Conn) {
 	wireConn := k.conn
-	if d.Version < 3 {
+	if d.ver() < 3 {
 		wireConn = 0
 	}
 	buf := make([]byte, protocol.MaxPayload)
@@ -271,7 +285,7 @@ func (d *LPDestination) readLocal(k lpKey, sid int32, c net.Conn) {
 	if !mine {
 		return // closed by a reset from the source
 	}
-	if d.Version >= 3 {
+	if d.ver() >= 3 {
 		d.send(&protocol.Message{Type: protocol.TypeConnectionReset, StreamID: sid, ServiceID: k.service, ConnectionID: k.conn})
 		return
 	}

@@ -247,3 +247,73 @@ func echoOn(c net.Conn, msg string) error {
 	}
 	return nil
 }
+
+// TestDestinationReplacedRedecides: the source learns a V2-only destination
+// from its DATA; that destination goes away without the source being told
+// (like the C++ proxy that exits after its reconnect is refused), a client
+// connects meanwhile, and a V3 destination comes with a rotated token. The
+// service resets the stream of that client, which never heard from a
+// destination: the source decides the version again, and two connections
+// then run at once.
+func TestDestinationReplacedRedecides(t *testing.T) {
+	isolateAWS(t)
+	e := startEmulator(t, emulator.Config{})
+	api := testAPI(t, e)
+	echo := tunneltest.Echo(t)
+	ep := e.DataEndpoint()
+	open, err := api.OpenTunnel(context.Background(), &awsapi.OpenTunnelInput{
+		DestinationConfig: &awsapi.DestinationConfig{ThingName: "replaced-device", Services: []string{"SSH"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = api.CloseTunnel(context.Background(), &awsapi.CloseTunnelInput{TunnelID: open.TunnelID}) }()
+	v2 := &tunneltest.LPDestination{Endpoint: ep, Token: open.DestinationAccessToken, RootCAs: e.CAPool(), Version: 2, Target: echo}
+	stopV2 := runLPDestination(t, v2)
+	waitDestination(t, api, open.TunnelID)
+	p := startListening(t, map[string]string{envAccessToken: open.SourceAccessToken},
+		[]string{"tunnelctl", "proxy", "--services", "SSH=0", "--endpoint", ep, "--ca-file", e.CAFile()})
+	addr := p.addrs["SSH"]
+	if n, _ := freshRequests(t, addr, 3); n != 3 {
+		t.Fatalf("%d of 3 replies from the V2 destination", n)
+	}
+	stopV2()
+	waitFor(t, "the V2 destination to be gone", 10*time.Second, func() bool {
+		d, err := api.DescribeTunnel(context.Background(), &awsapi.DescribeTunnelInput{TunnelID: open.TunnelID})
+		return err == nil && d.Tunnel.DestinationConnectionState.Status != awsapi.StatusConnected
+	})
+	waiting, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer waiting.Close()
+	_, _ = io.WriteString(waiting, "anyone there?\n")
+	rot, err := api.RotateTunnelAccessToken(context.Background(), &awsapi.RotateTunnelAccessTokenInput{
+		TunnelID: open.TunnelID, ClientMode: awsapi.ClientModeDestination})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v3 := &tunneltest.LPDestination{Endpoint: ep, Token: rot.DestinationAccessToken, RootCAs: e.CAPool(), Version: 3, Target: echo}
+	defer runLPDestination(t, v3)()
+	waitDestination(t, api, open.TunnelID)
+	_ = waiting.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err := waiting.Read(make([]byte, 64)); err == nil || isTimeout(err) {
+		t.Fatalf("the client of the vanished destination: read %d bytes, %v; want it closed", n, err)
+	}
+	a, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if err := echoOn(a, "first\n"); err != nil {
+		t.Fatalf("first connection: %v", err)
+	}
+	if err := requestReply(addr, "second, while the first is open\n"); err != nil {
+		t.Fatalf("second concurrent connection: %v", err)
+	}
+	r := p.stop(t)
+	for _, want := range []string{"speaks V2", "deciding the destination's protocol version again"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("proxy log lacks %q:\n%s", want, r.stderr)
+		}
+	}
+}
