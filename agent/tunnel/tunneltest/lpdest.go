@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"sync"
@@ -27,7 +28,9 @@ import (
 //     such a frame in the same message waits for more traffic.
 //   - It dials the local service synchronously, reading nothing meanwhile,
 //     and answers a failed dial with STREAM_RESET, in every version.
-//   - It sends no client token, and each frame as a message of its own.
+//   - It sends no client token, and each frame as a message of its own; so
+//     when its WebSocket drops, its reconnect is refused (token already
+//     used) and it ends without anyone telling the source (see Run).
 //
 // Version picks the peer's message format: 3 (service and connection ids),
 // 2 (a V2-only destination: it ignores connection ids, sends none, and
@@ -50,13 +53,14 @@ type LPDestination struct {
 	// next message (the quirk took effect).
 	Stalled atomic.Int64
 
-	v2fmt   atomic.Bool // a V3 peer reverted to the V2 format
-	ws      *websocket.Conn
+	v2fmt   atomic.Bool     // a V3 peer reverted to the V2 format
+	ws      *websocket.Conn // wmu
 	wmu     sync.Mutex
 	streams map[string]int32 // service id (normalised) -> current stream id
 	conns   map[lpKey]net.Conn
 	wg      sync.WaitGroup
 	mu      sync.Mutex
+	refused string // mu
 }
 
 type lpKey struct {
@@ -64,8 +68,47 @@ type lpKey struct {
 	conn    uint32
 }
 
-// Run connects and serves until ctx ends or the WebSocket closes.
+// Run connects and serves until ctx ends. When the WebSocket drops, it
+// reconnects at once with the same access token and, like the C++ proxy
+// without -i, no client token: the service refuses the used token with a
+// 400, and Run returns nil (the C++ process logs the text and exits 0)
+// with the text in Refused. Nobody tells the source.
 func (d *LPDestination) Run(ctx context.Context) error {
+	for attempt := 0; ; attempt++ {
+		ws, status, body, err := d.dialTunnel(ctx)
+		if err != nil {
+			if attempt > 0 && status >= 400 && status < 500 {
+				d.mu.Lock()
+				d.refused = body
+				d.mu.Unlock()
+				return nil
+			}
+			return err
+		}
+		d.serve(ctx, ws)
+		if ctx.Err() != nil {
+			return nil
+		}
+	}
+}
+
+// Refused returns the text of the handshake refusal that ended Run, if any.
+func (d *LPDestination) Refused() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.refused
+}
+
+// Drop cuts the WebSocket without a close frame, like a network failure.
+func (d *LPDestination) Drop() {
+	d.wmu.Lock()
+	defer d.wmu.Unlock()
+	if d.ws != nil {
+		_ = d.ws.NetConn().Close()
+	}
+}
+
+func (d *LPDestination) dialTunnel(ctx context.Context) (*websocket.Conn, int, string, error) {
 	sub := d.Subprotocol
 	if sub == "" {
 		sub = fmt.Sprintf("aws.iot.securetunneling-%d.0", d.Version)
@@ -75,16 +118,27 @@ func (d *LPDestination) Run(ctx context.Context) error {
 	ws, resp, err := dialer.DialContext(ctx, "wss://"+d.Endpoint+"/tunnel?local-proxy-mode=destination",
 		http.Header{"access-token": {d.Token}})
 	if err != nil {
-		if resp != nil {
-			return fmt.Errorf("lp destination: dial: %w (HTTP %d)", err, resp.StatusCode)
+		if resp == nil {
+			return nil, 0, "", fmt.Errorf("lp destination: dial: %w", err)
 		}
-		return fmt.Errorf("lp destination: dial: %w", err)
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+		return nil, resp.StatusCode, string(b), fmt.Errorf("lp destination: dial: %w (HTTP %d: %s)", err, resp.StatusCode, b)
 	}
+	return ws, 0, "", nil
+}
+
+// serve runs one WebSocket until it fails or ctx ends, then closes every
+// local connection (the C++ proxy rebuilds its whole state).
+func (d *LPDestination) serve(ctx context.Context, ws *websocket.Conn) {
+	d.wmu.Lock()
 	d.ws = ws
+	d.wmu.Unlock()
+	d.mu.Lock()
 	d.streams, d.conns = map[string]int32{}, map[lpKey]net.Conn{}
+	d.mu.Unlock()
 	stop := context.AfterFunc(ctx, func() { _ = ws.Close() })
 	defer stop()
-	err = d.readLoop()
+	_ = d.readLoop(ws)
 	_ = ws.Close()
 	d.mu.Lock()
 	for _, c := range d.conns {
@@ -92,16 +146,12 @@ func (d *LPDestination) Run(ctx context.Context) error {
 	}
 	d.mu.Unlock()
 	d.wg.Wait()
-	if ctx.Err() != nil {
-		return nil
-	}
-	return err
 }
 
-func (d *LPDestination) readLoop() error {
+func (d *LPDestination) readLoop(ws *websocket.Conn) error {
 	var buf []byte
 	for {
-		_, msg, err := d.ws.ReadMessage()
+		_, msg, err := ws.ReadMessage()
 		if err != nil {
 			return err
 		}

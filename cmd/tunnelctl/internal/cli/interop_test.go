@@ -249,9 +249,10 @@ func echoOn(c net.Conn, msg string) error {
 }
 
 // TestDestinationReplacedRedecides: the source learns a V2-only destination
-// from its DATA; that destination goes away without the source being told
-// (like the C++ proxy that exits after its reconnect is refused), a client
-// connects meanwhile, and a V3 destination comes with a rotated token. The
+// from its DATA; that destination loses its WebSocket and, like the C++
+// proxy without a client token, is refused on reconnect (token already
+// used) and ends, without the source being told; a client connects
+// meanwhile, and a V3 destination comes with a rotated token. The
 // service resets the stream of that client, which never heard from a
 // destination: the source decides the version again, and two connections
 // then run at once.
@@ -268,7 +269,8 @@ func TestDestinationReplacedRedecides(t *testing.T) {
 	}
 	defer func() { _ = api.CloseTunnel(context.Background(), &awsapi.CloseTunnelInput{TunnelID: open.TunnelID}) }()
 	v2 := &tunneltest.LPDestination{Endpoint: ep, Token: open.DestinationAccessToken, RootCAs: e.CAPool(), Version: 2, Target: echo}
-	stopV2 := runLPDestination(t, v2)
+	v2done := make(chan error, 1)
+	go func() { v2done <- v2.Run(context.Background()) }()
 	waitDestination(t, api, open.TunnelID)
 	p := startListening(t, map[string]string{envAccessToken: open.SourceAccessToken},
 		[]string{"tunnelctl", "proxy", "--services", "SSH=0", "--endpoint", ep, "--ca-file", e.CAFile()})
@@ -276,7 +278,17 @@ func TestDestinationReplacedRedecides(t *testing.T) {
 	if n, _ := freshRequests(t, addr, 3); n != 3 {
 		t.Fatalf("%d of 3 replies from the V2 destination", n)
 	}
-	stopV2()
+	// A network failure: the C++-like peer reconnects with its used token
+	// and no client token, is refused, and ends; the source is not told.
+	v2.Drop()
+	select {
+	case err := <-v2done:
+		if err != nil || !strings.Contains(v2.Refused(), "previously used") {
+			t.Fatalf("V2 destination after its reconnect: %v, refusal %q", err, v2.Refused())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("the V2 destination did not end after its refused reconnect")
+	}
 	waitFor(t, "the V2 destination to be gone", 10*time.Second, func() bool {
 		d, err := api.DescribeTunnel(context.Background(), &awsapi.DescribeTunnelInput{TunnelID: open.TunnelID})
 		return err == nil && d.Tunnel.DestinationConnectionState.Status != awsapi.StatusConnected
