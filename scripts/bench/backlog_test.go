@@ -4,36 +4,12 @@ import (
 	"context"
 	"io"
 	"net"
-	"os"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
-)
 
-// listenBacklog0 listens on loopback with a backlog of 0, as the C++
-// localproxy does: the kernel queues one finished handshake, further SYNs
-// are dropped until it is accepted.
-func listenBacklog0(t *testing.T) net.Listener {
-	t.Helper()
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Listen(fd, 0); err != nil {
-		t.Fatal(err)
-	}
-	f := os.NewFile(uintptr(fd), "backlog0")
-	defer f.Close()
-	ln, err := net.FileListener(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ln
-}
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/tunneltest"
+)
 
 // TestHoldIdleConnsPaced: behind a listener with a backlog of 0 whose owner
 // accepts the next connection only once the last one has been served (the
@@ -41,7 +17,10 @@ func listenBacklog0(t *testing.T) net.Listener {
 // connections all open: each is dialled after the previous one answered.
 // Dialling them all first would leave the third SYN unanswered.
 func TestHoldIdleConnsPaced(t *testing.T) {
-	ln := listenBacklog0(t)
+	ln, err := tunneltest.ListenBacklog0()
+	if err != nil {
+		t.Fatal(err)
+	}
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var conns []net.Conn

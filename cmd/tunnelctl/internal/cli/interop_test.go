@@ -329,3 +329,51 @@ func TestDestinationReplacedRedecides(t *testing.T) {
 		}
 	}
 }
+
+// TestCppLikeSourceToAgent is the other direction: a source that behaves
+// like the C++ localproxy (subprotocol 3.0 whatever -y says, backlog 0,
+// nothing processed after a STREAM_RESET until the next message), with -y
+// V1 and V2 message formats and without -y (V3), reaches tunnel-agent: 100
+// fresh connections, one small request each, every reply arrives.
+func TestCppLikeSourceToAgent(t *testing.T) {
+	isolateAWS(t)
+	e := startEmulator(t, emulator.Config{})
+	api := testAPI(t, e)
+	echo := tunneltest.Echo(t)
+	startAgent(t, e, "cpp-source-agent", map[string]string{"SSH": echo})
+	for _, version := range []int{3, 2, 1} {
+		name := fmt.Sprintf("C++-like V%d source to tunnel-agent", version)
+		t.Run(name, func(t *testing.T) {
+			open, err := api.OpenTunnel(context.Background(), &awsapi.OpenTunnelInput{
+				DestinationConfig: &awsapi.DestinationConfig{ThingName: "cpp-source-agent", Services: []string{"SSH"}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				_ = api.CloseTunnel(context.Background(), &awsapi.CloseTunnelInput{TunnelID: open.TunnelID})
+			}()
+			waitDestination(t, api, open.TunnelID)
+			src := &tunneltest.LPSource{Endpoint: e.DataEndpoint(), Token: open.SourceAccessToken, RootCAs: e.CAPool(),
+				Version: version, Service: "SSH"}
+			ctx, cancel := context.WithCancel(context.Background())
+			wait, err := src.Start(ctx)
+			if err != nil {
+				cancel()
+				t.Fatal(err)
+			}
+			defer wait()
+			defer cancel()
+			actx, acancel := context.WithTimeout(ctx, 10*time.Second)
+			addr, err := src.Addr(actx)
+			acancel()
+			if err != nil {
+				t.Fatal("the C++-like source never listened (no SERVICE_IDS?)")
+			}
+			replies, slowest := freshRequests(t, addr, freshConns)
+			t.Logf("%s: %d/%d replies, slowest %v", name, replies, freshConns, slowest.Round(time.Microsecond))
+			if replies != freshConns {
+				t.Errorf("%d of %d requests got their reply", replies, freshConns)
+			}
+		})
+	}
+}
