@@ -61,7 +61,7 @@ func (l *link) onStreamStart(m *protocol.Message) {
 		return
 	}
 	if old := l.streams[m.ServiceID]; old != nil {
-		// A new stream replaces the active one at once (protocol.md §6.2).
+		// A new stream replaces the active one at once (PROTOCOL.md §6.2).
 		l.closeStreamLocked(old, "replaced by a new stream")
 	}
 	// Our own connection's subprotocol bounds what we may send: no service
@@ -119,7 +119,7 @@ func (l *link) onConnectionStart(m *protocol.Message) {
 // refuseConnectionStartLocked answers a CONNECTION_START on a stream that
 // carries no connection ids. On a 3.0 WebSocket (the source started the
 // stream V2-style) that connection alone is refused. On 1.0/2.0 we act as a
-// V2 destination does (protocol.md §6.7): STREAM_RESET, which tells an
+// V2 destination does (PROTOCOL.md §6.7): STREAM_RESET, which tells an
 // automatic source to fall back to one connection per stream.
 func (l *link) refuseConnectionStartLocked(st *stream, cid uint32) {
 	if l.version >= 3 {

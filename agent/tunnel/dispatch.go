@@ -97,7 +97,7 @@ func (l *link) onData(m *protocol.Message) {
 	f := l.dataTargetLocked(m)
 	l.mu.Unlock()
 	if f == nil {
-		return // stale (protocol.md §6.1) or unknown connection
+		return // stale (PROTOCOL.md §6.1) or unknown connection
 	}
 	// Outside l.mu: a full queue makes this wait up to ConnStallTimeout.
 	if f.q.push(m.Payload, l.s.cfg.ConnStallTimeout) {

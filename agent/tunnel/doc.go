@@ -1,7 +1,9 @@
 // Package tunnel is the AWS IoT Secure Tunneling data plane for both ends of a
 // tunnel: the destination (the device agent, which dials local services) and
 // the source (the operator's local proxy, which listens for local clients).
-// The wire protocol is in package protocol; the rules follow protocol.md.
+// The wire format is in package protocol; the protocol's rules, and the
+// habits of real peers that this package copes with, are specified in
+// protocol/PROTOCOL.md, which comments cite as PROTOCOL.md §N.
 //
 // A Session owns one WebSocket at a time to the tunneling service
 // (wss://<endpoint>/tunnel?local-proxy-mode=..., subprotocols 3.0, 2.0 and

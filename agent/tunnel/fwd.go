@@ -14,7 +14,7 @@ import (
 )
 
 // drainTimeout bounds how long pending data is written to a local socket
-// after the stream was reset (protocol.md §9.5).
+// after the stream was reset (PROTOCOL.md §9.1 item 6).
 const drainTimeout = 10 * time.Second
 
 // fwd is one local connection carried by a stream: the local reader turns

@@ -174,8 +174,8 @@ func TestIntegrationV3(t *testing.T) {
 	assertNoSecrets(t, p.src.ev.logText()+p.dst.ev.logText(), srcToken, dstToken, p.src.s.ClientToken(), p.dst.s.ClientToken())
 }
 
-// TestIntegrationVersions covers the version combinations of protocol.md
-// §11 with our source and destination on both ends.
+// TestIntegrationVersions covers the version combinations of PROTOCOL.md
+// §6.10 with our source and destination on both ends.
 func TestIntegrationVersions(t *testing.T) {
 	tests := []struct {
 		name string

@@ -104,7 +104,7 @@ func (r *relay) headers(mode string) http.Header {
 	return r.lastHeaders[mode]
 }
 
-// admit applies the token rules of protocol.md §4.1.
+// admit applies the token rules of PROTOCOL.md §4.
 func (r *relay) admit(req *http.Request) (int, string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -205,7 +205,7 @@ func (r *relay) readLoop(c *relayConn) {
 			if peer == nil || !peer.send(data) {
 				relayBufs.Put(bp)
 			}
-			continue // no peer: dropped, the safest default (protocol.md §10)
+			continue // no peer: dropped, as the emulator does (PROTOCOL.md §10 item 3)
 		}
 		for len(data) > 0 {
 			n := min(len(data), 1+rand.IntN(3000))

@@ -8,7 +8,7 @@ import (
 )
 
 // wsReader is an io.Reader over the binary messages of a WebSocket,
-// concatenated: tunnel frames ignore message boundaries (protocol.md §5.1).
+// concatenated: tunnel frames ignore message boundaries (PROTOCOL.md §5.1).
 // A text message ends the stream with ErrTextMessage. Each message that
 // arrives pushes the read deadline to now+idle (at most once a second), so a
 // connection with neither traffic nor pongs for idle fails its read.

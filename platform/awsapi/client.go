@@ -1,6 +1,6 @@
 // Package awsapi is a small typed client for the AWS IoT Secure Tunneling control plane
 // (service IoTSecuredTunneling, protocol awsJson1.1, API version 2018-10-05): the eight
-// operations of protocol.md §7, SigV4-signed with the AWS SDK for Go v2 core modules.
+// operations of PROTOCOL.md §7 (agent/tunnel/protocol/PROTOCOL.md), SigV4-signed with the AWS SDK for Go v2 core modules.
 // It works against AWS and, with an endpoint override, against the local emulator.
 package awsapi
 
@@ -22,7 +22,7 @@ import (
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 )
 
-// Wire constants of the service (protocol.md §7.1).
+// Wire constants of the service (PROTOCOL.md §7.1).
 const (
 	SigningName  = "IoTSecuredTunneling"
 	TargetPrefix = "IoTSecuredTunneling"

@@ -13,7 +13,7 @@ import (
 	"strings"
 )
 
-// awsJson1.1 protocol constants (protocol.md §7.1).
+// awsJson1.1 protocol constants (PROTOCOL.md §7.1).
 const (
 	targetPrefix    = "IoTSecuredTunneling."
 	jsonContentType = "application/x-amz-json-1.1"

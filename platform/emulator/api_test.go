@@ -36,7 +36,7 @@ func svcs(n int) []string {
 }
 
 // TestOpenTunnelValidation covers every pattern and bound of the OpenTunnel
-// model (seed-OpenTunnel-API.txt, protocol.md §7.2): each bound, one past it.
+// model (seed-OpenTunnel-API.txt, PROTOCOL.md §7.2): each bound, one past it.
 func TestOpenTunnelValidation(t *testing.T) {
 	env := startEmulator(t, nil)
 	s := strings.Repeat

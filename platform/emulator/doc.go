@@ -5,8 +5,10 @@
 // external broker. Tunnels live in memory; the state directory holds only the
 // CA and certificates.
 //
-// Where AWS's behaviour is undocumented (protocol.md §12) the emulator
-// chooses as follows:
+// The protocol and the service's rules are specified in
+// agent/tunnel/protocol/PROTOCOL.md, which comments here cite as PROTOCOL.md §N.
+// Where AWS's behaviour is undocumented (PROTOCOL.md §11) the emulator
+// chooses as follows (PROTOCOL.md §10 summarises them):
 //
 //   - API envelope: a method other than POST or a path other than / gets
 //     404 UnknownOperationException; a missing or unknown X-Amz-Target, or a
@@ -35,7 +37,7 @@
 //     replaced or reconnected peer has lost them).
 //   - Close codes: 1000 for CloseTunnel, expiry and replacement; 1001 on
 //     emulator shutdown; 1002 for framing errors and, with Config.Strict, the
-//     violations of protocol.md §10 item 5; 1003 for a text message.
+//     violations of PROTOCOL.md §10 item 5; 1003 for a text message.
 //   - Off by default, to emulate AWS more closely: Config.Bandwidth (the
 //     ~800 KB/s per-tunnel quota), Config.IdleTimeout (the ~60 s idle drop of
 //     AWS's load balancer; pings count as traffic) and

@@ -52,7 +52,7 @@ type Config struct {
 	MaxOpenTunnels int           // LimitExceededException beyond this; default 100
 	StateDir       string        // CA and certificates; default DefaultStateDir()
 	Retention      time.Duration // how long closed tunnels stay listable; default 3h
-	Strict         bool          // close connections that violate protocol.md §10 item 5
+	Strict         bool          // close connections that violate PROTOCOL.md §10 item 5
 
 	// RotateDisconnects closes the connection of a mode whose token is
 	// rotated (AWS's behaviour is unknown; by default connections stay up).

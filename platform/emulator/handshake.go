@@ -12,7 +12,7 @@ import (
 	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/protocol"
 )
 
-// Data-plane handshake constants (protocol.md §3, §4.1).
+// Data-plane handshake constants (PROTOCOL.md §3, §4).
 const (
 	tunnelPath        = "/tunnel"
 	modeParam         = "local-proxy-mode"
@@ -65,7 +65,7 @@ func requestSize(r *http.Request) int {
 }
 
 // parseHandshake checks a data-plane upgrade request against the rules of
-// protocol.md §3.2 and §10 item 3, except the token's validity (store.admit).
+// PROTOCOL.md §3.2 and §10 item 1, except the token's validity (store.admit).
 func parseHandshake(r *http.Request) (handshake, *handshakeError) {
 	var hs handshake
 	if r.URL.Path != tunnelPath {

@@ -20,7 +20,7 @@ const DefaultNotifyTopicFormat = "$aws/things/%s/tunnels/notify"
 
 const publishTimeout = 10 * time.Second
 
-// notification is the payload AWS publishes to the device (protocol.md §2.2).
+// notification is the payload AWS publishes to the device (PROTOCOL.md §2.2).
 type notification struct {
 	ClientAccessToken string   `json:"clientAccessToken"`
 	ClientMode        string   `json:"clientMode"`

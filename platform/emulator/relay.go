@@ -19,7 +19,7 @@ import (
 // relay joins the source and destination connections of one tunnel. It
 // forwards every frame unchanged to the other mode's current connection and
 // drops frames while that side is not connected (the real behaviour is
-// unknown, protocol.md §12 item 7). It tracks the streams the source
+// unknown, PROTOCOL.md §10 item 3). It tracks the streams the source
 // started so that a peer replacement can reset them at the other side.
 type relay struct {
 	mu      sync.Mutex
@@ -91,7 +91,7 @@ func (r *relay) attach(p *peer) bool {
 	if other != nil {
 		for i := range resets {
 			if other.sub == protocol.SubprotocolV1 {
-				resets[i].ServiceID = "" // never V2 fields toward a V1 peer (protocol.md §9.8)
+				resets[i].ServiceID = "" // never V2 fields toward a V1 peer (PROTOCOL.md §5.4)
 			}
 			other.enqueueMessage(&resets[i])
 		}

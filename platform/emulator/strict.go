@@ -22,7 +22,7 @@ func streamType(t protocol.Type) bool {
 	return false
 }
 
-// check returns a description of the first rule of protocol.md §10 item 5
+// check returns a description of the first rule of PROTOCOL.md §10 item 5
 // (and §5.4) that m breaks, or "". Oversized payloads are already rejected
 // by Message.Unmarshal.
 func (s *strictState) check(p *peer, m *protocol.Message) string {

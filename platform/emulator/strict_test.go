@@ -32,7 +32,7 @@ func sendRaw(t *testing.T, c *wsClient, bodies ...[]byte) {
 	}
 }
 
-// TestStrictMode sends each violation of protocol.md §10 item 5: strict mode
+// TestStrictMode sends each violation of PROTOCOL.md §10 item 5: strict mode
 // closes the sender with 1002; the default mode relays the frame unchanged.
 func TestStrictMode(t *testing.T) {
 	big := protowire.AppendTag(nil, 1, protowire.VarintType)

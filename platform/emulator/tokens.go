@@ -6,7 +6,7 @@ import (
 )
 
 // Handshake rejection texts. The first two are the service's documented
-// texts (protocol.md §3.4); the others are ours.
+// texts (PROTOCOL.md §3.4); the others are ours.
 const (
 	msgTokenReused    = "Invalid access token: The access token was previously used and can not be used again."
 	msgClientMismatch = "Invalid client token: The provided client token does not match the client token that was previously set."
@@ -16,7 +16,7 @@ const (
 	msgModeMismatch   = "Invalid local-proxy-mode: The access token is not valid for local-proxy-mode=%s."
 )
 
-// admit applies the access-token rules of protocol.md §4.1 for one
+// admit applies the access-token rules of PROTOCOL.md §4 for one
 // handshake and, on success, consumes or binds the token.
 func (s *store) admit(token, clientToken string, mode int) (*tunnel, []string, *handshakeError) {
 	s.mu.Lock()

@@ -8,7 +8,7 @@ import (
 	"unicode/utf8"
 )
 
-// Patterns and bounds of the IoTSecuredTunneling model (protocol.md §7.2).
+// Patterns and bounds of the IoTSecuredTunneling model (PROTOCOL.md §7.2).
 var (
 	serviceRe    = regexp.MustCompile(`^[a-zA-Z0-9:_-]+$`) // Service and ThingName, 1-128
 	tunnelIDRe   = regexp.MustCompile(`^[a-zA-Z0-9_\-+=:]+$`)
@@ -18,7 +18,7 @@ var (
 )
 
 const (
-	maxServicesPerTunnel = 3 // service quota (protocol.md §8)
+	maxServicesPerTunnel = 3 // service quota (PROTOCOL.md §8)
 	maxLifetimeMinutes   = 720
 	maxTagsPerRequest    = 200
 )

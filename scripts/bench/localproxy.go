@@ -15,7 +15,7 @@ import (
 )
 
 // The LOCALPROXY comparison: when the environment variable names another
-// local proxy with the AWS localproxy command line (protocol.md §9.7), the
+// local proxy with the AWS localproxy command line (PROTOCOL.md §9.1 item 8), the
 // tunnel measurements are repeated with it as the source (in place of
 // `tunnelctl proxy`, tunnel-agent stays the destination) and as the
 // destination (in place of tunnel-agent, a second `tunnelctl proxy` is the

@@ -1,5 +1,5 @@
 // Package protocol encodes and decodes the AWS IoT Secure Tunneling data-plane
-// frames (protocol.md §5): a 2-byte big-endian length followed by a protobuf
+// frames (PROTOCOL.md §5): a 2-byte big-endian length followed by a protobuf
 // Message with seven fields and eight message types (V1, V2 and V3).
 //
 // The Message is encoded by hand with google.golang.org/protobuf/encoding/protowire
@@ -9,7 +9,7 @@
 // a caller buffer and Unmarshal aliases the payload of the input instead of
 // copying it, so the DATA hot path makes no allocations (generated code goes
 // through reflection-based proto.Marshal and allocates a message per frame).
-// The byte examples of protocol.md §5.3 are the test vectors that tie the
+// The byte examples of PROTOCOL.md §5.3 are the test vectors that tie the
 // encoding to the wire format of the C++ and Go reference implementations.
 //
 // Frames are independent of WebSocket message boundaries: FrameReader reads

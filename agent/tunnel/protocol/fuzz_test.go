@@ -111,7 +111,7 @@ func compareRef(t *testing.T, m *Message, dm *dynamicpb.Message) {
 	}
 }
 
-// refDescriptor builds the Message descriptor of protocol.md §5.3 for the
+// refDescriptor builds the Message descriptor of PROTOCOL.md §5.3 for the
 // reference protobuf runtime.
 func refDescriptor(tb testing.TB) protoreflect.MessageDescriptor {
 	tb.Helper()

@@ -10,7 +10,7 @@ import (
 // Type is the Message.Type enum of the tunneling protocol.
 type Type int32
 
-// Message types (protocol.md §5.3). Types 5-7 exist only in V2/V3.
+// Message types (PROTOCOL.md §5.3). Types 5-7 exist only in V2/V3.
 const (
 	TypeUnknown         Type = 0
 	TypeData            Type = 1
@@ -22,7 +22,7 @@ const (
 	TypeConnectionReset Type = 7
 )
 
-// Size limits (protocol.md §5.2).
+// Size limits (PROTOCOL.md §5.2).
 const (
 	// MaxPayload is the largest DATA payload a peer may send.
 	MaxPayload = 64512
@@ -116,7 +116,7 @@ func (m *Message) Size() int {
 
 // Marshal appends the protobuf encoding of m to dst. Fields are written in
 // field-number order, except ignorable, which goes last because the aws-c-iot
-// decoder keeps the flag only when it is the last field (protocol.md §5.3).
+// decoder keeps the flag only when it is the last field (PROTOCOL.md §5.3).
 // int32 values are sign-extended varints, as protobuf requires.
 func (m *Message) Marshal(dst []byte) ([]byte, error) {
 	if len(m.Payload) > MaxPayload {

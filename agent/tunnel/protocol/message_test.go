@@ -11,7 +11,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
-// vectors are the byte examples of protocol.md §5.3.
+// vectors are the byte examples of PROTOCOL.md §5.3.
 var vectors = []struct {
 	name string
 	msg  Message

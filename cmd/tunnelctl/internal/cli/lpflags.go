@@ -13,7 +13,7 @@ type lpOption struct {
 	help   string
 }
 
-// lpOptions are the C++ localproxy's options (protocol.md §9.7), including
+// lpOptions are the C++ localproxy's options (PROTOCOL.md §9.1 item 8), including
 // those tunnelctl refuses: the refusal names them instead of "unknown option".
 var lpOptions = []lpOption{
 	{"help", 'h', false, "show this help and exit"},
