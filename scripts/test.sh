@@ -2,7 +2,7 @@
 # test.sh: the project's whole test run, the same locally and in CI (.ci/run).
 #
 # Stages, in order: gofmt (no unformatted file), vet, lint (staticcheck, go mod tidy
-# -diff), build (cross-compile: the full
+# -diff, scripts/deadcode.sh), build (cross-compile: the full
 # matrix in CI, scripts/build.sh --quick locally), qemu (ARM smoke test: `tunnel-agent
 # version` and one real end-to-end test binary under qemu-user for linux/arm64 and
 # linux/arm), fuzz (every FuzzXxx, bounded), demo (`tunnelctl demo --check`), bench
@@ -65,8 +65,10 @@ st_gofmt() {
 
 st_vet() { go vet ./...; }
 
-# lint: staticcheck (pinned; the go command fetches it from the module proxy once) and
-# go.mod tidiness (go mod tidy -diff prints what tidy would change and fails).
+# lint: staticcheck (pinned; the go command fetches it from the module proxy once),
+# go.mod tidiness (go mod tidy -diff prints what tidy would change and fails) and dead
+# code (scripts/deadcode.sh: nothing unreachable from the programs unless allowed).
+# That every package has a doc comment is a test: scripts/repocheck TestPackageDocs.
 STATICCHECK_VERSION=${STATICCHECK_VERSION:-v0.8.2}
 st_lint() {
 	local rc=0
@@ -75,6 +77,7 @@ st_lint() {
 		echo "go.mod/go.sum are not tidy: run go mod tidy" >&2
 		rc=1
 	fi
+	scripts/deadcode.sh || rc=1
 	return $rc
 }
 

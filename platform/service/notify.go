@@ -37,6 +37,3 @@ func Ready(status string) (bool, error) {
 
 // Stopping tells systemd a clean shutdown has begun.
 func Stopping() (bool, error) { return SdNotify("STOPPING=1") }
-
-// Status updates the status line shown by `systemctl status`.
-func Status(status string) (bool, error) { return SdNotify("STATUS=" + status) }

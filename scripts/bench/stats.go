@@ -32,16 +32,3 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 	rank = min(max(rank, 1), len(sorted))
 	return sorted[rank-1]
 }
-
-// medianDuration is median over durations.
-func medianDuration(ds []time.Duration) time.Duration {
-	xs := make([]float64, len(ds))
-	for i, d := range ds {
-		xs[i] = float64(d)
-	}
-	m := median(xs)
-	if math.IsNaN(m) {
-		return 0
-	}
-	return time.Duration(m)
-}

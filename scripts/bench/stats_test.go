@@ -75,12 +75,3 @@ func TestPercentile(t *testing.T) {
 		})
 	}
 }
-
-func TestMedianDuration(t *testing.T) {
-	if got := medianDuration([]time.Duration{3, 1, 2}); got != 2 {
-		t.Errorf("got %v, want 2", got)
-	}
-	if got := medianDuration(nil); got != 0 {
-		t.Errorf("empty: got %v, want 0", got)
-	}
-}

@@ -47,12 +47,6 @@ type App struct {
 	onProxyReady func(addrs map[string]string)
 }
 
-// Run runs tunnelctl with args (without the program name) and returns the exit code.
-func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	a := &App{Stdin: os.Stdin, Stdout: stdout, Stderr: stderr, Getenv: os.Getenv}
-	return a.Run(ctx, args)
-}
-
 // Main runs the process's command line argv (program name first) with the
 // build's version stamp and returns the exit code.
 func Main(ctx context.Context, argv []string, version string, stdout, stderr io.Writer) int {
