@@ -42,6 +42,13 @@ var (
 const (
 	inboxSize   = 64
 	endedMemory = 256
+	// takeWait is how long the source may wait for room in the inbox before
+	// leaving a notification unacknowledged (the broker redelivers it).
+	takeWait = 2 * time.Second
+	// At most dropWarnBurst malformed notifications are logged per
+	// dropWarnWindow; the first line after that says how many were not.
+	dropWarnBurst  = 32
+	dropWarnWindow = time.Minute
 )
 
 // Agent receives notifications from a Source and serves tunnels.
@@ -52,7 +59,9 @@ type Agent struct {
 	now        func() time.Time
 	newSession sessionFactory
 
-	inbox     chan []byte
+	inbox     chan notify.Notification
+	quit      chan struct{} // closed when Run stops taking notifications
+	drops     dropLog
 	ready     chan struct{}
 	readyOnce sync.Once
 	readyHook atomic.Pointer[func()]
@@ -91,7 +100,8 @@ func New(cfg config.Config, src notify.Source, log *slog.Logger) (*Agent, error)
 	return &Agent{
 		cfg: cfg, src: src, log: log, now: time.Now,
 		newSession: newTunnelSession,
-		inbox:      make(chan []byte, inboxSize),
+		inbox:      make(chan notify.Notification, inboxSize),
+		quit:       make(chan struct{}),
 		ready:      make(chan struct{}),
 		tunnels:    make(map[string]*tunnelEntry),
 		endings:    make(chan ending),
@@ -133,8 +143,8 @@ func (a *Agent) Run(ctx context.Context) error {
 				err = ErrSourceEnded
 			}
 			return fmt.Errorf("notifications: %w", err)
-		case p := <-a.inbox:
-			a.handle(ctx, p)
+		case n := <-a.inbox:
+			a.handle(ctx, n)
 		case e := <-a.endings:
 			a.finish(ctx, e)
 		}
@@ -144,6 +154,7 @@ func (a *Agent) Run(ctx context.Context) error {
 // shutdown cancels everything and waits for the sessions and the source.
 func (a *Agent) shutdown(cancel context.CancelFunc) {
 	cancel()
+	close(a.quit)
 	// A cancelled parent tells finish that the agent is stopping: the state stays.
 	stopping, stop := context.WithCancel(context.Background())
 	stop()
@@ -153,13 +164,65 @@ func (a *Agent) shutdown(cancel context.CancelFunc) {
 	a.wg.Wait()
 }
 
-// deliver is the Source callback: it never blocks.
-func (a *Agent) deliver(payload []byte) {
-	select {
-	case a.inbox <- payload:
-	default:
-		a.log.Warn("notification dropped: agent busy (queue full)", attrEvent, "notification.dropped")
+// deliver is the Source callback. A malformed notification is dropped
+// here, before it takes a slot in the inbox, and acknowledged (redelivery
+// cannot fix it). A valid one waits up to takeWait for room; if there is
+// none, deliver reports false so the source leaves it unacknowledged and
+// the broker delivers it again.
+func (a *Agent) deliver(payload []byte) bool {
+	n, err := notify.Parse(payload)
+	if err != nil {
+		a.drops.warn(a.log, err, len(payload))
+		return true
 	}
+	select {
+	case a.inbox <- n:
+		return true
+	default:
+	}
+	t := time.NewTimer(takeWait)
+	defer t.Stop()
+	select {
+	case a.inbox <- n:
+		return true
+	case <-a.quit:
+		return false
+	case <-t.C:
+		a.log.Warn("notification not taken: agent busy (queue full); it stays unacknowledged and the broker delivers it again",
+			attrEvent, "notification.deferred")
+		return false
+	}
+}
+
+// dropLog rate-limits the warning for malformed notifications: junk must
+// not fill the device's flash.
+type dropLog struct {
+	mu          sync.Mutex
+	windowStart time.Time
+	logged      int
+	suppressed  int
+}
+
+func (d *dropLog) warn(log *slog.Logger, reason error, size int) {
+	d.mu.Lock()
+	now := time.Now()
+	if now.Sub(d.windowStart) >= dropWarnWindow {
+		d.windowStart, d.logged = now, 0
+	}
+	if d.logged >= dropWarnBurst {
+		d.suppressed++
+		d.mu.Unlock()
+		return
+	}
+	d.logged++
+	n := d.suppressed
+	d.suppressed = 0
+	d.mu.Unlock()
+	attrs := []any{attrEvent, "notification.dropped", attrReason, reason.Error(), "bytes", size}
+	if n > 0 {
+		attrs = append(attrs, "suppressed", n)
+	}
+	log.Warn("notification dropped", attrs...)
 }
 
 func (a *Agent) onReady() {

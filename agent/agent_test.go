@@ -50,7 +50,7 @@ type chanSource struct {
 	err      error
 }
 
-func (s *chanSource) Run(ctx context.Context, deliver func([]byte), ready func()) error {
+func (s *chanSource) Run(ctx context.Context, deliver func([]byte) bool, ready func()) error {
 	ready()
 	for {
 		select {

@@ -11,13 +11,8 @@ import (
 	"github.com/tunnel-agent/tunnel-agent/agent/tunnel"
 )
 
-// handle turns one raw notification into at most one new tunnel.
-func (a *Agent) handle(ctx context.Context, payload []byte) {
-	n, err := notify.Parse(payload)
-	if err != nil {
-		a.log.Warn("notification dropped", attrEvent, "notification.dropped", attrReason, err.Error(), "bytes", len(payload))
-		return
-	}
+// handle turns one validated notification into at most one new tunnel.
+func (a *Agent) handle(ctx context.Context, n notify.Notification) {
 	id := tokenID(n.ClientAccessToken)
 	log := a.log.With(attrTunnel, id)
 	if _, ok := a.tunnels[id]; ok {
