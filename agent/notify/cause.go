@@ -67,6 +67,7 @@ type classifyParams struct {
 	broker, clientID string
 	handshakeDone    bool          // TLS completed: later failures are MQTT's
 	up               time.Duration // > 0: the connection was up this long
+	takeover         time.Duration // a drop sooner than this after connecting is a take-over
 	certNotAfter     time.Time     // of the device certificate, zero if unknown
 	now              time.Time
 }
@@ -125,7 +126,7 @@ func classify(err error, p classifyParams) Cause {
 }
 
 func classifyLost(c Cause, p classifyParams) Cause {
-	if p.up < takeoverWindow && isClosed(c.Err) {
+	if p.up < p.takeover && isClosed(c.Err) {
 		c.Kind = CauseTakenOver
 		c.Detail = fmt.Sprintf("the broker closed the connection %s after accepting it (%s)", p.up.Round(time.Millisecond), c.Detail)
 		c.Hint = fmt.Sprintf("another client is probably connected with client id %q (AWS IoT allows one connection per client id "+

@@ -149,7 +149,7 @@ func (s *MQTTSource) session(ctx context.Context, deliver func([]byte) bool, rea
 
 func (s *MQTTSource) classify(c *conf, err error, handshakeDone bool, up time.Duration) Cause {
 	return classify(err, classifyParams{broker: c.addr, clientID: c.cfg.ClientID, handshakeDone: handshakeDone,
-		up: up, certNotAfter: c.certNotAfter, now: time.Now()})
+		up: up, takeover: min(takeoverWindow, c.cfg.StableAfter), certNotAfter: c.certNotAfter, now: time.Now()})
 }
 
 // logRetry logs a failure with its cause: a warning when the cause is new

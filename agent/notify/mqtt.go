@@ -27,10 +27,12 @@ const (
 	// retryWarnEvery rate-limits the warning for a cause that keeps recurring
 	// (every attempt is still logged at debug level).
 	retryWarnEvery = 5 * time.Minute
-	// redeliverPause: after a notification could not be taken, the source
-	// reconnects this much later so that the broker redelivers it.
-	redeliverPause = 5 * time.Second
 )
+
+// redeliverPause: after a notification could not be taken, the source
+// reconnects this much later so that the broker redelivers it (a variable
+// for tests).
+var redeliverPause = 5 * time.Second
 
 // Source delivers raw notify payloads. Run calls ready after each successful
 // subscription, returns nil when ctx is cancelled and an error when it cannot
