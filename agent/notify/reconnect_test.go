@@ -1,8 +1,8 @@
 package notify
 
 import (
-	"log/slog"
 	"context"
+	"log/slog"
 	"strings"
 	"sync/atomic"
 	"testing"
