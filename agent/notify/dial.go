@@ -75,7 +75,30 @@ func dialTLS(a *attempt, addr string, tc *tls.Config, proxyURL *url.URL, timeout
 		return nil, err
 	}
 	a.handshakeDone.Store(true)
-	return conn, nil
+	return &alertConn{Conn: conn}, nil
+}
+
+// alertConn recovers the reason a broker dropped us. With TLS 1.3 the
+// client finishes its handshake before the server has checked the client
+// certificate; a server that rejects it (OpenSSL: mosquitto, AWS IoT) sends
+// an alert and closes, and our next write (the CONNECT) fails with
+// "connection reset" while the alert waits unread. On a failed write, one
+// short read fetches that alert, so the cause names the certificate.
+type alertConn struct{ net.Conn }
+
+func (c *alertConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if err == nil {
+		return n, nil
+	}
+	_ = c.Conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	var b [1]byte
+	if _, rerr := c.Conn.Read(b[:]); rerr != nil {
+		if _, ok := tlsAlert(rerr); ok {
+			return n, fmt.Errorf("%w (after: %w)", rerr, err)
+		}
+	}
+	return n, err
 }
 
 // dialProxy connects to addr through an HTTP(S) proxy with CONNECT. AWS IoT

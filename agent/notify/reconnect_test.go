@@ -64,6 +64,10 @@ func TestMQTTDuplicateClientID(t *testing.T) {
 	other.Logger = jsonLogger(logsB)
 	startSourceCfg(t, a)
 	startSourceCfg(t, other)
+	waitTakeovers(t, logsA, logsB)
+}
+
+func waitTakeovers(t *testing.T, logsA, logsB *tunneltest.SyncBuffer) {
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		all := append(parseRetries(t, logsA.String()), parseRetries(t, logsB.String())...)
