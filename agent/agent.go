@@ -65,6 +65,10 @@ type Agent struct {
 	ready     chan struct{}
 	readyOnce sync.Once
 	readyHook atomic.Pointer[func()]
+	started   func()        // after the state is loaded (set before Run)
+	beat      func()        // from the event loop every beatEvery
+	beatEvery time.Duration // 0: no heartbeat
+	reloads   chan reloadRequest
 
 	// Owned by the Run goroutine.
 	store    *store
@@ -76,11 +80,14 @@ type Agent struct {
 }
 
 type tunnelEntry struct {
-	id        string
-	rec       *record
-	started   time.Time
-	cancel    context.CancelCauseFunc
-	connected atomic.Bool
+	id           string
+	rec          *record
+	started      time.Time
+	resumed      bool
+	cancel       context.CancelCauseFunc
+	sess         runner
+	connected    atomic.Bool
+	wasConnected atomic.Bool
 }
 
 type ending struct {
@@ -105,6 +112,7 @@ func New(cfg config.Config, src notify.Source, log *slog.Logger) (*Agent, error)
 		ready:      make(chan struct{}),
 		tunnels:    make(map[string]*tunnelEntry),
 		endings:    make(chan ending),
+		reloads:    make(chan reloadRequest),
 	}, nil
 }
 
@@ -114,6 +122,15 @@ func (a *Agent) Ready() <-chan struct{} { return a.ready }
 // OnReady sets a function called after every successful subscription
 // (e.g. to report readiness to systemd). Set it before Run.
 func (a *Agent) OnReady(f func()) { a.readyHook.Store(&f) }
+
+// OnStarted sets a function called once Run has loaded the state and
+// started the notification source (connecting in the background): the
+// moment to tell systemd READY=1. Set it before Run.
+func (a *Agent) OnStarted(f func()) { a.started = f }
+
+// SetHeartbeat makes Run's event loop call f every interval (the systemd
+// watchdog: a wedged loop stops the calls). Set it before Run.
+func (a *Agent) SetHeartbeat(interval time.Duration, f func()) { a.beatEvery, a.beat = interval, f }
 
 // Run serves until ctx is cancelled (nil) or the source fails (error).
 // Tunnels are resumed from the state directory first. On return every
@@ -131,10 +148,23 @@ func (a *Agent) Run(ctx context.Context) error {
 	srcErr := make(chan error, 1)
 	a.wg.Go(func() { srcErr <- a.src.Run(ctx, a.deliver, a.onReady) })
 	defer a.shutdown(cancel)
+	if a.started != nil {
+		a.started()
+	}
+	var beat <-chan time.Time
+	if a.beatEvery > 0 && a.beat != nil {
+		t := time.NewTicker(a.beatEvery)
+		defer t.Stop()
+		beat = t.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-beat:
+			a.beat()
+		case r := <-a.reloads:
+			r.reply <- a.applyReload(r.cfg)
 		case err := <-srcErr:
 			if ctx.Err() != nil {
 				return nil
