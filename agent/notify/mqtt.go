@@ -13,6 +13,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -116,6 +117,8 @@ func newConf(cfg MQTTConfig) (*conf, error) {
 		return nil, errors.New("mqtt: endpoint and thing name are required")
 	}
 	setDefaults(&cfg)
+	// An IPv6 literal may come bracketed; JoinHostPort adds the brackets.
+	cfg.Endpoint = strings.TrimSuffix(strings.TrimPrefix(cfg.Endpoint, "["), "]")
 	tc := cfg.TLSConfig
 	if tc == nil {
 		var err error
