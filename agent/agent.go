@@ -39,12 +39,14 @@ var (
 	errReplaced = errors.New("replaced by a newer notification")
 )
 
+// takeWait is how long the source may wait for room in the inbox before
+// leaving a notification unacknowledged (the broker redelivers it); a
+// variable for tests.
+var takeWait = 2 * time.Second
+
 const (
 	inboxSize   = 64
 	endedMemory = 256
-	// takeWait is how long the source may wait for room in the inbox before
-	// leaving a notification unacknowledged (the broker redelivers it).
-	takeWait = 2 * time.Second
 	// At most dropWarnBurst malformed notifications are logged per
 	// dropWarnWindow; the first line after that says how many were not.
 	dropWarnBurst  = 32

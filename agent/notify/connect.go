@@ -138,7 +138,7 @@ func (s *MQTTSource) session(ctx context.Context, deliver func([]byte) bool, rea
 			return outcome{reconfigured: true}
 		case <-untaken:
 			if redeliver == nil {
-				redeliver = time.After(redeliverPause)
+				redeliver = time.After(c.cfg.RedeliverAfter)
 			}
 		case <-redeliver:
 			s.log.Info("reconnecting so that the broker redelivers the notifications the agent could not take")

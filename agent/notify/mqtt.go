@@ -30,11 +30,6 @@ const (
 	retryWarnEvery = 5 * time.Minute
 )
 
-// redeliverPause: after a notification could not be taken, the source
-// reconnects this much later so that the broker redelivers it (a variable
-// for tests).
-var redeliverPause = 5 * time.Second
-
 // Source delivers raw notify payloads. Run calls ready after each successful
 // subscription, returns nil when ctx is cancelled and an error when it cannot
 // go on. deliver reports whether the agent took the payload (it may wait a
@@ -71,6 +66,10 @@ type MQTTConfig struct {
 	// so that a broker that takes the connection and never answers is left
 	// for the next attempt; default 30 s.
 	ConnectTimeout time.Duration
+	// RedeliverAfter: when the agent could not take a notification, the
+	// source reconnects this much later so that the broker delivers it
+	// again (it stays unacknowledged); default 5 s.
+	RedeliverAfter time.Duration
 	Logger         *slog.Logger
 	// OnState, if set, is called on every change of the connection state
 	// (from Run's goroutine; it must not block).
@@ -168,6 +167,9 @@ func setDefaults(cfg *MQTTConfig) {
 	}
 	if cfg.ConnectTimeout == 0 {
 		cfg.ConnectTimeout = 30 * time.Second
+	}
+	if cfg.RedeliverAfter == 0 {
+		cfg.RedeliverAfter = 5 * time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

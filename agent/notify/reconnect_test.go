@@ -95,13 +95,12 @@ func waitTakeovers(t *testing.T, logsA, logsB *tunneltest.SyncBuffer) {
 // A notification the agent cannot take is not acknowledged; the source
 // reconnects and the broker delivers it again.
 func TestMQTTUntakenNotificationRedelivered(t *testing.T) {
-	old := redeliverPause
-	redeliverPause = 100 * time.Millisecond
-	t.Cleanup(func() { redeliverPause = old })
 	p := notifytest.NewPKI(t, thing)
 	b := notifytest.StartBroker(t, p, notifytest.BrokerOptions{})
 	logs := &tunneltest.SyncBuffer{}
-	src, err := NewMQTTSource(testConfig(t, p, b.Port(), jsonLogger(logs)))
+	cfg := testConfig(t, p, b.Port(), jsonLogger(logs))
+	cfg.RedeliverAfter = 100 * time.Millisecond
+	src, err := NewMQTTSource(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,6 +128,6 @@ func TestMQTTUntakenNotificationRedelivered(t *testing.T) {
 	select {
 	case extra := <-got:
 		t.Errorf("delivered again after being taken: %q", extra)
-	case <-time.After(3 * redeliverPause):
+	case <-time.After(3 * cfg.RedeliverAfter):
 	}
 }
