@@ -178,3 +178,5 @@ func checkRetries(t *testing.T, lines []retryLine, kind CauseKind, cfg MQTTConfi
 	t.Logf("%s: first line: %s: %s; gaps between attempts (bound %s doubling to %s): %s",
 		kind, lines[0].Level, lines[0].Err, bo.Min, bo.Max, strings.Join(report, " "))
 }
+
+func asCause(err error, c *Cause) bool { return errors.As(err, c) }
