@@ -2,7 +2,9 @@ package notify
 
 import (
 	"context"
+	"crypto/x509"
 	"log/slog"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -129,5 +131,65 @@ func TestMQTTUntakenNotificationRedelivered(t *testing.T) {
 	case extra := <-got:
 		t.Errorf("delivered again after being taken: %q", extra)
 	case <-time.After(3 * cfg.RedeliverAfter):
+	}
+}
+
+// Reconfigure with other connection settings moves the source to them at
+// once (a reload that changes endpoint, port or certificates); the same
+// settings change nothing.
+func TestMQTTReconfigure(t *testing.T) {
+	p := notifytest.NewPKI(t, thing)
+	a := notifytest.StartBroker(t, p, notifytest.BrokerOptions{})
+	b := notifytest.StartBroker(t, p, notifytest.BrokerOptions{})
+	logs := &tunneltest.SyncBuffer{}
+	cfg := testConfig(t, p, a.Port(), jsonLogger(logs))
+	src, err := NewMQTTSource(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 4)
+	ready := make(chan struct{}, 4)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- src.Run(ctx, func(b []byte) bool { got <- string(b); return true }, func() { ready <- struct{}{} })
+	}()
+	defer func() { cancel(); <-done }()
+	wait(t, ready, "ready on broker A")
+	if changed, err := src.Reconfigure(cfg); err != nil || changed {
+		t.Fatalf("same settings: changed=%v err=%v", changed, err)
+	}
+	moved := cfg
+	moved.Port = b.Port()
+	if changed, err := src.Reconfigure(moved); err != nil || !changed {
+		t.Fatalf("new port: changed=%v err=%v", changed, err)
+	}
+	wait(t, ready, "ready on broker B")
+	b.Publish(t, Topic(thing), []byte("from B"))
+	if m := wait(t, got, "message from B"); m != "from B" {
+		t.Errorf("got %q", m)
+	}
+	// A renewed certificate written over the old files is a change too.
+	certFile, keyFile := p.IssueClient(t, "renewed", thing, x509.ExtKeyUsageClientAuth, time.Now().Add(-time.Hour), time.Now().Add(48*time.Hour))
+	for from, to := range map[string]string{certFile: p.ClientCertFile, keyFile: p.ClientKeyFile} {
+		b, err := os.ReadFile(from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(to, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if changed, err := src.Reconfigure(moved); err != nil || !changed {
+		t.Fatalf("renewed certificate: changed=%v err=%v", changed, err)
+	}
+	wait(t, ready, "ready with the renewed certificate")
+	broken := moved
+	broken.RootCAFile = p.ClientKeyFile
+	if _, err := src.Reconfigure(broken); err == nil || !strings.Contains(err.Error(), "no PEM certificate") {
+		t.Errorf("broken root CA accepted: %v", err)
+	}
+	if !strings.Contains(logs.String(), "mqtt settings changed; reconnecting") {
+		t.Errorf("no log line for the reconnect:\n%s", logs.String())
 	}
 }

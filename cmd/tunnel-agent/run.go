@@ -84,7 +84,11 @@ func cmdRun(args []string, logOut io.Writer, greengrass bool) error {
 // with the connection state, WATCHDOG=1 from its event loop.
 func (d *daemon) wire() {
 	d.a.OnStarted(func() {
-		d.status.Set("mqtt", "connecting")
+		if d.mqtt != nil {
+			d.status.Set("mqtt", "connecting")
+		} else {
+			d.status.Set("notifications", "subscribing through Greengrass IPC")
+		}
 		if _, err := service.Ready(d.status.String()); err != nil {
 			d.log.Warn("cannot report readiness to systemd", "err", err)
 		}
