@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/tunnel-agent/tunnel-agent/agent/config"
 	"github.com/tunnel-agent/tunnel-agent/agent/notify/notifytest"
 )
@@ -27,6 +29,10 @@ func checkBase(p *notifytest.PKI, port int, cert, key, ca string) string {
 }
 
 func TestCheckConfigFindings(t *testing.T) {
+	// Registered first, so it runs after the broker's cleanup: --connect
+	// leaves no MQTT goroutine behind.
+	before := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, before) })
 	p := notifytest.NewPKI(t, "pi-1")
 	other := notifytest.NewPKI(t, "pi-1")
 	now := time.Now()
