@@ -65,6 +65,8 @@ func TestCheckConfigFindings(t *testing.T) {
 			[]string{"warning: if run by the tunnel-agent systemd unit: " + p.ClientCertFile, "PrivateTmp=yes"}, nil},
 		{"state_dir outside the unit's", checkBase(p, 8883, "", "", "") + "state_dir: /srv/ta\n", nil, true,
 			[]string{"state_dir /srv/ta", "ProtectSystem=strict", "ReadWritePaths=/srv/ta"}, nil},
+		{"unix socket not there", strings.Replace(checkBase(p, 8883, "", "", ""), "{SSH: 127.0.0.1:22}", "{SSH: 127.0.0.1:22, ADMIN: \"unix:/run/no-such-admin.sock\"}", 1), nil, true,
+			[]string{"warning: unix:/run/no-such-admin.sock: " + currentUser(t) + " cannot connect: dial unix /run/no-such-admin.sock", "is the service running?"}, nil},
 		{"connect", checkBase(p, b.Port(), "", "", ""), []string{"--connect"}, true,
 			[]string{"ok: mqtt: connected and subscribed to $aws/things/pi-1/tunnels/notify"}, nil},
 		{"connect refused", checkBase(p, refusedPort(t), "", "", ""), []string{"--connect"}, false,
