@@ -1,6 +1,10 @@
 package greengrass
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/tunnel-agent/tunnel-agent/platform/greengrass/internal/eventrpc"
+)
 
 // Errors returned by ConfigFromEnv and Source.Run. Check them with errors.Is.
 var (
@@ -18,7 +22,7 @@ var (
 	ErrConnectionLost = errors.New("greengrass nucleus ipc connection lost")
 	// ErrProtocol: the nucleus sent something this client does not understand,
 	// or reported a protocol/internal error for the whole connection.
-	ErrProtocol = errors.New("greengrass ipc protocol error")
+	ErrProtocol = eventrpc.ErrProtocol
 	// ErrMessageTooLarge: a message from the nucleus exceeds MaxMessageSize.
-	ErrMessageTooLarge = errors.New("greengrass ipc message too large")
+	ErrMessageTooLarge = eventrpc.ErrMessageTooLarge
 )

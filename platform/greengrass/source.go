@@ -180,15 +180,15 @@ func (s *session) handshake(ctx context.Context) error {
 
 func checkConnectAck(m message) error {
 	switch {
-	case m.typ == typeConnectAck && m.flags&flagConnectionAccepted != 0:
+	case m.Type == typeConnectAck && m.Flags&flagConnectionAccepted != 0:
 		return nil
-	case m.typ == typeConnectAck:
+	case m.Type == typeConnectAck:
 		return fmt.Errorf("%w: the SVCUID auth token was not accepted: the token is valid only "+
 			"for the process the nucleus started; run the agent from the component's Lifecycle "+
 			"and do not reuse SVCUID elsewhere", ErrConnectRejected)
 	default:
-		return fmt.Errorf("%w: expected ConnectAck, got %s %s", ErrProtocol, m.typ,
-			sanitize(string(m.payload)))
+		return fmt.Errorf("%w: expected ConnectAck, got %s %s", ErrProtocol, m.Type,
+			sanitize(string(m.Payload)))
 	}
 }
 
@@ -206,23 +206,23 @@ func (s *session) subscribe() error {
 
 // handle processes one message from the nucleus. A non-nil error ends Run.
 func (s *session) handle(m message) error {
-	switch m.typ {
+	switch m.Type {
 	case typePing:
-		return s.c.send(message{typ: typePingResponse, payload: m.payload})
+		return s.c.send(message{Type: typePingResponse, Payload: m.Payload})
 	case typePingResponse:
 		return nil
 	case typeProtocolError, typeInternalError:
-		return fmt.Errorf("%w: the nucleus reported %s: %s", ErrProtocol, m.typ,
-			sanitize(string(m.payload)))
+		return fmt.Errorf("%w: the nucleus reported %s: %s", ErrProtocol, m.Type,
+			sanitize(string(m.Payload)))
 	case typeApplicationMessage, typeApplicationError:
-		if m.streamID != s.stream {
+		if m.StreamID != s.stream {
 			s.log.Debug("greengrass ipc message for an old stream dropped",
-				logKeyStream, m.streamID, "type", m.typ.String())
+				logKeyStream, m.StreamID, "type", m.Type.String())
 			return nil
 		}
 		return s.handleStream(m)
 	default:
-		return fmt.Errorf("%w: unexpected %s after the handshake", ErrProtocol, m.typ)
+		return fmt.Errorf("%w: unexpected %s after the handshake", ErrProtocol, m.Type)
 	}
 }
 
@@ -230,7 +230,7 @@ func (s *session) handle(m message) error {
 func (s *session) handleStream(m message) error {
 	ev, err := decodeEvent(m, !s.subscribed)
 	if err != nil {
-		if !s.subscribed || m.terminates() {
+		if !s.subscribed || m.Terminates() {
 			s.scheduleResubscribe("bad subscription response", err)
 			return nil
 		}

@@ -174,7 +174,7 @@ func TestSourceFailures(t *testing.T) {
 			nucleus: func(nc *nucleusConn) {
 				nc.connect(testToken, true)
 				nc.expectSubscribe(testTopic)
-				nc.send(message{typ: typeProtocolError, payload: []byte("bad stream id")})
+				nc.send(message{Type: typeProtocolError, Payload: []byte("bad stream id")})
 			},
 			want:    ErrProtocol,
 			wantMsg: []string{"bad stream id"},
@@ -192,7 +192,7 @@ func TestSourceFailures(t *testing.T) {
 			name: "ping before ConnectAck",
 			nucleus: func(nc *nucleusConn) {
 				nc.recv()
-				nc.send(message{typ: typePing})
+				nc.send(message{Type: typePing})
 			},
 			want:    ErrProtocol,
 			wantMsg: []string{"expected ConnectAck"},
@@ -239,7 +239,7 @@ func TestSourceResubscribes(t *testing.T) {
 	rs.waitReady(t)
 
 	// The nucleus closing the stream makes the source subscribe again.
-	nc.send(message{typ: typeApplicationMessage, flags: flagTerminateStream, streamID: s2})
+	nc.send(message{Type: typeApplicationMessage, Flags: flagTerminateStream, StreamID: s2})
 	s3 := nc.expectSubscribe(testTopic)
 	nc.push(s2, testTopic, []byte("late message on the old stream"))
 	nc.respond(s3)
