@@ -50,6 +50,13 @@ func (in *inbox) add(topic string, p []byte) {
 	}
 }
 
+// snapshot returns the messages seen on topic so far.
+func (in *inbox) snapshot(topic string) [][]byte {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return append([][]byte(nil), in.msgs[topic]...)
+}
+
 // wait returns the n-th (from 0) message on topic, waiting up to 10 s.
 func (in *inbox) wait(topic string, n int) ([]byte, error) {
 	deadline := time.After(10 * time.Second)
