@@ -3,10 +3,7 @@ package greengrass
 import "github.com/tunnel-agent/tunnel-agent/platform/greengrass/internal/eventrpc"
 
 // Short names for the event-stream RPC layer (package eventrpc holds the facts).
-type (
-	message = eventrpc.Message
-	msgType = eventrpc.Type
-)
+type message = eventrpc.Message
 
 const (
 	typeApplicationMessage = eventrpc.TypeApplicationMessage

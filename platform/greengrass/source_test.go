@@ -24,6 +24,7 @@ const (
 
 // runningSource is a Source.Run in the background with its callbacks recorded.
 type runningSource struct {
+	src       *Source
 	delivered chan []byte
 	ready     chan struct{}
 	done      chan error
@@ -43,8 +44,9 @@ func startSource(t *testing.T, path string, tweak func(*Config)) *runningSource 
 	ctx, cancel := context.WithCancel(context.Background())
 	rs := &runningSource{delivered: make(chan []byte, 16), ready: make(chan struct{}, 16),
 		done: make(chan error, 1), cancel: cancel, logs: logs}
+	rs.src = NewSource(cfg)
 	go func() {
-		rs.done <- NewSource(cfg).Run(ctx,
+		rs.done <- rs.src.Run(ctx,
 			func(p []byte) { rs.delivered <- p },
 			func() { rs.ready <- struct{}{} })
 	}()
