@@ -10,6 +10,10 @@ import (
 // nucleus' answer; beyond it Publish fails at once with ErrPublish.
 const maxPendingPublishes = 64
 
+// MaxPublishPayload is AWS IoT Core's message size limit; Publish refuses
+// larger payloads before they reach the nucleus.
+const MaxPublishPayload = 128 << 10
+
 // pubRequest is one Publish call handed to the session.
 type pubRequest struct {
 	topic   string
@@ -26,6 +30,9 @@ type pubRequest struct {
 func (s *Source) Publish(ctx context.Context, topic string, payload []byte) error {
 	if topic == "" {
 		return fmt.Errorf("%w: empty topic", ErrPublish)
+	}
+	if len(payload) > MaxPublishPayload {
+		return fmt.Errorf("%w: payload of %d bytes exceeds AWS IoT Core's %d", ErrPublish, len(payload), MaxPublishPayload)
 	}
 	req := &pubRequest{topic: topic, payload: payload, done: make(chan error, 1)}
 	select {

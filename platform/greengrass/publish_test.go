@@ -102,4 +102,7 @@ func TestPublishNotRunning(t *testing.T) {
 	if err := src.Publish(context.Background(), "", nil); !errors.Is(err, ErrPublish) {
 		t.Fatalf("Publish with an empty topic = %v", err)
 	}
+	if err := src.Publish(context.Background(), "t", make([]byte, MaxPublishPayload+1)); !errors.Is(err, ErrPublish) {
+		t.Fatalf("Publish of a payload over the limit = %v", err)
+	}
 }
