@@ -43,11 +43,11 @@
 //     "aws.greengrass#PublishToIoTCoreResponse" {} with TerminateStream, or an error;
 //   - either side may send Ping (stream 0); the peer answers PingResponse.
 //
-// The official clients (checked with AWS's JavaScript greengrasscoreipc client
-// by scripts/greengrass-sdk) send requests with only the "operation" header:
-// no service-model-type, no :content-type. The nucleus does not require them;
-// this client sends them anyway, as the Python SDK does. The current nucleus
-// answers a refused operation with UnauthorizedError {"message": "Not
+// AWS's JavaScript greengrasscoreipc client (run against the test nucleus by
+// scripts/greengrass-sdk) sends requests with only the "operation" header: no
+// service-model-type, no :content-type; the Python SDK sends both. The nucleus
+// requires neither; this client sends them, like the Python SDK. The current
+// nucleus answers a refused operation with UnauthorizedError {"message": "Not
 // Authorized"}; older ones said "Authorization failed with error ...": this
 // client keys on the model name only.
 //

@@ -20,9 +20,9 @@
 //     authToken a known SVCUID; otherwise ConnectAck without the
 //     ConnectionAccepted flag, and the connection is closed. Ping is answered
 //     with a PingResponse that echoes the payload and the non-":" headers.
-//   - A request opens a stream; only the "operation" header is required: the
-//     official clients send neither service-model-type nor :content-type on
-//     requests, and the nucleus does not look at them.
+//   - A request opens a stream; only the "operation" header is required: AWS's
+//     JavaScript client sends neither service-model-type nor :content-type on
+//     requests (the Python SDK sends both), and the nucleus does not look at them.
 //   - SubscribeToIoTCore: topic missing -> InvalidArgumentsError "Topic is
 //     required"; not allowed -> UnauthorizedError "Not Authorized" (the current
 //     nucleus text; older ones said "Authorization failed with error ...");
