@@ -40,6 +40,19 @@ func binaryPayload() []byte {
 	return b
 }
 
+// largePayload is AWS IoT Core's largest message (128 KiB): about 175 KB of
+// base64 inside the IoTCoreMessage JSON.
+func largePayload() []byte {
+	b := make([]byte, 128<<10)
+	for i := range b {
+		b[i] = byte(i*7 + i>>8)
+	}
+	return b
+}
+
+// expectMessages is how many notify-topic messages the official client waits for.
+const expectMessages = 3
+
 func hash(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
 
 // runOfficialClient runs check.js as the recipe's component and checks
@@ -55,7 +68,7 @@ func runOfficialClient(ctx context.Context, r *report, w *world, dir string) err
 		greengrass.EnvThingName+"="+thing,
 		"GGSDK_DENIED_TOPIC="+deniedTopic(),
 		"GGSDK_AUDIT_TOPIC="+auditTopic(),
-		"GGSDK_EXPECT_MESSAGES=2")
+		"GGSDK_EXPECT_MESSAGES="+fmt.Sprint(expectMessages))
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -108,10 +121,10 @@ func (o *official) handle(ev event) {
 		o.r.ok("official client: Connect with the SVCUID", "ConnectAck accepted")
 	case "subscribed":
 		o.r.ok("official client: SubscribeToIoTCore QoS 1 (notify topic)", ev.Topic)
-		o.publishTwo()
+		o.publishAll()
 	case "message":
 		o.messages = append(o.messages, ev)
-		if len(o.messages) == 2 {
+		if len(o.messages) == expectMessages {
 			o.checkMessages()
 		}
 	case "denied":
@@ -128,23 +141,25 @@ func (o *official) handle(ev event) {
 	}
 }
 
-// publishTwo makes the broker deliver two messages on the notify topic: a real
-// notification from OpenTunnel, and a binary payload.
-func (o *official) publishTwo() {
+// publishAll makes the broker deliver the notify-topic messages: a real
+// notification from OpenTunnel, a binary payload, a 128 KiB payload.
+func (o *official) publishAll() {
 	if err := o.w.openTunnel(o.ctx); err != nil {
 		o.r.fail("OpenTunnel", err.Error())
 	}
 	if _, err := o.w.seen.wait(notifyTopic(), 0); err != nil {
 		o.r.fail("notification on the broker", err.Error())
 	}
-	if err := o.w.watcher.Publish(notifyTopic(), 1, binaryPayload()); err != nil {
-		o.r.fail("publish a binary payload", err.Error())
+	for _, p := range [][]byte{binaryPayload(), largePayload()} {
+		if err := o.w.watcher.Publish(notifyTopic(), 1, p); err != nil {
+			o.r.fail("publish on the notify topic", err.Error())
+		}
 	}
 }
 
 func (o *official) checkMessages() {
 	want := map[string]bool{}
-	for i := range 2 {
+	for i := range expectMessages {
 		p, err := o.w.seen.wait(notifyTopic(), i)
 		if err != nil {
 			o.r.fail("notify messages on the broker", err.Error())

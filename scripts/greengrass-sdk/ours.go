@@ -44,14 +44,16 @@ func ours(ctx context.Context, r *report, w *world) {
 		r.fail("our client: SubscribeToIoTCore QoS 1 (notify topic)", short(err))
 		return
 	}
-	if err := w.watcher.Publish(notifyTopic(), 1, binaryPayload()); err != nil {
-		r.fail("publish a binary payload", err.Error())
-	}
-	select {
-	case p := <-got:
-		r.check("our client: IoTCoreMessage is what the broker carried", bytes.Equal(p, binaryPayload()), fmt.Sprintf("%d bytes", len(p)))
-	case <-ctx.Done():
-		r.fail("our client: IoTCoreMessage is what the broker carried", "nothing delivered")
+	for _, want := range [][]byte{binaryPayload(), largePayload()} {
+		if err := w.watcher.Publish(notifyTopic(), 1, want); err != nil {
+			r.fail("publish on the notify topic", err.Error())
+		}
+		select {
+		case p := <-got:
+			r.check("our client: IoTCoreMessage is what the broker carried", bytes.Equal(p, want), fmt.Sprintf("%d bytes", len(p)))
+		case <-ctx.Done():
+			r.fail("our client: IoTCoreMessage is what the broker carried", "nothing delivered")
+		}
 	}
 	n := len(w.seen.snapshot(auditTopic()))
 	body := []byte(`{"event":"our-check"}`)
