@@ -250,9 +250,9 @@ func (d *dropLog) warn(log *slog.Logger, reason error, size int) {
 	n := d.suppressed
 	d.suppressed = 0
 	d.mu.Unlock()
-	attrs := []any{attrEvent, "notification.dropped", attrReason, reason.Error(), "bytes", size}
+	attrs := []any{attrEvent, "notification.dropped", attrReason, reason.Error(), attrBytes, size}
 	if n > 0 {
-		attrs = append(attrs, "suppressed", n)
+		attrs = append(attrs, attrSuppressed, n)
 	}
 	log.Warn("notification dropped", attrs...)
 }

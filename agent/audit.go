@@ -7,22 +7,27 @@ import (
 
 // Log attribute keys (the audit trail's schema).
 const (
-	attrEvent     = "event"
-	attrTunnel    = "tunnel"
-	attrServices  = "services"
-	attrRegion    = "region"
-	attrReason    = "reason"
-	attrDuration  = "duration"
-	attrResumed   = "resumed"
-	attrService   = "service"
-	attrLocalAddr = "local_addr"
-	attrBytesIn   = "bytes_in"
-	attrBytesOut  = "bytes_out"
-	attrStream    = "stream_id"
-	attrConn      = "connection_id"
-	attrChannel   = "channel_id"
-	attrErr       = "err"
-	attrHint      = "hint"
+	attrEvent      = "event"
+	attrTunnel     = "tunnel"
+	attrServices   = "services"
+	attrRegion     = "region"
+	attrReason     = "reason"
+	attrDuration   = "duration"
+	attrResumed    = "resumed"
+	attrService    = "service"
+	attrLocalAddr  = "local_addr"
+	attrBytesIn    = "bytes_in"
+	attrBytesOut   = "bytes_out"
+	attrStream     = "stream_id"
+	attrConn       = "connection_id"
+	attrChannel    = "channel_id"
+	attrErr        = "err"
+	attrHint       = "hint"
+	attrBytes      = "bytes"
+	attrExpires    = "expires"
+	attrMaxTunnels = "max_tunnels"
+	attrReplaced   = "replaced"
+	attrSuppressed = "suppressed"
 )
 
 // Audit event names: one per tunnel opened/closed and per stream
@@ -37,7 +42,7 @@ const (
 func (a *Agent) auditTunnelOpened(t *tunnelEntry, resumed bool) {
 	a.log.Info("tunnel opened", attrEvent, evTunnelOpened, attrTunnel, t.id,
 		attrServices, t.rec.Services, attrRegion, t.rec.Region, attrResumed, resumed,
-		slog.Time("expires", t.rec.Expires))
+		slog.Time(attrExpires, t.rec.Expires))
 }
 
 func (a *Agent) auditTunnelClosed(t *tunnelEntry, reason string, err error) {

@@ -31,7 +31,7 @@ func (a *Agent) handle(ctx context.Context, n notify.Notification) {
 	}
 	if len(a.tunnels) >= a.cfg.MaxTunnels && !a.makeRoom(log, n) {
 		log.Warn("tunnel refused: max_tunnels reached; close a tunnel or raise max_tunnels",
-			attrEvent, "tunnel.refused", "max_tunnels", a.cfg.MaxTunnels, attrServices, n.Services)
+			attrEvent, "tunnel.refused", attrMaxTunnels, a.cfg.MaxTunnels, attrServices, n.Services)
 		return
 	}
 	now := a.now()
@@ -83,7 +83,7 @@ func (a *Agent) makeRoom(log *slog.Logger, n notify.Notification) bool {
 	if oldest == nil {
 		return false
 	}
-	log.Info("replacing a disconnected tunnel with the same services (token rotation)", "replaced", oldest.id)
+	log.Info("replacing a disconnected tunnel with the same services (token rotation)", attrReplaced, oldest.id)
 	oldest.cancel(errReplaced)
 	// Not counted from now on; its ending still arrives and is handled.
 	delete(a.tunnels, oldest.id)

@@ -118,7 +118,7 @@ func (s *MQTTSource) session(ctx context.Context, deliver func([]byte) bool, rea
 	}
 	connectedAt := time.Now()
 	defer client.Disconnect(250)
-	s.log.Info("mqtt connected", "broker", c.addr, "client_id", c.cfg.ClientID)
+	s.log.Info("mqtt connected", attrBroker, c.addr, attrClientID, c.cfg.ClientID)
 	s.state(StateInfo{State: StateConnected, Broker: c.addr})
 	if cause, ok := s.subscribe(ctx, client, c); !ok {
 		return outcome{cause: cause}
@@ -134,7 +134,7 @@ func (s *MQTTSource) session(ctx context.Context, deliver func([]byte) bool, rea
 			up := time.Since(connectedAt)
 			return outcome{cause: s.classify(c, err, true, up), up: up}
 		case <-s.reconf:
-			s.log.Info("mqtt settings changed; reconnecting", "broker", s.current().addr)
+			s.log.Info("mqtt settings changed; reconnecting", attrBroker, s.current().addr)
 			return outcome{reconfigured: true}
 		case <-untaken:
 			if redeliver == nil {
@@ -155,8 +155,8 @@ func (s *MQTTSource) classify(c *conf, err error, handshakeDone bool, up time.Du
 // logRetry logs a failure with its cause: a warning when the cause is new
 // or retryWarnEvery has passed, debug otherwise (device flash is finite).
 func (s *MQTTSource) logRetry(c *conf, cause Cause, n int, delay time.Duration) {
-	attrs := []any{"cause", string(cause.Kind), "err", cause.Detail, "hint", cause.Hint, "broker", c.addr,
-		"client_id", c.cfg.ClientID, "attempt", n, "retry_in", delay.Round(time.Millisecond).String()}
+	attrs := []any{attrCause, string(cause.Kind), attrErr, cause.Detail, attrHint, cause.Hint, attrBroker, c.addr,
+		attrClientID, c.cfg.ClientID, attrAttempt, n, attrRetryIn, delay.Round(time.Millisecond).String()}
 	now := time.Now()
 	if cause.Kind == s.lastKind && now.Sub(s.lastWarn) < retryWarnEvery {
 		s.suppressed++
@@ -164,7 +164,7 @@ func (s *MQTTSource) logRetry(c *conf, cause Cause, n int, delay time.Duration) 
 		return
 	}
 	if s.suppressed > 0 {
-		attrs = append(attrs, "repeats_not_shown", s.suppressed)
+		attrs = append(attrs, attrRepeatsNotShown, s.suppressed)
 	}
 	s.lastKind, s.lastWarn, s.suppressed = cause.Kind, now, 0
 	s.log.Warn("mqtt connection failed; retrying", attrs...)
@@ -232,7 +232,7 @@ func (s *MQTTSource) subscribe(ctx context.Context, cl mqtt.Client, c *conf) (Ca
 		code = st.Result()[c.topic]
 	}
 	if code <= 2 {
-		s.log.Info("subscribed", "topic", c.topic, "qos", code)
+		s.log.Info("subscribed", attrTopic, c.topic, attrQoS, code)
 		return Cause{}, true
 	}
 	return Cause{Kind: CauseSubscribe, Err: ErrSubscribeRefused,

@@ -80,8 +80,8 @@ func cmdRun(args []string, logOut io.Writer, greengrass bool) error {
 	d.wire()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	d.log.Info("tunnel-agent starting", "version", version, "mode", name, "thing", d.cfg.ThingName,
-		"services", d.cfg.Services, "max_tunnels", d.cfg.MaxTunnels)
+	d.log.Info("tunnel-agent starting", attrVersion, version, attrMode, name, attrThing, d.cfg.ThingName,
+		attrServices, d.cfg.Services, attrMaxTunnels, d.cfg.MaxTunnels)
 	return d.runUntilSignal(ctx)
 }
 
@@ -95,7 +95,7 @@ func (d *daemon) wire() {
 			d.status.Set("notifications", "subscribing through Greengrass IPC")
 		}
 		if _, err := service.Ready(d.status.String()); err != nil {
-			d.log.Warn("cannot report readiness to systemd", "err", err)
+			d.log.Warn("cannot report readiness to systemd", attrErr, err)
 		}
 	})
 	d.a.OnReady(func() {
@@ -106,7 +106,7 @@ func (d *daemon) wire() {
 	if iv := service.WatchdogInterval(); iv > 0 {
 		d.a.SetHeartbeat(iv, func() {
 			if _, err := service.Watchdog(); err != nil {
-				d.log.Warn("cannot ping the systemd watchdog", "err", err)
+				d.log.Warn("cannot ping the systemd watchdog", attrErr, err)
 			}
 		})
 	}
@@ -174,7 +174,7 @@ func (d *daemon) runUntilSignal(ctx context.Context) error {
 func (d *daemon) reload() {
 	_, _ = service.SdNotify("RELOADING=1")
 	defer func() { _, _ = service.SdNotify("READY=1") }()
-	d.log.Info("SIGHUP: reloading the configuration", "config", d.s.source())
+	d.log.Info("SIGHUP: reloading the configuration", attrConfig, d.s.source())
 	cfg, err := d.loadForReload()
 	if err == nil && cfg.StateDir != d.cfg.StateDir {
 		err = fmt.Errorf("%w: state_dir (%s to %s): restart the agent to move it", agent.ErrNeedsRestart, d.cfg.StateDir, cfg.StateDir)
@@ -187,19 +187,19 @@ func (d *daemon) reload() {
 		changed, err = d.a.Reload(cfg)
 	}
 	if err != nil {
-		d.log.Error("configuration reload refused; the running configuration stays", "err", err)
+		d.log.Error("configuration reload refused; the running configuration stays", attrErr, err)
 		return
 	}
 	if err := d.logs.apply(cfg); err != nil { // validated above: cannot fail
-		d.log.Error("cannot apply the log settings", "err", err)
+		d.log.Error("cannot apply the log settings", attrErr, err)
 	}
 	d.cfg = cfg
 	if len(changed) == 0 {
 		d.log.Info("configuration reloaded: nothing changed")
 		return
 	}
-	d.log.Info("configuration reloaded", "changed", changed, "services", cfg.Services, "max_tunnels", cfg.MaxTunnels,
-		"log_level", cfg.LogLevel)
+	d.log.Info("configuration reloaded", attrChanged, changed, attrServices, cfg.Services, attrMaxTunnels, cfg.MaxTunnels,
+		attrLogLevel, cfg.LogLevel)
 }
 
 func (d *daemon) loadForReload() (config.Config, error) {

@@ -117,7 +117,7 @@ func (e *Emulator) serveAPI(w http.ResponseWriter, r *http.Request) {
 	}
 	var ae *apiError
 	if !errors.As(err, &ae) {
-		e.log.Error("api operation failed", "error", err)
+		e.log.Error("api operation failed", attrErr, err)
 		ae = &apiError{Status: http.StatusInternalServerError, Type: codeInternalFailed, Message: "internal error; see the emulator log"}
 	}
 	writeAPIError(w, ae)
@@ -189,7 +189,7 @@ func (e *Emulator) openTunnel(ctx context.Context, r *openTunnelRequest) (any, e
 			thing = *dc.ThingName
 		}
 	}
-	e.log.Info("tunnel opened", attrTunnel, resp.TunnelID, attrThing, thing, "services", services)
+	e.log.Info("tunnel opened", attrTunnel, resp.TunnelID, attrThing, thing, attrServices, services)
 	if thing != "" {
 		e.notifyDestination(ctx, resp.TunnelID, thing, resp.DestinationAccessToken, services)
 	}
@@ -201,7 +201,7 @@ func (e *Emulator) rotate(ctx context.Context, r *rotateRequest) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	e.log.Info("tokens rotated", attrTunnel, t.id, "mode", *r.ClientMode)
+	e.log.Info("tokens rotated", attrTunnel, t.id, attrMode, *r.ClientMode)
 	if e.cfg.RotateDisconnects {
 		if resp.SourceAccessToken != "" {
 			t.relay.closeMode(modeSource, closeNormal, "access token rotated")

@@ -23,10 +23,22 @@ import (
 
 // Log attribute keys.
 const (
-	attrTunnel  = "tunnel"
-	attrThing   = "thing"
-	attrMode    = "mode"
-	attrChannel = "channel"
+	attrTunnel      = "tunnel"
+	attrThing       = "thing"
+	attrMode        = "mode"
+	attrChannel     = "channel_id"
+	attrComponent   = "component"
+	attrConnection  = "connection_id"
+	attrErr         = "err"
+	attrReason      = "reason"
+	attrRelayed     = "relayed"
+	attrService     = "service"
+	attrServices    = "services"
+	attrStatus      = "status"
+	attrStream      = "stream_id"
+	attrSubprotocol = "subprotocol"
+	attrTopic       = "topic"
+	attrType        = "type"
 )
 
 // Defaults applied by Config.setDefaults.

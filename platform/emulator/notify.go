@@ -42,15 +42,15 @@ func (e *Emulator) notifyDestination(_ context.Context, tunnelID, thing, token s
 	}
 	payload, err := json.Marshal(notification{ClientAccessToken: token, ClientMode: "destination", Region: e.cfg.Region, Services: services})
 	if err != nil {
-		e.log.Error("encode notification", "error", err)
+		e.log.Error("encode notification", attrErr, err)
 		return
 	}
 	topic := strings.Replace(e.cfg.NotifyTopicFormat, "%s", thing, 1)
 	if err := e.pub.publish(topic, payload); err != nil {
-		e.log.Warn("notification not published: the device will not learn the token; check the broker", attrTunnel, tunnelID, "topic", topic, "error", err)
+		e.log.Warn("notification not published: the device will not learn the token; check the broker", attrTunnel, tunnelID, attrTopic, topic, attrErr, err)
 		return
 	}
-	e.log.Info("notification published", attrTunnel, tunnelID, "topic", topic)
+	e.log.Info("notification published", attrTunnel, tunnelID, attrTopic, topic)
 }
 
 // broker is the embedded mochi-mqtt broker: mutual TLS on MQTTAddr like AWS
@@ -62,7 +62,7 @@ type broker struct {
 }
 
 func newBroker(cfg *Config, ca *CA, cert tls.Certificate, log *slog.Logger) (*broker, error) {
-	srv := mqtt.New(&mqtt.Options{InlineClient: true, Logger: log.With("component", "mqtt")})
+	srv := mqtt.New(&mqtt.Options{InlineClient: true, Logger: log.With(attrComponent, "mqtt")})
 	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
 		return nil, fmt.Errorf("configure mqtt broker: %w", err)
 	}

@@ -166,7 +166,7 @@ func (e *Emulator) serveData(w http.ResponseWriter, r *http.Request) {
 		t, services, herr = e.store.admit(hs.token, hs.clientToken, hs.mode)
 	}
 	if herr != nil {
-		e.log.Info("handshake refused", attrChannel, channelID, "status", herr.status, "reason", herr.msg)
+		e.log.Info("handshake refused", attrChannel, channelID, attrStatus, herr.status, attrReason, herr.msg)
 		writeRefusal(w, herr)
 		return
 	}
@@ -181,7 +181,7 @@ func (e *Emulator) serveData(w http.ResponseWriter, r *http.Request) {
 	}
 	conn, err := up.Upgrade(w, r, http.Header{channelIDHeader: {channelID}})
 	if err != nil {
-		e.log.Info("websocket upgrade failed", attrChannel, channelID, "error", err)
+		e.log.Info("websocket upgrade failed", attrChannel, channelID, attrErr, err)
 		return
 	}
 	if !e.trackConn() {
@@ -214,12 +214,12 @@ func (e *Emulator) runPeer(t *tunnel, p *peer) {
 	go func() { defer wg.Done(); p.writeLoop() }()
 	defer wg.Wait()
 	e.store.setConnected(t, p.mode, true)
-	log.Info("client connected", "subprotocol", p.sub)
+	log.Info("client connected", attrSubprotocol, p.sub)
 	err := e.readLoop(t.relay, p)
 	if t.relay.detach(p) {
 		e.store.setConnected(t, p.mode, false)
 	}
-	log.Info("client disconnected", "reason", err)
+	log.Info("client disconnected", attrReason, err)
 }
 
 // readLoop reads messages from p and forwards their frames; it returns why
@@ -366,8 +366,8 @@ func (e *Emulator) frame(r *relay, p *peer, body []byte) (*peer, error) {
 		return nil, err
 	}
 	if m.Type != protocol.TypeData && e.log.Enabled(context.Background(), slog.LevelDebug) {
-		e.log.Debug("control message", attrChannel, p.channelID, "type", m.Type.String(), "service", m.ServiceID,
-			"stream", m.StreamID, "connection", m.ConnectionID, "relayed", to != nil)
+		e.log.Debug("control message", attrChannel, p.channelID, attrType, m.Type.String(), attrService, m.ServiceID,
+			attrStream, m.StreamID, attrConnection, m.ConnectionID, attrRelayed, to != nil)
 	}
 	return to, nil
 }

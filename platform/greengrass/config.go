@@ -92,9 +92,9 @@ func (c Config) Validate() error {
 // LogValue keeps the auth token out of logs when a Config is logged.
 func (c Config) LogValue() slog.Value {
 	return slog.GroupValue(
-		slog.String("socket", c.SocketPath),
-		slog.String("thing", c.ThingName),
-		slog.Bool("auth_token_set", c.AuthToken != ""),
+		slog.String(logKeySocket, c.SocketPath),
+		slog.String(logKeyThing, c.ThingName),
+		slog.Bool(logKeyAuthTokenSet, c.AuthToken != ""),
 	)
 }
 

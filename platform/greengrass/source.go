@@ -12,12 +12,17 @@ import (
 
 // Log attribute keys.
 const (
-	logKeyStream    = "stream_id"
-	logKeyTopic     = "topic"
-	logKeyErr       = "error"
-	logKeyErrorType = "error_type"
-	logKeyRetryIn   = "retry_in"
-	logKeyBytes     = "bytes"
+	logKeyStream       = "stream_id"
+	logKeyTopic        = "topic"
+	logKeyErr          = "err"
+	logKeyErrorType    = "error_type"
+	logKeyRetryIn      = "retry_in"
+	logKeyBytes        = "bytes"
+	logKeyAuthTokenSet = "auth_token_set"
+	logKeyGotTopic     = "got_topic"
+	logKeySocket       = "socket"
+	logKeyThing        = "thing"
+	logKeyType         = "type"
 )
 
 // RecipeTopicResource is the accessControl resource the shipped recipe grants
@@ -234,7 +239,7 @@ func (s *session) handle(m message) error {
 		}
 		if m.StreamID != s.stream {
 			s.log.Debug("greengrass ipc message for an old stream dropped",
-				logKeyStream, m.StreamID, "type", m.Type.String())
+				logKeyStream, m.StreamID, logKeyType, m.Type.String())
 			return nil
 		}
 		return s.handleStream(m)
@@ -261,7 +266,7 @@ func (s *session) handleStream(m message) error {
 		s.ready()
 	case eventMessage:
 		if ev.topic != s.topic {
-			s.log.Warn("greengrass ipc message for another topic dropped", "got_topic", sanitize(ev.topic))
+			s.log.Warn("greengrass ipc message for another topic dropped", logKeyGotTopic, sanitize(ev.topic))
 			break
 		}
 		s.log.Debug("notification received", logKeyBytes, len(ev.payload))

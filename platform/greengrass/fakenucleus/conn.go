@@ -52,7 +52,7 @@ func (c *conn) serve() {
 		m, err := rpc.ReadMessage(c.c, c.dec)
 		if err != nil {
 			if errors.Is(err, rpc.ErrProtocol) || errors.Is(err, rpc.ErrMessageTooLarge) {
-				c.n.log.Warn("fakenucleus: closing a component connection", "component", c.comp.Name, "error", err)
+				c.n.log.Warn("fakenucleus: closing a component connection", logKeyComponent, c.comp.Name, logKeyErr, err)
 			}
 			return
 		}
@@ -81,9 +81,9 @@ func (c *conn) handshake() bool {
 	if known {
 		ack.Flags = rpc.FlagConnectionAccepted
 		c.comp = comp
-		c.n.log.Info("fakenucleus: connection accepted", "component", comp.Name)
+		c.n.log.Info("fakenucleus: connection accepted", logKeyComponent, comp.Name)
 	} else {
-		c.n.log.Info("fakenucleus: connection rejected", "version", m.Version)
+		c.n.log.Info("fakenucleus: connection rejected", logKeyVersion, m.Version)
 	}
 	return c.send(ack) == nil && known
 }
@@ -149,7 +149,7 @@ func (c *conn) onStreamMessage(m rpc.Message) bool {
 }
 
 func (c *conn) protocolError(why string) {
-	c.n.log.Warn("fakenucleus: protocol error", "component", c.comp.Name, "why", why)
+	c.n.log.Warn("fakenucleus: protocol error", logKeyComponent, c.comp.Name, logKeyWhy, why)
 	_ = c.send(rpc.Message{Type: rpc.TypeProtocolError, ContentType: rpc.ContentTypeText, Payload: []byte(why)})
 }
 

@@ -38,7 +38,7 @@ func (c *conn) check(st *stream, payload []byte) (ioTCoreRequest, bool) {
 		return req, false
 	}
 	if !c.n.authorized(c.comp, rpc.IPCServiceMQTTProxy, st.operation, *req.TopicName) {
-		c.n.log.Info("fakenucleus: "+textUnauthorized, "error", "Principal "+c.comp.Name+
+		c.n.log.Info("fakenucleus: "+textUnauthorized, logKeyErr, "Principal "+c.comp.Name+
 			" is not authorized to perform "+rpc.IPCServiceMQTTProxy+":"+st.operation+
 			" on resource "+headerSafe(*req.TopicName))
 		c.fail(st, rpc.ModelUnauthorized, textUnauthorized)

@@ -1,0 +1,14 @@
+package main
+
+// Log attribute keys.
+const (
+	attrChanged    = "changed"
+	attrConfig     = "config"
+	attrErr        = "err"
+	attrLogLevel   = "log_level"
+	attrMaxTunnels = "max_tunnels"
+	attrMode       = "mode"
+	attrServices   = "services"
+	attrThing      = "thing"
+	attrVersion    = "version"
+)

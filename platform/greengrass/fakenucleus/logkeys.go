@@ -1,0 +1,9 @@
+package fakenucleus
+
+// Log attribute keys.
+const (
+	logKeyComponent = "component"
+	logKeyErr       = "err"
+	logKeyVersion   = "version"
+	logKeyWhy       = "why"
+)
