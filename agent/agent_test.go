@@ -24,23 +24,19 @@ type logBuf struct{ tunneltest.SyncBuffer }
 // waitLog waits until the log contains every string in want.
 func (l *logBuf) waitLog(t *testing.T, want ...string) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	missing := ""
+	if !tunneltest.Poll(20*time.Second, func() bool {
 		s := l.String()
-		missing := ""
+		missing = ""
 		for _, w := range want {
 			if !strings.Contains(s, w) {
 				missing = w
-				break
+				return false
 			}
 		}
-		if missing == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("log never contained %q; log:\n%s", missing, s)
-		}
-		time.Sleep(10 * time.Millisecond)
+		return true
+	}) {
+		t.Fatalf("log never contained %q; log:\n%s", missing, l.String())
 	}
 }
 

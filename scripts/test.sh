@@ -5,14 +5,16 @@
 # -diff, scripts/deadcode.sh), build (cross-compile: the full
 # matrix in CI, scripts/build.sh --quick locally), qemu (ARM smoke test: `tunnel-agent
 # version` and one real end-to-end test binary under qemu-user for linux/arm64 and
-# linux/arm), fuzz (every FuzzXxx, bounded), demo (`tunnelctl demo --check`), bench
-# (`go run ./scripts/bench --quick`: the whole path as processes, every byte checked by
-# SHA-256; fails only when a measurement fails, never for a missed target), package
+# linux/arm), fuzz (every FuzzXxx, bounded), bench (the measurements of `go run
+# ./scripts/bench --quick` with the LOCALPROXY comparison through `tunnelctl
+# localproxy`: the whole path as processes, every byte checked by SHA-256; fails only
+# when a measurement fails, never for a missed target), package
 # (.deb built and checked; installed, upgraded and purged here when CI=true and root),
 # greengrass-sdk (`go run ./scripts/greengrass-sdk`: AWS's own Greengrass IPC client,
 # npm aws-iot-device-sdk-v2 installed in a cache dir outside the tree, against the test
 # nucleus; needs node and npm), test (go test -race ./..., last so its summary closes
-# the log).
+# the log; `tunnelctl demo --check` runs there once, as cmd/tunnelctl/internal/demo's
+# TestCheckPasses).
 # Every stage runs even after a failure; the run fails at the end if any stage did.
 #
 # Environment:
@@ -85,12 +87,15 @@ st_lint() {
 	return $rc
 }
 
+# The bench stage's test, skipped by the test stage (it would run the bench again).
+BENCH_STAGE_TEST='^TestLocalProxyEndToEnd$'
+
 st_test() {
 	local count=()
 	# CI shares the machine's build cache: do not let it answer with cached passes.
 	[ "${CI:-}" = true ] && count=(-count=1)
 	# shellcheck disable=SC2086 # GO_TEST_FLAGS is a list of flags
-	go test -race "${count[@]}" -timeout 10m ${GO_TEST_FLAGS:-} ./...
+	go test -race "${count[@]}" -timeout 10m -skip "$BENCH_STAGE_TEST" ${GO_TEST_FLAGS:-} ./...
 }
 
 st_fuzz() { scripts/fuzz.sh "$FUZZ_BUDGET"; }
@@ -107,21 +112,14 @@ st_build() {
 
 st_qemu() { scripts/qemu-smoke.sh; }
 
-st_demo() {
-	if ! has_pkg cmd/tunnelctl; then
-		warn "cmd/tunnelctl does not exist yet: skipping tunnelctl demo --check"
-		return 0
-	fi
-	timeout 300 go run ./cmd/tunnelctl demo --check
-}
-
+# The quick bench runs once per CI run, here: scripts/bench's
+# TestLocalProxyEndToEnd with BENCH_STAGE=1 runs `go run ./scripts/bench --quick`'s
+# measurements, with the LOCALPROXY comparison through `tunnelctl localproxy` on top
+# (and processes aborted on purpose), prints the table and fails when a measurement
+# fails. The test stage skips that test.
 st_bench() {
-	local out
-	out=$(mktemp -d) || return 1
-	timeout 300 go run ./scripts/bench --quick --out "$out/bench-results.json"
-	local rc=$?
-	rm -rf "$out"
-	return $rc
+	BENCH_STAGE=1 timeout 300 go test -count=1 -v -timeout 5m -run '^TestLocalProxyEndToEnd$' ./scripts/bench |
+		grep -v '^=== RUN\|^--- \(PASS\|FAIL\)\|^PASS$\|^ok ' ; return "${PIPESTATUS[0]}"
 }
 
 st_package() {
@@ -153,7 +151,6 @@ main() {
 	stage build st_build
 	stage qemu st_qemu
 	stage fuzz st_fuzz
-	stage demo st_demo
 	stage bench st_bench
 	stage package st_package
 	stage greengrass-sdk st_greengrass_sdk

@@ -129,16 +129,14 @@ func parseRetries(t *testing.T, logs string) []retryLine {
 }
 
 func waitRetries(t *testing.T, logs *tunneltest.SyncBuffer, n int) []retryLine {
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if lines := parseRetries(t, logs.String()); len(lines) >= n {
-			return lines[:n]
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("fewer than %d retries logged:\n%s", n, logs.String())
-		}
-		time.Sleep(10 * time.Millisecond)
+	var lines []retryLine
+	if !tunneltest.Poll(20*time.Second, func() bool {
+		lines = parseRetries(t, logs.String())
+		return len(lines) >= n
+	}) {
+		t.Fatalf("fewer than %d retries logged:\n%s", n, logs.String())
 	}
+	return lines[:n]
 }
 
 // checkRetries: same cause each time, a warning first then debug lines,

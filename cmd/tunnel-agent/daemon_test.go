@@ -110,12 +110,8 @@ func (p *agentProc) stop(t *testing.T) {
 
 func (p *agentProc) waitLog(t *testing.T, want string, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !strings.Contains(p.stderr.String(), want) {
-		if time.Now().After(deadline) {
-			t.Fatalf("log lacks %q after %s:\n%s", want, timeout, p.stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !tunneltest.Poll(timeout, func() bool { return strings.Contains(p.stderr.String(), want) }) {
+		t.Fatalf("log lacks %q after %s:\n%s", want, timeout, p.stderr.String())
 	}
 }
 

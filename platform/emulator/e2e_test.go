@@ -20,6 +20,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/tunnel-agent/tunnel-agent/agent/tunnel"
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/tunneltest"
 	"github.com/tunnel-agent/tunnel-agent/platform/emulator"
 )
 
@@ -90,16 +91,11 @@ func TestEndToEnd(t *testing.T) {
 
 func waitState(t *testing.T, e *emulator.Emulator, id, key, want string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	if !tunneltest.Poll(10*time.Second, func() bool {
 		tun := apiCall(t, e, "DescribeTunnel", `{"tunnelId":"`+id+`"}`)["tunnel"].(map[string]any)
-		if tun[key].(map[string]any)["status"] == want {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s never became %s", key, want)
-		}
-		time.Sleep(10 * time.Millisecond)
+		return tun[key].(map[string]any)["status"] == want
+	}) {
+		t.Fatalf("%s never became %s", key, want)
 	}
 }
 

@@ -146,16 +146,10 @@ func (env *testEnv) open(t testing.TB, body string) opened {
 	return opened{id: r.str("tunnelId"), arn: r.str("tunnelArn"), src: r.str("sourceAccessToken"), dst: r.str("destinationAccessToken")}
 }
 
-// waitFor polls cond until it holds or the deadline passes.
+// waitFor polls cond until it holds, for up to 10 s.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	tunneltest.WaitFor(t, 10*time.Second, what, cond)
 }
 
 func readAllString(r io.Reader) string {

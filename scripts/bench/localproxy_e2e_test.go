@@ -21,6 +21,8 @@ import (
 // Every LOCALPROXY row must be measured next to ours from the runs that
 // completed, the crashes counted in their own row, and the bench must not
 // fail because of them.
+//
+// scripts/test.sh runs it as its bench stage, with benchStageEnv set.
 func TestLocalProxyEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end bench run (builds and runs the programs): skipped with -short")
@@ -35,6 +37,15 @@ func TestLocalProxyEndToEnd(t *testing.T) {
 	out := filepath.Join(dir, "out.json")
 	o := options{quick: true, out: out, reps: 1, bulk: 16 << 20, bulkMax: 2 * time.Second, latDur: 200 * time.Millisecond,
 		connects: 1, budget: 90 * time.Second, localproxy: wrapper, noSizes: true}
+	if os.Getenv(benchStageEnv) != "" {
+		// scripts/test.sh's bench stage: the whole --quick run, sizes
+		// included, with the LOCALPROXY rows on top, printed as the stage's
+		// figures. The test stage skips this test, so CI runs the bench once.
+		var err error
+		if o, err = parseOptions([]string{"--quick", "--out", out}, func(string) string { return wrapper }, os.Stderr); err != nil {
+			t.Fatal(err)
+		}
+	}
 	ok, err := run(ctx, func() {}, o)
 	http.DefaultClient.CloseIdleConnections() // the API client's keep-alive connections (goleak)
 	if err != nil {
@@ -69,6 +80,9 @@ func TestLocalProxyEndToEnd(t *testing.T) {
 		t.Errorf("crash rows count %d crashes, want %d to %d", crashes, minCrashes, maxCrashes)
 	}
 }
+
+// benchStageEnv makes TestLocalProxyEndToEnd measure with the --quick options.
+const benchStageEnv = "BENCH_STAGE"
 
 // tunnelctlWrapper builds tunnelctl and writes a LOCALPROXY script that
 // runs `tunnelctl localproxy`, except that its 3rd start aborts (SIGABRT)

@@ -97,15 +97,10 @@ func EchoCheck(addr string, n int) error {
 	return nil
 }
 
-// EchoEventually retries EchoCheck every 50 ms for up to 20 s, for a path
-// whose far end may still be connecting, and returns the last error.
+// EchoEventually retries EchoCheck (Poll) for up to 20 s, for a path whose
+// far end may still be connecting, and returns the last error.
 func EchoEventually(addr string, n int) error {
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		err := EchoCheck(addr, n)
-		if err == nil || time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(50 * time.Millisecond) // poll interval, not a wait for a condition
-	}
+	var err error
+	Poll(20*time.Second, func() bool { err = EchoCheck(addr, n); return err == nil })
+	return err
 }

@@ -1,11 +1,16 @@
 package cli
 
 import (
+	"context"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/tunneltest"
+	"github.com/tunnel-agent/tunnel-agent/cmd/tunnelctl/internal/demo"
 	"github.com/tunnel-agent/tunnel-agent/platform/awsapi"
 	"github.com/tunnel-agent/tunnel-agent/platform/emulator"
 )
@@ -197,9 +202,33 @@ func TestProfileAndHelp(t *testing.T) {
 	}
 }
 
+// TestDemoCheckCommand checks what `tunnelctl demo --check` hands to
+// demo.Run, and that its failure is the command's. The demo itself runs
+// once per test run, in package demo (TestCheckPasses), not here again.
 func TestDemoCheckCommand(t *testing.T) {
-	r := runCLI(t, nil, "demo", "--check")
-	if r.code != ExitOK || !strings.Contains(r.stdout, "PASS") || !strings.Contains(r.stdout, "MiB/s") {
-		t.Fatalf("demo --check: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	for _, tc := range []struct {
+		args     []string
+		check    bool
+		ssh, web int
+	}{
+		{[]string{"demo", "--check"}, true, 0, 0},
+		{[]string{"demo", "--ssh-port", "2022", "--http-port", "8081"}, false, 2022, 8081},
+		{[]string{"demo", "--check", "--ssh-port", "2022"}, true, 0, 0}, // --check always takes free ports
+	} {
+		var out, errb tunneltest.SyncBuffer
+		var got demo.Config
+		a := &App{Stdout: &out, Stderr: &errb, Getenv: func(string) string { return "" },
+			runDemo: func(_ context.Context, cfg demo.Config) error { got = cfg; return nil }}
+		if code := a.Run(t.Context(), tc.args); code != ExitOK {
+			t.Fatalf("%v: exit %d\n%s", tc.args, code, errb.String())
+		}
+		if got.Check != tc.check || got.SSHPort != tc.ssh || got.HTTPPort != tc.web || got.Out != &out || got.Logger == nil {
+			t.Errorf("%v: demo.Run got Check %v, ports %d/%d, Out %v, Logger %v", tc.args, got.Check, got.SSHPort, got.HTTPPort, got.Out == &out, got.Logger != nil)
+		}
+	}
+	a := &App{Stdout: io.Discard, Stderr: io.Discard, Getenv: func(string) string { return "" },
+		runDemo: func(context.Context, demo.Config) error { return errors.New("an SSH check failed") }}
+	if code := a.Run(t.Context(), []string{"demo", "--check"}); code == ExitOK {
+		t.Error("a failed demo --check exited 0")
 	}
 }

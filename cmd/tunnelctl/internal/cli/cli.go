@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/tunnel-agent/tunnel-agent/cmd/tunnelctl/internal/demo"
 	"github.com/tunnel-agent/tunnel-agent/platform/awsapi"
 )
 
@@ -45,6 +46,9 @@ type App struct {
 
 	// onProxyReady, when set, receives the bound listener addresses (tests).
 	onProxyReady func(addrs map[string]string)
+	// runDemo, when set, replaces demo.Run (tests: the demo itself is
+	// tested once, in package demo).
+	runDemo func(ctx context.Context, cfg demo.Config) error
 }
 
 // Main runs the process's command line argv (program name first) with the

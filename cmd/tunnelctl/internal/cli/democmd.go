@@ -33,7 +33,11 @@ func (a *App) cmdDemo(ctx context.Context, g *globals, args []string) error {
 	if g.verbose {
 		cfg.Logger = a.newLogger(true)
 	}
-	if err := demo.Run(ctx, cfg); err != nil {
+	run := demo.Run
+	if a.runDemo != nil {
+		run = a.runDemo
+	}
+	if err := run(ctx, cfg); err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
 	return nil

@@ -101,16 +101,10 @@ func (r result) oneLineErr(t *testing.T, code int, want string) {
 	}
 }
 
-// waitFor polls cond until it holds or the deadline passes.
+// waitFor polls cond until it holds, for up to d.
 func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	tunneltest.WaitFor(t, d, what, cond)
 }
 
 // waitStopped waits for a component's Run result after its cancel; when it hangs,
