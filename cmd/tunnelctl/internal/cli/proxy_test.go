@@ -220,7 +220,7 @@ func TestProxyUsage(t *testing.T) {
 		{"no services", map[string]string{"AWSIOT_TUNNEL_ACCESS_TOKEN": "x"}, []string{"--region", "us-east-1"}, ExitUsage, "--services is required"},
 		{"bare port", nil, []string{"--services", "2222"}, ExitUsage, "SSH=2222"},
 		{"bad port", nil, []string{"--services", "SSH=70000"}, ExitUsage, "0-65535"},
-		{"no region", map[string]string{"AWSIOT_TUNNEL_ACCESS_TOKEN": "x"}, []string{"--services", "SSH=0"}, ExitUsage, "--region or --endpoint"},
+		{"no region", map[string]string{"AWSIOT_TUNNEL_ACCESS_TOKEN": "x"}, []string{"--services", "SSH=0"}, ExitUsage, "give --region, --data-endpoint HOST:PORT or the API --endpoint URL"},
 		{"bad client type", map[string]string{"AWSIOT_TUNNEL_ACCESS_TOKEN": "x"},
 			[]string{"--services", "SSH=0", "--region", "us-east-1", "--destination-client-type", "V9"}, ExitFailure, "tunnelctl proxy:"},
 	}
