@@ -88,7 +88,7 @@ func (c *connectCache) loadState(key string, now time.Time) (*tunnelState, error
 	if err != nil {
 		return nil, fmt.Errorf("reading tunnel state: %w", err)
 	}
-	if runtime.GOOS != "windows" && st.Mode().Perm()&0o077 != 0 {
+	if !ownerOnly(st.Mode()) {
 		return nil, fmt.Errorf("%s: %w", file, errTokenFileMode)
 	}
 	b, err := os.ReadFile(file)

@@ -354,3 +354,33 @@ func (n *notifier) Write(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
+
+// TestConnectDeviceAbsent: connect to a thing whose agent never answers fails
+// with the holder's reason on stderr, exit 1, and leaves no tunnel open.
+func TestConnectDeviceAbsent(t *testing.T) {
+	isolateAWS(t)
+	bin := tunnelctlBinary(t)
+	e := startEmulator(t, emulator.Config{})
+	cache, err := os.MkdirTemp("", "tc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(cache)
+	cmd := exec.Command(bin, "--endpoint", e.APIURL(), "--data-endpoint", e.DataEndpoint(), "--ca-file", e.CAFile(),
+		"connect", "--wait", "1s", "nobody-home")
+	cmd.Env = append(os.Environ(), EnvCacheDir+"="+cache)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	err = cmd.Run()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != ExitFailure ||
+		!strings.Contains(stderr.String(), "nobody-home did not connect within 1s") || strings.Count(stderr.String(), "\n") != 1 {
+		t.Errorf("connect to an absent thing: %v\n%s", err, stderr.String())
+	}
+	list, err := testAPI(t, e).ListAllTunnels(context.Background(), "nobody-home", 0)
+	if err != nil || len(list) != 1 || list[0].Status != awsapi.StatusClosed {
+		t.Errorf("tunnels after the failure: %+v %v, want one CLOSED", list, err)
+	}
+	if m, _ := filepath.Glob(filepath.Join(cache, "*.json")); len(m) != 0 {
+		t.Errorf("state left: %v", m)
+	}
+}
