@@ -68,6 +68,7 @@ type tunnelState struct {
 	SourceToken string    `json:"sourceAccessToken"`
 	ClientToken string    `json:"clientToken"`
 	Expires     time.Time `json:"expires"`
+	PID         int       `json:"pid"` // the holder's process
 }
 
 func (c *connectCache) saveState(key string, st *tunnelState) error {

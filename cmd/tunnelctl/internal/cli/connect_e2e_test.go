@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -15,6 +16,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -304,8 +306,40 @@ func TestConnectSSHScpRsync(t *testing.T) {
 		}
 	})
 
+	t.Run("a killed holder is replaced and resumes the tunnel", func(t *testing.T) {
+		b, err := os.ReadFile(states[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		var st tunnelState
+		if err := json.Unmarshal(b, &st); err != nil || st.PID == 0 {
+			t.Fatalf("state %s: %v", b, err)
+		}
+		p, err := os.FindProcess(st.PID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Signal(syscall.SIGKILL); err != nil {
+			t.Fatalf("killing holder %d: %v", st.PID, err)
+		}
+		hold := strings.TrimSuffix(states[0], ".json") + ".hold"
+		waitFor(t, "the killed holder's lock to be free", 10*time.Second, func() bool {
+			l, err := tryLockFile(hold) // a dead process holds no lock, even while a zombie
+			if l != nil {
+				l.release()
+			}
+			return err == nil && l != nil
+		})
+		r.timeToFirstByte(t)
+		b, _ = os.ReadFile(states[0])
+		var st2 tunnelState
+		if err := json.Unmarshal(b, &st2); err != nil || st2.TunnelID != st.TunnelID || st2.PID == st.PID {
+			t.Errorf("after the kill: state %+v, want tunnel %s held by a new process", st2, st.TunnelID)
+		}
+	})
+
 	if _, all := r.openTunnels(t); all != 1 {
-		t.Errorf("%d tunnels opened for ssh, 8 parallel ssh, scp and rsync; want 1", all)
+		t.Errorf("%d tunnels opened for ssh, 8 parallel ssh, scp, rsync and a holder restart; want 1", all)
 	}
 	logs, _ := filepath.Glob(filepath.Join(r.cache, "*.log"))
 	b, _ := os.ReadFile(logs[0])

@@ -105,6 +105,10 @@ func (h *holder) start(ctx context.Context) (*tunnelState, *sessionEnd, context.
 		if derr == nil && d.Tunnel.Status == awsapi.StatusOpen {
 			ended, cancel, err := h.connect(ctx, saved)
 			if err == nil {
+				saved.PID = os.Getpid()
+				if err := h.cache.saveState(h.key, saved); err != nil {
+					h.log.Warn("updating the tunnel state failed", "err", err)
+				}
 				h.log.Info("resumed the saved tunnel", "tunnel", saved.TunnelID)
 				return saved, ended, cancel, nil
 			}
@@ -122,7 +126,7 @@ func (h *holder) start(ctx context.Context) (*tunnelState, *sessionEnd, context.
 		return nil, nil, nil, errors.New(describeError(err))
 	}
 	st := &tunnelState{TunnelID: open.TunnelID, Thing: h.thing, Service: h.service, SourceToken: open.SourceAccessToken,
-		ClientToken: tunnel.NewClientToken(), Expires: time.Now().Add(time.Duration(h.minutes) * time.Minute)}
+		ClientToken: tunnel.NewClientToken(), Expires: time.Now().Add(time.Duration(h.minutes) * time.Minute), PID: os.Getpid()}
 	if err := h.cache.saveState(h.key, st); err != nil {
 		h.closeTunnel(st.TunnelID)
 		return nil, nil, nil, err
