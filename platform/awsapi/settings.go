@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"os"
@@ -207,9 +208,10 @@ func profileKey(profile, key string) string {
 }
 
 // iniValue finds key in the section of profile ("[default]" or "[profile NAME]").
-func iniValue(f *os.File, profile, key string) string {
+// A line longer than the scanner's 64 KiB ends the search.
+func iniValue(r io.Reader, profile, key string) string {
 	in := false
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
 		if line == "" || line[0] == '#' || line[0] == ';' {

@@ -174,7 +174,8 @@ func TestProxyTokenFromEnvAndClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := map[string]string{"AWSIOT_TUNNEL_ACCESS_TOKEN": open.SourceAccessToken}
-	p := startProxyCLI(t, env, "--services=SSH=0", "--endpoint", e.DataEndpoint(), "--ca-file", e.CAFile(), "--json")
+	// The API URL as --endpoint (before: "give --region or --endpoint host:port") and the data plane apart.
+	p := startProxyCLI(t, env, "--services=SSH=0", "--endpoint", e.APIURL(), "--data-endpoint", e.DataEndpoint(), "--ca-file", e.CAFile(), "--json")
 	waitDestination(t, api, open.TunnelID)
 	if err := roundTrip(t, p.addrs["SSH"], 64<<10); err != nil {
 		t.Fatal(err)
@@ -204,6 +205,10 @@ func TestProxyTokenFromEnvAndClose(t *testing.T) {
 	r := runCLI(t, env, "proxy", "--services", "SSH=0", "--endpoint", e.DataEndpoint(), "--ca-file", e.CAFile())
 	if r.code != ExitFailure || strings.Contains(r.stderr, open.SourceAccessToken) || !strings.Contains(r.stderr, "tunnelctl proxy: source proxy:") {
 		t.Errorf("reused token: exit %d\n%s", r.code, r.stderr)
+	}
+	// The old "--endpoint HOST:PORT" still means the data plane under proxy, with a notice.
+	if !strings.Contains(r.stderr, "taking --endpoint "+e.DataEndpoint()+" as --data-endpoint") {
+		t.Errorf("no notice for the old --endpoint HOST:PORT:\n%s", r.stderr)
 	}
 }
 
