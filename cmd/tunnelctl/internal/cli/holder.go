@@ -310,6 +310,7 @@ func (h *holder) serve(ctx context.Context, ln *net.UnixListener, ended *session
 func (h *holder) idleClose(ctx context.Context, ac *acceptor) (net.Conn, bool) {
 	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
+	h.log.Debug("idle: taking the key's lock before closing")
 	lock, err := lockFile(lctx, h.cache.lockFile(h.key))
 	if err != nil {
 		return nil, false // a connect is waiting or ctx ended: try again later
