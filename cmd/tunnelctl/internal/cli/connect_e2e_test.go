@@ -204,7 +204,7 @@ func TestConnectSSHScpRsync(t *testing.T) {
 	if runtime.GOOS == "windows" {
 		t.Skip("needs OpenSSH and sshd on Linux")
 	}
-	r := newConnectRig(t, "pi-conn", 2*time.Second)
+	r := newConnectRig(t, "pi-conn", 5*time.Second) // no idle close between the steps, even on a loaded machine
 
 	cold := r.timeToFirstByte(t)
 	warm := r.timeToFirstByte(t)

@@ -16,6 +16,9 @@ import (
 	"github.com/tunnel-agent/tunnel-agent/platform/awsapi"
 )
 
+// holdWait bounds how long a new holder waits for the previous one to go.
+const holdWait = 15 * time.Second
+
 // holderCommand is the hidden command connect starts (detached) to hold a shared tunnel.
 const holderCommand = "connect-holder"
 
@@ -63,9 +66,15 @@ func (a *App) cmdConnectHolder(ctx context.Context, g *globals, args []string) e
 
 // run holds the tunnel until it is idle, closed by the service, or ctx ends.
 func (h *holder) run(ctx context.Context) error {
-	hold, err := tryLockFile(h.cache.holdFile(h.key))
-	if err != nil || hold == nil {
-		return err // nil, nil: another holder has the key
+	// Another holder may have the key: one that is closing (idle) is gone in a
+	// moment, and this one takes over; one that is starting or serving keeps
+	// it, and the waiting connect attaches to that one's socket.
+	lctx, cancel := context.WithTimeout(ctx, holdWait)
+	hold, err := lockFile(lctx, h.cache.holdFile(h.key))
+	cancel()
+	if err != nil {
+		h.log.Info("another holder has the tunnel", "err", err)
+		return nil
 	}
 	defer hold.release()
 	st, ended, cancel, err := h.start(ctx)
