@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -41,6 +42,9 @@ func (g *globals) client(ctx context.Context) (*awsapi.Client, error) {
 func describeError(err error) string {
 	var ae *awsapi.APIError
 	if !errors.As(err, &ae) {
+		if errors.As(err, new(x509.UnknownAuthorityError)) && strings.Contains(err.Error(), "calling ") {
+			return err.Error() + "; trust the API's CA with AWS_CA_BUNDLE=FILE or ca_bundle in the profile (the emulator's is its ca.pem)"
+		}
 		return err.Error()
 	}
 	msg := ae.Message

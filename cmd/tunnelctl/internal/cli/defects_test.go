@@ -181,3 +181,16 @@ func TestOpenAfterServerErrorLeavesOneTunnel(t *testing.T) {
 		t.Errorf("after a 500: %d tunnels %+v, opened %s", len(list.TunnelSummaries), list.TunnelSummaries, out.TunnelID)
 	}
 }
+
+// TestCABundleForTLSAPI: an emulator serving its API over TLS is refused
+// without a CA bundle and reached with AWS_CA_BUNDLE, as with the AWS CLI.
+func TestCABundleForTLSAPI(t *testing.T) {
+	isolateAWS(t)
+	e := startEmulator(t, emulator.Config{APITLS: true})
+	r := runCLI(t, nil, "--endpoint", e.APIURL(), "list")
+	r.oneLineErr(t, ExitFailure, "AWS_CA_BUNDLE")
+	t.Setenv("AWS_CA_BUNDLE", e.CAFile())
+	if r := runCLI(t, nil, "--endpoint", e.APIURL(), "list").mustOK(t); !strings.Contains(r.stdout, "No tunnels.") {
+		t.Errorf("list with AWS_CA_BUNDLE: %q", r.stdout)
+	}
+}
