@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -17,7 +18,14 @@ import (
 	"github.com/tunnel-agent/tunnel-agent/platform/emulator"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
+		if builtPath != "" { // the tunnelctl binary the connect tests built
+			_ = os.RemoveAll(filepath.Dir(builtPath))
+		}
+		os.Exit(code)
+	}))
+}
 
 // isolateAWS keeps the developer's AWS configuration out of the tests.
 func isolateAWS(t *testing.T) {
