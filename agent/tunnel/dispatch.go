@@ -62,13 +62,13 @@ func (l *link) onServiceIDs(m *protocol.Message) {
 	l.serviceIDs = ids
 	l.mu.Unlock()
 	l.log.Info("tunnel services announced", logServiceID, ids)
-	_, unnamed := l.s.cfg.Services[Unnamed]
+	_, unnamed := l.s.services()[Unnamed]
 	switch {
 	case unnamed && len(ids) != 1:
 		l.log.Warn("the unnamed service mapping serves a tunnel with exactly one service, and this one has not: name the services to forward (e.g. SSH=22,HTTP=80)", logServiceID, ids)
 	case !unnamed:
 		for _, id := range ids {
-			if _, ok := l.s.cfg.Services[id]; !ok {
+			if _, ok := l.s.services()[id]; !ok {
 				l.log.Warn("the tunnel offers a service that is not in the services map; add it to allow it", logService, id)
 			}
 		}
