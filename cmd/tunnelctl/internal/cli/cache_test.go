@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -131,4 +132,21 @@ func TestSSHConfigBlock(t *testing.T) {
 			t.Errorf("quoteArg(%q) = %q, want %q", in, got, want)
 		}
 	}
+}
+
+// tryLockFile takes the lock of path if it is free; nil, nil when it is not.
+func tryLockFile(path string) (*fileLock, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("opening lock %s: %w", path, err)
+	}
+	ok, err := tryLock(f)
+	if err != nil || !ok {
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("locking %s: %w", path, err)
+		}
+		return nil, nil
+	}
+	return &fileLock{f: f}, nil
 }

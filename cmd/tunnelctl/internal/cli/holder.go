@@ -73,7 +73,7 @@ func (h *holder) run(ctx context.Context) error {
 	hold, err := lockFile(lctx, h.cache.holdFile(h.key))
 	cancel()
 	if err != nil {
-		h.log.Info("another holder has the tunnel", "err", err)
+		h.log.Info("another holder has the tunnel", attrErr, err)
 		return nil
 	}
 	defer hold.release()
@@ -94,7 +94,7 @@ func (h *holder) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	h.log.Info("serving the shared tunnel", "tunnel", st.TunnelID, "thing", h.thing, "service", h.service, "socket", h.cache.socket(h.key))
+	h.log.Info("serving the shared tunnel", attrTunnel, st.TunnelID, attrThing, h.thing, attrService, h.service, attrSocket, h.cache.socket(h.key))
 	err = h.serve(ctx, ln, ended)
 	if errors.Is(err, errTunnelEnded) {
 		closeTunnel = false
@@ -116,12 +116,12 @@ func (h *holder) start(ctx context.Context) (*tunnelState, *sessionEnd, context.
 			if err == nil {
 				saved.PID = os.Getpid()
 				if err := h.cache.saveState(h.key, saved); err != nil {
-					h.log.Warn("updating the tunnel state failed", "err", err)
+					h.log.Warn("updating the tunnel state failed", attrErr, err)
 				}
-				h.log.Info("resumed the saved tunnel", "tunnel", saved.TunnelID)
+				h.log.Info("resumed the saved tunnel", attrTunnel, saved.TunnelID)
 				return saved, ended, cancel, nil
 			}
-			h.log.Warn("could not resume the saved tunnel: opening another", "tunnel", saved.TunnelID, "err", err)
+			h.log.Warn("could not resume the saved tunnel: opening another", attrTunnel, saved.TunnelID, attrErr, err)
 			h.closeTunnel(saved.TunnelID)
 		}
 		h.cache.dropState(h.key)
@@ -140,7 +140,7 @@ func (h *holder) start(ctx context.Context) (*tunnelState, *sessionEnd, context.
 		h.closeTunnel(st.TunnelID)
 		return nil, nil, nil, err
 	}
-	h.log.Info("opened a tunnel", "tunnel", st.TunnelID, "thing", h.thing, "service", h.service)
+	h.log.Info("opened a tunnel", attrTunnel, st.TunnelID, attrThing, h.thing, attrService, h.service)
 	ended, cancel, err := h.connect(ctx, st)
 	if err != nil {
 		h.cache.dropState(h.key)
@@ -294,7 +294,7 @@ func (h *holder) serve(ctx context.Context, ln *net.UnixListener, ended *session
 			case c != nil:
 				start(c)
 			case closing:
-				h.log.Info("closing the idle tunnel", "idle", h.o.idle)
+				h.log.Info("closing the idle tunnel", attrIdle, h.o.idle)
 				return nil
 			default:
 				idle.Reset(h.o.idle)
@@ -343,7 +343,7 @@ func (h *holder) relay(ctx context.Context, c net.Conn) {
 	defer c.Close()
 	t, err := net.Dial("unix", h.cache.inner(h.key))
 	if err != nil {
-		h.log.Warn("reaching the source proxy failed", "err", err)
+		h.log.Warn("reaching the source proxy failed", attrErr, err)
 		return
 	}
 	defer t.Close()
@@ -366,8 +366,8 @@ func (h *holder) closeTunnel(id string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := h.api.CloseTunnel(ctx, &awsapi.CloseTunnelInput{TunnelID: id}); err != nil {
-		h.log.Warn("closing the tunnel failed: close it with tunnelctl close", "tunnel", id, "err", describeError(err))
+		h.log.Warn("closing the tunnel failed: close it with tunnelctl close", attrTunnel, id, attrErr, describeError(err))
 		return
 	}
-	h.log.Info("closed the tunnel", "tunnel", id)
+	h.log.Info("closed the tunnel", attrTunnel, id)
 }

@@ -40,23 +40,6 @@ func lockFile(ctx context.Context, path string) (*fileLock, error) {
 	}
 }
 
-// tryLockFile takes the lock of path if it is free; nil, nil when it is not.
-func tryLockFile(path string) (*fileLock, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("opening lock %s: %w", path, err)
-	}
-	ok, err := tryLock(f)
-	if err != nil || !ok {
-		f.Close()
-		if err != nil {
-			return nil, fmt.Errorf("locking %s: %w", path, err)
-		}
-		return nil, nil
-	}
-	return &fileLock{f: f}, nil
-}
-
 // release unlocks and closes the file.
 func (l *fileLock) release() {
 	_ = unlock(l.f)
