@@ -5,8 +5,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"regexp"
 	"time"
+
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/protocol"
 )
 
 // Environment variables the Greengrass nucleus sets for every component process.
@@ -23,10 +24,6 @@ const (
 	DefaultResubscribeMin   = time.Second
 	DefaultResubscribeMax   = time.Minute
 )
-
-// thingNamePattern is the AWS IoT thing name pattern; it also keeps MQTT
-// wildcards and topic separators out of the notify topic.
-var thingNamePattern = regexp.MustCompile(`^[a-zA-Z0-9:_-]{1,128}$`)
 
 // Config configures a Source. ConfigFromEnv fills the first three fields the way
 // the nucleus provides them.
@@ -79,7 +76,7 @@ func (c Config) Validate() error {
 	if c.AuthToken == "" {
 		errs = append(errs, fmt.Errorf("auth token is empty (%s)", EnvAuthToken))
 	}
-	if !thingNamePattern.MatchString(c.ThingName) {
+	if !protocol.ValidThingName(c.ThingName) {
 		errs = append(errs, fmt.Errorf("thing name %q is not a valid AWS IoT thing name (%s)",
 			c.ThingName, EnvThingName))
 	}

@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/tunnel-agent/tunnel-agent/agent/tunnel"
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/protocol"
 )
 
 // Environment variables of the C++ localproxy.
@@ -49,10 +50,10 @@ const (
 var errNoLocalproxyToken = errors.New("no access token: set the AWSIOT_TUNNEL_ACCESS_TOKEN environment variable " +
 	"(tokens are never taken from the command line, which other users see in ps)")
 
-var (
-	lpRegionRe  = regexp.MustCompile(`^[a-z0-9-]{1,64}$`)
-	lpServiceRe = regexp.MustCompile(`^[a-zA-Z0-9:_-]{1,128}$`)
-)
+// lpRegionRe is the C++ localproxy's own check of -r (PROTOCOL.md §7.2,
+// region (LP)): looser than an AWS region name, so that what it accepts,
+// this command line accepts too.
+var lpRegionRe = regexp.MustCompile(`^[a-z0-9-]{1,64}$`)
 
 // lpConfig is a parsed localproxy command line.
 type lpConfig struct {
@@ -190,7 +191,7 @@ func lpMappings(spec string, addr func(string) (string, error)) (map[string]stri
 			return nil, usageError("mapping %q has no service id: name every service when there are several, e.g. SSH1=5555,SSH2=6666", item)
 		case !named:
 			name, val = unnamedService, item
-		case !lpServiceRe.MatchString(name):
+		case !protocol.ValidServiceID(name):
 			return nil, usageError("service id %q: use 1-128 of a-z, A-Z, 0-9, ':', '_' and '-'", name)
 		case val == "":
 			return nil, usageError("service %s has no port or address: e.g. %s=5555", name, name)
