@@ -1,4 +1,10 @@
-package notify
+// Package backoff computes the delays of the programs' retry loops: an
+// exponential ceiling (Min, doubling per retry, capped at Max) with jitter,
+// so that a fleet that failed at the same moment does not retry in
+// lockstep. It is the one backoff of the repository: the MQTT and
+// Greengrass notification sources, the tunnel's reconnects and the API
+// client all use it.
+package backoff
 
 import (
 	"math/rand/v2"
@@ -27,6 +33,22 @@ func (b Backoff) Delay(n int) time.Duration {
 		r = rand.Int64N
 	}
 	return time.Duration(r(int64(ceiling)))
+}
+
+// HalfJitter returns a wait before retry n (n >= 1) uniform in
+// [Ceiling(n)/2, Ceiling(n)]: never much shorter than the ceiling, for a
+// retry against a local peer that must not be hammered (the Greengrass
+// nucleus).
+func (b Backoff) HalfJitter(n int) time.Duration {
+	ceiling := b.Ceiling(n)
+	if ceiling <= 0 {
+		return 0
+	}
+	r := b.Rand
+	if r == nil {
+		r = rand.Int64N
+	}
+	return ceiling/2 + time.Duration(r(int64(ceiling/2)+1))
 }
 
 // Ceiling is the upper bound of Delay(n): Min·2^(n-1) capped at Max.

@@ -1,4 +1,4 @@
-package notify
+package backoff
 
 import (
 	"testing"
@@ -39,5 +39,22 @@ func TestBackoff(t *testing.T) {
 	}
 	if len(seen) < 50 {
 		t.Errorf("only %d distinct delays in 100", len(seen))
+	}
+}
+
+func TestHalfJitter(t *testing.T) {
+	b := Backoff{Min: 100, Max: 1000} // in time.Duration units
+	for n := 1; n <= 12; n++ {
+		c := b.Ceiling(n)
+		for range 20 {
+			if d := b.HalfJitter(n); d < c/2 || d > c {
+				t.Errorf("HalfJitter(%d) = %d, want within [%d, %d]", n, d, c/2, c)
+			}
+		}
+	}
+	low := Backoff{Min: 100, Max: 1000, Rand: func(int64) int64 { return 0 }}
+	high := Backoff{Min: 100, Max: 1000, Rand: func(n int64) int64 { return n - 1 }}
+	if low.HalfJitter(3) != 200 || high.HalfJitter(3) != 400 {
+		t.Errorf("HalfJitter(3) spans [%d, %d], want [200, 400]", low.HalfJitter(3), high.HalfJitter(3))
 	}
 }

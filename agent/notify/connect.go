@@ -8,6 +8,7 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/tunnel-agent/tunnel-agent/agent/backoff"
 )
 
 // State is the MQTT connection state reported to OnState.
@@ -61,7 +62,7 @@ func (s *MQTTSource) Run(ctx context.Context, deliver func([]byte) bool, ready f
 			continue
 		}
 		failures++
-		bo := Backoff{Min: c.cfg.MinReconnectInterval, Max: c.cfg.MaxReconnectInterval}
+		bo := backoff.Backoff{Min: c.cfg.MinReconnectInterval, Max: c.cfg.MaxReconnectInterval}
 		delay := bo.Delay(failures)
 		s.logRetry(c, out.cause, failures, delay)
 		s.state(StateInfo{State: StateRetrying, Broker: c.addr, Cause: &out.cause, RetryIn: delay, Attempt: failures})

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tunnel-agent/tunnel-agent/agent/backoff"
 	"github.com/tunnel-agent/tunnel-agent/agent/notify/notifytest"
 	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/tunneltest"
 )
@@ -143,7 +144,7 @@ func waitRetries(t *testing.T, logs *tunneltest.SyncBuffer, n int) []retryLine {
 // attempts counting up, each delay within the full-jitter bound, and the
 // time between attempts at least the announced delay.
 func checkRetries(t *testing.T, lines []retryLine, kind CauseKind, cfg MQTTConfig) {
-	bo := Backoff{Min: cfg.MinReconnectInterval, Max: cfg.MaxReconnectInterval}
+	bo := backoff.Backoff{Min: cfg.MinReconnectInterval, Max: cfg.MaxReconnectInterval}
 	var report []string
 	distinct := map[time.Duration]bool{}
 	for i, l := range lines {

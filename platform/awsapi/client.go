@@ -159,7 +159,7 @@ func (c *Client) call(ctx context.Context, op string, in, out any) error {
 		if err == nil || attempt >= c.cfg.MaxAttempts || !retryable(op, err) || ctx.Err() != nil {
 			break
 		}
-		if c.cfg.Sleep(ctx, backoff(attempt)) != nil {
+		if c.cfg.Sleep(ctx, retryBackoff.Delay(attempt)) != nil {
 			break // cancelled while waiting: report the last failure
 		}
 	}

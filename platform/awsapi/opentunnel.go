@@ -70,7 +70,7 @@ func (c *Client) OpenTunnel(ctx context.Context, in *OpenTunnelInput) (*OpenTunn
 			return nil, fmt.Errorf("%w (no tunnel was opened)", err)
 		}
 		c.log.Debug("OpenTunnel failed and created no tunnel: trying again", logAttempt, attempt, logErr, err)
-		if c.cfg.Sleep(ctx, backoff(attempt)) != nil {
+		if c.cfg.Sleep(ctx, retryBackoff.Delay(attempt)) != nil {
 			return nil, err
 		}
 	}

@@ -3,10 +3,11 @@ package awsapi
 import (
 	"context"
 	"errors"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/tunnel-agent/tunnel-agent/agent/backoff"
 )
 
 // Retry defaults, as the AWS SDKs' "standard" retry mode.
@@ -62,15 +63,9 @@ type netError struct{ err error }
 func (e *netError) Error() string { return e.err.Error() }
 func (e *netError) Unwrap() error { return e.err }
 
-// backoff returns the full-jitter delay before retry number n (1 for the first retry):
-// uniform in [0, min(cap, base*2^(n-1))).
-func backoff(n int) time.Duration {
-	d := retryCap
-	if n < 7 {
-		d = min(retryCap, retryBase<<(n-1))
-	}
-	return rand.N(d)
-}
+// retryBackoff is the full-jitter delay before retry number n (1 for the
+// first retry): uniform in [0, min(cap, base*2^(n-1))).
+var retryBackoff = backoff.Backoff{Min: retryBase, Max: retryCap}
 
 // sleepCtx waits d or until ctx is done.
 func sleepCtx(ctx context.Context, d time.Duration) error {

@@ -76,13 +76,3 @@ func TestTopic(t *testing.T) {
 		t.Fatalf("Topic = %q, want %q", got, testTopic)
 	}
 }
-
-func TestBackoff(t *testing.T) {
-	const lo, hi = 100, 1000 // in time.Duration units
-	for failures := range 12 {
-		d := backoff(failures, lo, hi)
-		if d < 50 || d > 1000 {
-			t.Errorf("backoff(%d) = %d, want within [%d/2, %d]", failures, d, lo, hi)
-		}
-	}
-}

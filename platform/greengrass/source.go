@@ -5,9 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"time"
+
+	"github.com/tunnel-agent/tunnel-agent/agent/backoff"
 )
 
 // Log attribute keys.
@@ -303,7 +304,7 @@ func (s *session) scheduleResubscribe(why string, err error) {
 	if s.retry != nil {
 		return
 	}
-	d := backoff(s.failures, s.cfg.ResubscribeMin, s.cfg.ResubscribeMax)
+	d := backoff.Backoff{Min: s.cfg.ResubscribeMin, Max: s.cfg.ResubscribeMax}.HalfJitter(s.failures + 1)
 	s.failures++
 	attrs := []any{logKeyStream, s.stream, logKeyRetryIn, d}
 	if err != nil {
@@ -311,16 +312,6 @@ func (s *session) scheduleResubscribe(why string, err error) {
 	}
 	s.log.Warn("greengrass ipc: "+why+"; subscribing again", attrs...)
 	s.retry = time.NewTimer(d)
-}
-
-// backoff returns a delay in [d/2, d], d = min * 2^failures capped at max.
-func backoff(failures int, lo, hi time.Duration) time.Duration {
-	d := lo
-	for i := 0; i < failures && d < hi; i++ {
-		d *= 2
-	}
-	d = min(d, hi)
-	return d/2 + rand.N(d/2+1)
 }
 
 func lostError(err error) error {
