@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/tunneltest"
+	"github.com/tunnel-agent/tunnel-agent/cmd/tunnelctl/internal/localproxy"
 	"github.com/tunnel-agent/tunnel-agent/platform/awsapi"
 	"github.com/tunnel-agent/tunnel-agent/platform/emulator"
 )
@@ -68,7 +69,7 @@ func TestFreshConnectionsInterop(t *testing.T) {
 					defer stop()
 				}
 				waitDestination(t, api, open.TunnelID)
-				p := startListening(t, map[string]string{envAccessToken: open.SourceAccessToken}, src.argv)
+				p := startListening(t, map[string]string{localproxy.EnvAccessToken: open.SourceAccessToken}, src.argv)
 				defer p.stop(t)
 				addr := p.addrs[sortedKeys(p.addrs)[0]]
 				replies, slowest := freshRequests(t, addr, freshConns)
@@ -165,7 +166,7 @@ func TestEarlyConnectionsStayV3(t *testing.T) {
 			defer func() {
 				_ = api.CloseTunnel(context.Background(), &awsapi.CloseTunnelInput{TunnelID: open.TunnelID})
 			}()
-			p := startListening(t, map[string]string{envAccessToken: open.SourceAccessToken},
+			p := startListening(t, map[string]string{localproxy.EnvAccessToken: open.SourceAccessToken},
 				[]string{"tunnelctl", "proxy", "--services", "SSH=0", "--endpoint", ep, "--ca-file", e.CAFile()})
 			addr := p.addrs["SSH"]
 			waitFor(t, "the source to connect", 10*time.Second, func() bool {
@@ -192,7 +193,7 @@ func TestEarlyConnectionsStayV3(t *testing.T) {
 				lp := &tunneltest.LPDestination{Endpoint: ep, Token: open.DestinationAccessToken, RootCAs: e.CAPool(), Version: 3, Target: echo}
 				defer runLPDestination(t, lp)()
 			} else {
-				d := startBackground(map[string]string{envAccessToken: open.DestinationAccessToken},
+				d := startBackground(map[string]string{localproxy.EnvAccessToken: open.DestinationAccessToken},
 					[]string{"localproxy", "-d", "SSH=" + echo, "-e", ep, "-c", capath, "-v", "0"})
 				defer func() { p := d; p.cancel(); <-p.done }()
 			}
@@ -272,7 +273,7 @@ func TestDestinationReplacedRedecides(t *testing.T) {
 	v2done := make(chan error, 1)
 	go func() { v2done <- v2.Run(context.Background()) }()
 	waitDestination(t, api, open.TunnelID)
-	p := startListening(t, map[string]string{envAccessToken: open.SourceAccessToken},
+	p := startListening(t, map[string]string{localproxy.EnvAccessToken: open.SourceAccessToken},
 		[]string{"tunnelctl", "proxy", "--services", "SSH=0", "--endpoint", ep, "--ca-file", e.CAFile()})
 	addr := p.addrs["SSH"]
 	if n, _ := freshRequests(t, addr, 3); n != 3 {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/tunneltest"
+	"github.com/tunnel-agent/tunnel-agent/cmd/tunnelctl/internal/localproxy"
 	"github.com/tunnel-agent/tunnel-agent/platform/awsapi"
 	"github.com/tunnel-agent/tunnel-agent/platform/emulator"
 )
@@ -121,10 +122,10 @@ func TestLocalproxyEndToEnd(t *testing.T) {
 			lastSourceToken = open.SourceAccessToken
 			var dst *proxyRun
 			if tc.dst != nil {
-				dst = startBackground(map[string]string{envAccessToken: open.DestinationAccessToken}, tc.dst)
+				dst = startBackground(map[string]string{localproxy.EnvAccessToken: open.DestinationAccessToken}, tc.dst)
 				defer dst.cancel()
 			}
-			src := startListening(t, map[string]string{envAccessToken: open.SourceAccessToken}, tc.src)
+			src := startListening(t, map[string]string{localproxy.EnvAccessToken: open.SourceAccessToken}, tc.src)
 			defer src.cancel()
 			addr := src.addrs[sortedKeys(src.addrs)[0]]
 			waitDestination(t, api, open.TunnelID)
@@ -152,7 +153,7 @@ func TestLocalproxyEndToEnd(t *testing.T) {
 		})
 	}
 	// The used token of a closed tunnel is refused: exit 1 with one line.
-	r := runCLI(t, map[string]string{envAccessToken: lastSourceToken}, "localproxy", "-s", "0", "-e", ep, "-c", capath, "-v", "0")
+	r := runCLI(t, map[string]string{localproxy.EnvAccessToken: lastSourceToken}, "localproxy", "-s", "0", "-e", ep, "-c", capath, "-v", "0")
 	r.oneLineErr(t, ExitFailure, "tunnelctl localproxy: source proxy: tunnel service rejected the connection")
 	if strings.Contains(r.stderr, lastSourceToken) {
 		t.Error("the refused token appears in the error")
@@ -181,7 +182,7 @@ func TestLocalproxyInterrupt(t *testing.T) {
 	})
 	defer wg.Wait()
 	defer silent.Close()
-	env := map[string]string{envAccessToken: "x"}
+	env := map[string]string{localproxy.EnvAccessToken: "x"}
 	for _, argv := range [][]string{
 		{"localproxy", "-s", "SSH=0", "-e", silent.Addr().String(), "-c", capath, "-v", "0"},
 		{"localproxy", "-d", "22", "-e", silent.Addr().String(), "-c", capath, "-v", "0"},
@@ -229,7 +230,7 @@ func TestLocalproxyHTTPSProxyEnv(t *testing.T) {
 					cmd.Env = append(cmd.Env, kv)
 				}
 			}
-			cmd.Env = append(cmd.Env, name+"=http://"+ln.Addr().String(), "LOCALPROXY_CHILD=1", envAccessToken+"=x")
+			cmd.Env = append(cmd.Env, name+"=http://"+ln.Addr().String(), "LOCALPROXY_CHILD=1", localproxy.EnvAccessToken+"=x")
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}

@@ -207,6 +207,14 @@ func runSession(ctx context.Context, sess *tunnel.Session, mode tunnel.Mode, std
 	return fmt.Errorf("%s proxy: %w", mode, err)
 }
 
+// unnamedLabel stands for the unnamed ("V1 format") mapping in the
+// "<service>: listening on <addr>" line: its service id is the tunnel's only
+// service, known once connected.
+const unnamedLabel = "unnamed"
+
+// unnamedService is the service key of an unnamed mapping (tunnel.Unnamed).
+const unnamedService = tunnel.Unnamed
+
 func firstNonEmpty(vals ...string) string {
 	for _, v := range vals {
 		if v != "" {

@@ -1,21 +1,21 @@
-package cli
+package localproxy
 
 import (
 	"fmt"
 	"strings"
 )
 
-// lpOption is one option of the C++ localproxy command line.
-type lpOption struct {
+// option is one option of the C++ localproxy command line.
+type option struct {
 	long   string
 	short  byte // 0: long form only
 	hasArg bool
 	help   string
 }
 
-// lpOptions are the C++ localproxy's options (PROTOCOL.md §9.1 item 8), including
+// options are the C++ localproxy's options (PROTOCOL.md §9.1 item 8), including
 // those tunnelctl refuses: the refusal names them instead of "unknown option".
-var lpOptions = []lpOption{
+var options = []option{
 	{"help", 'h', false, "show this help and exit"},
 	{"version", 'V', false, "print the version and exit"},
 	{"access-token", 't', true, "refused: set AWSIOT_TUNNEL_ACCESS_TOKEN (argv is visible in ps)"},
@@ -36,15 +36,15 @@ var lpOptions = []lpOption{
 	{"export-default-settings", 0, true, "refused: pass the settings as flags"},
 }
 
-// lpArgs are the options given, by long name. Values are never part of an
+// given are the options given, by long name. Values are never part of an
 // error message: a misplaced token must not be echoed.
-type lpArgs map[string]string
+type given map[string]string
 
-// scanLocalproxyArgs parses args the way boost::program_options does for the
+// scan parses args the way boost::program_options does for the
 // C++ localproxy: -x VALUE, -xVALUE, --long VALUE, --long=VALUE, grouped
 // short switches (-hV) and unambiguous prefixes of long names (--reg).
-func scanLocalproxyArgs(args []string) (lpArgs, error) {
-	got := lpArgs{}
+func scan(args []string) (given, error) {
+	got := given{}
 	for i := 0; i < len(args); i++ {
 		if args[i] == "--" {
 			if i+1 < len(args) {
@@ -63,7 +63,7 @@ func scanLocalproxyArgs(args []string) (lpArgs, error) {
 			i++
 			val = args[i]
 		}
-		for _, o := range append([]*lpOption{opt}, grouped...) {
+		for _, o := range append([]*option{opt}, grouped...) {
 			if _, dup := got[o.long]; dup {
 				return nil, usageError("option %s given more than once", optName(o))
 			}
@@ -77,7 +77,7 @@ func scanLocalproxyArgs(args []string) (lpArgs, error) {
 // splitOption reads the option in arg (at position pos): its value when
 // attached (-xV, --long=V) and the switches grouped after a short one (-hV).
 // A refused option is an error before its value is looked at.
-func splitOption(arg string, pos int) (opt *lpOption, val string, hasVal bool, grouped []*lpOption, err error) {
+func splitOption(arg string, pos int) (opt *option, val string, hasVal bool, grouped []*option, err error) {
 	switch {
 	case strings.HasPrefix(arg, "--"):
 		name, v, eq := strings.Cut(arg[2:], "=")
@@ -117,21 +117,21 @@ func errPositional(pos int) error {
 	return usageError("unexpected argument at position %d: localproxy takes options only", pos)
 }
 
-func lookupShort(c byte) *lpOption {
-	for i := range lpOptions {
-		if lpOptions[i].short == c {
-			return &lpOptions[i]
+func lookupShort(c byte) *option {
+	for i := range options {
+		if options[i].short == c {
+			return &options[i]
 		}
 	}
 	return nil
 }
 
 // lookupLong finds an option by its long name or an unambiguous prefix of it.
-func lookupLong(name string) (*lpOption, error) {
-	var match *lpOption
+func lookupLong(name string) (*option, error) {
+	var match *option
 	n := 0
-	for i := range lpOptions {
-		o := &lpOptions[i]
+	for i := range options {
+		o := &options[i]
 		if o.long == name {
 			return o, nil
 		}
@@ -148,7 +148,7 @@ func lookupLong(name string) (*lpOption, error) {
 	return nil, usageError("unknown option --%s (see -h)", name)
 }
 
-func optName(o *lpOption) string {
+func optName(o *option) string {
 	if o.short != 0 {
 		return fmt.Sprintf("-%c/--%s", o.short, o.long)
 	}
@@ -156,7 +156,7 @@ func optName(o *lpOption) string {
 }
 
 // refused explains why tunnelctl does not take an option of the C++ localproxy.
-func refused(o *lpOption) error {
+func refused(o *option) error {
 	switch o.long {
 	case "access-token":
 		return usageError("-t/--access-token is refused: tokens are never taken from the command line " +
@@ -173,14 +173,14 @@ func refused(o *lpOption) error {
 	return nil
 }
 
-// localproxyUsage is the -h text.
-func localproxyUsage() string {
+// Usage is the -h text.
+func Usage() string {
 	var b strings.Builder
 	b.WriteString("Usage: tunnelctl localproxy [options]   (or: localproxy [options], via a symlink)\n" +
 		"  the AWS IoT Secure Tunneling local proxy with the C++ localproxy's command line\n" +
 		"  token: environment AWSIOT_TUNNEL_ACCESS_TOKEN (and optional AWSIOT_TUNNEL_CLIENT_TOKEN)\n" +
 		"  web proxy: environment https_proxy / HTTPS_PROXY (NO_PROXY honoured)\n\nOptions:\n")
-	for _, o := range lpOptions {
+	for _, o := range options {
 		name := "    --" + o.long
 		if o.short != 0 {
 			name = fmt.Sprintf("-%c, --%s", o.short, o.long)
