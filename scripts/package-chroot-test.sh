@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# package-chroot-test.sh IPK HOST_BINARY: install an OpenWrt .ipk (mipsle) into
+# package-chroot-test.sh [--ipk IPK --host-bin HOST_BINARY] [--rpm RPM]
+#
+# --ipk: install an OpenWrt .ipk (mipsle) into
 # BusyBox-only roots (Debian's busybox-static in a chroot: no bash, no coreutils, no
 # useradd, no opkg, no procd) and run its maintainer scripts there with BusyBox's sh;
 # run the mipsle binary under qemu-mipsel-static in that root as the service user to
@@ -9,6 +11,12 @@
 # and openssl; called by `scripts/package.sh --chroot-test` (CI). Prints one "ok:" line
 # per check and cleans up after itself.
 #
+# --rpm: install a host-architecture .rpm with the real rpm (rpm --root) into a BusyBox
+# root that also holds the host's useradd/groupadd (shadow-utils, as on Fedora or
+# Amazon Linux): %pre creates the user, %post sets the modes, rpm -V verifies, the
+# binary runs, rpm -e runs %preun/%postun. systemd is absent there: the scriptlets'
+# systemctl calls are skipped as on a system booted without it.
+#
 # What a real OpenWrt device adds that this root does not: opkg itself (conffile
 # handling, the package database), procd and ubus (the procd init script cannot run
 # here; `sh -n` and the .ipk checks cover it), and OpenWrt's /lib/functions.sh, for
@@ -17,8 +25,18 @@
 # "neither exists" failure here). README "OpenWrt" says how to check those by hand.
 set -euo pipefail
 
-ipk=$1
-host_bin=$2
+ipk=
+host_bin=
+rpm_file=
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--ipk) ipk=$2; shift ;;
+	--host-bin) host_bin=$2; shift ;;
+	--rpm) rpm_file=$2; shift ;;
+	*) echo "package-chroot-test: unknown argument $1" >&2; exit 2 ;;
+	esac
+	shift
+done
 BUSYBOX=${BUSYBOX:-/bin/busybox}
 NAME=tunnel-agent
 
@@ -28,10 +46,16 @@ ok() { echo "package-chroot-test: ok: $*"; }
 [ "$(id -u)" = 0 ] || die "needs root (chroot, mount -t proc)"
 [ -x "$BUSYBOX" ] || die "$BUSYBOX is missing: apt-get install busybox-static"
 "$BUSYBOX" --list | grep -qx start-stop-daemon || die "$BUSYBOX has no start-stop-daemon applet"
-QEMU=$(command -v qemu-mipsel-static) || die "qemu-mipsel-static is missing: apt-get install qemu-user-static"
-command -v openssl >/dev/null || die "openssl is missing"
-[ -f "$ipk" ] || die "no $ipk"
-[ -x "$host_bin" ] || die "no $host_bin"
+if [ -n "$ipk" ]; then
+	QEMU=$(command -v qemu-mipsel-static) || die "qemu-mipsel-static is missing: apt-get install qemu-user-static"
+	command -v openssl >/dev/null || die "openssl is missing"
+	[ -f "$ipk" ] || die "no $ipk"
+	[ -x "$host_bin" ] || die "no --host-bin $host_bin"
+fi
+if [ -n "$rpm_file" ]; then
+	command -v rpm >/dev/null || die "rpm is missing: apt-get install rpm"
+	[ -f "$rpm_file" ] || die "no $rpm_file"
+fi
 
 WORK=$(mktemp -d)
 MOUNTS=()
@@ -99,6 +123,7 @@ user_add() {
 EOF
 }
 
+ipk_test() {
 # Unpack the .ipk: an ar archive (OpenWrt's opkg-build) or a gzipped tar (nfpm).
 mkdir -p "$WORK/ipk/control"
 if [ "$(head -c 7 "$ipk" | tr -d '\0')" = '!<arch>' ]; then
@@ -271,3 +296,49 @@ in_root "$R" /bin/sh /tmp/postrm remove || die "postrm failed"
 [ ! -e "$R/var/lib/$NAME" ] || die "postrm left /var/lib/$NAME"
 [ -e "$R/etc/$NAME/config.yaml" ] || die "the conffile went away"
 ok "prerm/postrm: state directory removed, the edited config kept"
+}
+
+# add_host_program ROOT PATH: copy a host program and the shared libraries it needs.
+add_host_program() {
+	local r=$1 p=$2 lib
+	cp "$p" "$r$p"
+	for lib in $(ldd "$p" | grep -o '/[^ ]*'); do
+		mkdir -p "$r$(dirname "$lib")"
+		cp -L "$lib" "$r$lib"
+	done
+}
+
+rpm_test() {
+	local R=$WORK/rpm-root out line
+	new_root "$R"
+	add_host_program "$R" "$(command -v useradd)"
+	add_host_program "$R" "$(command -v groupadd)"
+	[ -f /etc/login.defs ] && cp /etc/login.defs "$R/etc/"
+	rpm --root "$R" --initdb 2>/dev/null || die "rpm --initdb"
+	out=$(rpm --root "$R" -i --nodeps "$rpm_file" 2>&1 | grep -v -e 'use Alien instead' -e 'assuming you know what') ||
+		die "rpm -i failed: $out"
+	grep -q "systemctl enable --now $NAME" <<<"$out" || die "%post did not print the next steps: $out"
+	line=$(grep "^$NAME:" "$R/etc/passwd") || die "%pre did not create the user"
+	[ "$(cut -d: -f6 <<<"$line")" = /var/lib/$NAME ] || die "user home is not /var/lib/$NAME: $line"
+	ok "rpm -i (BusyBox sh scriptlets, shadow-utils useradd): created $line"
+	out=$(rpm --root "$R" -V "$NAME" 2>&1 | grep -v -e 'use Alien instead' -e 'assuming you know what') &&
+		die "rpm -V reports changes after install: $out"
+	ok "rpm -V: every file, mode and owner as packaged"
+	out=$(in_root "$R" stat -c '%a %U:%G' /var/lib/$NAME /etc/$NAME /etc/$NAME/config.yaml | tr '\n' ' ')
+	[ "$out" = "700 $NAME:$NAME 750 root:$NAME 640 root:$NAME " ] || die "modes after %post: $out"
+	ok "modes: /var/lib/$NAME 0700 $NAME, /etc/$NAME 0750 root:$NAME, config 0640 root:$NAME"
+	case "$(uname -m)" in
+	"$(rpm -qp --qf '%{ARCH}' "$rpm_file" 2>/dev/null)")
+		out=$(in_root "$R" /usr/bin/$NAME version) || die "/usr/bin/$NAME version"
+		ok "installed binary: $out (package $(rpm --root "$R" -q "$NAME" 2>/dev/null))"
+		;;
+	esac
+	rpm --root "$R" -e "$NAME" 2>&1 | grep -v -e 'use Alien instead' -e 'assuming you know what' || true
+	! rpm --root "$R" -q "$NAME" >/dev/null 2>&1 || die "rpm -e did not remove $NAME"
+	[ ! -e "$R/var/lib/$NAME" ] && [ ! -e "$R/usr/bin/$NAME" ] || die "rpm -e left files behind"
+	ok "rpm -e (%preun, %postun): binary and state directory removed"
+}
+
+[ -n "$ipk" ] || [ -n "$rpm_file" ] || die "nothing to test: give --ipk IPK --host-bin BIN and/or --rpm RPM"
+if [ -n "$ipk" ]; then ipk_test; fi
+if [ -n "$rpm_file" ]; then rpm_test; fi

@@ -191,7 +191,7 @@ verify_ipk() {
 	rm -rf "$tmp"
 	machine=$(ipk_member "$ipk" data.tar.gz | tar -xzOf - ./usr/bin/tunnel-agent | elf_machine)
 	case "$goarch:$machine" in
-	mips:8 | mipsle:8 | arm:40 | arm64:183) ;;
+	mipsle:8 | mips:2048 | arm:40 | arm64:183) ;; # mips is big-endian: 8 read as little-endian
 	*) die "$ipk: /usr/bin/tunnel-agent is ELF machine $machine, not $goarch" ;;
 	esac
 }
@@ -214,7 +214,8 @@ verify_rpm() {
 	done
 	rpm -qcp "$rpm" 2>/dev/null | grep -qx /etc/tunnel-agent/config.yaml || die "$rpm: the config is not %config"
 	rpm -qp --qf '[%{FILEMODES:perms} %{FILEUSERNAME}:%{FILEGROUPNAME} %{FILENAMES}\n]' "$rpm" 2>/dev/null |
-		grep -qx 'drwx------ root:root /var/lib/tunnel-agent' || die "$rpm: /var/lib/tunnel-agent is not 0700"
+		grep -qx 'drwx------ tunnel-agent:tunnel-agent /var/lib/tunnel-agent' ||
+		die "$rpm: /var/lib/tunnel-agent is not 0700 tunnel-agent:tunnel-agent"
 	scripts=$(mktemp -d)
 	for f in PREIN POSTIN PREUN POSTUN; do
 		rpm -qp --qf "%{$f}" "$rpm" >"$scripts/$f" 2>/dev/null
@@ -343,10 +344,13 @@ main() {
 		install_test "$version"
 	fi
 	if [ "$CHROOT_TEST" = 1 ]; then
-		local mipsle_ipk
-		mipsle_ipk=$(ls "$PKG_OUT"/tunnel-agent_"${version}"_mipsel*.ipk 2>/dev/null | head -1)
-		[ -n "$mipsle_ipk" ] || die "--chroot-test needs the mipsle .ipk (IPK_ARCHES with mipsle:...)"
-		scripts/package-chroot-test.sh "$mipsle_ipk" "$OUT/linux_$(go env GOHOSTARCH)/tunnel-agent"
+		local args=() host_rpm
+		f=$(ls "$PKG_OUT"/tunnel-agent_"${version}"_mipsel*.ipk 2>/dev/null | head -1)
+		[ -n "$f" ] && args+=(--ipk "$f" --host-bin "$OUT/linux_$(go env GOHOSTARCH)/tunnel-agent")
+		host_rpm=$(ls "$PKG_OUT"/tunnel-agent_"${version}_$(uname -m)".rpm 2>/dev/null | head -1)
+		[ -n "$host_rpm" ] && args+=(--rpm "$host_rpm")
+		[ ${#args[@]} -gt 0 ] || die "--chroot-test needs the mipsle .ipk or the host's .rpm"
+		scripts/package-chroot-test.sh "${args[@]}"
 	fi
 }
 

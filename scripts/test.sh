@@ -8,7 +8,9 @@
 # linux/arm), fuzz (every FuzzXxx, bounded), demo (`tunnelctl demo --check`), bench
 # (`go run ./scripts/bench --quick`: the whole path as processes, every byte checked by
 # SHA-256; fails only when a measurement fails, never for a missed target), package
-# (.deb built and checked; installed, upgraded and purged here when CI=true and root),
+# (every .deb, .rpm and .ipk built and checked, lintian on the .deb; when CI=true and
+# root on amd64 also: the .deb installed, upgraded and purged here, and the mipsle .ipk,
+# the SysV init script and the .rpm installed and run in BusyBox-only chroots),
 # test (go test -race ./..., last so its summary closes the log).
 # Every stage runs even after a failure; the run fails at the end if any stage did.
 #
@@ -122,9 +124,9 @@ st_package() {
 		warn "cmd/tunnel-agent or configs/tunnel-agent.service does not exist yet: skipping packaging"
 		return 0
 	fi
-	local args=(--deb amd64 --deb armhf --no-ipk)
+	local args=()
 	if [ "${CI:-}" = true ] && [ "$(id -u)" = 0 ] && [ "$(dpkg --print-architecture 2>/dev/null)" = amd64 ]; then
-		args+=(--install-test)
+		args+=(--install-test --chroot-test)
 	fi
 	scripts/package.sh "${args[@]}"
 }
