@@ -221,6 +221,23 @@ out=$(chroot --userspec="$uid:$gid" "$R" /usr/bin/qemu-mipsel-static /usr/bin/$N
 grep -q '^# configuration OK' <<<"$out" || die "check-config did not say OK: $out"
 ok "check-config as user $NAME (uid $uid) under qemu-mipsel-static: configuration OK"
 
+# The procd script needs procd and ubus, absent here: source it with BusyBox sh and
+# stubs that record the procd_* calls, and check what start_service asks procd for.
+cat >"$R/tmp/procd-check" <<'EOF'
+procd_open_instance() { echo open; }
+procd_close_instance() { echo close; }
+procd_set_param() { echo "param $*"; }
+procd_send_signal() { echo "signal $*"; }
+. /etc/init.d/tunnel-agent
+start_service && reload_service
+EOF
+out=$(in_root "$R" /bin/sh /tmp/procd-check) || die "procd script: start_service failed: $out"
+for want in "param command /usr/bin/$NAME run --config /etc/$NAME/config.yaml" "param user $NAME" "param group $NAME" \
+	"param respawn 3600 5 0" "param file /etc/$NAME/config.yaml" "param reload_signal HUP" "signal $NAME * HUP"; do
+	grep -qxF "$want" <<<"$out" || die "procd script: start_service/reload_service lack '$want': $out"
+done
+ok "procd script (BusyBox sh, procd_* recorded): user/group $NAME, respawn, file + reload_signal HUP, reload sends HUP"
+
 # --- SysV/BusyBox init script, with the host binary (start-stop-daemon execs it).
 cp configs/init.d/tunnel-agent "$R/etc/init.d/S95$NAME"
 chmod 0755 "$R/etc/init.d/S95$NAME"

@@ -345,9 +345,9 @@ main() {
 	fi
 	if [ "$CHROOT_TEST" = 1 ]; then
 		local args=() host_rpm
-		f=$(ls "$PKG_OUT"/tunnel-agent_"${version}"_mipsel*.ipk 2>/dev/null | head -1)
+		f=$(ls "$PKG_OUT"/tunnel-agent_"${version}"_mipsel*.ipk 2>/dev/null | head -1) || true
 		[ -n "$f" ] && args+=(--ipk "$f" --host-bin "$OUT/linux_$(go env GOHOSTARCH)/tunnel-agent")
-		host_rpm=$(ls "$PKG_OUT"/tunnel-agent_"${version}_$(uname -m)".rpm 2>/dev/null | head -1)
+		host_rpm=$(ls "$PKG_OUT"/tunnel-agent_"${version}_$(uname -m)".rpm 2>/dev/null | head -1) || true
 		[ -n "$host_rpm" ] && args+=(--rpm "$host_rpm")
 		[ ${#args[@]} -gt 0 ] || die "--chroot-test needs the mipsle .ipk or the host's .rpm"
 		scripts/package-chroot-test.sh "${args[@]}"
