@@ -93,9 +93,17 @@ func TestManPageAndCompletionsDocumentEveryFlag(t *testing.T) {
 			}
 		}
 	}
-	if _, err := exec.LookPath("bash"); err == nil {
-		if out, err := exec.Command("bash", "-n", "-c", comp["bash"]).CombinedOutput(); err != nil {
-			t.Errorf("bash -n: %v %s", err, out)
+	// Each script parses in its shell, where that shell is installed.
+	for sh, script := range comp {
+		if _, err := exec.LookPath(sh); err != nil {
+			continue
+		}
+		f := filepath.Join(t.TempDir(), "completion."+sh)
+		if err := os.WriteFile(f, []byte(script), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command(sh, "-n", f).CombinedOutput(); err != nil {
+			t.Errorf("%s -n: %v %s", sh, err, out)
 		}
 	}
 	if _, errOut, rc := run("completion", "tcsh"); rc != 1 || !strings.Contains(errOut, "bash, zsh or fish") {
