@@ -47,6 +47,7 @@ func cmdPrintUnit(args []string, stdout io.Writer) error {
 // completions are generated from these, so they cannot miss a flag.
 func commandDocs() []cmddoc.Command {
 	var kind string
+	check, _, _ := checkConfigFlags()
 	none := func(name string) *flag.FlagSet { return flag.NewFlagSet(name, flag.ContinueOnError) }
 	cmds := []struct {
 		name, args, summary string
@@ -54,7 +55,7 @@ func commandDocs() []cmddoc.Command {
 	}{
 		{"run", "", "run the agent in the foreground (what the systemd unit and the init scripts run)", newSettings("run", false).fs},
 		{"greengrass", "", "run as a Greengrass v2 component (notifications over Greengrass IPC)", newSettings("greengrass", true).fs},
-		{"check-config", "", "validate the configuration, load the certificate and key, print the effective settings", newSettings("check-config", false).fs},
+		{"check-config", "", "check the configuration, certificates and file access; --connect also tries the broker", check.fs},
 		{"install", "", "create the tunnel-agent user, write " + service.UnitDir + "/tunnel-agent.service and enable it (binary at " + service.ExecPath + ")", none("install")},
 		{"uninstall", "", "stop, disable and remove the unit that install wrote", none("uninstall")},
 		{"start", "", "start the installed service", none("start")},

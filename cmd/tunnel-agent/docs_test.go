@@ -1,13 +1,14 @@
 package main
 
 import (
-	"flag"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/tunnel-agent/tunnel-agent/cmd/internal/cmddoc"
 )
 
 // The binary prints the files of configs/ byte for byte.
@@ -36,15 +37,39 @@ func TestPrintUnitAndExampleConfigMatchConfigs(t *testing.T) {
 	}
 }
 
-// allFlagSets builds every command's flag set the way the commands do.
-func allFlagSets() map[string]*flag.FlagSet {
-	var kind string
-	return map[string]*flag.FlagSet{
-		"run":          newSettings("run", false).fs,
-		"greengrass":   newSettings("greengrass", true).fs,
-		"check-config": newSettings("check-config", false).fs,
-		"print-unit":   printUnitFlags(&kind),
+// helpFlags runs `tunnel-agent CMD -h` for every command and parses the flags
+// it prints: what the commands really accept, however they build their flag
+// sets. Commands print help to os.Stdout or os.Stderr, so both point to a file
+// meanwhile (this test is not parallel).
+func helpFlags(t *testing.T) map[string][]cmddoc.Flag {
+	t.Helper()
+	f, err := os.CreateTemp(t.TempDir(), "help")
+	if err != nil {
+		t.Fatal(err)
 	}
+	defer f.Close()
+	stdout, stderr := os.Stdout, os.Stderr
+	os.Stdout, os.Stderr = f, f
+	defer func() { os.Stdout, os.Stderr = stdout, stderr }()
+	out := map[string][]cmddoc.Flag{}
+	for _, c := range commandDocs() {
+		if c.Name == "completion" {
+			continue // takes the shell name, no flags
+		}
+		if err := f.Truncate(0); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.Seek(0, 0); err != nil {
+			t.Fatal(err)
+		}
+		realMain([]string{c.Name, "-h"}, f, f)
+		b, err := os.ReadFile(f.Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[c.Name] = cmddoc.ParseDefaults(string(b))
+	}
+	return out
 }
 
 func TestManPageAndCompletionsDocumentEveryFlag(t *testing.T) {
@@ -61,8 +86,15 @@ func TestManPageAndCompletionsDocumentEveryFlag(t *testing.T) {
 		comp[sh] = out
 	}
 	n := 0
-	for cmd, fs := range allFlagSets() {
-		fs.VisitAll(func(f *flag.Flag) {
+	docs := map[string]int{}
+	for _, c := range commandDocs() {
+		docs[c.Name] = len(c.Flags)
+	}
+	for cmd, flags := range helpFlags(t) {
+		if len(flags) != docs[cmd] {
+			t.Errorf("tunnel-agent %s -h shows %d flags, the docs have %d", cmd, len(flags), docs[cmd])
+		}
+		for _, f := range flags {
 			n++
 			if !strings.Contains(man, `\fB\-\-`+strings.ReplaceAll(f.Name, "-", `\-`)+`\fR`) {
 				t.Errorf("man page lacks %s --%s", cmd, f.Name)
@@ -76,7 +108,7 @@ func TestManPageAndCompletionsDocumentEveryFlag(t *testing.T) {
 			if !strings.Contains(comp["fish"], "__fish_seen_subcommand_from "+cmd+"' -l "+f.Name+" ") {
 				t.Errorf("fish completion lacks %s --%s", cmd, f.Name)
 			}
-		})
+		}
 	}
 	if n < 20 {
 		t.Errorf("only %d flags seen", n)
