@@ -9,8 +9,8 @@
 # tunnel-emulator.1 and tunnel-agent's bash/zsh/fish completions, generated from the
 # programs' own flags), and, for every binary built, the release archive
 # dist/release/<binary>_<version>_<os>_<arch>.tar.gz (binary, its man page, README,
-# LICENSE; tunnel-agent's also the unit, the init scripts, the example config and the
-# completions) with dist/release/SHA256SUMS.
+# LICENSE, its completions; tunnel-agent's also the unit, the init scripts and the
+# example config) with dist/release/SHA256SUMS.
 #
 # Options: --out DIR (default dist), --no-deps-check, --no-archives.
 # Environment: VERSION (default: scripts/version.sh: 1.2.3 on tag v1.2.3, else
@@ -135,7 +135,14 @@ docs() {
 		echo "build.sh: FAIL: tunnel-agent man/completion" >&2
 		return 1
 	}
-	[ -x "$tmp/tunnelctl" ] && ctl+=(--tunnelctl "$tmp/tunnelctl")
+	if [ -x "$tmp/tunnelctl" ]; then
+		ctl+=(--tunnelctl "$tmp/tunnelctl")
+		# tunnelctl prints its own completion scripts (tunnelctl completion SHELL).
+		"$tmp/tunnelctl" completion bash >"$d/completions/tunnelctl.bash" 2>/dev/null &&
+			"$tmp/tunnelctl" completion zsh >"$d/completions/_tunnelctl" 2>/dev/null &&
+			"$tmp/tunnelctl" completion fish >"$d/completions/tunnelctl.fish" 2>/dev/null ||
+			rm -f "$d/completions/tunnelctl.bash" "$d/completions/_tunnelctl" "$d/completions/tunnelctl.fish"
+	fi
 	[ -x "$tmp/tunnel-emulator" ] && ctl+=(--tunnel-emulator "$tmp/tunnel-emulator")
 	if [ ${#ctl[@]} -gt 0 ]; then
 		go run ./cmd/internal/docgen "${ctl[@]}" --version "$VERSION" --out "$d" ||
@@ -160,7 +167,11 @@ archive() {
 		cp configs/tunnel-agent.service configs/tunnel-agent.yaml "$stage/configs/"
 		cp configs/init.d/tunnel-agent "$stage/configs/init.d/"
 		cp configs/openwrt/tunnel-agent.init "$stage/configs/openwrt/"
-		cp -r "$OUT/docs/completions" "$stage/"
+		mkdir -p "$stage/completions"
+		cp "$OUT/docs/completions/"*tunnel-agent* "$stage/completions/"
+	elif [ "$bin" = tunnelctl ] && compgen -G "$OUT/docs/completions/*tunnelctl*" >/dev/null; then
+		mkdir -p "$stage/completions"
+		cp "$OUT/docs/completions/"*tunnelctl* "$stage/completions/"
 	fi
 	tar -C "$ARCHIVE_TMP" --sort=name --owner=0 --group=0 --numeric-owner \
 		--mtime="@$SOURCE_DATE_EPOCH" -cf - "$name" | gzip -n >"$OUT/release/$name.tar.gz"
