@@ -34,7 +34,7 @@ while [ $# -gt 0 ]; do
 	--out=*) OUT=${1#--out=} ;;
 	--no-deps-check) DEPS_CHECK=0 ;;
 	--no-archives) ARCHIVES=0 ;;
-	-h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h | --help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	-*) echo "build.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
 	*:*/*) REQUESTED+=("$1") ;;
 	*) echo "build.sh: target $1 is not binary:os/arch, e.g. tunnel-agent:linux/arm64" >&2; exit 2 ;;
