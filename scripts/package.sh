@@ -52,7 +52,7 @@ while [ $# -gt 0 ]; do
 	--no-ipk) IPK=0 ;;
 	--install-test) INSTALL_TEST=1 ;;
 	--chroot-test) CHROOT_TEST=1 ;;
-	-h | --help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h | --help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "package.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
 	esac
 	shift
