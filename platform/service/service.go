@@ -12,6 +12,8 @@ import (
 	"os/user"
 	"path/filepath"
 	"strings"
+
+	ksvc "github.com/kardianos/service"
 )
 
 // Actions accepted by Control.
@@ -79,7 +81,7 @@ func Control(action string, o Options) (string, error) {
 		return "", fmt.Errorf("%w %q: use install, uninstall, start, stop or status", ErrUnknownAction, action)
 	}
 	if fi, err := os.Stat(o.SystemdRunDir); err != nil || !fi.IsDir() {
-		return "", fmt.Errorf("%w: %s", ErrNoSystemd, HandInstallHint)
+		return "", fmt.Errorf("%w (init system found: %s): %s", ErrNoSystemd, detectedInit(), HandInstallHint)
 	}
 	switch action {
 	case ActionInstall:
@@ -250,4 +252,14 @@ func nologin() string {
 		}
 	}
 	return "/bin/false"
+}
+
+// detectedInit names the host's init system as kardianos/service detects it
+// (linux-systemd, unix-systemv, linux-openrc, linux-upstart...), so a user
+// without systemd learns which print-unit variant to pick.
+func detectedInit() string {
+	if s := ksvc.ChosenSystem(); s != nil {
+		return s.String()
+	}
+	return "none recognised"
 }
