@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"mime"
 	"net/http"
@@ -64,26 +63,13 @@ func parseRequest(target, contentType string, body []byte) (request, error) {
 	if len(bytes.TrimSpace(body)) == 0 {
 		body = []byte("{}")
 	}
-	if err := json.Unmarshal(body, req); err != nil {
-		return nil, serializationError(err)
+	if err := decodeRequest(body, req); err != nil {
+		return nil, err
 	}
 	if err := req.validate(); err != nil {
 		return nil, err
 	}
 	return req, nil
-}
-
-func serializationError(err error) *apiError {
-	msg := "the request body is not valid JSON for this operation"
-	var te *json.UnmarshalTypeError
-	var se *json.SyntaxError
-	switch {
-	case errors.As(err, &te) && te.Field != "":
-		msg = "member '" + te.Field + "' has the wrong type: expected " + te.Type.String()
-	case errors.As(err, &se):
-		msg += fmt.Sprintf(" (syntax error at offset %d)", se.Offset)
-	}
-	return &apiError{Status: http.StatusBadRequest, Type: codeSerialization, Message: msg}
 }
 
 func quoteShort(s string) string {
