@@ -63,6 +63,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 func parseFlags(args []string, stderr io.Writer) (emulator.Config, bool, error) {
 	var cfg emulator.Config
 	var verbose bool
+	var credFile string
 	fs := flag.NewFlagSet("tunnel-emulator", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
@@ -92,12 +93,25 @@ Flags:
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", 0, "drop data-plane connections idle this long (AWS: about 60s); 0 never")
 	fs.BoolVar(&cfg.APITLS, "api-tls", false, "serve the API over HTTPS with the emulator's certificate")
 	fs.BoolVar(&cfg.DataPlaintext, "data-plaintext", false, "serve the data plane as ws:// instead of wss:// (debugging)")
+	fs.BoolVar(&cfg.NoAuth, "no-auth", false, "accept API requests without checking their SigV4 signature")
+	fs.StringVar(&credFile, "credentials", "", "verify SigV4 signatures with the access keys in this file (AWS shared credentials format: aws_access_key_id, aws_secret_access_key); "+
+		"without it the Authorization header's form, scope and date are checked, not the signature")
 	fs.BoolVar(&verbose, "v", false, "debug logging")
 	if err := fs.Parse(args); err != nil {
 		return cfg, false, err
 	}
 	if fs.NArg() > 0 {
 		return cfg, false, fmt.Errorf("unexpected argument %q (subcommand: certs)", fs.Arg(0))
+	}
+	if credFile != "" {
+		if cfg.NoAuth {
+			return cfg, false, errors.New("--credentials and --no-auth exclude each other: choose one")
+		}
+		creds, err := emulator.LoadCredentials(credFile)
+		if err != nil {
+			return cfg, false, err
+		}
+		cfg.Credentials = creds
 	}
 	return cfg, verbose, nil
 }
@@ -118,6 +132,15 @@ func printEndpoints(w io.Writer, e *emulator.Emulator, cfg emulator.Config) {
 		fmt.Fprintf(w, "MQTT plain:     %s\n", e.MQTTPlainAddr())
 	}
 	fmt.Fprintf(w, "CA certificate: %s\n", e.CAFile())
+	switch {
+	case cfg.NoAuth:
+		fmt.Fprintln(w, "API auth:       none (--no-auth)")
+	case cfg.Credentials != nil:
+		fmt.Fprintf(w, "API auth:       SigV4 signatures verified (%d access keys)\n", len(cfg.Credentials))
+	default:
+		fmt.Fprintf(w, "API auth:       SigV4 header checked (service %s, region %s, clock skew 5 min), signature not verified; --credentials FILE verifies it\n",
+			emulator.SigningName, cfg.Region)
+	}
 }
 
 func runCerts(args []string, stdout, stderr io.Writer) error {

@@ -87,9 +87,13 @@ func (e *Emulator) serveAPI(w http.ResponseWriter, r *http.Request) {
 			Message: "no operation at " + r.Method + " " + quoteShort(r.URL.Path) + ": send POST / with X-Amz-Target: IoTSecuredTunneling.<Operation>"})
 		return
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxAPIBody+1))
-	if err != nil || len(body) > maxAPIBody {
-		writeAPIError(w, &apiError{Status: http.StatusBadRequest, Type: codeSerialization, Message: "request body unreadable or larger than 1 MiB"})
+	body, aerr := readBody(w, r)
+	if aerr != nil {
+		writeAPIError(w, aerr)
+		return
+	}
+	if aerr := e.authenticate(r, body); aerr != nil {
+		writeAPIError(w, aerr)
 		return
 	}
 	req, err := parseRequest(r.Header.Get("X-Amz-Target"), r.Header.Get("Content-Type"), body)
@@ -107,6 +111,27 @@ func (e *Emulator) serveAPI(w http.ResponseWriter, r *http.Request) {
 		ae = &apiError{Status: http.StatusInternalServerError, Type: codeInternalFailed, Message: "internal error; see the emulator log"}
 	}
 	writeAPIError(w, ae)
+}
+
+// readBody reads the request body, at most maxAPIBody bytes. A larger body
+// is refused without reading it (the connection is then closed).
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, *apiError) {
+	tooLarge := &apiError{Status: http.StatusRequestEntityTooLarge, Type: codeSerialization,
+		Message: "the request body is larger than 1 MiB"}
+	if r.ContentLength > maxAPIBody {
+		w.Header().Set("Connection", "close")
+		return nil, tooLarge
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxAPIBody))
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		return nil, tooLarge
+	case err != nil:
+		return nil, &apiError{Status: http.StatusBadRequest, Type: codeSerialization,
+			Message: "the request body could not be read (sent too slowly or cut off)"}
+	}
+	return body, nil
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

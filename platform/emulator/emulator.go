@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/net/netutil"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/batchconn"
@@ -36,7 +37,20 @@ const (
 	DefaultMaxOpenTunnels = 100
 	DefaultRetention      = 3 * time.Hour
 	defaultSweepInterval  = time.Second
-	loopbackAnyPort       = "127.0.0.1:0"
+	// API server bounds (doc.go): a request, headers and body, must arrive
+	// within DefaultAPIReadTimeout; the answer must leave within
+	// DefaultAPIWriteTimeout; a kept-alive connection may idle
+	// DefaultAPIIdleTimeout; at most DefaultMaxAPIConns connections are
+	// served at once (more wait in the listen backlog).
+	DefaultAPIReadTimeout  = 30 * time.Second
+	DefaultAPIWriteTimeout = 30 * time.Second
+	DefaultAPIIdleTimeout  = 60 * time.Second
+	DefaultMaxAPIConns     = 256
+	// DefaultMaxDataConns bounds data-plane connections (handshakes and
+	// WebSockets together).
+	DefaultMaxDataConns = 1024
+	maxAPIHeaderBytes   = 64 << 10
+	loopbackAnyPort     = "127.0.0.1:0"
 )
 
 // Config configures an Emulator. Empty addresses mean 127.0.0.1:0, except
@@ -54,6 +68,15 @@ type Config struct {
 	Retention      time.Duration // how long closed tunnels stay listable; default 3h
 	Strict         bool          // close connections that violate protocol.md §10 item 5
 
+	// NoAuth accepts API requests without checking their SigV4 signature.
+	// By default the Authorization header must be well formed, scoped to
+	// SigningName and Region, and dated within 5 minutes.
+	NoAuth bool
+	// Credentials maps access key ids to secret access keys. When set, the
+	// signature itself is verified and unknown keys are refused
+	// (LoadCredentials reads an AWS shared credentials file).
+	Credentials map[string]string
+
 	// RotateDisconnects closes the connection of a mode whose token is
 	// rotated (AWS's behaviour is unknown; by default connections stay up).
 	RotateDisconnects bool
@@ -63,11 +86,18 @@ type Config struct {
 	APITLS            bool   // serve the API over HTTPS with the emulator's server certificate
 	DataPlaintext     bool   // serve ws:// instead of wss:// (debugging only)
 
-	Bandwidth     int64            // bytes per second per tunnel, both directions together (AWS: about 800 KB/s); 0: unlimited
-	IdleTimeout   time.Duration    // drop a data-plane connection without traffic for this long, like AWS's load balancer (~60s); 0: never
-	SweepInterval time.Duration    // how often expiry and retention are checked; default 1s
-	Now           func() time.Time // clock; default time.Now (tests inject one)
-	Logger        *slog.Logger     // default: discard
+	Bandwidth     int64         // bytes per second per tunnel, both directions together (AWS: about 800 KB/s); 0: unlimited
+	IdleTimeout   time.Duration // drop a data-plane connection without traffic for this long, like AWS's load balancer (~60s); 0: never
+	SweepInterval time.Duration // how often expiry and retention are checked; default 1s
+
+	APIReadTimeout  time.Duration // whole request, headers and body; default DefaultAPIReadTimeout
+	APIWriteTimeout time.Duration // default DefaultAPIWriteTimeout
+	APIIdleTimeout  time.Duration // kept-alive connection between requests; default DefaultAPIIdleTimeout
+	MaxAPIConns     int           // API connections served at once; default DefaultMaxAPIConns
+	MaxDataConns    int           // data-plane connections at once; default DefaultMaxDataConns
+
+	Now    func() time.Time // clock; default time.Now (tests inject one)
+	Logger *slog.Logger     // default: discard
 }
 
 // DefaultStateDir returns $XDG_STATE_HOME/tunnel-emulator, or
@@ -103,6 +133,20 @@ func (c *Config) setDefaults() error {
 	if c.Retention == 0 {
 		c.Retention = DefaultRetention
 	}
+	defDur := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	defDur(&c.APIReadTimeout, DefaultAPIReadTimeout)
+	defDur(&c.APIWriteTimeout, DefaultAPIWriteTimeout)
+	defDur(&c.APIIdleTimeout, DefaultAPIIdleTimeout)
+	if c.MaxAPIConns <= 0 {
+		c.MaxAPIConns = DefaultMaxAPIConns
+	}
+	if c.MaxDataConns <= 0 {
+		c.MaxDataConns = DefaultMaxDataConns
+	}
 	if c.SweepInterval <= 0 {
 		c.SweepInterval = defaultSweepInterval
 	}
@@ -128,6 +172,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("region %q must match ^[a-z0-9-]{1,64}$: %w", c.Region, ErrInvalidArgument)
 	case !accountRe.MatchString(c.AccountID):
 		return fmt.Errorf("account id %q must be 12 digits: %w", c.AccountID, ErrInvalidArgument)
+	case c.NoAuth && c.Credentials != nil:
+		return fmt.Errorf("no-auth and credentials exclude each other: %w", ErrInvalidArgument)
 	case c.MaxOpenTunnels < 0:
 		return fmt.Errorf("max open tunnels %d must be positive: %w", c.MaxOpenTunnels, ErrInvalidArgument)
 	case c.Bandwidth < 0:
@@ -205,6 +251,7 @@ func (e *Emulator) listen(cert tls.Certificate) error {
 	if e.apiLn, err = net.Listen("tcp", e.cfg.APIAddr); err != nil {
 		return fmt.Errorf("listen for the API on %s (choose another --api-addr): %w", e.cfg.APIAddr, err)
 	}
+	e.apiLn = netutil.LimitListener(e.apiLn, e.cfg.MaxAPIConns)
 	if e.cfg.APITLS {
 		e.apiLn = tls.NewListener(e.apiLn, tlsCfg)
 	}
@@ -213,7 +260,7 @@ func (e *Emulator) listen(cert tls.Certificate) error {
 	}
 	// Under TLS, so that the TLS records of a relayed message leave in one
 	// system call (see peer.writeLoop) and reads take 64 KiB at a time.
-	e.dataLn = batchconn.Listener{Listener: e.dataLn}
+	e.dataLn = batchconn.Listener{Listener: netutil.LimitListener(e.dataLn, e.cfg.MaxDataConns)}
 	if !e.cfg.DataPlaintext {
 		e.dataLn = tls.NewListener(e.dataLn, tlsCfg)
 	}
@@ -230,7 +277,9 @@ func (e *Emulator) listen(cert tls.Certificate) error {
 		e.pub = e.broker
 	}
 	errLog := slog.NewLogLogger(e.log.Handler(), slog.LevelDebug)
-	e.apiSrv = &http.Server{Handler: http.HandlerFunc(e.serveAPI), ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
+	e.apiSrv = &http.Server{Handler: http.HandlerFunc(e.serveAPI), ErrorLog: errLog,
+		ReadHeaderTimeout: min(10*time.Second, e.cfg.APIReadTimeout), ReadTimeout: e.cfg.APIReadTimeout,
+		WriteTimeout: e.cfg.APIWriteTimeout, IdleTimeout: e.cfg.APIIdleTimeout, MaxHeaderBytes: maxAPIHeaderBytes}
 	e.dataSrv = &http.Server{Handler: http.HandlerFunc(e.serveData), ReadHeaderTimeout: 10 * time.Second,
 		MaxHeaderBytes: 2 * maxHandshakeSize, ErrorLog: errLog}
 	return nil

@@ -46,6 +46,8 @@ func TestOfficialJSSDK(t *testing.T) {
 		"EMULATOR_API_URL="+e.APIURL(),
 		"EMULATOR_MAX_OPEN_TUNNELS="+strconv.Itoa(sdkJSMaxOpen),
 		"EMULATOR_ACCOUNT_ID="+DefaultAccountID,
+		"EMULATOR_ACCESS_KEY_ID="+testAccessKey,
+		"EMULATOR_SECRET_ACCESS_KEY="+testSecretKey,
 	)
 	cmd.WaitDelay = 5 * time.Second
 	var stdout, stderr bytes.Buffer
@@ -128,7 +130,8 @@ func startSDKEmulator(t *testing.T) *Emulator {
 	logs := &tunneltest.SyncBuffer{}
 	e, err := New(Config{
 		StateDir: t.TempDir(), MaxOpenTunnels: sdkJSMaxOpen,
-		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Credentials: map[string]string{testAccessKey: testSecretKey}, // verify every signature
+		Logger:      slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	if err != nil {
 		t.Fatalf("New: %v", err)

@@ -147,6 +147,9 @@ func (w *e2eWorld) openTunnel(t *testing.T, services ...string) string {
 	req, _ := http.NewRequest(http.MethodPost, w.emu.APIURL()+"/", bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/x-amz-json-1.1")
 	req.Header.Set("X-Amz-Target", "IoTSecuredTunneling.OpenTunnel")
+	if err := emulator.SignRequest(req, body, "AKIDGGE2E", "gg-e2e-secret", emulator.DefaultRegion, time.Now()); err != nil {
+		t.Fatal(err)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

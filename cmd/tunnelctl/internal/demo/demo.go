@@ -55,6 +55,12 @@ type Config struct {
 // Run starts everything, prints how to connect and serves until ctx is cancelled
 // (or, with Check, until the checks are done). Everything it started is stopped
 // and its temporary directory removed before it returns.
+// The demo's access key, known to its emulator (not a secret: loopback only).
+const (
+	demoAccessKey = "DEMO"
+	demoSecretKey = "demo-secret"
+)
+
 func Run(ctx context.Context, cfg Config) (err error) {
 	if cfg.Out == nil {
 		cfg.Out = io.Discard
@@ -142,6 +148,8 @@ func (d *demo) run(ctx context.Context) error {
 func (d *demo) startEmulator() error {
 	emu, err := emulator.New(emulator.Config{
 		StateDir: filepath.Join(d.tmp, "emulator"), Logger: d.cfg.Logger.With(attrComponent, "emulator"),
+		// The emulator verifies the SigV4 signature of every API call, as AWS does.
+		Credentials: map[string]string{demoAccessKey: demoSecretKey},
 	})
 	if err != nil {
 		return fmt.Errorf("starting the emulator: %w", err)
@@ -150,7 +158,7 @@ func (d *demo) startEmulator() error {
 	d.stack.start("emulator", emu.Run)
 	d.api, err = awsapi.New(awsapi.Config{
 		Endpoint:    emu.APIURL(),
-		Credentials: credentials.NewStaticCredentialsProvider("DEMO", "demo-secret", ""),
+		Credentials: credentials.NewStaticCredentialsProvider(demoAccessKey, demoSecretKey, ""),
 	})
 	if err != nil {
 		return err
