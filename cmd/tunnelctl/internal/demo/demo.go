@@ -52,15 +52,15 @@ type Config struct {
 	OnReady func(addrs map[string]string)
 }
 
-// Run starts everything, prints how to connect and serves until ctx is cancelled
-// (or, with Check, until the checks are done). Everything it started is stopped
-// and its temporary directory removed before it returns.
 // The demo's access key, known to its emulator (not a secret: loopback only).
 const (
 	demoAccessKey = "DEMO"
 	demoSecretKey = "demo-secret"
 )
 
+// Run starts everything, prints how to connect and serves until ctx is cancelled
+// (or, with Check, until the checks are done). Everything it started is stopped
+// and its temporary directory removed before it returns.
 func Run(ctx context.Context, cfg Config) (err error) {
 	if cfg.Out == nil {
 		cfg.Out = io.Discard
