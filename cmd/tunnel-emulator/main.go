@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/tunnel-agent/tunnel-agent/platform/emulator"
@@ -93,6 +94,19 @@ Flags:
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", 0, "drop data-plane connections idle this long (AWS: about 60s); 0 never")
 	fs.BoolVar(&cfg.APITLS, "api-tls", false, "serve the API over HTTPS with the emulator's certificate")
 	fs.BoolVar(&cfg.DataPlaintext, "data-plaintext", false, "serve the data plane as ws:// instead of wss:// (debugging)")
+	fs.BoolVar(&cfg.BrokerAllowAll, "broker-allow-all", false, "let every device connect with any client id and subscribe to any topic "+
+		"(default: AWS IoT Core's per-thing policy: client id = certificate CN, only its own notify topic)")
+	fs.Func("mqtt-client-id", "THING=ID: also allow THING's certificate to connect with client id ID (repeatable)", func(v string) error {
+		thing, id, ok := strings.Cut(v, "=")
+		if !ok || thing == "" || id == "" {
+			return fmt.Errorf("want THING=CLIENT_ID, got %q", v)
+		}
+		if cfg.ClientIDs == nil {
+			cfg.ClientIDs = map[string][]string{}
+		}
+		cfg.ClientIDs[thing] = append(cfg.ClientIDs[thing], id)
+		return nil
+	})
 	fs.BoolVar(&cfg.NoAuth, "no-auth", false, "accept API requests without checking their SigV4 signature")
 	fs.StringVar(&credFile, "credentials", "", "verify SigV4 signatures with the access keys in this file (AWS shared credentials format: aws_access_key_id, aws_secret_access_key); "+
 		"without it the Authorization header's form, scope and date are checked, not the signature")

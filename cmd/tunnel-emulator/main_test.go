@@ -97,3 +97,13 @@ func TestAuthFlags(t *testing.T) {
 		t.Fatal("missing credentials file accepted")
 	}
 }
+
+func TestBrokerFlags(t *testing.T) {
+	cfg, _, err := parseFlags([]string{"--broker-allow-all", "--mqtt-client-id", "pi-1=pi-1-dc", "--mqtt-client-id", "pi-1=x"}, &bytes.Buffer{})
+	if err != nil || !cfg.BrokerAllowAll || strings.Join(cfg.ClientIDs["pi-1"], ",") != "pi-1-dc,x" {
+		t.Fatalf("%+v %v", cfg, err)
+	}
+	if _, _, err := parseFlags([]string{"--mqtt-client-id", "pi-1"}, &bytes.Buffer{}); err == nil {
+		t.Fatal("--mqtt-client-id without = accepted")
+	}
+}

@@ -81,6 +81,14 @@ type Config struct {
 	// rotated (AWS's behaviour is unknown; by default connections stay up).
 	RotateDisconnects bool
 
+	// BrokerAllowAll lets every client of the embedded broker connect with
+	// any client id and subscribe to anything. By default the per-thing
+	// policy of AWS IoT Core applies (see thingPolicy).
+	BrokerAllowAll bool
+	// ClientIDs lists, per thing, client ids it may connect with besides
+	// its thing name (a policy's iot:Connect on client/<id>).
+	ClientIDs map[string][]string
+
 	MQTTURL           string // tcp://host:port or ssl://host:port: external broker instead of the embedded one
 	NotifyTopicFormat string // default DefaultNotifyTopicFormat; must contain one %s
 	APITLS            bool   // serve the API over HTTPS with the emulator's server certificate
@@ -294,7 +302,7 @@ func (e *Emulator) externalBrokerTLS() (*tls.Config, error) {
 		roots = x509.NewCertPool()
 	}
 	roots.AddCert(e.ca.cert)
-	cert, err := e.ca.ClientCertificate("tunnel-emulator")
+	cert, err := e.ca.ClientCertificate(serviceClientCN)
 	if err != nil {
 		return nil, err
 	}
