@@ -122,7 +122,17 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, *apiError) {
 		w.Header().Set("Connection", "close")
 		return nil, tooLarge
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxAPIBody))
+	rd := http.MaxBytesReader(w, r.Body, maxAPIBody)
+	var body []byte
+	var err error
+	if r.ContentLength >= 0 {
+		// The length is known: one allocation of that size, not
+		// io.ReadAll's doubling (which leaves twice the body as garbage).
+		body = make([]byte, r.ContentLength)
+		_, err = io.ReadFull(rd, body)
+	} else {
+		body, err = io.ReadAll(rd)
+	}
 	var mbe *http.MaxBytesError
 	switch {
 	case errors.As(err, &mbe):
@@ -174,14 +184,14 @@ func (e *Emulator) execute(ctx context.Context, req request) (any, error) {
 	case *rotateRequest:
 		return e.rotate(ctx, r)
 	case *tagRequest:
-		return emptyResponse{}, e.store.tagOp(*r.ResourceArn, func(t *tunnel) { t.tags = mergeTags(t.tags, *r.Tags) })
+		return emptyResponse{}, e.store.tagOp(*r.ResourceArn, true, func(t *tunnel) { t.tags = mergeTags(t.tags, *r.Tags) })
 	case *untagRequest:
-		return emptyResponse{}, e.store.tagOp(*r.ResourceArn, func(t *tunnel) {
+		return emptyResponse{}, e.store.tagOp(*r.ResourceArn, true, func(t *tunnel) {
 			t.tags = slices.DeleteFunc(t.tags, func(tg Tag) bool { return slices.Contains(*r.TagKeys, tg.Key) })
 		})
 	case *arnRequest:
 		var resp listTagsResponse
-		err := e.store.tagOp(*r.ResourceArn, func(t *tunnel) { resp.Tags = append([]Tag{}, t.tags...) })
+		err := e.store.tagOp(*r.ResourceArn, false, func(t *tunnel) { resp.Tags = append([]Tag{}, t.tags...) })
 		return resp, err
 	}
 	return nil, errors.New("unhandled request type")

@@ -242,6 +242,11 @@ func New(cfg Config) (*Emulator, error) {
 	if e.ca, err = LoadOrCreateCA(cfg.StateDir); err != nil {
 		return nil, err
 	}
+	statePath := filepath.Join(cfg.StateDir, stateFileName)
+	if err := e.store.load(statePath); err != nil {
+		return nil, err
+	}
+	e.store.sv = newSaver(statePath, e.store.snapshot, e.log)
 	cert, err := e.ca.ServerCertificate()
 	if err != nil {
 		return nil, err

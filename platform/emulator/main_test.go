@@ -5,10 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -21,7 +23,46 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if cfg := os.Getenv(childEnv); cfg != "" {
+		os.Exit(runChild(cfg))
+	}
 	goleak.VerifyTestMain(m)
+}
+
+// childEnv, when set to a JSON childConfig, makes the test binary run an
+// emulator as a separate process (for kill -9 and RSS measurements).
+const childEnv = "TUNNEL_EMULATOR_TEST_CHILD"
+
+type childConfig struct {
+	StateDir, APIAddr, DataAddr, MQTTAddr string
+	Credentials                           map[string]string
+	MaxOpenTunnels                        int
+	APIReadTimeout                        time.Duration
+}
+
+// runChild runs an emulator until it is killed or its stdin closes,
+// printing "READY api data mqtt" once it listens.
+func runChild(raw string) int {
+	var cc childConfig
+	if err := json.Unmarshal([]byte(raw), &cc); err != nil {
+		fmt.Fprintln(os.Stderr, "child config:", err)
+		return 2
+	}
+	e, err := New(Config{StateDir: cc.StateDir, APIAddr: cc.APIAddr, DataAddr: cc.DataAddr, MQTTAddr: cc.MQTTAddr,
+		Credentials: cc.Credentials, MaxOpenTunnels: cc.MaxOpenTunnels, APIReadTimeout: cc.APIReadTimeout,
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "child:", err)
+		return 1
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { _, _ = io.Copy(io.Discard, os.Stdin); cancel() }()
+	fmt.Printf("READY %s %s %s\n", e.APIURL(), e.DataEndpoint(), e.MQTTAddr())
+	if err := e.Run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "child:", err)
+		return 1
+	}
+	return 0
 }
 
 // fakeClock is an injectable clock for expiry and retention tests.

@@ -78,11 +78,11 @@ func TestSigV4(t *testing.T) {
 		{"unknown key", with(func(p *signParams) { p.key = "AKIDUNKNOWN" }), nil, codeUnrecognizedClient, "", "security token included in the request is invalid"},
 		{"target changed after signing", good, func(r *http.Request) { r.Header.Set("X-Amz-Target", "IoTSecuredTunneling.OpenTunnel") },
 			codeInvalidSig, "", "The Canonical String for this request should have been"},
-		{"body changed after signing", good, func(r *http.Request) { r.Body = httpBody(`{"maxResults":1}`) }, codeInvalidSig, "", "does not match"},
+		{"body changed after signing", good, func(r *http.Request) { r.Body, r.ContentLength = httpBody(`{"maxResults":1}`), 16 }, codeInvalidSig, "", "does not match"},
 		{"body changed, content hash sent", good, func(r *http.Request) {
 			sum := sha256.Sum256([]byte("{}"))
 			r.Header.Set("X-Amz-Content-Sha256", hex.EncodeToString(sum[:]))
-			r.Body = httpBody(`{"maxResults":1}`)
+			r.Body, r.ContentLength = httpBody(`{"maxResults":1}`), 16
 		}, codeInvalidSig, codeInvalidSig, "x-amz-content-sha256"},
 	}
 	for _, tt := range tests {

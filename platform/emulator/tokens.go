@@ -18,7 +18,12 @@ const (
 
 // admit applies the access-token rules of protocol.md §4.1 for one
 // handshake and, on success, consumes or binds the token.
-func (s *store) admit(token, clientToken string, mode int) (*tunnel, []string, *handshakeError) {
+func (s *store) admit(token, clientToken string, mode int) (_ *tunnel, _ []string, herr *handshakeError) {
+	defer func() {
+		if herr == nil {
+			s.sv.save()
+		}
+	}()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ref, ok := s.tokens[token]
