@@ -91,6 +91,7 @@ Flags:
 	fs.BoolVar(&cfg.Strict, "strict", false, "close client connections that break the protocol rules")
 	fs.BoolVar(&cfg.RotateDisconnects, "rotate-disconnects", false, "RotateTunnelAccessToken also closes the connections of the rotated modes (default: they stay up)")
 	fs.Int64Var(&cfg.Bandwidth, "bandwidth", 0, "bytes per second per tunnel, both directions together (AWS: about 800000); 0 unlimited")
+	fs.DurationVar(&cfg.APIReadTimeout, "api-read-timeout", emulator.DefaultAPIReadTimeout, "time allowed to receive one API request, headers and body")
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", 0, "drop data-plane connections idle this long (AWS: about 60s); 0 never")
 	fs.BoolVar(&cfg.APITLS, "api-tls", false, "serve the API over HTTPS with the emulator's certificate")
 	fs.BoolVar(&cfg.DataPlaintext, "data-plaintext", false, "serve the data plane as ws:// instead of wss:// (debugging)")

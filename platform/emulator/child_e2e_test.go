@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -20,12 +21,11 @@ import (
 	"github.com/tunnel-agent/tunnel-agent/platform/emulator"
 )
 
-// child is an emulator in a separate process: the test binary re-executed
-// with TUNNEL_EMULATOR_TEST_CHILD (see TestMain), so that it can be killed
-// with SIGKILL and its memory measured.
+// child is the tunnel-emulator program in a separate process (built by
+// emulator.EmulatorBinary, without the race detector), so that it can be
+// killed with SIGKILL and its memory measured.
 type child struct {
 	cmd             *exec.Cmd
-	stdin           io.WriteCloser
 	stderr          *tunneltest.SyncBuffer
 	api, data, mqtt string // http://host:port, host:port, host:port
 	exited          chan struct{}
@@ -40,15 +40,28 @@ type childConfig struct {
 
 func startChild(t *testing.T, cc childConfig) *child {
 	t.Helper()
-	raw, _ := json.Marshal(cc)
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "TUNNEL_EMULATOR_TEST_CHILD="+string(raw), "GOMAXPROCS=2")
+	args := []string{"--state-dir", cc.StateDir, "--api-addr", cc.APIAddr, "--data-addr", cc.DataAddr, "--mqtt-addr", cc.MQTTAddr}
+	if cc.MaxOpenTunnels > 0 {
+		args = append(args, "--max-open-tunnels", strconv.Itoa(cc.MaxOpenTunnels))
+	}
+	if cc.APIReadTimeout > 0 {
+		args = append(args, "--api-read-timeout", cc.APIReadTimeout.String())
+	}
+	if cc.Credentials != nil {
+		var b strings.Builder
+		for k, v := range cc.Credentials {
+			fmt.Fprintf(&b, "[%s]\naws_access_key_id = %s\naws_secret_access_key = %s\n", k, k, v)
+		}
+		f := filepath.Join(t.TempDir(), "credentials")
+		if err := os.WriteFile(f, []byte(b.String()), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "--credentials", f)
+	}
+	cmd := exec.Command(emulator.EmulatorBinary(t), args...)
+	cmd.Env = append(os.Environ(), "GOMAXPROCS=2")
 	c := &child{cmd: cmd, stderr: &tunneltest.SyncBuffer{}, exited: make(chan struct{})}
 	cmd.Stderr = c.stderr
-	var err error
-	if c.stdin, err = cmd.StdinPipe(); err != nil {
-		t.Fatal(err)
-	}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -58,34 +71,44 @@ func startChild(t *testing.T, cc childConfig) *child {
 	}
 	go func() { _ = cmd.Wait(); close(c.exited) }()
 	t.Cleanup(func() { c.stop(t) })
-	ready := make(chan string, 1)
+	ready := make(chan map[string]string, 1)
 	go func() {
-		line, _ := bufio.NewReader(out).ReadString('\n')
-		ready <- line
+		// The endpoint lines, up to "API auth:", the last one.
+		lines := map[string]string{}
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			k, v, _ := strings.Cut(sc.Text(), ":")
+			if f := strings.Fields(v); len(f) > 0 {
+				lines[k] = f[0]
+			}
+			if k == "API auth" {
+				break
+			}
+		}
+		ready <- lines
 		_, _ = io.Copy(io.Discard, out)
 	}()
 	select {
-	case line := <-ready:
-		f := strings.Fields(line)
-		if len(f) != 4 || f[0] != "READY" {
-			t.Fatalf("child emulator did not start: %q\n%s", line, c.stderr.String())
+	case l := <-ready:
+		c.api, c.data, c.mqtt = l["API endpoint"], l["Data endpoint"], l["MQTT broker"]
+		if c.api == "" || c.data == "" || c.mqtt == "" {
+			t.Fatalf("tunnel-emulator did not start: %v\n%s", l, c.stderr.String())
 		}
-		c.api, c.data, c.mqtt = f[1], f[2], f[3]
 	case <-time.After(30 * time.Second):
-		t.Fatalf("child emulator not ready:\n%s", c.stderr.String())
+		t.Fatalf("tunnel-emulator not ready:\n%s", c.stderr.String())
 	}
 	return c
 }
 
-// stop ends the child gracefully (stdin closed), or kills it.
+// stop ends the child with SIGTERM (or SIGKILL after 10 s).
 func (c *child) stop(t *testing.T) {
-	_ = c.stdin.Close()
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-c.exited:
 	case <-time.After(10 * time.Second):
 		_ = c.cmd.Process.Kill()
 		<-c.exited
-		t.Errorf("child emulator did not stop on stdin EOF")
+		t.Errorf("tunnel-emulator did not stop on SIGTERM")
 	}
 }
 

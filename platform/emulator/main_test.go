@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -23,46 +25,45 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	if cfg := os.Getenv(childEnv); cfg != "" {
-		os.Exit(runChild(cfg))
-	}
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(int) {
+		if binDir != "" {
+			_ = os.RemoveAll(binDir)
+		}
+	}))
 }
 
-// childEnv, when set to a JSON childConfig, makes the test binary run an
-// emulator as a separate process (for kill -9 and RSS measurements).
-const childEnv = "TUNNEL_EMULATOR_TEST_CHILD"
+var (
+	binOnce sync.Once
+	binDir  string
+	binPath string
+	binErr  error
+)
 
-type childConfig struct {
-	StateDir, APIAddr, DataAddr, MQTTAddr string
-	Credentials                           map[string]string
-	MaxOpenTunnels                        int
-	APIReadTimeout                        time.Duration
-}
-
-// runChild runs an emulator until it is killed or its stdin closes,
-// printing "READY api data mqtt" once it listens.
-func runChild(raw string) int {
-	var cc childConfig
-	if err := json.Unmarshal([]byte(raw), &cc); err != nil {
-		fmt.Fprintln(os.Stderr, "child config:", err)
-		return 2
+// EmulatorBinary builds cmd/tunnel-emulator once per test binary, without
+// the race detector, and returns its path: tests that kill the emulator or
+// measure its memory run the real program. (Exported for the e2e tests of
+// package emulator_test.)
+func EmulatorBinary(t testing.TB) string {
+	t.Helper()
+	binOnce.Do(func() {
+		goTool, err := exec.LookPath("go")
+		if err != nil {
+			binErr = err
+			return
+		}
+		if binDir, binErr = os.MkdirTemp("", "tunnel-emulator-test-"); binErr != nil {
+			return
+		}
+		binPath = filepath.Join(binDir, "tunnel-emulator")
+		out, err := exec.Command(goTool, "build", "-o", binPath, "github.com/tunnel-agent/tunnel-agent/cmd/tunnel-emulator").CombinedOutput()
+		if err != nil {
+			binErr = fmt.Errorf("go build ./cmd/tunnel-emulator: %w: %s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatalf("building tunnel-emulator: %v", binErr)
 	}
-	e, err := New(Config{StateDir: cc.StateDir, APIAddr: cc.APIAddr, DataAddr: cc.DataAddr, MQTTAddr: cc.MQTTAddr,
-		Credentials: cc.Credentials, MaxOpenTunnels: cc.MaxOpenTunnels, APIReadTimeout: cc.APIReadTimeout,
-		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "child:", err)
-		return 1
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() { _, _ = io.Copy(io.Discard, os.Stdin); cancel() }()
-	fmt.Printf("READY %s %s %s\n", e.APIURL(), e.DataEndpoint(), e.MQTTAddr())
-	if err := e.Run(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "child:", err)
-		return 1
-	}
-	return 0
+	return binPath
 }
 
 // fakeClock is an injectable clock for expiry and retention tests.
