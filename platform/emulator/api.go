@@ -125,9 +125,10 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, *apiError) {
 	rd := http.MaxBytesReader(w, r.Body, maxAPIBody)
 	var body []byte
 	var err error
-	if r.ContentLength >= 0 {
-		// The length is known: one allocation of that size, not
-		// io.ReadAll's doubling (which leaves twice the body as garbage).
+	if r.ContentLength >= 0 && r.ContentLength <= 64<<10 {
+		// A small body of known length: one allocation of that size. A
+		// larger one grows with what actually arrives, so a client that
+		// announces 1 MiB and sends nothing does not hold 1 MiB.
 		body = make([]byte, r.ContentLength)
 		_, err = io.ReadFull(rd, body)
 	} else {
