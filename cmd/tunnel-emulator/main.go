@@ -151,7 +151,7 @@ func printEndpoints(w io.Writer, e *emulator.Emulator, cfg emulator.Config) {
 	case cfg.NoAuth:
 		fmt.Fprintln(w, "API auth:       none (--no-auth)")
 	case cfg.Credentials != nil:
-		fmt.Fprintf(w, "API auth:       SigV4 signatures verified (%d access keys)\n", len(cfg.Credentials))
+		fmt.Fprintf(w, "API auth:       SigV4 signatures verified (access keys: %d)\n", len(cfg.Credentials))
 	default:
 		fmt.Fprintf(w, "API auth:       SigV4 header checked (service %s, region %s, clock skew 5 min), signature not verified; --credentials FILE verifies it\n",
 			emulator.SigningName, cfg.Region)
