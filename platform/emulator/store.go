@@ -1,7 +1,6 @@
 package emulator
 
 import (
-	"crypto/rand"
 	"encoding/base64"
 	"fmt"
 	"slices"
@@ -88,22 +87,6 @@ func newStore(cfg *Config) *store {
 		maxOpen: cfg.MaxOpenTunnels, retention: cfg.Retention, bandwidth: cfg.Bandwidth,
 		tunnels: map[string]*tunnel{}, tokens: map[string]tokenRef{}, clientTokens: map[string]tokenRef{},
 	}
-}
-
-// newAccessToken returns a printable, opaque token shaped like the real ones.
-func newAccessToken() string {
-	var b [96]byte
-	_, _ = rand.Read(b[:])
-	return "AQGAA" + base64.RawURLEncoding.EncodeToString(b[:])
-}
-
-// newUUID returns a random (version 4) UUID string.
-func newUUID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
 
 // refresh closes t when its lifetime has run out and reports whether it did.

@@ -1,6 +1,8 @@
 package emulator
 
 import (
+	"crypto/rand"
+	"encoding/base64"
 	"fmt"
 	"slices"
 )
@@ -55,4 +57,20 @@ func (s *store) admit(token, clientToken string, mode int) (_ *tunnel, _ []strin
 	}
 	ms.used = true
 	return t, slices.Clone(t.services), nil
+}
+
+// newAccessToken returns a printable, opaque token shaped like the real ones.
+func newAccessToken() string {
+	var b [96]byte
+	_, _ = rand.Read(b[:])
+	return "AQGAA" + base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// newUUID returns a random (version 4) UUID string.
+func newUUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
