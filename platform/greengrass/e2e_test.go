@@ -84,7 +84,7 @@ func (w *e2eWorld) startNucleusMQTT(t *testing.T) {
 	ready, done := make(chan struct{}, 4), make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = src.Run(ctx, func(p []byte) { w.mqttIn <- p }, func() { ready <- struct{}{} })
+		_ = src.Run(ctx, func(p []byte) bool { w.mqttIn <- p; return true }, func() { ready <- struct{}{} })
 	}()
 	t.Cleanup(func() { cancel(); <-done })
 	select {

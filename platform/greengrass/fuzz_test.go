@@ -37,10 +37,11 @@ func FuzzNucleusMessages(f *testing.F) {
 			stream: 1,
 			ready:  func() {},
 		}
-		s.deliver = func(p []byte) {
+		s.deliver = func(p []byte) bool {
 			if len(p) > MaxMessageSize {
 				t.Fatalf("delivered %d bytes", len(p))
 			}
+			return true
 		}
 		defer func() {
 			if s.retry != nil {

@@ -48,7 +48,7 @@ func (s *Source) Topic() string { return s.topic }
 // lost (ErrConnectionLost; the agent should exit non-zero so the nucleus
 // restarts it), token refused (ErrConnectRejected), subscription not allowed
 // (ErrUnauthorized), or a connection-level protocol error (ErrProtocol).
-func (s *Source) Run(ctx context.Context, deliver func(payload []byte), ready func()) error {
+func (s *Source) Run(ctx context.Context, deliver func(payload []byte) bool, ready func()) error {
 	if err := s.cfg.Validate(); err != nil {
 		return err
 	}
@@ -106,7 +106,7 @@ type session struct {
 	*Source
 	c       *ipcConn
 	inbox   <-chan readResult
-	deliver func([]byte)
+	deliver func([]byte) bool
 	ready   func()
 	log     *slog.Logger
 
@@ -248,7 +248,7 @@ func (s *session) handleStream(m message) error {
 			break
 		}
 		s.log.Debug("notification received", logKeyBytes, len(ev.payload))
-		s.deliver(ev.payload)
+		_ = s.deliver(ev.payload) // IPC has no redelivery: nothing to do with false
 	case eventError:
 		if ev.errorType == modelUnauthorized {
 			return s.unauthorized(ev)

@@ -45,7 +45,7 @@ func startSource(t *testing.T, path string, tweak func(*Config)) *runningSource 
 		done: make(chan error, 1), cancel: cancel, logs: logs}
 	go func() {
 		rs.done <- NewSource(cfg).Run(ctx,
-			func(p []byte) { rs.delivered <- p },
+			func(p []byte) bool { rs.delivered <- p; return true },
 			func() { rs.ready <- struct{}{} })
 	}()
 	t.Cleanup(func() {
@@ -252,7 +252,7 @@ func TestSourceResubscribes(t *testing.T) {
 
 func TestSourceNoNucleus(t *testing.T) {
 	err := NewSource(Config{SocketPath: "/nonexistent/ipc.socket", AuthToken: testToken,
-		ThingName: testThing}).Run(context.Background(), func([]byte) {}, func() {})
+		ThingName: testThing}).Run(context.Background(), func([]byte) bool { return true }, func() {})
 	if !errors.Is(err, ErrConnect) {
 		t.Fatalf("Run = %v, want ErrConnect", err)
 	}
@@ -260,7 +260,7 @@ func TestSourceNoNucleus(t *testing.T) {
 
 func TestSourceInvalidConfig(t *testing.T) {
 	err := NewSource(Config{SocketPath: "/x", ThingName: "a/+"}).Run(context.Background(),
-		func([]byte) {}, func() {})
+		func([]byte) bool { return true }, func() {})
 	if !errors.Is(err, ErrConfig) {
 		t.Fatalf("Run = %v, want ErrConfig", err)
 	}
