@@ -11,22 +11,29 @@ import (
 	"github.com/tunnel-agent/tunnel-agent/platform/emulator"
 )
 
-// TestE2EBrokerPolicy runs the agent with pi-1's certificate and client id
-// against the emulator's embedded broker, configured for the thing pi-2.
-// The broker's default per-thing policy (that of AWS IoT Core) refuses the
-// subscription to pi-2's notify topic and the agent logs its policy hint;
-// with the broker's relaxing switch the same agent subscribes and serves a
-// tunnel opened for pi-2.
+// TestE2EBrokerPolicy runs the agent with pi-1's certificate against the
+// emulator's embedded broker, configured for the thing pi-2. The broker's
+// default per-thing policy (that of AWS IoT Core) refuses the subscription
+// to pi-2's notify topic (client id pi-1), or the connection itself
+// (client id pi-2), and the agent logs the matching policy hint; with the
+// broker's relaxing switch the same agent subscribes and serves a tunnel
+// opened for pi-2.
 func TestE2EBrokerPolicy(t *testing.T) {
-	for _, allowAll := range []bool{false, true} {
-		name := "policy"
-		if allowAll {
-			name = "allow-all"
-		}
-		t.Run(name, func(t *testing.T) {
+	for _, tc := range []struct {
+		name, clientID string
+		allowAll       bool
+		hint           string // "" subscribes
+	}{
+		{"subscribe refused", thingName, false, "iot:Subscribe on arn:aws:iot:<region>:<account>:topicfilter/$aws/things/pi-2/tunnels/notify"},
+		{"connect refused", "pi-2", false, "policy does not allow iot:Connect on client/pi-2"},
+		{"allow-all", thingName, true, ""},
+		{"allow-all other client id", "pi-2", true, ""},
+	} {
+		allowAll := tc.allowAll
+		t.Run(tc.name, func(t *testing.T) {
 			w := newWorld(t, func(c *emulator.Config) { c.BrokerAllowAll = allowAll })
 			cfg := w.cfg
-			cfg.ThingName, cfg.ClientID = "pi-2", thingName // pi-1's certificate and client id
+			cfg.ThingName, cfg.ClientID = "pi-2", tc.clientID // pi-1's certificate
 			cfg.Endpoint, cfg.Port, cfg.RootCA = w.mqttHost, w.mqttPort, w.rootCA
 			if err := cfg.Validate(); err != nil {
 				t.Fatal(err)
@@ -53,10 +60,9 @@ func TestE2EBrokerPolicy(t *testing.T) {
 					t.Error("agent did not stop within 5 s")
 				}
 			}()
-			if !allowAll {
+			if hint := tc.hint; hint != "" {
 				// The hint is in the log, or in the error Run ends with
 				// (which tunnel-agent's main logs).
-				hint := "iot:Subscribe on arn:aws:iot:<region>:<account>:topicfilter/$aws/things/pi-2/tunnels/notify"
 				deadline := time.After(20 * time.Second)
 				for !strings.Contains(w.logs.String(), hint) {
 					select {
