@@ -86,7 +86,7 @@ Flags:
 	fs.StringVar(&cfg.Region, "region", emulator.DefaultRegion, "region in ARNs and notifications")
 	fs.StringVar(&cfg.AccountID, "account-id", emulator.DefaultAccountID, "account id in ARNs")
 	fs.IntVar(&cfg.MaxOpenTunnels, "max-open-tunnels", emulator.DefaultMaxOpenTunnels, "open tunnels before OpenTunnel fails with LimitExceededException")
-	fs.StringVar(&cfg.StateDir, "state-dir", "", "directory for the CA and certificates (default $XDG_STATE_HOME/tunnel-emulator or ~/.local/state/tunnel-emulator)")
+	fs.StringVar(&cfg.StateDir, "state-dir", "", "directory for the CA, certificates and tunnels (tunnels.json: a restarted emulator continues them) (default $XDG_STATE_HOME/tunnel-emulator or ~/.local/state/tunnel-emulator)")
 	fs.DurationVar(&cfg.Retention, "retention", emulator.DefaultRetention, "how long closed tunnels stay listable")
 	fs.BoolVar(&cfg.Strict, "strict", false, "close client connections that break the protocol rules")
 	fs.BoolVar(&cfg.RotateDisconnects, "rotate-disconnects", false, "RotateTunnelAccessToken also closes the connections of the rotated modes (default: they stay up)")

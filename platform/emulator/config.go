@@ -44,7 +44,7 @@ type Config struct {
 	Region         string        // default us-east-1
 	AccountID      string        // default 123456789012
 	MaxOpenTunnels int           // LimitExceededException beyond this; default 100
-	StateDir       string        // CA and certificates; default DefaultStateDir()
+	StateDir       string        // CA, certificates and tunnels.json; default DefaultStateDir()
 	Retention      time.Duration // how long closed tunnels stay listable; default 3h
 	Strict         bool          // close connections that violate protocol.md §10 item 5
 
