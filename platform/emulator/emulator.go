@@ -74,6 +74,9 @@ func New(cfg Config) (*Emulator, error) {
 	if err := e.store.load(statePath); err != nil {
 		return nil, err
 	}
+	if n := len(e.store.tunnels); n > 0 {
+		e.log.Info("tunnels restored from the state directory", "path", statePath, "tunnels", n, "open", e.store.openCount(cfg.Now()))
+	}
 	e.store.sv = newSaver(statePath, e.store.snapshot, e.log)
 	cert, err := e.ca.ServerCertificate()
 	if err != nil {
