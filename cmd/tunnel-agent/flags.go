@@ -19,6 +19,7 @@ type settings struct {
 	fs         *flag.FlagSet
 	configPath string
 	configJSON string // greengrass: the component configuration
+	greengrass bool   // the nucleus provides the MQTT connection: no MQTT flags
 	apply      []func(*config.Config) error
 	services   map[string]string
 	loaded     string // the file the last load read, "" if none
@@ -100,12 +101,16 @@ var stringFlags = []stringFlag{
 }
 
 func newSettings(name string, greengrass bool) *settings {
-	s := &settings{fs: flag.NewFlagSet(name, flag.ContinueOnError)}
+	s := &settings{fs: flag.NewFlagSet(name, flag.ContinueOnError), greengrass: greengrass}
 	s.fs.StringVar(&s.configPath, "config", "", "config `file` (default "+config.DefaultConfigPath+" if it exists)")
 	if greengrass {
 		s.fs.StringVar(&s.configJSON, "config-json", "", "component configuration as JSON (the recipe passes {configuration:/agent})")
+		s.fs.Usage = greengrassUsage(s.fs)
 	}
 	for _, f := range stringFlags {
+		if greengrass && nucleusProvidedFlag(f.name) {
+			continue
+		}
 		s.fs.Func(f.name, f.usage, func(v string) error {
 			s.later(func(c *config.Config) { f.set(c, v) })
 			return nil
@@ -132,7 +137,9 @@ func (s *settings) bindTyped() {
 			return nil
 		})
 	}
-	num("port", "port: MQTT `port`, 8883 or 443 (ALPN x-amzn-mqtt-ca) (default 8883)", func(c *config.Config, v int) { c.Port = v })
+	if !s.greengrass {
+		num("port", "port: MQTT `port`, 8883 or 443 (ALPN x-amzn-mqtt-ca) (default 8883)", func(c *config.Config, v int) { c.Port = v })
+	}
 	num("max-tunnels", fmt.Sprintf("max_tunnels: concurrent tunnel cap, a `number` (default %d)", config.DefaultMaxTunnels), func(c *config.Config, v int) { c.MaxTunnels = v })
 	s.fs.Func("service", "services: `ID=ADDR` (repeatable; replaces the file's map), e.g. SSH=127.0.0.1:22", func(v string) error {
 		id, addr, ok := strings.Cut(v, "=")

@@ -112,7 +112,7 @@ func TestDeviceBinaryDeps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, bad := range []string{"platform/emulator", "mochi-mqtt", "notifytest", "goleak"} {
+	for _, bad := range []string{"platform/emulator", "mochi-mqtt", "notifytest", "goleak", "fakenucleus"} {
 		if strings.Contains(string(out), bad) {
 			t.Errorf("tunnel-agent links %s", bad)
 		}

@@ -41,6 +41,11 @@ func cmdRun(args []string, logOut io.Writer, greengrass bool) error {
 	if greengrass {
 		name = "greengrass"
 	}
+	if greengrass {
+		if err := refuseMQTTFlags(args); err != nil {
+			return err
+		}
+	}
 	s := newSettings(name, greengrass)
 	if err := s.parse(args); err != nil {
 		return err
