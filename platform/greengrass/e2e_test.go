@@ -42,7 +42,10 @@ type nucleusSetup struct {
 
 func newE2EWorld(t *testing.T, setup nucleusSetup) *e2eWorld {
 	t.Helper()
-	emu, err := emulator.New(emulator.Config{StateDir: t.TempDir()})
+	// BrokerAllowAll: a Greengrass core's policy allows more than the
+	// minimal per-thing policy the emulator applies by default, and the
+	// watcher subscribes to other topics.
+	emu, err := emulator.New(emulator.Config{StateDir: t.TempDir(), BrokerAllowAll: true})
 	if err != nil {
 		t.Fatal(err)
 	}
