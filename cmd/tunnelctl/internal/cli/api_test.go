@@ -192,7 +192,7 @@ func TestParseHelpers(t *testing.T) {
 
 func TestProfileAndHelp(t *testing.T) {
 	isolateAWS(t)
-	e := startEmulator(t, emulator.Config{})
+	e := startEmulator(t, emulator.Config{Region: "eu-north-1"}) // the profile's region signs the requests
 	cfgFile := os.Getenv("AWS_CONFIG_FILE")
 	if err := os.WriteFile(cfgFile, []byte("[profile lab]\nregion = eu-north-1\n"), 0o600); err != nil {
 		t.Fatal(err)
