@@ -101,6 +101,23 @@
 // peers depend on where a message ends (the C++ localproxy stops after a
 // STREAM_START until the next message arrives; PROTOCOL.md §9.1 item 1).
 //
+// # Layout
+//
+// Five jobs, each in its own files:
+//
+//   - API: api.go (the operations), apitypes.go, jsondecode.go (the strict
+//     decoder), validate.go (the model's rules), sigv4.go and credentials.go.
+//   - Tunnel store: store.go (tunnels, tokens, expiry), tokens.go (the
+//     access-token rules of a handshake), persist.go (tunnels.json).
+//   - Data plane: dataplane.go (the WebSocket handler and the relaying
+//     loop), handshake.go, relay.go (one tunnel's two clients and its
+//     streams), peer.go (one client WebSocket), strict.go. It reaches the
+//     store only through the tunnelStore interface: admit and setConnected.
+//   - CA: certs.go.
+//   - Broker and notification: notify.go, policy.go.
+//
+// Emulator (emulator.go, config.go) wires them and owns the listeners.
+//
 // # Concurrency
 //
 // Each client WebSocket (a peer) has one reader goroutine and one writer

@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"golang.org/x/net/netutil"
@@ -56,21 +55,7 @@ type Emulator struct {
 	dataLn  net.Listener
 	apiSrv  *http.Server
 	dataSrv *http.Server
-	connMu  sync.Mutex
-	closing bool
-	conns   sync.WaitGroup // data-plane connection handlers (hijacked, so http.Server does not track them)
-}
-
-// trackConn registers a data-plane connection handler; it reports false
-// once shutdown has begun.
-func (e *Emulator) trackConn() bool {
-	e.connMu.Lock()
-	defer e.connMu.Unlock()
-	if e.closing {
-		return false
-	}
-	e.conns.Add(1)
-	return true
+	data    *dataPlane
 }
 
 // New creates or loads the CA and server certificate in cfg.StateDir and
@@ -83,6 +68,7 @@ func New(cfg Config) (*Emulator, error) {
 		return nil, err
 	}
 	e := &Emulator{cfg: cfg, log: cfg.Logger, store: newStore(&cfg)}
+	e.data = &dataPlane{store: e.store, log: cfg.Logger, idleTimeout: cfg.IdleTimeout, strict: cfg.Strict}
 	var err error
 	if e.ca, err = LoadOrCreateCA(cfg.StateDir); err != nil {
 		return nil, err
@@ -141,7 +127,7 @@ func (e *Emulator) listen(cert tls.Certificate) error {
 	e.apiSrv = &http.Server{Handler: http.HandlerFunc(e.serveAPI), ErrorLog: errLog,
 		ReadHeaderTimeout: min(10*time.Second, e.cfg.APIReadTimeout), ReadTimeout: e.cfg.APIReadTimeout,
 		WriteTimeout: e.cfg.APIWriteTimeout, IdleTimeout: e.cfg.APIIdleTimeout, MaxHeaderBytes: maxAPIHeaderBytes}
-	e.dataSrv = &http.Server{Handler: http.HandlerFunc(e.serveData), ReadHeaderTimeout: 10 * time.Second,
+	e.dataSrv = &http.Server{Handler: http.HandlerFunc(e.data.serveData), ReadHeaderTimeout: 10 * time.Second,
 		MaxHeaderBytes: 2 * maxHandshakeSize, ErrorLog: errLog}
 	return nil
 }
@@ -203,9 +189,7 @@ func (e *Emulator) Run(ctx context.Context) error {
 }
 
 func (e *Emulator) shutdown() {
-	e.connMu.Lock()
-	e.closing = true
-	e.connMu.Unlock()
+	e.data.stopAccepting()
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = e.apiSrv.Shutdown(sctx)
@@ -213,7 +197,7 @@ func (e *Emulator) shutdown() {
 	for _, r := range e.store.relays() {
 		r.closeAll(closeGoingAway, "emulator shutting down")
 	}
-	e.conns.Wait()
+	e.data.conns.Wait()
 	e.pub.close()
 }
 

@@ -47,8 +47,8 @@ func FuzzParseHandshake(f *testing.F) {
 		}
 		hs, herr := parseHandshake(r)
 		if herr != nil {
-			if herr.status < 400 || herr.status > 499 || herr.msg == "" {
-				t.Fatalf("refusal %d %q", herr.status, herr.msg)
+			if refusalOf(herr).status < 400 || refusalOf(herr).status > 499 || refusalOf(herr).msg == "" {
+				t.Fatalf("refusal %d %q", refusalOf(herr).status, refusalOf(herr).msg)
 			}
 			return
 		}

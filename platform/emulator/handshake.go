@@ -3,6 +3,7 @@ package emulator
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"net/http"
 	"regexp"
 	"slices"
@@ -45,7 +46,7 @@ func refuse(msg string) *handshakeError {
 
 // handshake is what a data-plane upgrade request asks for.
 type handshake struct {
-	mode        int
+	mode        mode
 	token       string // never logged
 	clientToken string // never logged
 	subprotocol string
@@ -66,7 +67,8 @@ func requestSize(r *http.Request) int {
 
 // parseHandshake checks a data-plane upgrade request against the rules of
 // PROTOCOL.md §3.2 and §10 item 1, except the token's validity (store.admit).
-func parseHandshake(r *http.Request) (handshake, *handshakeError) {
+// A refusal is a *handshakeError.
+func parseHandshake(r *http.Request) (handshake, error) {
 	var hs handshake
 	if r.URL.Path != tunnelPath {
 		return hs, refuse("Invalid request path: the data plane serves only GET /tunnel?local-proxy-mode=source|destination.")
@@ -121,6 +123,16 @@ func newChannelID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
+}
+
+// refusalOf returns the refusal in err; any other error is a 400 with its
+// text.
+func refusalOf(err error) *handshakeError {
+	var herr *handshakeError
+	if errors.As(err, &herr) {
+		return herr
+	}
+	return &handshakeError{status: http.StatusBadRequest, msg: err.Error()}
 }
 
 func writeRefusal(w http.ResponseWriter, e *handshakeError) {

@@ -82,7 +82,7 @@ func TestRotateTunnelAccessToken(t *testing.T) {
 			if res.str("tunnelArn") != tun.arn || (src != "") != tt.wantSrc || (dst != "") != tt.wantDst {
 				t.Fatalf("response %v", res.body)
 			}
-			if _, _, herr := env.e.store.admit(prevSrc, "", modeSource); tt.wantSrc && (herr == nil || herr.msg != msgTokenUnknown) {
+			if _, _, herr := env.e.store.admit(prevSrc, "", modeSource); tt.wantSrc && (herr == nil || refusalOf(herr).msg != msgTokenUnknown) {
 				t.Fatalf("old source token still valid after rotation: %v", herr)
 			}
 			if tt.wantSrc {
@@ -147,7 +147,7 @@ func TestExpiryAndRetention(t *testing.T) {
 	if d["lastUpdatedAt"] != float64(start.Add(time.Minute).Unix()) {
 		t.Fatalf("lastUpdatedAt %v, want the expiry time", d["lastUpdatedAt"])
 	}
-	if _, _, herr := env.e.store.admit(short.src, "", modeSource); herr == nil || herr.msg != msgTunnelClosed {
+	if _, _, herr := env.e.store.admit(short.src, "", modeSource); herr == nil || refusalOf(herr).msg != msgTunnelClosed {
 		t.Fatalf("token of expired tunnel: %v", herr)
 	}
 	env.clock.Advance(time.Hour - time.Second)
@@ -160,7 +160,7 @@ func TestExpiryAndRetention(t *testing.T) {
 	if res := env.call(t, "DescribeTunnel", js(map[string]string{"tunnelId": short.id})); res.errType() != codeNotFound {
 		t.Fatalf("closed tunnel still there after retention: %v", res.body)
 	}
-	if _, _, herr := env.e.store.admit(short.src, "", modeSource); herr == nil || herr.msg != msgTokenUnknown {
+	if _, _, herr := env.e.store.admit(short.src, "", modeSource); herr == nil || refusalOf(herr).msg != msgTokenUnknown {
 		t.Fatalf("token of forgotten tunnel: %v", herr)
 	}
 	if st := describeStatus(t, env, long.id); st != "OPEN" {

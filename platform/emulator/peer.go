@@ -2,7 +2,6 @@ package emulator
 
 import (
 	"errors"
-	"io"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,7 +37,7 @@ var errTextMessage = errors.New("received a text WebSocket message; the tunnelin
 type peer struct {
 	conn      *websocket.Conn
 	bc        *batchconn.Conn // nil when the connection is not a batchconn
-	mode      int
+	mode      mode
 	sub       string
 	channelID string
 	services  []string // the tunnel's services at handshake time (strict mode)
@@ -62,8 +61,8 @@ var msgPool = sync.Pool{New: func() any { b := make([]byte, 0, protocol.MaxWSMes
 
 func putMsg(bp *[]byte) { *bp = (*bp)[:0]; msgPool.Put(bp) }
 
-func newPeer(conn *websocket.Conn, mode int, sub, channelID string, services []string) *peer {
-	p := &peer{conn: conn, bc: batchconn.Of(conn), mode: mode, sub: sub, channelID: channelID, services: services}
+func newPeer(conn *websocket.Conn, m mode, sub, channelID string, services []string) *peer {
+	p := &peer{conn: conn, bc: batchconn.Of(conn), mode: m, sub: sub, channelID: channelID, services: services}
 	p.cond.L = &p.mu
 	return p
 }
@@ -224,42 +223,6 @@ func truncate(s string, n int) string {
 		return s[:n]
 	}
 	return s
-}
-
-// wsStream presents the binary messages of a WebSocket as one byte stream,
-// so tunnel frames may span or share messages (and continuation frames are
-// reassembled by gorilla's NextReader).
-type wsStream struct {
-	conn  *websocket.Conn
-	r     io.Reader
-	touch func() // optional, called for each message
-}
-
-func (s *wsStream) Read(b []byte) (int, error) {
-	for {
-		if s.r == nil {
-			typ, r, err := s.conn.NextReader()
-			if err != nil {
-				return 0, err
-			}
-			if typ != websocket.BinaryMessage {
-				return 0, errTextMessage
-			}
-			if s.touch != nil {
-				s.touch()
-			}
-			s.r = r
-		}
-		n, err := s.r.Read(b)
-		if err == io.EOF {
-			s.r = nil
-			if n == 0 {
-				continue
-			}
-			err = nil
-		}
-		return n, err
-	}
 }
 
 // setIdleTimeout drops the connection after d without traffic in either

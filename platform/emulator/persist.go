@@ -78,7 +78,7 @@ func (s *store) snapshotLocked() ([]byte, error) {
 	}
 	slices.SortFunc(f.Tunnels, func(a, b tunnelRecord) int { return int(a.Seq) - int(b.Seq) })
 	for ct, ref := range s.clientTokens {
-		f.ClientTokens = append(f.ClientTokens, clientTokenBind{ClientToken: ct, Tunnel: ref.t.id, Mode: ref.mode})
+		f.ClientTokens = append(f.ClientTokens, clientTokenBind{ClientToken: ct, Tunnel: ref.t.id, Mode: int(ref.mode)})
 	}
 	slices.SortFunc(f.ClientTokens, func(a, b clientTokenBind) int { return compareStrings(a.ClientToken, b.ClientToken) })
 	return json.MarshalIndent(f, "", " ")
@@ -121,13 +121,13 @@ func (s *store) load(path string) error {
 		}
 		for m, mr := range r.Modes {
 			t.modes[m] = modeState{token: mr.Token, clientToken: mr.ClientToken, used: mr.Used, updatedAt: mr.UpdatedAt}
-			s.tokens[mr.Token] = tokenRef{t: t, mode: m}
+			s.tokens[mr.Token] = tokenRef{t: t, mode: mode(m)}
 		}
 		s.tunnels[t.id] = t
 	}
 	for _, c := range f.ClientTokens {
-		if t, ok := s.tunnels[c.Tunnel]; ok && (c.Mode == modeSource || c.Mode == modeDest) {
-			s.clientTokens[c.ClientToken] = tokenRef{t: t, mode: c.Mode}
+		if t, ok := s.tunnels[c.Tunnel]; ok && (mode(c.Mode) == modeSource || mode(c.Mode) == modeDest) {
+			s.clientTokens[c.ClientToken] = tokenRef{t: t, mode: mode(c.Mode)}
 		}
 	}
 	return nil

@@ -37,8 +37,8 @@ func TestStateSurvivesRestart(t *testing.T) {
 	if _, _, herr := s1.admit(a.SourceAccessToken, "", modeSource); herr != nil {
 		t.Fatal(herr)
 	}
-	mode := "DESTINATION"
-	_, rot, err := s1.rotate(&rotateRequest{TunnelID: &a.TunnelID, ClientMode: &mode})
+	clientMode := "DESTINATION"
+	_, rot, err := s1.rotate(&rotateRequest{TunnelID: &a.TunnelID, ClientMode: &clientMode})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +66,7 @@ func TestStateSurvivesRestart(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name, token, client string
-		mode                int
+		side                mode
 		want                string // "" admitted
 	}{
 		{"old destination token revoked", a.DestinationAccessToken, "0123456789abcdef0123456789abcdef", modeDest, msgTokenUnknown},
@@ -74,8 +74,8 @@ func TestStateSurvivesRestart(t *testing.T) {
 		{"used source token without client token", a.SourceAccessToken, "", modeSource, msgTokenReused},
 		{"rotated token fresh", rot.DestinationAccessToken, "", modeDest, ""},
 	} {
-		_, _, herr := s2.admit(tc.token, tc.client, tc.mode)
-		if (herr == nil) != (tc.want == "") || (herr != nil && herr.msg != tc.want) {
+		_, _, herr := s2.admit(tc.token, tc.client, tc.side)
+		if (herr == nil) != (tc.want == "") || (herr != nil && refusalOf(herr).msg != tc.want) {
 			t.Errorf("%s: %v", tc.name, herr)
 		}
 	}

@@ -9,13 +9,31 @@ import (
 	"time"
 )
 
-// Modes of a tunnel client; indexes into tunnel.modes.
+// mode is the side of a tunnel a client connects as; it indexes
+// tunnel.modes and relay.peers.
+type mode int
+
+// The two modes.
 const (
-	modeSource = 0
-	modeDest   = 1
+	modeSource mode = 0
+	modeDest   mode = 1
 )
 
-var modeNames = [2]string{"source", "destination"}
+// other is the mode a client's frames go to.
+func (m mode) other() mode {
+	if m == modeSource {
+		return modeDest
+	}
+	return modeSource
+}
+
+// String is the mode's name in the local-proxy-mode query parameter.
+func (m mode) String() string {
+	if m == modeSource {
+		return "source"
+	}
+	return "destination"
+}
 
 const (
 	statusOpen   = "OPEN"
@@ -55,7 +73,7 @@ type tunnel struct {
 
 type tokenRef struct {
 	t    *tunnel
-	mode int
+	mode mode
 }
 
 // store holds every tunnel in memory.
@@ -210,7 +228,7 @@ func (s *store) open(r *openTunnelRequest) (_ openTunnelResponse, err error) {
 	t.expiresAt = now.Add(time.Duration(t.lifetime) * time.Minute)
 	for m := range t.modes {
 		t.modes[m] = modeState{token: newAccessToken(), updatedAt: now}
-		s.tokens[t.modes[m].token] = tokenRef{t: t, mode: m}
+		s.tokens[t.modes[m].token] = tokenRef{t: t, mode: mode(m)}
 	}
 	s.tunnels[id] = t
 	return openTunnelResponse{TunnelID: t.id, TunnelArn: t.arn,
@@ -293,11 +311,11 @@ func (s *store) rotate(r *rotateRequest) (_ *tunnel, _ rotateResponse, err error
 	return t, resp, nil
 }
 
-func (s *store) newTokenLocked(t *tunnel, mode int) string {
-	ms := &t.modes[mode]
+func (s *store) newTokenLocked(t *tunnel, m mode) string {
+	ms := &t.modes[m]
 	delete(s.tokens, ms.token)
 	ms.token, ms.clientToken, ms.used = newAccessToken(), "", false
-	s.tokens[ms.token] = tokenRef{t: t, mode: mode}
+	s.tokens[ms.token] = tokenRef{t: t, mode: m}
 	return ms.token
 }
 
@@ -388,12 +406,12 @@ func (s *store) tagOp(arn string, mutate bool, fn func(t *tunnel)) (err error) {
 }
 
 // setConnected records a connection state change of one mode.
-func (s *store) setConnected(t *tunnel, mode int, up bool) {
+func (s *store) setConnected(t *tunnel, m mode, up bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if t.status != statusOpen && up {
 		return
 	}
-	t.modes[mode].connected = up
-	t.modes[mode].updatedAt = s.now()
+	t.modes[m].connected = up
+	t.modes[m].updatedAt = s.now()
 }

@@ -19,10 +19,11 @@ const (
 )
 
 // admit applies the access-token rules of PROTOCOL.md §4 for one
-// handshake and, on success, consumes or binds the token.
-func (s *store) admit(token, clientToken string, mode int) (_ *tunnel, _ []string, herr *handshakeError) {
+// handshake and, on success, consumes or binds the token. A refusal is a
+// *handshakeError.
+func (s *store) admit(token, clientToken string, m mode) (_ *tunnel, _ []string, err error) {
 	defer func() {
-		if herr == nil {
+		if err == nil {
 			s.sv.save()
 		}
 	}()
@@ -37,10 +38,10 @@ func (s *store) admit(token, clientToken string, mode int) (_ *tunnel, _ []strin
 	if t.status != statusOpen {
 		return nil, nil, &handshakeError{status: 401, msg: msgTunnelClosed}
 	}
-	if ref.mode != mode {
-		return nil, nil, &handshakeError{status: 400, msg: fmt.Sprintf(msgModeMismatch, modeNames[mode])}
+	if ref.mode != m {
+		return nil, nil, &handshakeError{status: 400, msg: fmt.Sprintf(msgModeMismatch, m.String())}
 	}
-	ms := &t.modes[mode]
+	ms := &t.modes[m]
 	switch {
 	case ms.used && ms.clientToken == "":
 		return nil, nil, &handshakeError{status: 400, msg: msgTokenReused}
@@ -52,7 +53,7 @@ func (s *store) admit(token, clientToken string, mode int) (_ *tunnel, _ []strin
 		if _, ok := s.clientTokens[clientToken]; ok {
 			return nil, nil, &handshakeError{status: 400, msg: msgClientInUse}
 		}
-		s.clientTokens[clientToken] = tokenRef{t: t, mode: mode}
+		s.clientTokens[clientToken] = tokenRef{t: t, mode: m}
 		ms.clientToken = clientToken
 	}
 	ms.used = true

@@ -3,6 +3,7 @@ package emulator
 import (
 	"crypto/tls"
 	"errors"
+	"io"
 	"net/http"
 	"testing"
 	"time"
@@ -132,3 +133,39 @@ func data(svc string, id int32, p []byte) protocol.Message {
 }
 
 func deadline() time.Time { return time.Now().Add(10 * time.Second) }
+
+// wsStream presents the binary messages of a WebSocket as one byte stream,
+// so tunnel frames may span or share messages (and continuation frames are
+// reassembled by gorilla's NextReader).
+type wsStream struct {
+	conn  *websocket.Conn
+	r     io.Reader
+	touch func() // optional, called for each message
+}
+
+func (s *wsStream) Read(b []byte) (int, error) {
+	for {
+		if s.r == nil {
+			typ, r, err := s.conn.NextReader()
+			if err != nil {
+				return 0, err
+			}
+			if typ != websocket.BinaryMessage {
+				return 0, errTextMessage
+			}
+			if s.touch != nil {
+				s.touch()
+			}
+			s.r = r
+		}
+		n, err := s.r.Read(b)
+		if err == io.EOF {
+			s.r = nil
+			if n == 0 {
+				continue
+			}
+			err = nil
+		}
+		return n, err
+	}
+}
