@@ -29,6 +29,7 @@ type fwd struct {
 	ctx           context.Context
 	cancel        context.CancelFunc
 	active        atomic.Bool // registered in st.conns
+	counted       bool        // holds one of Limits' connections
 	in, out       atomic.Int64
 	start         time.Time
 
@@ -47,6 +48,7 @@ type queue struct {
 	wake     chan struct{} // to the local writer: data or state change
 	room     chan struct{} // closed by the local writer when it took the queue
 
+	lim    *Limits         // the shared queue budget; len(buf) is reserved in it
 	raw    syscall.RawConn // nil: no direct writes (see push)
 	busy   bool            // the local writer is writing
 	direct bool            // push is writing directly
@@ -71,6 +73,7 @@ func (l *link) newFwdLocked(st *stream, cid uint32) *fwd {
 	f := &fwd{l: l, st: st, connID: cid, start: time.Now()}
 	f.ctx, f.cancel = context.WithCancel(l.ctx)
 	f.q.limit = l.s.cfg.ConnBufferSize
+	f.q.lim = l.s.cfg.Limits
 	f.q.wake = make(chan struct{}, 1)
 	f.q.count = &f.in
 	f.active.Store(true)
@@ -112,12 +115,21 @@ func (f *fwd) attach(c net.Conn) bool {
 
 func (f *fwd) signal() { f.q.signal() }
 
+// pushResult says what push did with the data.
+type pushResult int
+
+const (
+	pushed     pushResult = iota
+	pushFull              // the queue stayed full until the stall deadline
+	pushBudget            // the agent-wide queue budget has no room
+)
+
 // push queues p for the local socket. When nothing is queued and the local
 // writer is idle, it first tries one non-blocking write to the socket, which
 // saves waking the local writer; what the socket does not take is queued.
-// When the queue is full it waits up to stall for the local writer to take
-// it; false means it stayed full.
-func (q *queue) push(p []byte, stall time.Duration) bool {
+// When the queue is full it waits for the local writer to take it until the
+// link's stall deadline (see stallGate).
+func (q *queue) push(p []byte, gate *stallGate) pushResult {
 	q.mu.Lock()
 	if q.raw != nil && len(q.buf) == 0 && !q.busy && !q.aborted && !q.draining {
 		q.direct = true
@@ -133,13 +145,18 @@ func (q *queue) push(p []byte, stall time.Duration) bool {
 			if wake {
 				q.signal()
 			}
-			return true
+			return pushed
 		}
 	}
 	var timer *time.Timer
 	for len(q.buf)+len(p) > q.limit && !q.aborted && !q.draining {
 		if timer == nil {
-			timer = time.NewTimer(stall)
+			wait := gate.wait(time.Now())
+			if wait <= 0 {
+				q.mu.Unlock()
+				return pushFull
+			}
+			timer = time.NewTimer(wait)
 			defer timer.Stop()
 		}
 		if q.room == nil {
@@ -150,22 +167,43 @@ func (q *queue) push(p []byte, stall time.Duration) bool {
 		select {
 		case <-room:
 		case <-timer.C:
-			return false
+			gate.expired++
+			return pushFull
 		}
 		q.mu.Lock()
 	}
 	if q.aborted || q.draining {
 		q.mu.Unlock()
 		q.signal()
-		return true
+		return pushed
 	}
-	if q.buf == nil {
-		q.buf = make([]byte, 0, max(len(p), 32<<10))
+	if !q.lim.reserve(len(p)) {
+		q.mu.Unlock()
+		return pushBudget
 	}
-	q.buf = append(q.buf, p...)
+	q.appendLocked(p)
 	q.mu.Unlock()
 	q.signal()
-	return true
+	return pushed
+}
+
+// appendLocked adds p to buf, growing it to at most limit bytes of capacity
+// (append's doubling would reach twice that).
+func (q *queue) appendLocked(p []byte) {
+	need := len(q.buf) + len(p)
+	if need > cap(q.buf) {
+		n := min(max(need, 2*cap(q.buf), 32<<10), max(q.limit, need))
+		nb := make([]byte, len(q.buf), n)
+		copy(nb, q.buf)
+		q.buf = nb
+	}
+	q.buf = append(q.buf, p...)
+}
+
+// dropLocked forgets what is queued and gives its bytes back to the budget.
+func (q *queue) dropLocked() {
+	q.lim.release(len(q.buf))
+	q.buf = nil
 }
 
 func (q *queue) signal() {
@@ -187,6 +225,7 @@ func (q *queue) freeRoomLocked() {
 func (f *fwd) abort(reason string) {
 	f.q.mu.Lock()
 	f.q.aborted = true
+	f.q.dropLocked()
 	f.q.freeRoomLocked()
 	if f.q.reason == "" {
 		f.q.reason = reason
@@ -326,6 +365,7 @@ func (f *fwd) writeLocal() error {
 		c := q.conn
 		q.mu.Unlock()
 		n, err := c.Write(spare)
+		q.lim.release(len(spare))
 		f.in.Add(int64(n))
 		if err != nil {
 			f.localEnded(err)
@@ -349,7 +389,11 @@ func (f *fwd) finish(err error) {
 	l.mu.Unlock()
 	f.q.mu.Lock()
 	reason := f.q.reason
+	f.q.dropLocked()
 	f.q.mu.Unlock()
+	if f.counted {
+		l.s.cfg.Limits.releaseConn()
+	}
 	if reason == "" && err != nil {
 		reason = err.Error()
 	}

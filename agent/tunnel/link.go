@@ -20,9 +20,10 @@ const (
 	// outQueue is the number of frames local readers may queue for the
 	// WebSocket writer (each at most ~63 KiB) before they block.
 	outQueue = 8
-	// maxCtrlQueue bounds control frames queued by the WebSocket reader; a
-	// peer that provokes more while the WebSocket cannot be written is dropped.
-	maxCtrlQueue = 4096
+	// maxCtrlBytes bounds the control frames queued by the WebSocket reader
+	// (each sized to its content, a few dozen bytes for a reset); a peer
+	// that provokes more while the WebSocket cannot be written is dropped.
+	maxCtrlBytes = 256 << 10
 	closeGrace   = time.Second
 )
 
@@ -60,9 +61,25 @@ var framePool = sync.Pool{New: func() any { return &frameBuf{buf: make([]byte, f
 
 func getFrame() *frameBuf { return framePool.Get().(*frameBuf) }
 
+// putFrame returns a pooled frame; a frame sized to its content (see
+// encodeSmall) is left to the garbage collector.
 func putFrame(f *frameBuf) {
 	f.data = nil
-	framePool.Put(f)
+	if cap(f.buf) == frameBufSize {
+		framePool.Put(f)
+	}
+}
+
+// encodeSmall returns m as a frame of its own size, not a pooled
+// frameBufSize buffer: control frames wait in a queue that a peer can fill,
+// and must cost what they hold. nil (logged) if m cannot be encoded.
+func encodeSmall(m *protocol.Message, log *slog.Logger) *frameBuf {
+	b, err := protocol.AppendFrame(make([]byte, 0, protocol.LengthSize+m.Size()), m)
+	if err != nil {
+		log.Error("cannot encode a tunnel message", logType, m.Type, logErr, err)
+		return nil
+	}
+	return &frameBuf{data: b}
 }
 
 // link is one WebSocket connection of a Session and the streams over it.
@@ -81,6 +98,7 @@ type link struct {
 	wg     sync.WaitGroup // local connections
 
 	rate rateLog
+	gate stallGate // of the reader's waits for full local queues
 
 	// wmu is held by the goroutine writing data messages: the writer, or a
 	// local reader writing its DATA directly while nothing is queued.
@@ -91,8 +109,9 @@ type link struct {
 	queued atomic.Int64
 	wdl    batchconn.WriteDeadline // of data messages (wmu)
 
-	ctrlMu sync.Mutex
-	ctrl   []*frameBuf   // control frames from the WebSocket reader (never blocks)
+	ctrlMu    sync.Mutex
+	ctrl      []*frameBuf // control frames from the WebSocket reader (never blocks)
+	ctrlBytes int         // their encoded size
 	wake   chan struct{} // to the writer goroutine: frames queued by send or sendCtrl
 
 	// startMu makes registering a source client and queueing its
@@ -122,6 +141,7 @@ func newLink(s *Session, ws *websocket.Conn, channelID string) *link {
 	return &link{
 		s: s, ws: ws, bc: batchconn.Of(ws), version: v, channelID: channelID,
 		log:     s.log.With(logChannel, channelID),
+		gate:    stallGate{stall: s.cfg.ConnStallTimeout},
 		out:     make(chan *frameBuf, outQueue),
 		wake:    make(chan struct{}, 1),
 		streams: map[string]*stream{}, live: map[*fwd]struct{}{}, nextStream: map[string]int32{}, slots: map[string]chan struct{}{},
@@ -157,6 +177,7 @@ func (l *link) serve(ctx context.Context) error {
 	g.Wait()
 	l.abortAll("the tunnel WebSocket closed")
 	l.wg.Wait()
+	l.rate.flush(time.Now(), l.log, true)
 	return context.Cause(l.ctx)
 }
 
@@ -169,7 +190,7 @@ func (l *link) readLoop() error {
 		case err == nil:
 			l.dispatch(&m)
 		case errors.Is(err, protocol.ErrMalformed), errors.Is(err, protocol.ErrPayloadTooLarge):
-			l.warn("malformed", "skipping a tunnel message that cannot be decoded", logErr, err)
+			l.warn(warnMalformed, "skipping a tunnel message that cannot be decoded", logErr, err)
 		default:
 			var ce *websocket.CloseError
 			if errors.As(err, &ce) && ce.Code == websocket.CloseNormalClosure {
@@ -196,6 +217,7 @@ func (l *link) writeLoop(parent context.Context) error {
 			}
 			return context.Cause(l.ctx)
 		case <-ping.C:
+			l.rate.flush(time.Now(), l.log, false)
 			payload := strconv.AppendInt(nil, time.Now().UnixMilli(), 10)
 			if err := l.ws.WriteControl(websocket.PingMessage, payload, time.Now().Add(l.s.cfg.PongTimeout)); err != nil {
 				return fmt.Errorf("send ping: %w", err)
@@ -319,6 +341,10 @@ func (l *link) popCtrl() *frameBuf {
 	f := l.ctrl[0]
 	l.ctrl[0] = nil
 	l.ctrl = l.ctrl[1:]
+	l.ctrlBytes -= len(f.data)
+	if len(l.ctrl) == 0 {
+		l.ctrl = nil // let a burst's backing array go
+	}
 	return f
 }
 
@@ -331,9 +357,10 @@ func (l *link) sendCtrl(m *protocol.Message) {
 		return
 	}
 	l.ctrlMu.Lock()
-	full := len(l.ctrl) >= maxCtrlQueue
+	full := l.ctrlBytes+len(f.data) > maxCtrlBytes
 	if !full {
 		l.ctrl = append(l.ctrl, f)
+		l.ctrlBytes += len(f.data)
 		l.queued.Add(1)
 	}
 	l.ctrlMu.Unlock()
@@ -345,18 +372,9 @@ func (l *link) sendCtrl(m *protocol.Message) {
 	l.wakeWriter()
 }
 
-// encode returns m as a pooled frame, or nil (logged) if it cannot be
-// encoded.
-func (l *link) encode(m *protocol.Message) *frameBuf {
-	f := getFrame()
-	var err error
-	if f.data, err = protocol.AppendFrame(f.buf[:0], m); err != nil {
-		putFrame(f)
-		l.log.Error("cannot encode a tunnel message", logType, m.Type, logErr, err)
-		return nil
-	}
-	return f
-}
+// encode returns m as a frame sized to its content, or nil (logged) if it
+// cannot be encoded.
+func (l *link) encode(m *protocol.Message) *frameBuf { return encodeSmall(m, l.log) }
 
 func (l *link) wakeWriter() {
 	select {
