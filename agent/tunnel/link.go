@@ -110,9 +110,9 @@ type link struct {
 	wdl    batchconn.WriteDeadline // of data messages (wmu)
 
 	ctrlMu    sync.Mutex
-	ctrl      []*frameBuf // control frames from the WebSocket reader (never blocks)
-	ctrlBytes int         // their encoded size
-	wake   chan struct{} // to the writer goroutine: frames queued by send or sendCtrl
+	ctrl      []*frameBuf   // control frames from the WebSocket reader (never blocks)
+	ctrlBytes int           // their encoded size
+	wake      chan struct{} // to the writer goroutine: frames queued by send or sendCtrl
 
 	// startMu makes registering a source client and queueing its
 	// STREAM_START/CONNECTION_START one step, so that clients accepted at the
