@@ -27,6 +27,7 @@ import (
 
 	"github.com/tunnel-agent/tunnel-agent/agent/config"
 	"github.com/tunnel-agent/tunnel-agent/agent/notify"
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel"
 )
 
 // Sentinel errors.
@@ -42,6 +43,10 @@ var (
 const (
 	inboxSize   = 64
 	endedMemory = 256
+	// neverConnectedGrace is how long a tunnel that has never connected
+	// (unresolvable or unreachable data endpoint) holds its max_tunnels
+	// slot against a new notification.
+	neverConnectedGrace = 2 * time.Minute
 )
 
 // Agent receives notifications from a Source and serves tunnels.
@@ -51,6 +56,7 @@ type Agent struct {
 	log        *slog.Logger
 	now        func() time.Time
 	newSession sessionFactory
+	limits     *tunnel.Limits // shared by every tunnel session
 
 	inbox     chan []byte
 	ready     chan struct{}
@@ -72,6 +78,8 @@ type tunnelEntry struct {
 	started   time.Time
 	cancel    context.CancelCauseFunc
 	connected atomic.Bool
+	// everConnected: the data plane accepted this tunnel at least once.
+	everConnected atomic.Bool
 }
 
 type ending struct {
@@ -91,6 +99,7 @@ func New(cfg config.Config, src notify.Source, log *slog.Logger) (*Agent, error)
 	return &Agent{
 		cfg: cfg, src: src, log: log, now: time.Now,
 		newSession: newTunnelSession,
+		limits:     tunnel.NewLimits(cfg.MaxTotalConnections, int64(cfg.QueueBudget), tunnel.DefaultMaxDials),
 		inbox:      make(chan []byte, inboxSize),
 		ready:      make(chan struct{}),
 		tunnels:    make(map[string]*tunnelEntry),
@@ -153,8 +162,15 @@ func (a *Agent) shutdown(cancel context.CancelFunc) {
 	a.wg.Wait()
 }
 
-// deliver is the Source callback: it never blocks.
+// deliver is the Source callback: it never blocks. A payload too large to
+// be a notification is dropped here, so that it is not kept referenced
+// while it waits in the inbox.
 func (a *Agent) deliver(payload []byte) {
+	if len(payload) > notify.MaxPayload {
+		a.log.Warn("notification dropped", attrEvent, "notification.dropped",
+			attrReason, fmt.Sprintf("%d bytes, more than %d", len(payload), notify.MaxPayload))
+		return
+	}
 	select {
 	case a.inbox <- payload:
 	default:

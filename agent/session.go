@@ -34,6 +34,8 @@ func (a *Agent) sessionSpec(t *tunnelEntry) tunnel.Config {
 		Services:         a.cfg.Services,
 		ConnBufferSize:   int(a.cfg.ConnBuffer),
 		ConnStallTimeout: a.cfg.ConnStallTimeout,
+		MaxConnections:   a.cfg.MaxConnections,
+		Limits:           a.limits,
 		Logger:           a.log.With(attrTunnel, t.id),
 		OnEvent:          a.eventHandler(t),
 	}
@@ -52,6 +54,7 @@ func (a *Agent) eventHandler(t *tunnelEntry) func(tunnel.Event) {
 		switch e.Kind {
 		case tunnel.EventConnected: // the session logs it too
 			t.connected.Store(true)
+			t.everConnected.Store(true)
 			log.Debug("tunnel connected", attrEvent, "tunnel.connected", attrChannel, e.ChannelID)
 		case tunnel.EventDisconnected:
 			t.connected.Store(false)

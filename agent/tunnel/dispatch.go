@@ -121,6 +121,9 @@ func (l *link) onData(m *protocol.Message) {
 	if f == nil {
 		return // stale (protocol.md §6.1) or unknown connection
 	}
+	if !l.carried.Load() {
+		l.carried.Store(true)
+	}
 	// Outside l.mu: a full queue makes this wait up to ConnStallTimeout.
 	res := f.q.push(m.Payload, &l.gate)
 	if res == pushed {

@@ -331,6 +331,9 @@ func (f *fwd) readLocal() {
 			batch[k] = nb
 			k++
 		}
+		if !f.l.carried.Load() {
+			f.l.carried.Store(true)
+		}
 		ok := f.l.sendData(batch[:k])
 		clear(batch[:k])
 		if !ok {

@@ -43,6 +43,7 @@ const (
 	logListen    = "listen_addr"
 	logReason    = "reason"
 	logServiceID = "service_ids"
+	logAttempt   = "attempt"
 )
 
 // errTunnelClosed: the service closed the WebSocket normally (the tunnel was
@@ -97,8 +98,9 @@ type link struct {
 	out    chan *frameBuf // DATA and resets from local connections, in order
 	wg     sync.WaitGroup // local connections
 
-	rate rateLog
-	gate stallGate // of the reader's waits for full local queues
+	rate    rateLog
+	carried atomic.Bool // a DATA frame went either way (the link worked)
+	gate    stallGate   // of the reader's waits for full local queues
 
 	// wmu is held by the goroutine writing data messages: the writer, or a
 	// local reader writing its DATA directly while nothing is queued.

@@ -144,7 +144,6 @@ var (
 
 var (
 	clientTokenRe = regexp.MustCompile(`^[a-zA-Z0-9-]{32,128}$`)
-	regionRe      = regexp.MustCompile(`^[a-z0-9-]{1,64}$`)
 	serviceRe     = regexp.MustCompile(`^[a-zA-Z0-9:_-]{1,128}$`)
 )
 
@@ -270,8 +269,8 @@ func parseClientType(s string) (int, error) {
 func endpointURL(cfg *Config) (string, error) {
 	ep := cfg.Endpoint
 	if ep == "" {
-		if !regionRe.MatchString(cfg.Region) {
-			return "", fmt.Errorf("region %q: set a region like us-east-1 or an endpoint", cfg.Region)
+		if !protocol.ValidRegion(cfg.Region) {
+			return "", fmt.Errorf("region %q is not an AWS region name: set a region like us-east-1 or an endpoint", peerString(cfg.Region))
 		}
 		ep = "data.tunneling.iot." + cfg.Region + ".amazonaws.com"
 		if strings.HasPrefix(cfg.Region, "cn-") {

@@ -77,6 +77,9 @@ func (s *settings) bindTyped() {
 	}
 	num("port", "port: 8883, or 443 (ALPN x-amzn-mqtt-ca)", func(c *config.Config, v int) { c.Port = v })
 	num("max-tunnels", "max_tunnels: concurrent tunnel cap", func(c *config.Config, v int) { c.MaxTunnels = v })
+	num("max-connections", "max_connections: local connections per tunnel (default 128)", func(c *config.Config, v int) { c.MaxConnections = v })
+	num("max-total-connections", "max_total_connections: local connections across all tunnels (default 256)",
+		func(c *config.Config, v int) { c.MaxTotalConnections = v })
 	s.fs.Func("service", "services: ID=ADDR (repeatable; replaces the file's map), e.g. SSH=127.0.0.1:22", func(v string) error {
 		id, addr, ok := strings.Cut(v, "=")
 		if !ok {
@@ -103,6 +106,14 @@ func (s *settings) bindTyped() {
 			return err
 		}
 		s.later(func(c *config.Config) { c.ConnBuffer = n })
+		return nil
+	})
+	s.fs.Func("queue-budget", "queue_budget: bytes queued toward local connections across all tunnels, e.g. 16MiB", func(v string) error {
+		n, err := config.ParseByteSize(v)
+		if err != nil {
+			return err
+		}
+		s.later(func(c *config.Config) { c.QueueBudget = n })
 		return nil
 	})
 	s.fs.Func("conn-stall-timeout", "conn_stall_timeout: wait for room in a full conn_buffer before resetting that connection, e.g. 1s (0..1m)", func(v string) error {

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/batchconn"
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/protocol"
 )
 
 // Log attribute keys.
@@ -124,8 +125,8 @@ func (c *Config) setDefaults() error {
 
 func (c *Config) validate() error {
 	switch {
-	case !regionRe.MatchString(c.Region):
-		return fmt.Errorf("region %q must match ^[a-z0-9-]{1,64}$: %w", c.Region, ErrInvalidArgument)
+	case !protocol.ValidRegion(c.Region):
+		return fmt.Errorf("region %q is not an AWS region name (like us-east-1): %w", c.Region, ErrInvalidArgument)
 	case !accountRe.MatchString(c.AccountID):
 		return fmt.Errorf("account id %q must be 12 digits: %w", c.AccountID, ErrInvalidArgument)
 	case c.MaxOpenTunnels < 0:
