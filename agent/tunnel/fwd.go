@@ -167,7 +167,7 @@ func (q *queue) push(p []byte, gate *stallGate) pushResult {
 		select {
 		case <-room:
 		case <-timer.C:
-			gate.expired++
+			gate.expired.Add(1)
 			return pushFull
 		}
 		q.mu.Lock()

@@ -21,8 +21,9 @@ const (
 	// WebSocket writer (each at most ~63 KiB) before they block.
 	outQueue = 8
 	// maxCtrlBytes bounds the control frames queued by the WebSocket reader
-	// (each sized to its content, a few dozen bytes for a reset); a peer
-	// that provokes more while the WebSocket cannot be written is dropped.
+	// (each sized to its content, a few dozen bytes for a reset). When it
+	// is reached the reader stops reading until the writer sent half; a
+	// peer that does not read for PongTimeout meanwhile is dropped.
 	maxCtrlBytes = 256 << 10
 	closeGrace   = time.Second
 )
@@ -112,8 +113,11 @@ type link struct {
 	wdl    batchconn.WriteDeadline // of data messages (wmu)
 
 	ctrlMu    sync.Mutex
-	ctrl      []*frameBuf   // control frames from the WebSocket reader (never blocks)
-	ctrlBytes int           // their encoded size
+	ctrl      []*frameBuf   // control frames from the WebSocket reader
+	ctrlBytes int           // their encoded size, at most maxCtrlBytes
+	ctrlPeak  int           // highest ctrlBytes (tests)
+	ctrlWait  bool          // the reader waits for ctrlRoom
+	ctrlRoom  chan struct{} // to the reader: the control queue drained
 	wake      chan struct{} // to the writer goroutine: frames queued by send or sendCtrl
 
 	// startMu makes registering a source client and queueing its
@@ -142,11 +146,12 @@ func newLink(s *Session, ws *websocket.Conn, channelID string) *link {
 	}
 	return &link{
 		s: s, ws: ws, bc: batchconn.Of(ws), version: v, channelID: channelID,
-		log:     s.log.With(logChannel, channelID),
-		gate:    stallGate{stall: s.cfg.ConnStallTimeout},
-		out:     make(chan *frameBuf, outQueue),
-		wake:    make(chan struct{}, 1),
-		streams: map[string]*stream{}, live: map[*fwd]struct{}{}, nextStream: map[string]int32{}, slots: map[string]chan struct{}{},
+		log:      s.log.With(logChannel, channelID),
+		gate:     stallGate{stall: s.cfg.ConnStallTimeout},
+		out:      make(chan *frameBuf, outQueue),
+		wake:     make(chan struct{}, 1),
+		ctrlRoom: make(chan struct{}, 1),
+		streams:  map[string]*stream{}, live: map[*fwd]struct{}{}, nextStream: map[string]int32{}, slots: map[string]chan struct{}{},
 	}
 }
 
@@ -347,31 +352,63 @@ func (l *link) popCtrl() *frameBuf {
 	if len(l.ctrl) == 0 {
 		l.ctrl = nil // let a burst's backing array go
 	}
+	if l.ctrlWait && l.ctrlBytes <= maxCtrlBytes/2 {
+		l.ctrlWait = false
+		select {
+		case l.ctrlRoom <- struct{}{}:
+		default:
+		}
+	}
 	return f
 }
 
-// sendCtrl queues m for the WebSocket without blocking and wakes the
-// writer goroutine; used by the WebSocket reader, which must never wait
-// for a write.
+// sendCtrl queues m for the WebSocket and wakes the writer goroutine; used
+// by the WebSocket reader, which never waits for a write, only (when the
+// control queue is full) for the writer to drain it (see waitCtrlRoom).
 func (l *link) sendCtrl(m *protocol.Message) {
 	f := l.encode(m)
 	if f == nil {
 		return
 	}
-	l.ctrlMu.Lock()
-	full := l.ctrlBytes+len(f.data) > maxCtrlBytes
-	if !full {
-		l.ctrl = append(l.ctrl, f)
-		l.ctrlBytes += len(f.data)
-		l.queued.Add(1)
-	}
-	l.ctrlMu.Unlock()
-	if full {
+	if !l.waitCtrlRoom(len(f.data)) {
 		putFrame(f)
-		l.cancel(errors.New("the peer provoked more control messages than the WebSocket can send"))
 		return
 	}
+	l.ctrl = append(l.ctrl, f)
+	l.ctrlBytes += len(f.data)
+	l.ctrlPeak = max(l.ctrlPeak, l.ctrlBytes)
+	l.queued.Add(1)
+	l.ctrlMu.Unlock()
 	l.wakeWriter()
+}
+
+// waitCtrlRoom returns with ctrlMu held and room for n bytes in the control
+// queue. When the queue is full, the reader waits (reading nothing, which
+// holds the peer back) until the writer has sent half of it; if that takes
+// PongTimeout, the WebSocket is not being read and the link is dropped.
+// false: the link is closing (ctrlMu not held).
+func (l *link) waitCtrlRoom(n int) bool {
+	var timer *time.Timer
+	l.ctrlMu.Lock()
+	for l.ctrlBytes+n > maxCtrlBytes {
+		if timer == nil {
+			timer = time.NewTimer(l.s.cfg.PongTimeout)
+			defer timer.Stop()
+		}
+		l.ctrlWait = true
+		l.ctrlMu.Unlock()
+		l.wakeWriter()
+		select {
+		case <-l.ctrlRoom:
+		case <-timer.C:
+			l.cancel(errors.New("the peer provoked more control messages than the WebSocket can send"))
+			return false
+		case <-l.ctx.Done():
+			return false
+		}
+		l.ctrlMu.Lock()
+	}
+	return true
 }
 
 // encode returns m as a frame sized to its content, or nil (logged) if it

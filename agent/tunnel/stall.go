@@ -1,6 +1,9 @@
 package tunnel
 
-import "time"
+import (
+	"sync/atomic"
+	"time"
+)
 
 // stallGate bounds how long the WebSocket reader waits, in total, for full
 // local queues. Waiting for one full queue holds up every stream of the
@@ -11,8 +14,8 @@ import "time"
 // not N of them. Used by the reader goroutine alone: no lock.
 type stallGate struct {
 	stall   time.Duration
-	until   time.Time // end of the current or last window
-	expired int       // waits that ran to the deadline (tests)
+	until   time.Time    // end of the current or last window
+	expired atomic.Int64 // waits that ran to the deadline (tests)
 }
 
 // wait returns how long a push that found its queue full may wait now;
@@ -21,5 +24,5 @@ func (g *stallGate) wait(now time.Time) time.Duration {
 	if g.until.IsZero() || !now.Before(g.until.Add(g.stall)) {
 		g.until = now.Add(g.stall)
 	}
-	return g.until.Sub(now)
+	return max(g.until.Sub(now), 0)
 }
