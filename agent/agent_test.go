@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -90,6 +91,7 @@ type harness struct {
 	cancel   context.CancelFunc
 	done     chan error
 	connect  bool
+	clock    atomic.Int64 // unix nanoseconds of the agent's clock; 0: real time
 }
 
 func newHarness(t *testing.T, mod func(*config.Config)) *harness {
@@ -109,6 +111,9 @@ func (h *harness) start() {
 	a, err := New(h.cfg, h.src, slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		h.t.Fatal(err)
+	}
+	if h.clock.Load() != 0 {
+		a.now = func() time.Time { return time.Unix(0, h.clock.Load()) }
 	}
 	a.newSession = func(c tunnel.Config) (runner, error) {
 		f := &fakeSession{cfg: c, result: make(chan error, 1)}
