@@ -177,34 +177,43 @@ func (q *queue) push(p []byte, gate *stallGate) pushResult {
 		q.signal()
 		return pushed
 	}
-	if !q.lim.reserve(len(p)) {
+	if !q.appendLocked(p) {
 		q.mu.Unlock()
 		return pushBudget
 	}
-	q.appendLocked(p)
 	q.mu.Unlock()
 	q.signal()
 	return pushed
 }
 
 // appendLocked adds p to buf, growing it to at most limit bytes of capacity
-// (append's doubling would reach twice that).
-func (q *queue) appendLocked(p []byte) {
+// (append's doubling would reach twice that). The capacity of the queue's
+// buffers is what the shared budget counts: false when it has no room for
+// the growth.
+func (q *queue) appendLocked(p []byte) bool {
 	need := len(q.buf) + len(p)
 	if need > cap(q.buf) {
 		n := min(max(need, 2*cap(q.buf), 32<<10), max(q.limit, need))
+		if !q.lim.reserve(n - cap(q.buf)) {
+			return false
+		}
 		nb := make([]byte, len(q.buf), n)
 		copy(nb, q.buf)
 		q.buf = nb
 	}
 	q.buf = append(q.buf, p...)
+	return true
 }
 
-// dropLocked forgets what is queued and gives its bytes back to the budget.
+// dropLocked forgets what is queued and gives its buffer back to the budget.
 func (q *queue) dropLocked() {
-	q.lim.release(len(q.buf))
+	q.lim.release(cap(q.buf))
 	q.buf = nil
 }
+
+// keepSpare is the largest buffer a local writer keeps for its next write;
+// a larger one (after a burst) goes back to the budget.
+const keepSpare = 64 << 10
 
 func (q *queue) signal() {
 	select {
@@ -347,8 +356,9 @@ func (f *fwd) readLocal() {
 }
 
 func (f *fwd) writeLocal() error {
-	var spare []byte
+	var spare []byte // swapped with q.buf; its capacity is counted in the budget
 	q := &f.q
+	defer func() { q.lim.release(cap(spare)) }()
 	for {
 		q.mu.Lock()
 		q.busy = false
@@ -368,7 +378,10 @@ func (f *fwd) writeLocal() error {
 		c := q.conn
 		q.mu.Unlock()
 		n, err := c.Write(spare)
-		q.lim.release(len(spare))
+		if cap(spare) > keepSpare {
+			q.lim.release(cap(spare))
+			spare = nil
+		}
 		f.in.Add(int64(n))
 		if err != nil {
 			f.localEnded(err)

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -50,6 +51,7 @@ func cmdRun(args []string, logOut io.Writer, greengrass bool) error {
 	if err != nil {
 		return err
 	}
+	limit := setMemoryLimit(cfg, os.Getenv("GOMEMLIMIT") != "")
 	a.OnReady(func() {
 		if _, err := service.Ready("subscribed to tunnel notifications"); err != nil {
 			log.Warn("cannot report readiness to systemd", "err", err)
@@ -58,8 +60,28 @@ func cmdRun(args []string, logOut io.Writer, greengrass bool) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	log.Info("tunnel-agent starting", "version", version, "mode", name, "thing", cfg.ThingName,
-		"services", cfg.Services, "max_tunnels", cfg.MaxTunnels)
+		"services", cfg.Services, "max_tunnels", cfg.MaxTunnels, "max_connections", cfg.MaxConnections,
+		"max_total_connections", cfg.MaxTotalConnections, "queue_budget", cfg.QueueBudget.String(), "memory_limit", limit)
 	return runUntilSignal(ctx, a, log)
+}
+
+// memoryOverBudget is what the agent needs besides its queues: the
+// runtime, TLS, the idle connections (about 70 KiB each).
+const memoryOverBudget = 16 << 20
+
+// setMemoryLimit asks the Go garbage collector to keep the heap near
+// queue_budget + 16 MiB (a soft limit: the collector works harder near it,
+// nothing fails), unless GOMEMLIMIT is set. Without it the collector lets
+// the heap grow to twice what is live, so a flood that fills the queue
+// budget took the agent's RSS to 53 MiB instead of 29. It returns the
+// limit in effect, for the log.
+func setMemoryLimit(cfg config.Config, fromEnv bool) string {
+	if fromEnv {
+		return "GOMEMLIMIT=" + os.Getenv("GOMEMLIMIT")
+	}
+	limit := int64(cfg.QueueBudget) + memoryOverBudget
+	debug.SetMemoryLimit(limit)
+	return config.ByteSize(limit).String()
 }
 
 // runUntilSignal runs the agent and, once ctx is cancelled, gives it
