@@ -22,6 +22,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -342,51 +343,75 @@ func TestHostileStallWindow(t *testing.T) {
 	}
 }
 
-func TestHostileControlQueue(t *testing.T) {
-	r := newRelay(t, true, "SSH")
-	cfg := testConfig(r, ModeDestination, map[string]string{"SSH": "127.0.0.1:1"})
-	cfg.PingInterval, cfg.PongTimeout = 500*time.Millisecond, 2*time.Second
-	d := start(t, cfg)
-	d.ev.wait(t, "connected", isKind(EventConnected))
-	r.conn("destination")
-	waitUntil(t, "link ready", func() bool { return curLink(d.s) != nil })
-	l := curLink(d.s)
-	// A source that never reads: its TCP buffers fill, then the relay's,
-	// then the agent's WebSocket writes block and resets queue up.
-	dl := websocket.Dialer{Subprotocols: []string{protocol.SubprotocolV3}, TLSClientConfig: r.srv.Client().Transport.(*http.Transport).TLSClientConfig}
-	u := strings.Replace(r.srv.URL, "http", "ws", 1) + "/tunnel?local-proxy-mode=source"
-	ws, _, err := dl.Dial(u, http.Header{"access-token": {srcToken}, "client-token": {"peer-client-token-0123456789abcdef0123"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = ws.Close() }()
-	r.conn("source")
-	before := measure()
-	flooded := make(chan struct{})
-	go func() {
-		defer close(flooded)
-		var b []byte
-		for i := 0; i < 20000; i++ {
-			b = b[:0]
-			for range 500 {
-				b, _ = protocol.AppendFrame(b, &msg{Type: tStart, StreamID: int32(i + 1), ServiceID: "UNKNOWN" + strconv.Itoa(i%1000)})
+// hostileService is a WebSocket server playing a tunneling service that
+// floods the destination with what frames returns and never reads.
+func hostileService(t *testing.T, frames func(i int) []byte) (endpoint string, stop func()) {
+	up := websocket.Upgrader{Subprotocols: []string{protocol.SubprotocolV3}}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		wg.Add(1)
+		defer wg.Done()
+		defer func() { _ = ws.Close() }()
+		if tc, ok := ws.NetConn().(*net.TCPConn); ok {
+			_ = tc.SetReadBuffer(4096)
+		}
+		ids, _ := protocol.AppendFrame(nil, &msg{Type: protocol.TypeServiceIDs, AvailableServiceIDs: []string{"SSH"}})
+		_ = ws.WriteMessage(websocket.BinaryMessage, ids)
+		for i := 0; ; i++ {
+			select {
+			case <-done:
+				return
+			default:
 			}
-			if ws.WriteMessage(websocket.BinaryMessage, b) != nil {
-				return // closed below
+			_ = ws.SetWriteDeadline(time.Now().Add(waitFor))
+			if ws.WriteMessage(websocket.BinaryMessage, frames(i)) != nil {
+				return
 			}
 		}
-	}()
+	}))
+	return "ws://" + srv.Listener.Addr().String(), func() {
+		close(done)
+		srv.CloseClientConnections()
+		srv.Close()
+		wg.Wait()
+	}
+}
+
+func TestHostileControlQueue(t *testing.T) {
+	long := strings.Repeat("u", 120) // a reset of ~130 bytes each
+	ep, stop := hostileService(t, func(i int) []byte {
+		var b []byte
+		for j := range 500 {
+			b, _ = protocol.AppendFrame(b, &msg{Type: tStart, StreamID: int32(j + 1), ServiceID: long + strconv.Itoa(i%1000)})
+		}
+		return b
+	})
+	defer stop()
+	cfg := Config{Mode: ModeDestination, Endpoint: ep, AccessToken: dstToken, AllowPlaintext: true,
+		Proxy: func(*http.Request) (*url.URL, error) { return nil, nil }, Services: map[string]string{"SSH": "127.0.0.1:1"},
+		ReconnectMin: time.Second, ReconnectMax: time.Second, PingInterval: 500 * time.Millisecond, PongTimeout: 2 * time.Second}
+	before := measure()
+	d := start(t, cfg)
+	d.ev.wait(t, "connected", isKind(EventConnected))
+	waitUntil(t, "link ready", func() bool { return curLink(d.s) != nil })
+	l := curLink(d.s)
 	ev := d.ev.wait(t, "disconnected", isKind(EventDisconnected))
 	during := measure()
-	_ = ws.NetConn().Close()
-	<-flooded
 	l.ctrlMu.Lock()
 	peak := l.ctrlPeak
 	l.ctrlMu.Unlock()
-	t.Logf("control flood toward a peer that never reads: control queue peak %d bytes (cap %d), link dropped (%s); "+
-		"before %v, at drop %v (the heap holds the test relay's buffers too)", peak, maxCtrlBytes, ev.Reason, before, during)
+	t.Logf("control flood from a service that never reads: control queue peak %d bytes (cap %d), link dropped (%s); before %v, at drop %v",
+		peak, maxCtrlBytes, ev.Reason, before, during)
 	if peak > maxCtrlBytes {
 		t.Errorf("control queue peak %d bytes, cap %d", peak, maxCtrlBytes)
+	}
+	if during.heap > before.heap+32<<20 {
+		t.Errorf("heap grew from %d to %d MiB", before.heap>>20, during.heap>>20)
 	}
 }
 
