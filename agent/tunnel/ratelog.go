@@ -44,6 +44,7 @@ const (
 	warnNotInMap     = "service-not-in-map"
 	warnUnnamedSrc   = "unnamed-source"
 	warnNotInTunnel  = "not-in-tunnel"
+	warnSessionReset = "session-reset"
 	warnOtherOverCap = "other"
 )
 
