@@ -50,11 +50,9 @@ const (
 	fdSlackOverCaps = 32
 )
 
-// stuckStop releases the handlers of the service that never reads.
-var stuckStop = make(chan struct{})
-
-// handleStuck accepts and never reads.
-func handleStuck(net.Conn) { <-stuckStop }
+// handleStuck returns a handler that accepts and never reads, until stop
+// is closed.
+func handleStuck(stop <-chan struct{}) func(net.Conn) { return func(net.Conn) { <-stop } }
 
 // procSample is what the drills read of the agent.
 type procSample struct {
@@ -128,6 +126,15 @@ func (b *bench) runHostile(ctx context.Context) bool {
 	if !b.build(ctx) {
 		return false
 	}
+	stuckStop := make(chan struct{})
+	defer func() {
+		close(stuckStop)
+		for _, s := range []*server{b.sink, b.echo, b.gen, b.stuck} {
+			if s != nil {
+				s.Close()
+			}
+		}
+	}()
 	var err error
 	for _, s := range []struct {
 		dst **server
@@ -140,16 +147,10 @@ func (b *bench) runHostile(ctx context.Context) bool {
 	}
 	// A unix socket: small kernel buffers (a loopback TCP socket takes
 	// megabytes), so the data backs up in the agent's queues at once.
-	if b.stuck, err = startUnixServer(filepath.Join(b.tmp, "stuck.sock"), handleStuck); err != nil {
+	if b.stuck, err = startUnixServer(filepath.Join(b.tmp, "stuck.sock"), handleStuck(stuckStop)); err != nil {
 		b.fail(err)
 		return false
 	}
-	defer func() {
-		close(stuckStop)
-		for _, s := range []*server{b.sink, b.echo, b.gen, b.stuck} {
-			s.Close()
-		}
-	}()
 	st, err := b.startStack(ctx)
 	if err == nil {
 		err = b.openFirstTunnel(ctx, st)
