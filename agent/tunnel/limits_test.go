@@ -7,8 +7,10 @@ import (
 
 func TestLimits(t *testing.T) {
 	l := NewLimits(2, 100, 1)
-	if !l.takeConn() || !l.takeConn() || l.takeConn() {
-		t.Fatal("connection cap of 2 not kept")
+	for i, want := range []bool{true, true, false} {
+		if got := l.takeConn(); got != want {
+			t.Fatalf("connection %d of a cap of 2: taken %v", i+1, got)
+		}
 	}
 	l.releaseConn()
 	if !l.takeConn() || l.Connections() != 2 {
