@@ -51,7 +51,7 @@ type chanSource struct {
 	err      error
 }
 
-func (s *chanSource) Run(ctx context.Context, deliver func([]byte), ready func()) error {
+func (s *chanSource) Run(ctx context.Context, deliver func([]byte) bool, ready func()) error {
 	ready()
 	for {
 		select {
@@ -68,8 +68,17 @@ func (s *chanSource) Run(ctx context.Context, deliver func([]byte), ready func()
 
 // fakeSession stands in for a tunnel.Session.
 type fakeSession struct {
-	cfg    tunnel.Config
-	result chan error // what Run returns, unless ctx ends first
+	cfg      tunnel.Config
+	result   chan error             // what Run returns, unless ctx ends first
+	services chan map[string]string // what SetServices was given
+}
+
+func (f *fakeSession) SetServices(m map[string]string) error {
+	select {
+	case f.services <- m:
+	default:
+	}
+	return nil
 }
 
 func (f *fakeSession) Run(ctx context.Context) error {
@@ -92,6 +101,8 @@ type harness struct {
 	done     chan error
 	connect  bool
 	clock    atomic.Int64 // unix nanoseconds of the agent's clock; 0: real time
+	agent    *Agent
+	setup    func(*Agent) // before Run
 }
 
 func newHarness(t *testing.T, mod func(*config.Config)) *harness {
@@ -116,12 +127,16 @@ func (h *harness) start() {
 		a.now = func() time.Time { return time.Unix(0, h.clock.Load()) }
 	}
 	a.newSession = func(c tunnel.Config) (runner, error) {
-		f := &fakeSession{cfg: c, result: make(chan error, 1)}
+		f := &fakeSession{cfg: c, result: make(chan error, 1), services: make(chan map[string]string, 4)}
 		if !h.connect {
 			f.cfg.OnEvent = func(tunnel.Event) {}
 		}
 		h.sessions <- f
 		return f, nil
+	}
+	h.agent = a
+	if h.setup != nil {
+		h.setup(a)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel, h.done = cancel, make(chan error, 1)

@@ -16,7 +16,7 @@ import (
 
 // A tunnel whose data endpoint never answers gives up its max_tunnels slot
 // to a new notification once it has not connected for neverConnectedGrace.
-func TestNeverConnectedTunnelGivesUpItsSlot(t *testing.T) {
+func TestNwasConnectedTunnelGivesUpItsSlot(t *testing.T) {
 	h := newHarness(t, func(c *config.Config) { c.MaxTunnels = 2 })
 	h.connect = false
 	t0 := time.Now()
@@ -80,8 +80,9 @@ func TestStateDirMadePrivate(t *testing.T) {
 	}
 }
 
-// A payload too large to be a notification is dropped before the inbox, so
-// that it is not kept referenced until the next notification.
+// A payload too large to be a notification is dropped before the inbox (the
+// inbox holds parsed notifications), so that it is not kept referenced
+// until the next notification.
 func TestOversizedPayloadNotQueued(t *testing.T) {
 	var logs bytes.Buffer
 	cfg := config.Default()
@@ -98,8 +99,8 @@ func TestOversizedPayloadNotQueued(t *testing.T) {
 	if n := strings.Count(logs.String(), "notification dropped"); n != 2 {
 		t.Errorf("%d drop lines, want 2:\n%s", n, logs.String())
 	}
-	a.deliver([]byte("{}"))
+	a.deliver([]byte(note("tok-1", "SSH")))
 	if len(a.inbox) != 1 {
-		t.Error("a small payload was not queued")
+		t.Error("a valid notification was not queued")
 	}
 }

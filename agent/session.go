@@ -54,7 +54,7 @@ func (a *Agent) eventHandler(t *tunnelEntry) func(tunnel.Event) {
 		switch e.Kind {
 		case tunnel.EventConnected: // the session logs it too
 			t.connected.Store(true)
-			t.everConnected.Store(true)
+			t.wasConnected.Store(true)
 			log.Debug("tunnel connected", attrEvent, "tunnel.connected", attrChannel, e.ChannelID)
 		case tunnel.EventDisconnected:
 			t.connected.Store(false)

@@ -68,14 +68,14 @@ func (l *link) onServiceIDs(m *protocol.Message) {
 	l.mu.Unlock()
 	shown := boundedIDs(ids)
 	l.limited(slog.LevelInfo, warnServiceIDs, "tunnel services announced", logServiceID, shown, "count", len(ids))
-	_, unnamed := l.s.cfg.Services[Unnamed]
+	_, unnamed := l.s.services()[Unnamed]
 	switch {
 	case unnamed && len(ids) != 1:
 		l.warn(warnServiceIDs, "the unnamed service mapping serves a tunnel with exactly one service, and this one has not: name the services to forward (e.g. SSH=22,HTTP=80)",
 			logServiceID, shown, "count", len(ids))
 	case !unnamed:
 		for _, id := range ids {
-			if _, ok := l.s.cfg.Services[id]; !ok {
+			if _, ok := l.s.services()[id]; !ok {
 				l.warn(warnNotInMap, "the tunnel offers a service that is not in the services map; add it to allow it", logService, peerString(id))
 			}
 		}
