@@ -17,6 +17,13 @@ import (
 // after the stream was reset (protocol.md §9.5).
 const drainTimeout = 10 * time.Second
 
+// localWriteStall bounds one write to a local socket: a local service that
+// takes no queued data for this long is reset, so that it does not hold its
+// share of the queue budget (and its fd) for the tunnel's lifetime once the
+// peer stopped sending. Data arriving meanwhile resets it sooner
+// (ConnStallTimeout). A variable for tests.
+var localWriteStall = 2 * time.Minute
+
 // fwd is one local connection carried by a stream: the local reader turns
 // reads into DATA frames for the WebSocket writer; the local writer drains a
 // bounded queue filled by the WebSocket reader.
@@ -376,8 +383,18 @@ func (f *fwd) writeLocal() error {
 		spare, q.buf = q.buf, spare[:0]
 		q.freeRoomLocked()
 		c := q.conn
+		if !q.draining { // else drainClose set the deadline
+			_ = c.SetWriteDeadline(time.Now().Add(localWriteStall))
+		}
 		q.mu.Unlock()
 		n, err := c.Write(spare)
+		if err == nil {
+			q.mu.Lock()
+			if !q.draining { // a lapsed deadline would fail push's direct writes
+				_ = c.SetWriteDeadline(time.Time{})
+			}
+			q.mu.Unlock()
+		}
 		if cap(spare) > keepSpare {
 			q.lim.release(cap(spare))
 			spare = nil

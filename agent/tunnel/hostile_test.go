@@ -328,3 +328,24 @@ func TestHostileBackoffAfterInstantDrop(t *testing.T) {
 		t.Fatalf("attempts %v", attempts)
 	}
 }
+
+// A local service that stops reading while data is queued for it is reset
+// after localWriteStall even when the peer sends nothing more: it does not
+// hold its queue budget and fd for the tunnel's lifetime.
+func TestHostileStuckLocalWriterReset(t *testing.T) {
+	old := localWriteStall
+	localWriteStall = 300 * time.Millisecond
+	defer func() { localWriteStall = old }()
+	lim := NewLimits(0, 0, 0)
+	d, p := hostileDestination(t, map[string]string{"SSH": stuckService(t)}, func(c *Config) { c.Limits = lim }, "SSH")
+	chunk := bytes.Repeat([]byte("x"), protocol.MaxPayload)
+	p.send(&msg{Type: tStart, StreamID: 1, ServiceID: "SSH", ConnectionID: 1})
+	for range 8 { // 512 KiB: past the socket buffers, within conn_buffer
+		p.send(&msg{Type: tData, StreamID: 1, ServiceID: "SSH", ConnectionID: 1, Payload: chunk})
+	}
+	p.expect(msg{Type: tConnReset, StreamID: 1, ServiceID: "SSH", ConnectionID: 1})
+	waitUntil(t, "budget and connection released", func() bool { return lim.Queued() == 0 && lim.Connections() == 0 })
+	if !strings.Contains(d.ev.logText(), "timeout") {
+		t.Errorf("the stream's end does not say why:\n%s", d.ev.logText())
+	}
+}
