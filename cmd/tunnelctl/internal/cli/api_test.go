@@ -61,6 +61,10 @@ func TestAPICommandsAgainstEmulator(t *testing.T) {
 	for _, tg := range tags.Tags {
 		got[tg.Key] = tg.Value
 	}
+	if got[awsapi.RequestTagKey] == "" {
+		t.Errorf("tags lack the request tag of OpenTunnel: %v", got)
+	}
+	delete(got, awsapi.RequestTagKey)
 	if len(got) != 2 || got["env"] != "lab" || got["owner"] != "" {
 		t.Errorf("tags after tag/untag: %v", got)
 	}
