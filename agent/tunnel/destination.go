@@ -58,7 +58,7 @@ func (l *link) onStreamStart(m *protocol.Message) {
 	service, ok := l.resolveService(m.ServiceID)
 	if !ok {
 		l.warnUnmapped(m.ServiceID)
-		l.sendCtrl(&protocol.Message{Type: protocol.TypeStreamReset, StreamID: m.StreamID, ServiceID: l.outService(m.ServiceID)})
+		l.w.sendCtrl(&protocol.Message{Type: protocol.TypeStreamReset, StreamID: m.StreamID, ServiceID: l.outService(m.ServiceID)})
 		return
 	}
 	if old := l.streams[m.ServiceID]; old != nil {
@@ -108,7 +108,7 @@ func (l *link) onConnectionStart(m *protocol.Message) {
 	if f := st.conns[m.ConnectionID]; f != nil {
 		l.warn(warnConnReused, "the peer started a connection id that is already active: resetting it", logService, st.service, logConn, m.ConnectionID)
 		l.unregisterLocked(f)
-		l.sendCtrl(f.resetMessage())
+		l.w.sendCtrl(f.resetMessage())
 		f.abort("connection id reused by the peer")
 		return
 	}
@@ -126,12 +126,12 @@ func (l *link) refuseConnectionStartLocked(st *stream, cid uint32) {
 	if l.version >= 3 {
 		l.warn(warnConnStartV2, "refusing CONNECTION_START on a stream started without a connection id",
 			logService, st.service, logStream, st.id, logConn, cid)
-		l.sendCtrl(&protocol.Message{Type: protocol.TypeConnectionReset, StreamID: st.id, ServiceID: st.out, ConnectionID: cid})
+		l.w.sendCtrl(&protocol.Message{Type: protocol.TypeConnectionReset, StreamID: st.id, ServiceID: st.out, ConnectionID: cid})
 		return
 	}
 	l.warn(warnConnStartV2, "resetting the stream on CONNECTION_START: this WebSocket speaks a subprotocol without connection ids",
 		logService, st.service, logStream, st.id, logSubproto, l.ws.Subprotocol())
-	l.sendCtrl(&protocol.Message{Type: protocol.TypeStreamReset, StreamID: st.id, ServiceID: st.out})
+	l.w.sendCtrl(&protocol.Message{Type: protocol.TypeStreamReset, StreamID: st.id, ServiceID: st.out})
 	l.closeStreamLocked(st, "stream reset: multiple connections need subprotocol 3.0")
 }
 
@@ -142,10 +142,10 @@ func (l *link) refuseConnectionStartLocked(st *stream, cid uint32) {
 func (l *link) startDialLocked(st *stream, cid uint32) *fwd {
 	if !l.takeConnLocked(st) {
 		if st.v3 && len(st.conns) > 0 {
-			l.sendCtrl(&protocol.Message{Type: protocol.TypeConnectionReset, StreamID: st.id, ServiceID: st.out, ConnectionID: cid})
+			l.w.sendCtrl(&protocol.Message{Type: protocol.TypeConnectionReset, StreamID: st.id, ServiceID: st.out, ConnectionID: cid})
 			return nil
 		}
-		l.sendCtrl(&protocol.Message{Type: protocol.TypeStreamReset, StreamID: st.id, ServiceID: st.out})
+		l.w.sendCtrl(&protocol.Message{Type: protocol.TypeStreamReset, StreamID: st.id, ServiceID: st.out})
 		if l.streams[st.wire] == st && len(st.conns) == 0 {
 			delete(l.streams, st.wire)
 		}
@@ -228,7 +228,7 @@ func (l *link) dialFailed(f *fwd, err error) {
 	if was {
 		l.warn(warnDial, "cannot reach the local service: resetting the connection", logService, f.st.service,
 			logLocal, f.local, logStream, f.st.id, logConn, f.connID, logErr, err)
-		l.send(reset)
+		l.w.send(reset)
 	}
 	f.finish(err)
 }

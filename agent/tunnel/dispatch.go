@@ -137,13 +137,13 @@ func (l *link) onData(m *protocol.Message) {
 	if res == pushBudget {
 		l.warn(warnBudget, "resetting a connection: the agent's queue budget toward local connections is used up (queue_budget)",
 			logService, f.st.service, logStream, f.st.id, logConn, f.connID, "budget", l.s.cfg.Limits.Budget())
-		l.sendCtrl(f.resetMessage())
+		l.w.sendCtrl(f.resetMessage())
 		f.abort("agent queue budget used up")
 		return
 	}
 	l.warn(warnOverflow, "resetting a connection whose local socket does not keep up: its buffer stayed full",
 		logService, f.st.service, logStream, f.st.id, logConn, f.connID, "limit", l.s.cfg.ConnBufferSize)
-	l.sendCtrl(f.resetMessage())
+	l.w.sendCtrl(f.resetMessage())
 	f.abort("local socket too slow: buffer full")
 }
 

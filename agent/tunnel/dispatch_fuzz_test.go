@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"testing"
+	"time"
 
 	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/protocol"
 )
@@ -42,9 +43,10 @@ func FuzzDispatch(f *testing.F) {
 			t.Fatal(err)
 		}
 		defer s.Close()
-		l := &link{s: s, log: s.log, version: 3, out: make(chan *frameBuf, outQueue), wake: make(chan struct{}, 1),
+		l := &link{s: s, log: s.log, version: 3,
 			streams: map[string]*stream{}, live: map[*fwd]struct{}{}, nextStream: map[string]int32{}, slots: map[string]chan struct{}{}}
 		l.ctx, l.cancel = context.WithCancelCause(context.Background())
+		l.w = newWritePath(l.ctx, l.cancel, &memConn{}, nil, l.log, time.Second)
 		fr := protocol.NewFrameReader(bytes.NewReader(in))
 		var m protocol.Message
 		for n := 0; n < 200; n++ {

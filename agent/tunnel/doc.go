@@ -39,8 +39,12 @@
 //
 // The rules that keep it correct:
 //
+//   - The write path is one type, writePath (writepath.go), whose doc
+//     comment states these invariants and the lock order; its entry points
+//     are sendData and writeOneBurst (local readers), send and sendCtrl
+//     (queue and wake), and writeAll (the writer goroutine).
 //   - One goroutine writes data messages at a time: whoever holds the write
-//     mutex (link.wmu), the writer goroutine or a local reader. Pings and the
+//     mutex (writePath.wmu), the writer goroutine or a local reader. Pings and the
 //     close frame go through WriteControl, which gorilla/websocket allows
 //     beside one writer.
 //   - Frames leave in queue order: they are taken from the queue only under
@@ -52,17 +56,19 @@
 //   - A local reader writes at most one burst per frame it sends, then leaves
 //     the rest to the writer goroutine, so it never starves its own socket.
 //   - The WebSocket reader never waits for a write: its frames go to a
-//     control queue of at most 4096 frames (a peer that provokes more than
-//     can be sent is dropped).
+//     control queue of at most 256 KiB; when that is full it stops reading
+//     until the writer has sent half, and a peer that does not read for
+//     PongTimeout meanwhile is dropped.
 //   - Lock order: startMu, then mu (link state), then a connection's queue
-//     lock; the write mutex is never held while taking mu, and ctrlMu is a
-//     leaf.
+//     lock or the write mutex; the write mutex is never held while taking mu,
+//     and ctrlMu is a leaf.
 //   - A STREAM_START, CONNECTION_START or STREAM_RESET is always the last
 //     frame of its message: the C++ localproxy processes nothing after one of
 //     those until the next message arrives, so a DATA frame behind it would
 //     wait (PROTOCOL.md §9.1 item 1).
-//   - No write after close: once the link's context is done, queueing fails
-//     and the frame is returned to the pool.
+//   - Nothing waits on a closing link: once the link's context is done, a
+//     sender that would wait for room gives up, and the link closes the
+//     WebSocket, so nothing queued later is written.
 //
 // A ping goes out every PingInterval; a connection with no pong or other
 // traffic for PongTimeout is dead and is replaced. Streams are keyed by

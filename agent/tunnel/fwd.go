@@ -290,7 +290,7 @@ func (f *fwd) localEnded(err error) {
 	if !errors.Is(err, io.EOF) {
 		reason = "local connection failed: " + err.Error()
 	}
-	l.send(f.resetMessage())
+	l.w.send(f.resetMessage())
 	f.drainClose(reason)
 }
 
@@ -350,7 +350,7 @@ func (f *fwd) readLocal() {
 		if !f.l.carried.Load() {
 			f.l.carried.Store(true)
 		}
-		ok := f.l.sendData(batch[:k])
+		ok := f.l.w.sendData(batch[:k])
 		clear(batch[:k])
 		if !ok {
 			return

@@ -260,9 +260,9 @@ func TestHostileControlQueue(t *testing.T) {
 	l := curLink(d.s)
 	ev := d.ev.wait(t, "disconnected", isKind(EventDisconnected))
 	during := measure()
-	l.ctrlMu.Lock()
-	peak := l.ctrlPeak
-	l.ctrlMu.Unlock()
+	l.w.ctrlMu.Lock()
+	peak := l.w.ctrlPeak
+	l.w.ctrlMu.Unlock()
 	t.Logf("control flood from a service that never reads: control queue peak %d bytes (cap %d), link dropped (%s); before %v, at drop %v",
 		peak, maxCtrlBytes, ev.Reason, before, during)
 	if peak > maxCtrlBytes {

@@ -129,7 +129,7 @@ func (l *link) serveSource(service string, c net.Conn) {
 		_ = c.Close()
 		return
 	}
-	sent := l.send(start)
+	sent := l.w.send(start)
 	l.startMu.Unlock()
 	if sent {
 		f.opened()

@@ -136,8 +136,9 @@ func Of(ws *websocket.Conn) *Conn {
 // writing data messages uses it.
 type WriteDeadline struct{ at time.Time }
 
-// Refresh gives the write about to start at least span/2.
-func (d *WriteDeadline) Refresh(ws *websocket.Conn, span time.Duration) {
+// Refresh gives the write about to start at least span/2. ws is a
+// *websocket.Conn, or anything else with a write deadline.
+func (d *WriteDeadline) Refresh(ws interface{ SetWriteDeadline(time.Time) error }, span time.Duration) {
 	now := time.Now()
 	if d.at.Sub(now) < span/2 {
 		d.at = now.Add(span)
