@@ -16,6 +16,7 @@ import (
 	"github.com/tunnel-agent/tunnel-agent/agent/config"
 	"github.com/tunnel-agent/tunnel-agent/agent/notify/notifytest"
 	"github.com/tunnel-agent/tunnel-agent/agent/tunnel"
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/protocol"
 	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/tunneltest"
 )
 
@@ -343,7 +344,7 @@ func TestExpiredWhileStoppedNotResumed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := &record{Version: recordVersion, AccessToken: "tok", ClientToken: tunnel.NewClientToken(), Region: "us-east-1",
+	rec := &record{Version: recordVersion, AccessToken: "tok", ClientToken: protocol.NewClientToken(), Region: "us-east-1",
 		Services: []string{"SSH"}, Created: time.Now().Add(-2 * time.Hour), Expires: time.Now().Add(-time.Hour)}
 	if err := st.save(tokenID("tok"), rec); err != nil {
 		t.Fatal(err)
@@ -390,7 +391,7 @@ func TestNewValidates(t *testing.T) {
 }
 
 func TestClientTokenShape(t *testing.T) {
-	tok := tunnel.NewClientToken()
+	tok := protocol.NewClientToken()
 	if len(tok) != 36 || strings.Trim(tok, "0123456789abcdef-") != "" {
 		t.Errorf("client token %q", tok)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/tunnel-agent/tunnel-agent/agent/notify"
 	"github.com/tunnel-agent/tunnel-agent/agent/tunnel"
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/protocol"
 )
 
 // handle turns one validated notification into at most one new tunnel.
@@ -36,7 +37,7 @@ func (a *Agent) handle(ctx context.Context, n notify.Notification) {
 	}
 	now := a.now()
 	rec := &record{
-		Version: recordVersion, AccessToken: n.ClientAccessToken, ClientToken: tunnel.NewClientToken(),
+		Version: recordVersion, AccessToken: n.ClientAccessToken, ClientToken: protocol.NewClientToken(),
 		Region: n.Region, Services: n.Services, Created: now, Expires: now.Add(a.cfg.Lifetime()),
 	}
 	if err := a.store.save(id, rec); err != nil {

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/protocol"
 )
 
 // Defaults used when a setting is absent.
@@ -50,9 +52,7 @@ var (
 )
 
 var (
-	serviceIDRe = regexp.MustCompile(`^[a-zA-Z0-9:_-]{1,128}$`)
-	thingRe     = regexp.MustCompile(`^[a-zA-Z0-9:_-]{1,128}$`)
-	clientIDRe  = regexp.MustCompile(`^[\x21-\x7e]{1,128}$`)
+	clientIDRe = regexp.MustCompile(`^[\x21-\x7e]{1,128}$`)
 )
 
 // Config is the complete agent configuration. YAML keys are the snake_case
@@ -176,7 +176,7 @@ func (c *Config) tunnelErrors() []error {
 		add("services: empty: list at least one service, e.g. `services: {SSH: 127.0.0.1:22}`")
 	}
 	for _, id := range sortedKeys(c.Services) {
-		if !serviceIDRe.MatchString(id) {
+		if !protocol.ValidServiceID(id) {
 			add("services: id %q: must match [a-zA-Z0-9:_-]{1,128}", id)
 		}
 		if err := ValidateAddr(c.Services[id]); err != nil {
@@ -223,7 +223,7 @@ func (c *Config) tunnelErrors() []error {
 func (c *Config) Validate() error {
 	var errs []error
 	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
-	if !thingRe.MatchString(c.ThingName) {
+	if !protocol.ValidThingName(c.ThingName) {
 		add("thing_name: %q: set the AWS IoT thing name ([a-zA-Z0-9:_-]{1,128})", c.ThingName)
 	}
 	if c.Endpoint == "" || (strings.ContainsAny(c.Endpoint, "/: ") && !isIPv6Literal(c.Endpoint)) {

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
 	"strings"
 	"unicode"
 
@@ -34,10 +33,6 @@ var (
 	// ErrSubscribeRefused means the broker answered the subscription with
 	// a failure (SUBACK 0x80): the device policy lacks iot:Subscribe.
 	ErrSubscribeRefused = errors.New("subscription refused")
-)
-
-var (
-	serviceRe = regexp.MustCompile(`^[a-zA-Z0-9:_-]{1,128}$`)
 )
 
 // Notification is the payload AWS IoT publishes on the notify topic.
@@ -134,7 +129,7 @@ func (n *Notification) validate() error {
 	}
 	seen := make(map[string]bool, len(n.Services))
 	for _, s := range n.Services {
-		if !serviceRe.MatchString(s) {
+		if !protocol.ValidServiceID(s) {
 			return fmt.Errorf("service %q does not match [a-zA-Z0-9:_-]{1,128}", truncate(s))
 		}
 		if seen[s] {

@@ -68,7 +68,7 @@ func (l *link) onStreamStart(m *protocol.Message) {
 	// Our own connection's subprotocol bounds what we may send: no service
 	// id on 1.0, no connection id or CONNECTION_* on 1.0/2.0.
 	st := &stream{wire: m.ServiceID, out: l.outService(m.ServiceID), service: service, id: m.StreamID,
-		v3: m.ConnectionID != 0 && l.version >= 3, conns: map[uint32]*fwd{}}
+		v3: m.ConnectionID != 0 && l.version.HasConnectionIDs(), conns: map[uint32]*fwd{}}
 	l.streams[m.ServiceID] = st
 	l.startDialLocked(st, max(m.ConnectionID, 1))
 }
@@ -76,7 +76,7 @@ func (l *link) onStreamStart(m *protocol.Message) {
 // outService is the service id to stamp on messages we send: none on a 1.0
 // WebSocket, whose schema has no field 5.
 func (l *link) outService(wire string) string {
-	if l.version < 2 {
+	if !l.version.HasServiceIDs() {
 		return ""
 	}
 	return wire
@@ -123,7 +123,7 @@ func (l *link) onConnectionStart(m *protocol.Message) {
 // V2 destination does (PROTOCOL.md §6.7): STREAM_RESET, which tells an
 // automatic source to fall back to one connection per stream.
 func (l *link) refuseConnectionStartLocked(st *stream, cid uint32) {
-	if l.version >= 3 {
+	if l.version.HasConnectionIDs() {
 		l.warn(warnConnStartV2, "refusing CONNECTION_START on a stream started without a connection id",
 			logService, st.service, logStream, st.id, logConn, cid)
 		l.w.sendCtrl(&protocol.Message{Type: protocol.TypeConnectionReset, StreamID: st.id, ServiceID: st.out, ConnectionID: cid})

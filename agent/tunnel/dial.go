@@ -28,9 +28,6 @@ const (
 	userAgent = "tunnel-agent"
 )
 
-// subprotocols are offered newest first.
-var subprotocols = []string{protocol.SubprotocolV3, protocol.SubprotocolV2, protocol.SubprotocolV1}
-
 // HandshakeError is a 4xx answer to the WebSocket handshake. Message is the
 // server's body text (it never contains the token) and is safe to log.
 type HandshakeError struct {
@@ -96,7 +93,7 @@ func (s *Session) dialer() (*websocket.Dialer, error) {
 		NetDialContext:   batchconn.Dial(),
 		TLSClientConfig:  &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool},
 		HandshakeTimeout: handshakeTimeout,
-		Subprotocols:     subprotocols,
+		Subprotocols:     protocol.Subprotocols,
 		ReadBufferSize:   64 << 10,
 		WriteBufferSize:  protocol.MaxWSMessage,
 	}, nil
@@ -123,7 +120,7 @@ func (s *Session) dial(ctx context.Context, d *websocket.Dialer) (*websocket.Con
 		}
 		return nil, "", fmt.Errorf("connect to %s: %w", s.url, scrubErr(err, s.cfg.AccessToken, s.cfg.ClientToken))
 	}
-	if !slices.Contains(subprotocols, ws.Subprotocol()) {
+	if !slices.Contains(protocol.Subprotocols, ws.Subprotocol()) {
 		_ = ws.Close()
 		return nil, "", fmt.Errorf("connect to %s: %w", s.url, ErrNoSubprotocol)
 	}

@@ -98,7 +98,7 @@ type link struct {
 	ws        *websocket.Conn
 	bc        *batchconn.Conn // nil if the connection is not ours
 	log       *slog.Logger
-	version   int // negotiated subprotocol: 1, 2 or 3
+	version   protocol.Version // of the negotiated subprotocol
 	channelID string
 
 	ctx    context.Context
@@ -127,12 +127,9 @@ type link struct {
 }
 
 func newLink(s *Session, ws *websocket.Conn, channelID string) *link {
-	v := 3
-	switch ws.Subprotocol() {
-	case protocol.SubprotocolV1:
-		v = 1
-	case protocol.SubprotocolV2:
-		v = 2
+	v, ok := protocol.VersionOf(ws.Subprotocol())
+	if !ok {
+		v = protocol.V3
 	}
 	return &link{
 		s: s, ws: ws, bc: batchconn.Of(ws), version: v, channelID: channelID,
@@ -154,7 +151,7 @@ func (l *link) serve(ctx context.Context) error {
 		defer close(writerDone)
 		l.cancel(l.writeLoop(ctx))
 	})
-	if l.version == 1 || l.s.cfg.Mode == ModeDestination {
+	if l.version == protocol.V1 || l.s.cfg.Mode == ModeDestination {
 		l.s.setLink(l)
 	}
 	<-l.ctx.Done()

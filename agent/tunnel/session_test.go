@@ -91,7 +91,7 @@ func TestClientTokenGenerated(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !clientTokenRe.MatchString(s.ClientToken()) {
+	if !protocol.ValidClientToken(s.ClientToken()) {
 		t.Fatalf("generated client token %q does not match the service's pattern", s.ClientToken())
 	}
 }

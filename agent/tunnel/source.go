@@ -73,12 +73,12 @@ func (s *Session) handleAccepted(ctx context.Context, service string, c net.Conn
 // sourceVersion is the message format toward the destination: the
 // configured client type (auto = V3), capped by the negotiated subprotocol
 // and by a destination that proved to be V2 (see peerVersion).
-func (l *link) sourceVersionLocked() int {
+func (l *link) sourceVersionLocked() protocol.Version {
 	v := l.s.version
 	if v == 0 {
-		v = 3
+		v = protocol.V3
 		if l.peer == peerV2 {
-			v = 2
+			v = protocol.V2
 		}
 	}
 	return min(v, l.version)
@@ -87,7 +87,7 @@ func (l *link) sourceVersionLocked() int {
 func (l *link) serveSource(service string, c net.Conn) {
 	l.mu.Lock()
 	v := l.sourceVersionLocked()
-	if service == Unnamed && v > 1 {
+	if service == Unnamed && v.HasServiceIDs() {
 		// The unnamed mapping is the tunnel's only service.
 		if len(l.serviceIDs) != 1 {
 			l.mu.Unlock()
@@ -98,7 +98,7 @@ func (l *link) serveSource(service string, c net.Conn) {
 		}
 		service = l.serviceIDs[0]
 	}
-	if v > 1 && len(l.serviceIDs) > 0 && !slices.Contains(l.serviceIDs, service) {
+	if v.HasServiceIDs() && len(l.serviceIDs) > 0 && !slices.Contains(l.serviceIDs, service) {
 		l.mu.Unlock()
 		// The service would close the WebSocket for an undefined service id.
 		l.warn(warnNotInTunnel, "refusing a local connection: the tunnel has no such service; open the tunnel with it",
@@ -112,7 +112,7 @@ func (l *link) serveSource(service string, c net.Conn) {
 		l.slots[service] = slot
 	}
 	l.mu.Unlock()
-	if v < 3 {
+	if !v.HasConnectionIDs() {
 		// V1/V2 carry one connection per stream: later clients wait their turn.
 		select {
 		case slot <- struct{}{}:
@@ -141,15 +141,15 @@ func (l *link) serveSource(service string, c net.Conn) {
 
 // registerSource creates the stream or V3 connection for a new client and
 // returns it with the STREAM_START or CONNECTION_START that announces it.
-func (l *link) registerSource(service string, v int, c net.Conn) (*fwd, *protocol.Message) {
+func (l *link) registerSource(service string, v protocol.Version, c net.Conn) (*fwd, *protocol.Message) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	wire := service
-	if v == 1 {
+	if v == protocol.V1 {
 		wire = ""
 	}
 	st := l.streams[wire]
-	if st != nil && (v < 3 || !st.v3) {
+	if st != nil && (!v.HasConnectionIDs() || !st.v3) {
 		l.closeStreamLocked(st, "replaced by a new stream")
 		st = nil
 	}
@@ -160,7 +160,7 @@ func (l *link) registerSource(service string, v int, c net.Conn) (*fwd, *protoco
 			id = 1
 		}
 		l.nextStream[service] = id
-		st = &stream{wire: wire, out: wire, service: service, id: id, v3: v == 3, conns: map[uint32]*fwd{}}
+		st = &stream{wire: wire, out: wire, service: service, id: id, v3: v.HasConnectionIDs(), conns: map[uint32]*fwd{}}
 		l.streams[wire] = st
 		typ = protocol.TypeStreamStart
 	}

@@ -1,16 +1,13 @@
 package tunnel
 
 import (
-	"crypto/rand"
 	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
-	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -143,18 +140,13 @@ var (
 	ErrClosed = errors.New("tunnel session already used or closed")
 )
 
-var (
-	clientTokenRe = regexp.MustCompile(`^[a-zA-Z0-9-]{32,128}$`)
-	serviceRe     = regexp.MustCompile(`^[a-zA-Z0-9:_-]{1,128}$`)
-)
-
 // Session is one end of one tunnel. Create it with New and call Run once.
 type Session struct {
 	cfg       Config
 	url       string
 	log       *slog.Logger
 	listeners map[string]net.Listener // source mode
-	version   int                     // source mode: configured destination client type; 0 = auto
+	version   protocol.Version        // source mode: configured destination client type; 0 = auto
 
 	// live is the destination's services map once SetServices replaced
 	// cfg.Services (nil before).
@@ -182,7 +174,7 @@ func New(cfg Config) (*Session, error) {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	if cfg.Mode == ModeSource {
-		if s.version == 1 && len(cfg.Services) != 1 {
+		if s.version == protocol.V1 && len(cfg.Services) != 1 {
 			return nil, fmt.Errorf("%w: destination client type V1 carries no service ids, so exactly one service can be forwarded, not %d", ErrInvalidConfig, len(cfg.Services))
 		}
 		if err := s.listen(); err != nil {
@@ -200,7 +192,7 @@ func validateServices(cfg *Config) error {
 		if id == Unnamed && len(cfg.Services) > 1 {
 			return errors.New("an unnamed service mapping must be the only one: name every service when there are several (e.g. SSH=22,HTTP=80)")
 		}
-		if id != Unnamed && !serviceRe.MatchString(id) {
+		if id != Unnamed && !protocol.ValidServiceID(id) {
 			return fmt.Errorf("service id %q must be 1-128 characters of a-z, A-Z, 0-9, ':', '_' and '-'", id)
 		}
 		if addr == "" {
@@ -218,8 +210,8 @@ func applyDefaults(cfg *Config) error {
 		return errors.New("access token is empty: pass the token from OpenTunnel or the MQTT notification")
 	}
 	if cfg.ClientToken == "" {
-		cfg.ClientToken = NewClientToken()
-	} else if !clientTokenRe.MatchString(cfg.ClientToken) {
+		cfg.ClientToken = protocol.NewClientToken()
+	} else if !protocol.ValidClientToken(cfg.ClientToken) {
 		return errors.New("client token must be 32-128 characters of a-z, A-Z, 0-9 and '-'")
 	}
 	if err := validateServices(cfg); err != nil {
@@ -263,16 +255,16 @@ func applyDefaults(cfg *Config) error {
 	return nil
 }
 
-func parseClientType(s string) (int, error) {
+func parseClientType(s string) (protocol.Version, error) {
 	switch strings.ToUpper(s) {
 	case "":
 		return 0, nil
 	case "V1":
-		return 1, nil
+		return protocol.V1, nil
 	case "V2":
-		return 2, nil
+		return protocol.V2, nil
 	case "V3":
-		return 3, nil
+		return protocol.V3, nil
 	}
 	return 0, fmt.Errorf("destination client type %q: use V1, V2, V3 or leave it empty for automatic", s)
 }
@@ -311,19 +303,6 @@ func endpointURL(cfg *Config) (string, error) {
 	u.Path = "/tunnel"
 	u.RawQuery = "local-proxy-mode=" + cfg.Mode.String()
 	return u.String(), nil
-}
-
-// NewClientToken returns a random UUIDv4 string (36 characters of
-// [0-9a-f-]), a client token as the protocol requires (^[a-zA-Z0-9-]{32,128}$).
-// Callers that persist the client token before the session starts (to resume
-// a tunnel after a restart) make it with this.
-func NewClientToken() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	h := hex.EncodeToString(b[:])
-	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 }
 
 // ClientToken returns the client token sent on every handshake.

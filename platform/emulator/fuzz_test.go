@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/protocol"
 )
 
 // FuzzParseRequest feeds arbitrary awsJson1.1 envelopes and bodies to the API
@@ -52,7 +54,7 @@ func FuzzParseHandshake(f *testing.F) {
 			}
 			return
 		}
-		if hs.token == "" || hs.subprotocol == "" || (hs.clientToken != "" && !clientTokenRe.MatchString(hs.clientToken)) {
+		if hs.token == "" || hs.subprotocol == "" || (hs.clientToken != "" && !protocol.ValidClientToken(hs.clientToken)) {
 			t.Fatalf("accepted an incomplete handshake: mode %d sub %q", hs.mode, hs.subprotocol)
 		}
 	})

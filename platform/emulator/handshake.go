@@ -25,10 +25,7 @@ const (
 )
 
 var (
-	clientTokenRe = regexp.MustCompile(`^[a-zA-Z0-9-]{32,128}$`)
-	accountRe     = regexp.MustCompile(`^[0-9]{12}$`)
-	// subprotocols in order of preference: the highest offered one wins.
-	subprotocols = []string{protocol.SubprotocolV3, protocol.SubprotocolV2, protocol.SubprotocolV1}
+	accountRe = regexp.MustCompile(`^[0-9]{12}$`)
 )
 
 // handshakeError is a refused upgrade: HTTP status and a plain-text body.
@@ -100,13 +97,13 @@ func parseHandshake(r *http.Request) (handshake, error) {
 	switch cts := r.Header.Values(clientTokenHeader); {
 	case len(cts) > 1:
 		return hs, refuse("Invalid client token: send at most one client-token header.")
-	case len(cts) == 1 && !clientTokenRe.MatchString(cts[0]):
+	case len(cts) == 1 && !protocol.ValidClientToken(cts[0]):
 		return hs, refuse("Invalid client token: the client token must match ^[a-zA-Z0-9-]{32,128}$.")
 	case len(cts) == 1:
 		hs.clientToken = cts[0]
 	}
 	offered := websocket.Subprotocols(r)
-	for _, p := range subprotocols {
+	for _, p := range protocol.Subprotocols { // the highest offered one wins
 		if slices.Contains(offered, p) {
 			hs.subprotocol = p
 			break

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tunnel-agent/tunnel-agent/agent/tunnel"
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/protocol"
 	"github.com/tunnel-agent/tunnel-agent/platform/awsapi"
 )
 
@@ -135,7 +136,7 @@ func (h *holder) start(ctx context.Context) (*tunnelState, *sessionEnd, context.
 		return nil, nil, nil, errors.New(describeError(err))
 	}
 	st := &tunnelState{TunnelID: open.TunnelID, Thing: h.thing, Service: h.service, SourceToken: open.SourceAccessToken,
-		ClientToken: tunnel.NewClientToken(), Expires: time.Now().Add(time.Duration(h.minutes) * time.Minute), PID: os.Getpid()}
+		ClientToken: protocol.NewClientToken(), Expires: time.Now().Add(time.Duration(h.minutes) * time.Minute), PID: os.Getpid()}
 	if err := h.cache.saveState(h.key, st); err != nil {
 		h.closeTunnel(st.TunnelID)
 		return nil, nil, nil, err
