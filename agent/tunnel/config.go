@@ -5,12 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/protocol"
@@ -122,66 +119,19 @@ type Config struct {
 // Unnamed is the service id of an unnamed mapping (see Config.Services).
 const Unnamed = ""
 
-// Errors.
-var (
-	// ErrRejected: the service refused the WebSocket handshake with a 4xx;
-	// retrying with the same token will not help. The error chain holds a
-	// *HandshakeError.
-	ErrRejected = errors.New("tunnel service rejected the connection")
-	// ErrNoSubprotocol: the server accepted the WebSocket without agreeing to
-	// any aws.iot.securetunneling subprotocol.
-	ErrNoSubprotocol = errors.New("tunnel server echoed no aws.iot.securetunneling subprotocol: the endpoint is not an AWS IoT Secure Tunneling data plane")
-	// ErrInvalidConfig: New was given an unusable Config.
-	ErrInvalidConfig = errors.New("invalid tunnel config")
-	// ErrTextMessage: the server sent a text WebSocket message, which the
-	// protocol forbids.
-	ErrTextMessage = errors.New("tunnel server sent a text WebSocket message")
-	// ErrClosed: the session was already run or closed.
-	ErrClosed = errors.New("tunnel session already used or closed")
-)
-
-// Session is one end of one tunnel. Create it with New and call Run once.
-type Session struct {
-	cfg       Config
-	url       string
-	log       *slog.Logger
-	listeners map[string]net.Listener // source mode
-	version   protocol.Version        // source mode: configured destination client type; 0 = auto
-
-	// live is the destination's services map once SetServices replaced
-	// cfg.Services (nil before).
-	live atomic.Pointer[map[string]string]
-
-	mu      sync.Mutex
-	cur     *link         // connected and ready link, nil while down
-	changed chan struct{} // closed and replaced whenever cur changes
-	used    bool
-	closed  bool
-}
-
-// New validates cfg, fills defaults and, in source mode, binds the listeners.
-func New(cfg Config) (*Session, error) {
-	if err := applyDefaults(&cfg); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+// validate checks what cannot be defaulted: the mode, the tokens and the
+// service mapping.
+func (cfg *Config) validate() error {
+	if cfg.Mode != ModeSource && cfg.Mode != ModeDestination {
+		return fmt.Errorf("mode must be source or destination")
 	}
-	u, err := endpointURL(&cfg)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	if cfg.AccessToken == "" {
+		return errors.New("access token is empty: pass the token from OpenTunnel or the MQTT notification")
 	}
-	s := &Session{cfg: cfg, url: u, log: cfg.Logger, changed: make(chan struct{})}
-	s.version, err = parseClientType(cfg.DestinationClientType)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	if cfg.ClientToken != "" && !protocol.ValidClientToken(cfg.ClientToken) {
+		return errors.New("client token must be 32-128 characters of a-z, A-Z, 0-9 and '-'")
 	}
-	if cfg.Mode == ModeSource {
-		if s.version == protocol.V1 && len(cfg.Services) != 1 {
-			return nil, fmt.Errorf("%w: destination client type V1 carries no service ids, so exactly one service can be forwarded, not %d", ErrInvalidConfig, len(cfg.Services))
-		}
-		if err := s.listen(); err != nil {
-			return nil, err
-		}
-	}
-	return s, nil
+	return validateServices(cfg)
 }
 
 func validateServices(cfg *Config) error {
@@ -202,47 +152,23 @@ func validateServices(cfg *Config) error {
 	return nil
 }
 
-func applyDefaults(cfg *Config) error {
-	if cfg.Mode != ModeSource && cfg.Mode != ModeDestination {
-		return fmt.Errorf("mode must be source or destination")
-	}
-	if cfg.AccessToken == "" {
-		return errors.New("access token is empty: pass the token from OpenTunnel or the MQTT notification")
-	}
+// setDefaults fills every zero field of a validated Config: a fresh client
+// token, the Default* durations and sizes, shared Limits, a discarding
+// logger and the environment's proxy.
+func (cfg *Config) setDefaults() {
 	if cfg.ClientToken == "" {
 		cfg.ClientToken = protocol.NewClientToken()
-	} else if !protocol.ValidClientToken(cfg.ClientToken) {
-		return errors.New("client token must be 32-128 characters of a-z, A-Z, 0-9 and '-'")
 	}
-	if err := validateServices(cfg); err != nil {
-		return err
-	}
-	if cfg.PingInterval <= 0 {
-		cfg.PingInterval = DefaultPingInterval
-	}
-	if cfg.PongTimeout <= 0 {
-		cfg.PongTimeout = 2*cfg.PingInterval + 5*time.Second
-	}
-	if cfg.ReconnectMin <= 0 {
-		cfg.ReconnectMin = DefaultReconnectMin
-	}
-	if cfg.ReconnectMax <= 0 {
-		cfg.ReconnectMax = DefaultReconnectMax
-	}
+	orDefault(&cfg.PingInterval, DefaultPingInterval)
+	orDefault(&cfg.PongTimeout, 2*cfg.PingInterval+5*time.Second)
+	orDefault(&cfg.ReconnectMin, DefaultReconnectMin)
+	orDefault(&cfg.ReconnectMax, DefaultReconnectMax)
 	cfg.ReconnectMax = max(cfg.ReconnectMax, cfg.ReconnectMin)
-	if cfg.DialTimeout <= 0 {
-		cfg.DialTimeout = DefaultDialTimeout
-	}
-	if cfg.ConnBufferSize <= 0 {
-		cfg.ConnBufferSize = DefaultConnBufferSize
-	}
+	orDefault(&cfg.DialTimeout, DefaultDialTimeout)
+	orDefault(&cfg.ConnBufferSize, DefaultConnBufferSize)
 	cfg.ConnBufferSize = max(cfg.ConnBufferSize, protocol.MaxPayload)
-	if cfg.ConnStallTimeout <= 0 {
-		cfg.ConnStallTimeout = DefaultStallTimeout
-	}
-	if cfg.MaxConnections <= 0 {
-		cfg.MaxConnections = DefaultMaxConnections
-	}
+	orDefault(&cfg.ConnStallTimeout, DefaultStallTimeout)
+	orDefault(&cfg.MaxConnections, DefaultMaxConnections)
 	if cfg.Limits == nil {
 		cfg.Limits = NewLimits(0, 0, 0)
 	}
@@ -252,7 +178,13 @@ func applyDefaults(cfg *Config) error {
 	if cfg.Proxy == nil {
 		cfg.Proxy = http.ProxyFromEnvironment
 	}
-	return nil
+}
+
+// orDefault sets *p to d unless it is positive.
+func orDefault[T int | time.Duration](p *T, d T) {
+	if *p <= 0 {
+		*p = d
+	}
 }
 
 func parseClientType(s string) (protocol.Version, error) {
@@ -303,43 +235,4 @@ func endpointURL(cfg *Config) (string, error) {
 	u.Path = "/tunnel"
 	u.RawQuery = "local-proxy-mode=" + cfg.Mode.String()
 	return u.String(), nil
-}
-
-// ClientToken returns the client token sent on every handshake.
-func (s *Session) ClientToken() string { return s.cfg.ClientToken }
-
-// URL returns the data-plane URL the session connects to (no secrets).
-func (s *Session) URL() string { return s.url }
-
-// Addr returns the bound listener of a service in source mode, or nil.
-func (s *Session) Addr(service string) net.Addr {
-	if l, ok := s.listeners[service]; ok {
-		return l.Addr()
-	}
-	return nil
-}
-
-// Close releases the listeners of a session whose Run was never called. Run
-// releases them itself when it returns.
-func (s *Session) Close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.used || s.closed {
-		return nil
-	}
-	s.closed = true
-	s.closeListeners()
-	return nil
-}
-
-func (s *Session) closeListeners() {
-	for _, l := range s.listeners {
-		_ = l.Close()
-	}
-}
-
-func (s *Session) emit(e Event) {
-	if s.cfg.OnEvent != nil {
-		s.cfg.OnEvent(e)
-	}
 }
