@@ -4,11 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/tunnel-agent/tunnel-agent/agent/backoff"
 )
 
 // Run connects, serves and reconnects until ctx ends (nil), the service
@@ -103,13 +104,10 @@ func (s *Session) connectOnce(ctx context.Context, d *websocket.Dialer) error {
 	return fmt.Errorf("%w: %w", errConnected, err)
 }
 
-// backoff returns a full-jitter delay: uniform in [0, min(max, min*2^n)).
+// backoff returns a full-jitter delay in (0, min(max, min*2^n)] before
+// reconnect n (0 for the first).
 func (s *Session) backoff(n int) time.Duration {
-	ceil := s.cfg.ReconnectMax
-	if n < 30 {
-		ceil = min(ceil, s.cfg.ReconnectMin<<n)
-	}
-	return rand.N(ceil) + 1
+	return backoff.Backoff{Min: s.cfg.ReconnectMin, Max: s.cfg.ReconnectMax}.Delay(n+1) + 1
 }
 
 // setLink publishes a link that is ready for source connections.
