@@ -67,8 +67,8 @@ func (l *link) onStreamStart(m *protocol.Message) {
 	}
 	// Our own connection's subprotocol bounds what we may send: no service
 	// id on 1.0, no connection id or CONNECTION_* on 1.0/2.0.
-	st := &stream{wire: m.ServiceID, out: l.outService(m.ServiceID), service: service, id: m.StreamID,
-		v3: m.ConnectionID != 0 && l.version.HasConnectionIDs(), conns: map[uint32]*fwd{}}
+	st := &stream{wire: m.ServiceID, sendID: l.outService(m.ServiceID), service: service, id: m.StreamID,
+		v3: m.ConnectionID != 0 && l.version.HasConnectionIDs(), conns: map[uint32]*localConn{}}
 	l.streams[m.ServiceID] = st
 	l.startDialLocked(st, max(m.ConnectionID, 1))
 }
@@ -126,12 +126,12 @@ func (l *link) refuseConnectionStartLocked(st *stream, cid uint32) {
 	if l.version.HasConnectionIDs() {
 		l.warn(warnConnStartV2, "refusing CONNECTION_START on a stream started without a connection id",
 			logService, st.service, logStream, st.id, logConn, cid)
-		l.w.sendCtrl(&protocol.Message{Type: protocol.TypeConnectionReset, StreamID: st.id, ServiceID: st.out, ConnectionID: cid})
+		l.w.sendCtrl(&protocol.Message{Type: protocol.TypeConnectionReset, StreamID: st.id, ServiceID: st.sendID, ConnectionID: cid})
 		return
 	}
 	l.warn(warnConnStartV2, "resetting the stream on CONNECTION_START: this WebSocket speaks a subprotocol without connection ids",
 		logService, st.service, logStream, st.id, logSubproto, l.ws.Subprotocol())
-	l.w.sendCtrl(&protocol.Message{Type: protocol.TypeStreamReset, StreamID: st.id, ServiceID: st.out})
+	l.w.sendCtrl(&protocol.Message{Type: protocol.TypeStreamReset, StreamID: st.id, ServiceID: st.sendID})
 	l.closeStreamLocked(st, "stream reset: multiple connections need subprotocol 3.0")
 }
 
@@ -139,19 +139,19 @@ func (l *link) refuseConnectionStartLocked(st *stream, cid uint32) {
 // the background; DATA that arrives meanwhile waits in its queue. Over
 // MaxConnections or the agent-wide cap the connection is refused with its
 // reset (the stream's, for the first connection of a stream) and nil.
-func (l *link) startDialLocked(st *stream, cid uint32) *fwd {
+func (l *link) startDialLocked(st *stream, cid uint32) *localConn {
 	if !l.takeConnLocked(st) {
 		if st.v3 && len(st.conns) > 0 {
-			l.w.sendCtrl(&protocol.Message{Type: protocol.TypeConnectionReset, StreamID: st.id, ServiceID: st.out, ConnectionID: cid})
+			l.w.sendCtrl(&protocol.Message{Type: protocol.TypeConnectionReset, StreamID: st.id, ServiceID: st.sendID, ConnectionID: cid})
 			return nil
 		}
-		l.w.sendCtrl(&protocol.Message{Type: protocol.TypeStreamReset, StreamID: st.id, ServiceID: st.out})
+		l.w.sendCtrl(&protocol.Message{Type: protocol.TypeStreamReset, StreamID: st.id, ServiceID: st.sendID})
 		if l.streams[st.wire] == st && len(st.conns) == 0 {
 			delete(l.streams, st.wire)
 		}
 		return nil
 	}
-	f := l.newFwdLocked(st, cid)
+	f := l.newLocalConnLocked(st, cid)
 	if f == nil {
 		l.s.cfg.Limits.releaseConn()
 		return nil
@@ -216,12 +216,12 @@ func (l *link) dialLocal(ctx context.Context, addr string) (net.Conn, error) {
 // dialFailed answers a failed local dial: CONNECTION_RESET for that
 // connection when its stream carries others (V3), otherwise STREAM_RESET,
 // which ends the stream.
-func (l *link) dialFailed(f *fwd, err error) {
+func (l *link) dialFailed(f *localConn, err error) {
 	l.mu.Lock()
 	was := l.unregisterLocked(f)
 	reset := f.resetMessage()
 	if was && !f.fromConnStart && len(f.st.conns) == 0 {
-		reset = &protocol.Message{Type: protocol.TypeStreamReset, StreamID: f.st.id, ServiceID: f.st.out}
+		reset = &protocol.Message{Type: protocol.TypeStreamReset, StreamID: f.st.id, ServiceID: f.st.sendID}
 		l.closeStreamLocked(f.st, "the first connection of the stream could not be dialled")
 	}
 	l.mu.Unlock()

@@ -11,11 +11,11 @@ import (
 // stream is the current stream of one service on a link.
 type stream struct {
 	wire    string // service id as the peer sends it ("" for a V1 peer)
-	out     string // service id we send (wire, or "" on a 1.0 WebSocket)
+	sendID  string // service id we send (wire, or "" on a 1.0 WebSocket)
 	service string // configured service id
 	id      int32
 	v3      bool // connection ids are in use
-	conns   map[uint32]*fwd
+	conns   map[uint32]*localConn
 	// source side
 	nextConn uint32
 	heard    bool // the destination sent DATA or a CONNECTION_RESET on it (peerVersion)
@@ -147,7 +147,7 @@ func (l *link) onData(m *protocol.Message) {
 	f.abort("local socket too slow: buffer full")
 }
 
-func (l *link) dataTargetLocked(m *protocol.Message) *fwd {
+func (l *link) dataTargetLocked(m *protocol.Message) *localConn {
 	st := l.lookup(m)
 	if st == nil {
 		return nil
@@ -203,7 +203,7 @@ func (l *link) closeStreamsLocked(reason string) {
 
 // unregisterLocked removes f from its stream. For V1/V2 streams the
 // connection is the stream, so the stream ends too.
-func (l *link) unregisterLocked(f *fwd) bool {
+func (l *link) unregisterLocked(f *localConn) bool {
 	if !f.active.Swap(false) {
 		return false
 	}

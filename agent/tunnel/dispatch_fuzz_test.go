@@ -44,7 +44,7 @@ func FuzzDispatch(f *testing.F) {
 		}
 		defer s.Close()
 		l := &link{s: s, log: s.log, version: protocol.V3,
-			streams: map[string]*stream{}, live: map[*fwd]struct{}{}, nextStream: map[string]int32{}, slots: map[string]chan struct{}{}}
+			streams: map[string]*stream{}, live: map[*localConn]struct{}{}, nextStream: map[string]int32{}, slots: map[string]chan struct{}{}}
 		l.ctx, l.cancel = context.WithCancelCause(context.Background())
 		l.w = newWritePath(l.ctx, l.cancel, &memConn{}, nil, l.log, time.Second)
 		fr := protocol.NewFrameReader(bytes.NewReader(in))

@@ -284,7 +284,7 @@ func TestHostileDialFailureKeepsOtherConnections(t *testing.T) {
 	l := curLink(d.s)
 	l.mu.Lock()
 	st := l.streams["SSH"]
-	f := l.newFwdLocked(st, 3) // a stream's first connection: not fromConnStart
+	f := l.newLocalConnLocked(st, 3) // a stream's first connection: not fromConnStart
 	l.mu.Unlock()
 	l.dialFailed(f, errors.New("dial timed out"))
 	p.expect(msg{Type: tConnReset, StreamID: 1, ServiceID: "SSH", ConnectionID: 3})

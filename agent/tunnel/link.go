@@ -118,8 +118,8 @@ type link struct {
 
 	mu         sync.Mutex
 	down       bool
-	streams    map[string]*stream // by service id as on the wire
-	live       map[*fwd]struct{}  // every local connection not yet finished
+	streams    map[string]*stream      // by service id as on the wire
+	live       map[*localConn]struct{} // every local connection not yet finished
 	serviceIDs []string
 	nextStream map[string]int32         // source: last stream id per service
 	slots      map[string]chan struct{} // source V1/V2: one connection per service
@@ -135,7 +135,7 @@ func newLink(s *Session, ws *websocket.Conn, channelID string) *link {
 		s: s, ws: ws, bc: batchconn.Of(ws), version: v, channelID: channelID,
 		log:     s.log.With(logChannel, channelID),
 		gate:    stallGate{stall: s.cfg.ConnStallTimeout},
-		streams: map[string]*stream{}, live: map[*fwd]struct{}{}, nextStream: map[string]int32{}, slots: map[string]chan struct{}{},
+		streams: map[string]*stream{}, live: map[*localConn]struct{}{}, nextStream: map[string]int32{}, slots: map[string]chan struct{}{},
 	}
 }
 

@@ -46,7 +46,7 @@ func (s *Session) SetServices(m map[string]string) error {
 	defer l.mu.Unlock()
 	for _, st := range l.streams {
 		if localAddr(next, st.service) == "" {
-			l.w.sendCtrl(&protocol.Message{Type: protocol.TypeStreamReset, StreamID: st.id, ServiceID: st.out})
+			l.w.sendCtrl(&protocol.Message{Type: protocol.TypeStreamReset, StreamID: st.id, ServiceID: st.sendID})
 			l.closeStreamLocked(st, ReasonServiceRemoved)
 		}
 	}

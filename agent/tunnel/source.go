@@ -141,7 +141,7 @@ func (l *link) serveSource(service string, c net.Conn) {
 
 // registerSource creates the stream or V3 connection for a new client and
 // returns it with the STREAM_START or CONNECTION_START that announces it.
-func (l *link) registerSource(service string, v protocol.Version, c net.Conn) (*fwd, *protocol.Message) {
+func (l *link) registerSource(service string, v protocol.Version, c net.Conn) (*localConn, *protocol.Message) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	wire := service
@@ -160,16 +160,17 @@ func (l *link) registerSource(service string, v protocol.Version, c net.Conn) (*
 			id = 1
 		}
 		l.nextStream[service] = id
-		st = &stream{wire: wire, out: wire, service: service, id: id, v3: v.HasConnectionIDs(), conns: map[uint32]*fwd{}}
+		st = &stream{wire: wire, sendID: wire, service: service, id: id, v3: v.HasConnectionIDs(), conns: map[uint32]*localConn{}}
 		l.streams[wire] = st
 		typ = protocol.TypeStreamStart
 	}
 	st.nextConn++
-	f := l.newFwdLocked(st, st.nextConn)
+	f := l.newLocalConnLocked(st, st.nextConn)
 	if f == nil {
 		return nil, nil
 	}
 	f.local = c.RemoteAddr().String()
 	f.q.setConn(c)
+	f.q.setStateLocked(connOpen) // an accepted client needs no dial
 	return f, &protocol.Message{Type: typ, StreamID: st.id, ServiceID: wire, ConnectionID: f.wireConn()}
 }

@@ -85,7 +85,7 @@ type writePath struct {
 	cancel      context.CancelCauseFunc // ends the link
 	pongTimeout time.Duration           // write deadline span; control-queue wait
 
-	out    chan *frameBuf // DATA and resets from local connections, in order
+	frames chan *frameBuf // DATA and resets from local connections, in order
 	queued atomic.Int64
 	wake   chan struct{} // to the writer goroutine: frames queued by send or sendCtrl
 
@@ -104,7 +104,7 @@ func newWritePath(ctx context.Context, cancel context.CancelCauseFunc, ws messag
 	log *slog.Logger, pongTimeout time.Duration) *writePath {
 	return &writePath{
 		ws: ws, bc: bc, log: log, ctx: ctx, cancel: cancel, pongTimeout: pongTimeout,
-		out:      make(chan *frameBuf, outQueue),
+		frames:   make(chan *frameBuf, outQueue),
 		wake:     make(chan struct{}, 1),
 		ctrlRoom: make(chan struct{}, 1),
 	}
@@ -185,7 +185,7 @@ func (w *writePath) dequeue() *frameBuf {
 		return f
 	}
 	select {
-	case f := <-w.out:
+	case f := <-w.frames:
 		return f
 	default:
 		return nil
@@ -325,7 +325,7 @@ func (w *writePath) send(m *protocol.Message) bool {
 // the frame.
 func (w *writePath) enqueue(f *frameBuf) bool {
 	select {
-	case w.out <- f:
+	case w.frames <- f:
 		w.queued.Add(1)
 		return true
 	case <-w.ctx.Done():
@@ -354,7 +354,7 @@ func (w *writePath) sendData(frames []*frameBuf) bool {
 func (w *writePath) enqueueData(f *frameBuf) bool {
 	for {
 		select {
-		case w.out <- f:
+		case w.frames <- f:
 			w.queued.Add(1)
 			return true
 		default:

@@ -24,10 +24,11 @@ const drainTimeout = 10 * time.Second
 // (ConnStallTimeout). A variable for tests.
 var localWriteStall = 2 * time.Minute
 
-// fwd is one local connection carried by a stream: the local reader turns
-// reads into DATA frames for the WebSocket writer; the local writer drains a
-// bounded queue filled by the WebSocket reader.
-type fwd struct {
+// localConn is one local connection carried by a stream (a connection in
+// the protocol's V3 sense; in V1 and V2 the stream's only one): the local
+// reader turns reads into DATA frames for the WebSocket writer; the local
+// writer drains a bounded queue filled by the WebSocket reader.
+type localConn struct {
 	l             *link
 	st            *stream
 	connID        uint32 // key in st.conns, >= 1
@@ -35,54 +36,27 @@ type fwd struct {
 	fromConnStart bool
 	ctx           context.Context
 	cancel        context.CancelFunc
-	active        atomic.Bool // registered in st.conns
-	counted       bool        // holds one of Limits' connections
-	in, out       atomic.Int64
+	active        atomic.Bool  // registered in st.conns
+	counted       bool         // holds one of Limits' connections
+	bytesIn       atomic.Int64 // from the tunnel, written to the local socket
+	bytesOut      atomic.Int64 // read from the local socket, sent as DATA
 	start         time.Time
 
 	q queue
 }
 
-// queue holds bytes from the tunnel for the local socket.
-type queue struct {
-	mu       sync.Mutex
-	buf      []byte
-	limit    int
-	conn     net.Conn
-	draining bool
-	aborted  bool
-	reason   string
-	wake     chan struct{} // to the local writer: data or state change
-	room     chan struct{} // closed by the local writer when it took the queue
-
-	lim    *Limits         // the shared queue budget; len(buf) is reserved in it
-	raw    syscall.RawConn // nil: no direct writes (see push)
-	busy   bool            // the local writer is writing
-	direct bool            // push is writing directly
-	count  *atomic.Int64   // bytes written to the local socket
-}
-
-// setConn sets the local connection and, when it is a socket, the raw
-// connection push uses for direct writes.
-func (q *queue) setConn(c net.Conn) {
-	q.conn = c
-	if sc, ok := c.(syscall.Conn); ok && canTryWrite {
-		q.raw, _ = sc.SyscallConn()
-	}
-}
-
-// newFwdLocked registers a connection with its stream and the link's wait
+// newLocalConnLocked registers a connection with its stream and the link's wait
 // group, or returns nil when the link is shutting down.
-func (l *link) newFwdLocked(st *stream, cid uint32) *fwd {
+func (l *link) newLocalConnLocked(st *stream, cid uint32) *localConn {
 	if l.down {
 		return nil
 	}
-	f := &fwd{l: l, st: st, connID: cid, start: time.Now()}
+	f := &localConn{l: l, st: st, connID: cid, start: time.Now()}
 	f.ctx, f.cancel = context.WithCancel(l.ctx)
 	f.q.limit = l.s.cfg.ConnBufferSize
 	f.q.lim = l.s.cfg.Limits
 	f.q.wake = make(chan struct{}, 1)
-	f.q.count = &f.in
+	f.q.count = &f.bytesIn
 	f.active.Store(true)
 	st.conns[cid] = f
 	l.live[f] = struct{}{}
@@ -91,7 +65,7 @@ func (l *link) newFwdLocked(st *stream, cid uint32) *fwd {
 }
 
 // wireConn is the connection id stamped on outgoing messages.
-func (f *fwd) wireConn() uint32 {
+func (f *localConn) wireConn() uint32 {
 	if f.st.v3 {
 		return f.connID
 	}
@@ -100,147 +74,37 @@ func (f *fwd) wireConn() uint32 {
 
 // resetMessage is what ends this connection: CONNECTION_RESET in V3,
 // STREAM_RESET otherwise.
-func (f *fwd) resetMessage() *protocol.Message {
+func (f *localConn) resetMessage() *protocol.Message {
 	if f.st.v3 {
-		return &protocol.Message{Type: protocol.TypeConnectionReset, StreamID: f.st.id, ServiceID: f.st.out, ConnectionID: f.connID}
+		return &protocol.Message{Type: protocol.TypeConnectionReset, StreamID: f.st.id, ServiceID: f.st.sendID, ConnectionID: f.connID}
 	}
-	return &protocol.Message{Type: protocol.TypeStreamReset, StreamID: f.st.id, ServiceID: f.st.out}
+	return &protocol.Message{Type: protocol.TypeStreamReset, StreamID: f.st.id, ServiceID: f.st.sendID}
 }
 
-func (f *fwd) attach(c net.Conn) bool {
+func (f *localConn) attach(c net.Conn) bool {
 	f.q.mu.Lock()
 	defer f.q.mu.Unlock()
-	if f.q.aborted {
+	if f.q.ended() {
 		return false
 	}
 	f.q.setConn(c)
-	if f.q.draining {
+	f.q.setStateLocked(connOpen)
+	if f.q.state == connDraining {
 		_ = c.SetWriteDeadline(time.Now().Add(drainTimeout))
 	}
 	return true
 }
 
-func (f *fwd) signal() { f.q.signal() }
-
-// pushResult says what push did with the data.
-type pushResult int
-
-const (
-	pushed     pushResult = iota
-	pushFull              // the queue stayed full until the stall deadline
-	pushBudget            // the agent-wide queue budget has no room
-)
-
-// push queues p for the local socket. When nothing is queued and the local
-// writer is idle, it first tries one non-blocking write to the socket, which
-// saves waking the local writer; what the socket does not take is queued.
-// When the queue is full it waits for the local writer to take it until the
-// link's stall deadline (see stallGate).
-func (q *queue) push(p []byte, gate *stallGate) pushResult {
-	q.mu.Lock()
-	if q.raw != nil && len(q.buf) == 0 && !q.busy && !q.aborted && !q.draining {
-		q.direct = true
-		q.mu.Unlock()
-		n := tryWrite(q.raw, p)
-		q.count.Add(int64(n))
-		p = p[n:]
-		q.mu.Lock()
-		q.direct = false
-		if len(p) == 0 {
-			wake := q.draining || q.aborted
-			q.mu.Unlock()
-			if wake {
-				q.signal()
-			}
-			return pushed
-		}
-	}
-	var timer *time.Timer
-	for len(q.buf)+len(p) > q.limit && !q.aborted && !q.draining {
-		if timer == nil {
-			wait := gate.wait(time.Now())
-			if wait <= 0 {
-				q.mu.Unlock()
-				return pushFull
-			}
-			timer = time.NewTimer(wait)
-			defer timer.Stop()
-		}
-		if q.room == nil {
-			q.room = make(chan struct{})
-		}
-		room := q.room
-		q.mu.Unlock()
-		select {
-		case <-room:
-		case <-timer.C:
-			gate.expired.Add(1)
-			return pushFull
-		}
-		q.mu.Lock()
-	}
-	if q.aborted || q.draining {
-		q.mu.Unlock()
-		q.signal()
-		return pushed
-	}
-	if !q.appendLocked(p) {
-		q.mu.Unlock()
-		return pushBudget
-	}
-	q.mu.Unlock()
-	q.signal()
-	return pushed
-}
-
-// appendLocked adds p to buf, growing it to at most limit bytes of capacity
-// (append's doubling would reach twice that). The capacity of the queue's
-// buffers is what the shared budget counts: false when it has no room for
-// the growth.
-func (q *queue) appendLocked(p []byte) bool {
-	need := len(q.buf) + len(p)
-	if need > cap(q.buf) {
-		n := min(max(need, 2*cap(q.buf), 32<<10), max(q.limit, need))
-		if !q.lim.reserve(n - cap(q.buf)) {
-			return false
-		}
-		nb := make([]byte, len(q.buf), n)
-		copy(nb, q.buf)
-		q.buf = nb
-	}
-	q.buf = append(q.buf, p...)
-	return true
-}
-
-// dropLocked forgets what is queued and gives its buffer back to the budget.
-func (q *queue) dropLocked() {
-	q.lim.release(cap(q.buf))
-	q.buf = nil
-}
+func (f *localConn) signal() { f.q.signal() }
 
 // keepSpare is the largest buffer a local writer keeps for its next write;
 // a larger one (after a burst) goes back to the budget.
 const keepSpare = 64 << 10
 
-func (q *queue) signal() {
-	select {
-	case q.wake <- struct{}{}:
-	default:
-	}
-}
-
-// freeRoomLocked wakes a push waiting for room.
-func (q *queue) freeRoomLocked() {
-	if q.room != nil {
-		close(q.room)
-		q.room = nil
-	}
-}
-
 // abort closes the local connection at once, dropping queued data.
-func (f *fwd) abort(reason string) {
+func (f *localConn) abort(reason string) {
 	f.q.mu.Lock()
-	f.q.aborted = true
+	f.q.setStateLocked(connAborted)
 	f.q.dropLocked()
 	f.q.freeRoomLocked()
 	if f.q.reason == "" {
@@ -256,7 +120,7 @@ func (f *fwd) abort(reason string) {
 }
 
 // drainClose writes what is queued, then closes (bounded by drainTimeout).
-func (f *fwd) drainClose(reason string) {
+func (f *localConn) drainClose(reason string) {
 	f.q.mu.Lock()
 	c := f.q.conn
 	if c == nil && len(f.q.buf) == 0 {
@@ -264,7 +128,7 @@ func (f *fwd) drainClose(reason string) {
 		f.abort(reason) // still dialling, and nothing to deliver
 		return
 	}
-	f.q.draining = true
+	f.q.setStateLocked(connDraining)
 	f.q.freeRoomLocked()
 	if f.q.reason == "" {
 		f.q.reason = reason
@@ -278,7 +142,7 @@ func (f *fwd) drainClose(reason string) {
 
 // localEnded handles EOF or an error of the local socket: the peer gets a
 // reset after the DATA already queued, and pending writes drain.
-func (f *fwd) localEnded(err error) {
+func (f *localConn) localEnded(err error) {
 	l := f.l
 	l.mu.Lock()
 	was := l.unregisterLocked(f)
@@ -295,7 +159,7 @@ func (f *fwd) localEnded(err error) {
 }
 
 // run relays until both directions are done, then reports the end.
-func (f *fwd) run() {
+func (f *localConn) run() {
 	var rg sync.WaitGroup
 	rg.Go(f.readLocal)
 	err := f.writeLocal()
@@ -311,7 +175,7 @@ func (f *fwd) run() {
 // before handing them to the WebSocket together.
 const maxReadBatch = 4
 
-func (f *fwd) readLocal() {
+func (f *localConn) readLocal() {
 	c := f.q.conn
 	var rc syscall.RawConn
 	if sc, ok := c.(syscall.Conn); ok && canTryWrite {
@@ -329,8 +193,8 @@ func (f *fwd) readLocal() {
 			}
 			continue
 		}
-		fb.data, _ = protocol.EncodeData(fb.buf, n, f.st.id, f.st.out, f.wireConn())
-		f.out.Add(int64(n))
+		fb.data, _ = protocol.EncodeData(fb.buf, n, f.st.id, f.st.sendID, f.wireConn())
+		f.bytesOut.Add(int64(n))
 		k := 1
 		batch[0] = fb
 		// A full frame says the socket may hold more: take what is there
@@ -342,8 +206,8 @@ func (f *fwd) readLocal() {
 				putFrame(nb)
 				break
 			}
-			nb.data, _ = protocol.EncodeData(nb.buf, n, f.st.id, f.st.out, f.wireConn())
-			f.out.Add(int64(n))
+			nb.data, _ = protocol.EncodeData(nb.buf, n, f.st.id, f.st.sendID, f.wireConn())
+			f.bytesOut.Add(int64(n))
 			batch[k] = nb
 			k++
 		}
@@ -362,7 +226,7 @@ func (f *fwd) readLocal() {
 	}
 }
 
-func (f *fwd) writeLocal() error {
+func (f *localConn) writeLocal() error {
 	var spare []byte // swapped with q.buf; its capacity is counted in the budget
 	q := &f.q
 	defer func() { q.lim.release(cap(spare)) }()
@@ -370,12 +234,12 @@ func (f *fwd) writeLocal() error {
 		q.mu.Lock()
 		q.busy = false
 		// Wait for data or an end, and while push writes directly.
-		for (len(q.buf) == 0 && !q.draining && !q.aborted) || (q.direct && !q.aborted) {
+		for (len(q.buf) == 0 && !q.closing()) || (q.direct && !q.ended()) {
 			q.mu.Unlock()
 			<-q.wake
 			q.mu.Lock()
 		}
-		if q.aborted || len(q.buf) == 0 {
+		if q.ended() || len(q.buf) == 0 {
 			q.mu.Unlock()
 			return nil
 		}
@@ -383,14 +247,14 @@ func (f *fwd) writeLocal() error {
 		spare, q.buf = q.buf, spare[:0]
 		q.freeRoomLocked()
 		c := q.conn
-		if !q.draining { // else drainClose set the deadline
+		if q.state != connDraining { // else drainClose set the deadline
 			_ = c.SetWriteDeadline(time.Now().Add(localWriteStall))
 		}
 		q.mu.Unlock()
 		n, err := c.Write(spare)
 		if err == nil {
 			q.mu.Lock()
-			if !q.draining { // a lapsed deadline would fail push's direct writes
+			if q.state != connDraining { // a lapsed deadline would fail push's direct writes
 				_ = c.SetWriteDeadline(time.Time{})
 			}
 			q.mu.Unlock()
@@ -399,7 +263,7 @@ func (f *fwd) writeLocal() error {
 			q.lim.release(cap(spare))
 			spare = nil
 		}
-		f.in.Add(int64(n))
+		f.bytesIn.Add(int64(n))
 		if err != nil {
 			f.localEnded(err)
 			return err
@@ -407,20 +271,21 @@ func (f *fwd) writeLocal() error {
 	}
 }
 
-func (f *fwd) opened() {
+func (f *localConn) opened() {
 	f.l.log.Debug("stream opened", logService, f.st.service, logLocal, f.local, logStream, f.st.id, logConn, f.connID)
 	f.l.s.emit(Event{Kind: EventStreamOpened, ChannelID: f.l.channelID, Service: f.st.service, LocalAddr: f.local,
 		StreamID: f.st.id, ConnectionID: f.connID})
 }
 
 // finish forgets the connection and reports it closed.
-func (f *fwd) finish(err error) {
+func (f *localConn) finish(err error) {
 	f.cancel()
 	l := f.l
 	l.mu.Lock()
 	delete(l.live, f)
 	l.mu.Unlock()
 	f.q.mu.Lock()
+	f.q.setStateLocked(connFinished)
 	reason := f.q.reason
 	f.q.dropLocked()
 	f.q.mu.Unlock()
@@ -432,9 +297,9 @@ func (f *fwd) finish(err error) {
 	}
 	d := time.Since(f.start)
 	l.log.Debug("stream closed", logService, f.st.service, logLocal, f.local, logStream, f.st.id, logConn, f.connID,
-		logBytesIn, f.in.Load(), logBytesOut, f.out.Load(), logReason, reason)
+		logBytesIn, f.bytesIn.Load(), logBytesOut, f.bytesOut.Load(), logReason, reason)
 	l.s.emit(Event{Kind: EventStreamClosed, ChannelID: l.channelID, Service: f.st.service, LocalAddr: f.local,
-		StreamID: f.st.id, ConnectionID: f.connID, BytesIn: f.in.Load(), BytesOut: f.out.Load(),
+		StreamID: f.st.id, ConnectionID: f.connID, BytesIn: f.bytesIn.Load(), BytesOut: f.bytesOut.Load(),
 		Duration: d, Err: err, Reason: reason})
 	l.wg.Done()
 }
