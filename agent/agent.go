@@ -25,6 +25,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tunnel-agent/tunnel-agent/agent/audit"
 	"github.com/tunnel-agent/tunnel-agent/agent/config"
 	"github.com/tunnel-agent/tunnel-agent/agent/notify"
 )
@@ -56,6 +57,8 @@ type Agent struct {
 	ready     chan struct{}
 	readyOnce sync.Once
 	readyHook atomic.Pointer[func()]
+	eventHook atomic.Pointer[func(audit.Event)]
+	view      view // what Snapshot reports
 
 	// Owned by the Run goroutine.
 	store    *store
@@ -159,6 +162,7 @@ func (a *Agent) deliver(payload []byte) {
 	case a.inbox <- payload:
 	default:
 		a.log.Warn("notification dropped: agent busy (queue full)", attrEvent, "notification.dropped")
+		a.emit(audit.Event{Event: audit.NotificationDropped, Reason: audit.ReasonQueueFull})
 	}
 }
 

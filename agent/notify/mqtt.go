@@ -51,10 +51,12 @@ type MQTTConfig struct {
 
 // MQTTSource is a Source over a paho MQTT client with a persistent session.
 type MQTTSource struct {
-	cfg   MQTTConfig
-	tls   *tls.Config
-	topic string
-	log   *slog.Logger
+	cfg    MQTTConfig
+	tls    *tls.Config
+	topic  string
+	log    *slog.Logger
+	state  stateBook
+	client atomic.Pointer[mqtt.Client] // while Run runs, for Publish
 }
 
 // NewMQTTSource validates cfg and loads the TLS material.
@@ -94,7 +96,10 @@ func NewMQTTSource(cfg MQTTConfig) (*MQTTSource, error) {
 	if cfg.Port == 443 {
 		tc.NextProtos = []string{ALPNProtocol}
 	}
-	return &MQTTSource{cfg: cfg, tls: tc, topic: Topic(cfg.ThingName), log: cfg.Logger}, nil
+	s := &MQTTSource{cfg: cfg, tls: tc, topic: Topic(cfg.ThingName), log: cfg.Logger}
+	s.state.s = SourceState{Kind: "mqtt", Broker: cfg.Endpoint + ":" + strconv.Itoa(cfg.Port), ClientID: cfg.ClientID,
+		Topic: s.topic, State: StateConnecting, Since: time.Now()}
+	return s, nil
 }
 
 func loadTLS(certFile, keyFile, caFile string) (*tls.Config, error) {
@@ -127,7 +132,9 @@ func (s *MQTTSource) Run(ctx context.Context, deliver func([]byte), ready func()
 	connected := make(chan struct{}, 1)
 	client := mqtt.NewClient(s.options(deliver, connected))
 	client.Connect() // with ConnectRetry the token completes only once connected
+	s.client.Store(&client)
 	defer client.Disconnect(250)
+	defer s.client.Store(nil)
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -149,6 +156,7 @@ func (s *MQTTSource) Run(ctx context.Context, deliver func([]byte), ready func()
 					return
 				}
 				if ok && ctx.Err() == nil {
+					s.state.set(StateSubscribed, nil)
 					ready()
 				}
 			})
@@ -178,9 +186,11 @@ func (s *MQTTSource) options(deliver func([]byte), connected chan<- struct{}) *m
 			deliver(m.Payload())
 		}
 	})
+	o.SetConnectionNotificationHandler(s.noteConnection)
 	var attempts atomic.Int64
 	o.SetOnConnectHandler(func(mqtt.Client) {
 		attempts.Store(0)
+		s.state.set(StateConnected, nil)
 		s.log.Info("mqtt connected", "broker", u.Host, "client_id", s.cfg.ClientID)
 		select {
 		case connected <- struct{}{}:
@@ -188,6 +198,7 @@ func (s *MQTTSource) options(deliver func([]byte), connected chan<- struct{}) *m
 		}
 	})
 	o.SetConnectionLostHandler(func(_ mqtt.Client, err error) {
+		s.state.set(StateDisconnected, fmt.Errorf("connection lost: %w", err))
 		s.log.Warn("mqtt connection lost; reconnecting", "err", err)
 	})
 	o.SetReconnectingHandler(func(mqtt.Client, *mqtt.ClientOptions) {
@@ -223,6 +234,7 @@ func (s *MQTTSource) subscribe(ctx context.Context, c mqtt.Client) (ok bool, err
 		case <-tok.Done():
 		}
 		if err := tok.Error(); err != nil {
+			s.state.set("", fmt.Errorf("subscribe: %w", err))
 			s.log.Warn("mqtt subscribe failed; will retry on reconnect", "topic", s.topic, "err", err)
 			return false, nil
 		}
@@ -235,6 +247,7 @@ func (s *MQTTSource) subscribe(ctx context.Context, c mqtt.Client) (ok bool, err
 			s.log.Info("subscribed", "topic", s.topic, "qos", code)
 			return true, nil
 		case code == 0x80 || code == 0x87:
+			s.state.set("", fmt.Errorf("subscription refused (SUBACK 0x%02x)", code))
 			return false, fmt.Errorf("%w: AWS IoT refused the subscription to %s (SUBACK 0x%02x): check the device policy allows "+
 				"iot:Subscribe on arn:aws:iot:<region>:<account>:topicfilter/%s and iot:Receive on "+
 				"arn:aws:iot:<region>:<account>:topic/%s", ErrSubscribeRefused, s.topic, code, s.topic, s.topic)
