@@ -31,8 +31,8 @@ type TunnelStatus struct {
 	// LocalLifetime and LifetimeLeft are set when max_tunnel_lifetime is:
 	// the agent ends the tunnel then. The service's own expiry is not known
 	// on the device.
-	LocalLifetime string                 `json:"local_lifetime,omitempty"`
-	LifetimeLeft  string                 `json:"lifetime_left,omitempty"`
+	LocalLifetime string                `json:"local_lifetime,omitempty"`
+	LifetimeLeft  string                `json:"lifetime_left,omitempty"`
 	Traffic       []tunnel.ServiceStats `json:"traffic"`
 
 	expires time.Time

@@ -99,6 +99,18 @@ type Config struct {
 	ConnBuffer ByteSize `yaml:"conn_buffer"`
 	// ConnStallTimeout: see ConnBuffer. 0..1m; 0 means the default (1s).
 	ConnStallTimeout time.Duration `yaml:"conn_stall_timeout"`
+	// ControlSocket is the read-only Unix socket `tunnel-agent status`
+	// asks (mode 0660); "off" disables it.
+	ControlSocket string `yaml:"control_socket"`
+	// MetricsListen serves Prometheus metrics on a loopback host:port or
+	// unix:/path; empty (the default) serves none.
+	MetricsListen string `yaml:"metrics_listen"`
+	// AuditTopic, when set, is where every audit event is also published
+	// (QoS 1, JSON); {thing} stands for the thing name.
+	AuditTopic string `yaml:"audit_topic"`
+	// AuditQueue bounds the audit events kept while they cannot be
+	// published; the oldest are dropped (and counted) beyond it.
+	AuditQueue int `yaml:"audit_queue"`
 }
 
 // Default returns a Config with every default filled in.
@@ -113,6 +125,9 @@ func Default() Config {
 
 		ConnBuffer:       DefaultConnBuffer,
 		ConnStallTimeout: DefaultConnStallTimeout,
+
+		ControlSocket: DefaultControlSocket,
+		AuditQueue:    DefaultAuditQueue,
 	}
 }
 
@@ -178,6 +193,7 @@ func (c *Config) tunnelErrors() []error {
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		add("log_format: %q: must be text or json", c.LogFormat)
 	}
+	errs = append(errs, c.observeErrors()...)
 	return errs
 }
 

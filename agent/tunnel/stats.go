@@ -11,11 +11,11 @@ import (
 // way (BytesIn from the tunnel to the local socket, BytesOut from the local
 // socket into the tunnel, as in Event), counting open connections up to now.
 type ServiceStats struct {
-	Service  string
-	Active   int
-	Opened   int64
-	BytesIn  int64
-	BytesOut int64
+	Service  string `json:"service"`
+	Active   int    `json:"active"`
+	Opened   int64  `json:"opened"`
+	BytesIn  int64  `json:"bytes_in"`
+	BytesOut int64  `json:"bytes_out"`
 }
 
 // statsBook keeps the per-service totals of a session. Its lock is a leaf:

@@ -40,6 +40,9 @@ var stringFlags = []stringFlag{
 	{"log-level", "log_level: debug, info, warn, error", func(c *config.Config, v string) { c.LogLevel = v }},
 	{"log-format", "log_format: text or json", func(c *config.Config, v string) { c.LogFormat = v }},
 	{"state-dir", "state_dir: directory for resumable tunnels", func(c *config.Config, v string) { c.StateDir = v }},
+	{"control-socket", "control_socket: the status socket, or off (default " + config.DefaultControlSocket + ")", func(c *config.Config, v string) { c.ControlSocket = v }},
+	{"metrics-listen", "metrics_listen: Prometheus metrics on a loopback host:port or unix:/path (default off)", func(c *config.Config, v string) { c.MetricsListen = v }},
+	{"audit-topic", "audit_topic: also publish audit events here, e.g. tunnel-agent/{thing}/events (default off)", func(c *config.Config, v string) { c.AuditTopic = v }},
 }
 
 func newSettings(name string, greengrass bool) *settings {
@@ -77,6 +80,7 @@ func (s *settings) bindTyped() {
 	}
 	num("port", "port: 8883, or 443 (ALPN x-amzn-mqtt-ca)", func(c *config.Config, v int) { c.Port = v })
 	num("max-tunnels", "max_tunnels: concurrent tunnel cap", func(c *config.Config, v int) { c.MaxTunnels = v })
+	num("audit-queue", "audit_queue: audit events kept while offline (default 1000)", func(c *config.Config, v int) { c.AuditQueue = v })
 	s.fs.Func("service", "services: ID=ADDR (repeatable; replaces the file's map), e.g. SSH=127.0.0.1:22", func(v string) error {
 		id, addr, ok := strings.Cut(v, "=")
 		if !ok {

@@ -24,7 +24,8 @@ commands:
   check-config  validate the configuration and print the effective settings
   install       install and enable the systemd service (binary at /usr/local/bin/tunnel-agent)
   uninstall     disable and remove the systemd service
-  start | stop | status   control the installed service
+  status        what the running agent is doing: tunnels, connections, bytes (--json)
+  start | stop  control the installed service
   version       print the version
 
 Run "tunnel-agent <command> -h" for the flags (every config key has one).
@@ -46,11 +47,13 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		err = cmdRun(rest, stderr, false)
 	case "greengrass":
 		err = cmdRun(rest, stdout, true)
+	case service.ActionStatus:
+		err = cmdStatus(rest, stdout)
 	case "check-config":
 		err = cmdCheckConfig(rest, stdout)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "tunnel-agent", version)
-	case service.ActionInstall, service.ActionUninstall, service.ActionStart, service.ActionStop, service.ActionStatus:
+	case service.ActionInstall, service.ActionUninstall, service.ActionStart, service.ActionStop:
 		err = cmdControl(cmd, rest, stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)

@@ -50,6 +50,10 @@ func cmdRun(args []string, logOut io.Writer, greengrass bool) error {
 	if err != nil {
 		return err
 	}
+	obs, err := newObservers(cfg, src, a, log)
+	if err != nil {
+		return err
+	}
 	a.OnReady(func() {
 		if _, err := service.Ready("subscribed to tunnel notifications"); err != nil {
 			log.Warn("cannot report readiness to systemd", "err", err)
@@ -59,14 +63,14 @@ func cmdRun(args []string, logOut io.Writer, greengrass bool) error {
 	defer stop()
 	log.Info("tunnel-agent starting", "version", version, "mode", name, "thing", cfg.ThingName,
 		"services", cfg.Services, "max_tunnels", cfg.MaxTunnels)
-	return runUntilSignal(ctx, a, log)
+	return runUntilSignal(ctx, func(ctx context.Context) error { return obs.runWith(ctx, a) }, log)
 }
 
 // runUntilSignal runs the agent and, once ctx is cancelled, gives it
 // shutdownGrace to finish.
-func runUntilSignal(ctx context.Context, a *agent.Agent, log *slog.Logger) error {
+func runUntilSignal(ctx context.Context, run func(context.Context) error, log *slog.Logger) error {
 	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
+	go func() { done <- run(ctx) }()
 	select {
 	case err := <-done:
 		return err

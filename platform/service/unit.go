@@ -33,6 +33,10 @@ KillMode=mixed
 KillSignal=SIGTERM
 StateDirectory=tunnel-agent
 StateDirectoryMode=0700
+# The control socket of "tunnel-agent status" (control.sock, mode 0660):
+# members of the tunnel-agent group may read the status.
+RuntimeDirectory=tunnel-agent
+RuntimeDirectoryMode=0750
 ConfigurationDirectory=tunnel-agent
 ConfigurationDirectoryMode=0750
 UMask=0077

@@ -1,0 +1,179 @@
+package control
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"time"
+)
+
+// Bounds of the control socket: what one client may send, how long it may
+// take, and how many are served at once (more are told the agent is busy).
+const (
+	MaxRequest     = 1024
+	RequestTimeout = 5 * time.Second
+	MaxClients     = 16
+	// RequestStatus is the one request the socket answers.
+	RequestStatus = "status"
+)
+
+// listenControl binds the socket with mode 0660 (the group, tunnel-agent
+// under the unit, may read the status). A stale socket left by a crashed
+// agent is replaced; a live one or any other file is not.
+func listenControl(path string) (net.Listener, error) {
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("%s exists and is not a socket: remove it or set control_socket", path)
+		}
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			_ = c.Close()
+			return nil, fmt.Errorf("another agent is serving %s: give each agent its own control_socket", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("remove stale control socket: %w", err)
+		}
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("listen on the control socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o660); err != nil {
+		_ = ln.Close()
+		return nil, fmt.Errorf("set the control socket's mode: %w", err)
+	}
+	return ln, nil
+}
+
+// serveControl answers clients until ctx ends.
+func (s *Server) serveControl(ctx context.Context, ln net.Listener) {
+	serveConns(ctx, ln, MaxClients, s.handle, func(c net.Conn) {
+		_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+		writeDoc(c, badRequest("agent busy: more than %d clients at once; retry", MaxClients))
+	})
+}
+
+// serveConns runs handle for each accepted connection, at most limit at
+// once; a connection beyond that gets busy (without a goroutine) and is
+// closed. When ctx ends it closes the listener and every open connection
+// and waits for the handlers.
+func serveConns(ctx context.Context, ln net.Listener, limit int, handle, busy func(net.Conn)) {
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		conns = map[net.Conn]struct{}{}
+	)
+	slots := make(chan struct{}, limit)
+	stopped := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(stopped)
+		_ = ln.Close()
+		mu.Lock()
+		for c := range conns {
+			_ = c.Close()
+		}
+		mu.Unlock()
+	})
+	defer func() {
+		if !stop() {
+			<-stopped
+		} else {
+			_ = ln.Close()
+		}
+		wg.Wait()
+	}()
+	delay := 5 * time.Millisecond
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of file descriptors or similar: wait, then go on.
+			delay = min(2*delay, time.Second)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(delay):
+			}
+			continue
+		}
+		delay = 5 * time.Millisecond
+		select {
+		case slots <- struct{}{}:
+		default:
+			busy(c)
+			_ = c.Close()
+			continue
+		}
+		mu.Lock()
+		conns[c] = struct{}{}
+		mu.Unlock()
+		wg.Go(func() {
+			defer func() { <-slots }()
+			handle(c)
+			mu.Lock()
+			delete(conns, c)
+			mu.Unlock()
+			_ = c.Close()
+		})
+	}
+}
+
+// handle reads one request line and answers it.
+func (s *Server) handle(c net.Conn) {
+	_ = c.SetDeadline(time.Now().Add(RequestTimeout))
+	req, err := readRequest(c)
+	if err != nil {
+		s.m.badRequest()
+		writeDoc(c, badRequest("%v", err))
+		return
+	}
+	if req != RequestStatus {
+		s.m.badRequest()
+		writeDoc(c, badRequest("unknown request %q: the control socket answers %q (one line)", clip(req, 64), RequestStatus))
+		return
+	}
+	writeDoc(c, s.Status())
+}
+
+// readRequest reads up to a newline (or the client's end of writing) and
+// at most MaxRequest bytes.
+func readRequest(r io.Reader) (string, error) {
+	buf := make([]byte, MaxRequest+1)
+	n := 0
+	for n < len(buf) {
+		m, err := r.Read(buf[n:])
+		n += m
+		if i := bytes.IndexByte(buf[:n], '\n'); i >= 0 {
+			return string(bytes.TrimSpace(buf[:i])), nil
+		}
+		if errors.Is(err, io.EOF) {
+			return string(bytes.TrimSpace(buf[:n])), nil
+		}
+		if err != nil {
+			return "", fmt.Errorf("reading the request: %w", err)
+		}
+	}
+	return "", fmt.Errorf("request longer than %d bytes: send %q and a newline", MaxRequest, RequestStatus)
+}
+
+func writeDoc(w io.Writer, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		b, _ = json.Marshal(errorDoc{Error: "encode status: " + err.Error()})
+	}
+	_, _ = w.Write(append(b, '\n'))
+}
+
+func clip(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
+}
