@@ -51,6 +51,7 @@ type Server struct {
 	log     *slog.Logger
 	started time.Time
 	m       *metricsBook
+	timeout time.Duration // for one request (RequestTimeout)
 
 	mu     sync.Mutex
 	ready  chan struct{}
@@ -66,7 +67,8 @@ func New(o Options) (*Server, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Server{o: o, log: o.Logger, started: time.Now(), m: newMetricsBook(), ready: make(chan struct{})}, nil
+	return &Server{o: o, log: o.Logger, started: time.Now(), m: newMetricsBook(), timeout: RequestTimeout,
+		ready: make(chan struct{})}, nil
 }
 
 // Observe takes one audit event: it is counted for the metrics and, when

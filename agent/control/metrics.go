@@ -186,14 +186,15 @@ func listenMetrics(addr string) (net.Listener, error) {
 // of the linux/arm binary, with HTTP/2).
 func (s *Server) serveMetrics(ctx context.Context, ln net.Listener) {
 	serveConns(ctx, ln, MaxClients, func(c net.Conn) {
-		_ = c.SetDeadline(time.Now().Add(RequestTimeout))
+		_ = c.SetDeadline(time.Now().Add(s.timeout))
 		status, body := s.metricsAnswer(c)
+		_ = c.SetWriteDeadline(time.Now().Add(s.timeout))
 		var buf bytes.Buffer
 		fmt.Fprintf(&buf, "HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n",
 			status, contentType(status), body.Len())
 		_, _ = c.Write(append(buf.Bytes(), body.Bytes()...))
 	}, func(c net.Conn) {
-		_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+		_ = c.SetDeadline(time.Now().Add(time.Second))
 		_, _ = io.WriteString(c, "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
 	})
 }

@@ -21,6 +21,7 @@ const (
 	MaxClients     = 16
 	// RequestStatus is the one request the socket answers.
 	RequestStatus = "status"
+	busyText      = "agent busy"
 )
 
 // listenControl binds the socket with mode 0660 (the group, tunnel-agent
@@ -53,14 +54,14 @@ func listenControl(path string) (net.Listener, error) {
 // serveControl answers clients until ctx ends.
 func (s *Server) serveControl(ctx context.Context, ln net.Listener) {
 	serveConns(ctx, ln, MaxClients, s.handle, func(c net.Conn) {
-		_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-		writeDoc(c, badRequest("agent busy: more than %d clients at once; retry", MaxClients))
+		_ = c.SetDeadline(time.Now().Add(time.Second))
+		writeDoc(c, badRequest("%s: more than %d clients at once; retry", busyText, MaxClients))
 	})
 }
 
 // serveConns runs handle for each accepted connection, at most limit at
-// once; a connection beyond that gets busy (without a goroutine) and is
-// closed. When ctx ends it closes the listener and every open connection
+// once; up to limit more get busy, and beyond that a connection is closed
+// at once. When ctx ends it closes the listener and every open connection
 // and waits for the handlers.
 func serveConns(ctx context.Context, ln net.Listener, limit int, handle, busy func(net.Conn)) {
 	var (
@@ -69,6 +70,7 @@ func serveConns(ctx context.Context, ln net.Listener, limit int, handle, busy fu
 		conns = map[net.Conn]struct{}{}
 	)
 	slots := make(chan struct{}, limit)
+	busySlots := make(chan struct{}, limit) // to say "busy"
 	stopped := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
 		defer close(stopped)
@@ -104,19 +106,27 @@ func serveConns(ctx context.Context, ln net.Listener, limit int, handle, busy fu
 			continue
 		}
 		delay = 5 * time.Millisecond
+		var run func(net.Conn)
+		var slot chan struct{}
 		select {
 		case slots <- struct{}{}:
+			run, slot = handle, slots
 		default:
-			busy(c)
-			_ = c.Close()
-			continue
+			select {
+			case busySlots <- struct{}{}:
+				run, slot = busy, busySlots
+			default: // flooded: no answer at all
+				_ = c.Close()
+				continue
+			}
 		}
 		mu.Lock()
 		conns[c] = struct{}{}
 		mu.Unlock()
 		wg.Go(func() {
-			defer func() { <-slots }()
-			handle(c)
+			defer func() { <-slot }()
+			run(c)
+			linger(c)
 			mu.Lock()
 			delete(conns, c)
 			mu.Unlock()
@@ -125,10 +135,22 @@ func serveConns(ctx context.Context, ln net.Listener, limit int, handle, busy fu
 	}
 }
 
+// linger ends our side and reads (bounded) what the client still sends,
+// so that closing does not reset the connection before the client has
+// read the answer.
+func linger(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	_ = c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	_, _ = io.Copy(io.Discard, io.LimitReader(c, 1<<20))
+}
+
 // handle reads one request line and answers it.
 func (s *Server) handle(c net.Conn) {
-	_ = c.SetDeadline(time.Now().Add(RequestTimeout))
+	_ = c.SetDeadline(time.Now().Add(s.timeout))
 	req, err := readRequest(c)
+	_ = c.SetWriteDeadline(time.Now().Add(s.timeout))
 	if err != nil {
 		s.m.badRequest()
 		writeDoc(c, badRequest("%v", err))

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"strings"
@@ -48,8 +49,26 @@ var ErrNotRunning = errors.New("tunnel-agent is not running")
 // maxAnswer bounds what Query reads.
 const maxAnswer = 16 << 20
 
-// Query asks the agent behind the socket at path for its status.
+// ErrBusy: the agent serves too many control clients at once.
+var ErrBusy = errors.New("the agent is busy with other status requests; retry")
+
+// Query asks the agent behind the socket at path for its status, trying
+// up to 3 times while the agent is busy.
 func Query(ctx context.Context, path string) (Status, error) {
+	for attempt := 1; ; attempt++ {
+		st, err := query(ctx, path)
+		if !errors.Is(err, ErrBusy) || attempt == 3 {
+			return st, err
+		}
+		select {
+		case <-ctx.Done():
+			return st, err
+		case <-time.After(time.Duration(rand.N(100*attempt)+1) * time.Millisecond):
+		}
+	}
+}
+
+func query(ctx context.Context, path string) (Status, error) {
 	var st Status
 	var d net.Dialer
 	ctx, cancel := context.WithTimeout(ctx, RequestTimeout)
@@ -68,14 +87,23 @@ func Query(ctx context.Context, path string) (Status, error) {
 		_ = c.SetDeadline(dl)
 	}
 	if _, err := io.WriteString(c, RequestStatus+"\n"); err != nil {
+		if errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
+			return st, ErrBusy
+		}
 		return st, fmt.Errorf("send the status request: %w", err)
 	}
 	b, err := io.ReadAll(io.LimitReader(c, maxAnswer))
+	if errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
+		return st, ErrBusy // closed unanswered: flooded
+	}
 	if err != nil {
 		return st, fmt.Errorf("read the status: %w", err)
 	}
 	var e errorDoc
 	if json.Unmarshal(b, &e) == nil && e.Error != "" {
+		if strings.HasPrefix(e.Error, busyText) {
+			return st, ErrBusy
+		}
 		return st, fmt.Errorf("the agent answered: %s", e.Error)
 	}
 	if err := json.Unmarshal(b, &st); err != nil {
