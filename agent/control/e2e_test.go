@@ -1,0 +1,379 @@
+package control
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/tunnel-agent/tunnel-agent/agent"
+	"github.com/tunnel-agent/tunnel-agent/agent/audit"
+	"github.com/tunnel-agent/tunnel-agent/agent/config"
+	"github.com/tunnel-agent/tunnel-agent/agent/notify"
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel"
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/tunneltest"
+	"github.com/tunnel-agent/tunnel-agent/platform/emulator"
+)
+
+const (
+	thing      = "pi-1"
+	auditTopic = "tunnel-agent/pi-1/events"
+	waitFor    = 30 * time.Second
+)
+
+// rig is the emulator, a real agent over MQTT with its control server and
+// audit queue, and the test's view of both.
+type rig struct {
+	t     *testing.T
+	emu   *emulator.Emulator
+	a     *agent.Agent
+	src   *notify.MQTTSource
+	srv   *Server
+	queue *audit.Queue
+	sock  string
+	logs  *tunneltest.SyncBuffer
+
+	mu     sync.Mutex
+	queued []audit.Event // what the agent handed to the queue, in order
+
+	stop func() // stops the agent and its observers; idempotent
+}
+
+type rigOpts struct {
+	mqttHost             string // "" = the emulator's broker
+	mqttPort             int
+	rootCA, cert, key    string
+	retryMin, maxBackoff time.Duration
+}
+
+func newRig(t *testing.T, o rigOpts) *rig {
+	t.Helper()
+	r := &rig{t: t, logs: &tunneltest.SyncBuffer{}}
+	ecfg := emulator.Config{StateDir: t.TempDir(), MQTTPlainAddr: "127.0.0.1:0"}
+	emu, err := emulator.New(ecfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.emu = emu
+	ectx, ecancel := context.WithCancel(context.Background())
+	edone := make(chan struct{})
+	go func() { defer close(edone); _ = emu.Run(ectx) }()
+	t.Cleanup(func() { ecancel(); <-edone })
+
+	cfg := config.Default()
+	cfg.ThingName, cfg.StateDir = thing, t.TempDir()
+	cfg.DataEndpoint, cfg.CAFile = emu.DataEndpoint(), emu.CAFile()
+	cfg.Services = map[string]string{"ECHO": tunneltest.Echo(t), "DATA": tunneltest.Echo(t)}
+	if o.mqttHost == "" {
+		host, port, _ := net.SplitHostPort(emu.MQTTAddr())
+		o.mqttHost, o.rootCA = host, emu.CAFile()
+		o.mqttPort, _ = strconv.Atoi(port)
+		if o.cert, o.key, err = emu.IssueDeviceCert(thing, t.TempDir()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	log := slog.New(slog.NewJSONHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	r.src, err = notify.NewMQTTSource(notify.MQTTConfig{Endpoint: o.mqttHost, Port: o.mqttPort, ThingName: thing,
+		CertFile: o.cert, KeyFile: o.key, RootCAFile: o.rootCA, Logger: log, MaxReconnectInterval: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.a, err = agent.New(cfg, r.src, log); err != nil {
+		t.Fatal(err)
+	}
+	r.queue, err = audit.NewQueue(audit.QueueConfig{Topic: auditTopic, Logger: log, RetryMin: o.retryMin, RetryMax: o.maxBackoff})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.sock = t.TempDir() + "/control.sock"
+	r.srv, err = New(Options{Agent: r.a, Source: r.src.State, Queue: r.queue, Socket: r.sock,
+		MetricsListen: "127.0.0.1:0", Thing: thing, Version: "test", MaxTunnels: cfg.MaxTunnels, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.a.OnEvent(func(e audit.Event) {
+		if e.Published() {
+			r.mu.Lock()
+			r.queued = append(r.queued, e)
+			r.mu.Unlock()
+		}
+		r.srv.Observe(e)
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = r.srv.Run(ctx) })
+	wg.Go(func() { _ = r.queue.Run(ctx, r.src) })
+	wg.Go(func() {
+		if err := r.a.Run(ctx); err != nil {
+			t.Errorf("agent: %v", err)
+		}
+	})
+	var once sync.Once
+	r.stop = func() { once.Do(func() { cancel(); wg.Wait() }) }
+	t.Cleanup(r.stop)
+	select {
+	case <-r.a.Ready():
+	case <-time.After(waitFor):
+		t.Fatal("agent never subscribed")
+	}
+	return r
+}
+
+type opened struct{ id, src, dst string }
+
+// open calls OpenTunnel on the emulator.
+func (r *rig) open(services ...string) opened {
+	r.t.Helper()
+	b, _ := json.Marshal(map[string]any{"destinationConfig": map[string]any{"thingName": thing, "services": services}})
+	out := r.call("OpenTunnel", b)
+	return opened{id: out["tunnelId"].(string), src: out["sourceAccessToken"].(string), dst: out["destinationAccessToken"].(string)}
+}
+
+func (r *rig) close(id string) {
+	r.t.Helper()
+	b, _ := json.Marshal(map[string]any{"tunnelId": id})
+	r.call("CloseTunnel", b)
+}
+
+func (r *rig) call(op string, body []byte) map[string]any {
+	r.t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, r.emu.APIURL()+"/", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/x-amz-json-1.1")
+	req.Header.Set("X-Amz-Target", "IoTSecuredTunneling."+op)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		r.t.Fatalf("%s: HTTP %d: %s", op, resp.StatusCode, b)
+	}
+	var out map[string]any
+	_ = json.Unmarshal(b, &out)
+	return out
+}
+
+// source runs the operator's side of a tunnel.
+func (r *rig) source(token string, services ...string) *tunnel.Session {
+	r.t.Helper()
+	m := map[string]string{}
+	for _, s := range services {
+		m[s] = "127.0.0.1:0"
+	}
+	s, err := tunnel.New(tunnel.Config{Mode: tunnel.ModeSource, Endpoint: r.emu.DataEndpoint(), AccessToken: token,
+		RootCAs: r.emu.CAPool(), Services: m, ReconnectMax: time.Second})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = s.Run(ctx) }()
+	r.t.Cleanup(func() { cancel(); <-done })
+	return s
+}
+
+// status asks the control socket, as `tunnel-agent status --json` does.
+func (r *rig) status() Status {
+	r.t.Helper()
+	st, err := Query(context.Background(), r.sock)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return st
+}
+
+func (r *rig) waitStatus(what string, ok func(Status) bool) Status {
+	r.t.Helper()
+	deadline := time.Now().Add(waitFor)
+	for {
+		st := r.status()
+		if ok(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			b, _ := json.MarshalIndent(st, "", "  ")
+			r.t.Fatalf("timed out waiting for %s; status:\n%s", what, b)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (r *rig) queuedEvents() []audit.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.queued)
+}
+
+// echoConn is a connection through a tunnel to an echo service that
+// stays open; push sends n bytes and reads them back.
+type echoConn struct {
+	t    *testing.T
+	c    net.Conn
+	sent int64
+}
+
+func dialEcho(t *testing.T, addr net.Addr) *echoConn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr.String(), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &echoConn{t: t, c: c}
+}
+
+func (e *echoConn) push(n int) {
+	e.t.Helper()
+	_ = e.c.SetDeadline(time.Now().Add(waitFor))
+	msg := bytes.Repeat([]byte{byte(n)}, n)
+	done := make(chan struct{})
+	go func() { defer close(done); _, _ = e.c.Write(msg) }()
+	defer func() { <-done }()
+	if _, err := io.ReadFull(e.c, make([]byte, n)); err != nil {
+		e.t.Fatalf("echo of %d bytes: %v", n, err)
+	}
+	e.sent += int64(n)
+}
+
+// scrape reads the metrics endpoint into name{labels} -> value.
+func (r *rig) scrape() map[string]float64 {
+	r.t.Helper()
+	addr := r.srv.MetricsAddr(context.Background())
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain; version=0.0.4") {
+		r.t.Fatalf("metrics: HTTP %d, %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	m := map[string]float64{}
+	types := map[string]bool{}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if f, ok := strings.CutPrefix(line, "# TYPE "); ok {
+			fam, _, _ := strings.Cut(f, " ")
+			if types[fam] {
+				r.t.Errorf("metrics: a second TYPE line for %s", fam)
+			}
+			types[fam] = true
+		}
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			r.t.Fatalf("metrics line %q: %v", line, err)
+		}
+		m[line[:i]] = v
+	}
+	return m
+}
+
+// subscriber collects the audit events published to a broker.
+type subscriber struct {
+	mu  sync.Mutex
+	got []audit.Event
+}
+
+func (s *subscriber) add(payload []byte) {
+	var e audit.Event
+	if err := json.Unmarshal(payload, &e); err != nil {
+		return
+	}
+	s.mu.Lock()
+	s.got = append(s.got, e)
+	s.mu.Unlock()
+}
+
+func (s *subscriber) events() []audit.Event {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.got)
+}
+
+// subscribe connects a plain MQTT client to the broker at addr.
+func subscribe(t *testing.T, addr string) *subscriber {
+	t.Helper()
+	s := &subscriber{}
+	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("audit-subscriber").SetOrderMatters(true))
+	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscriber connect: %v", tok.Error())
+	}
+	t.Cleanup(func() { c.Disconnect(100) })
+	tok := c.Subscribe("tunnel-agent/+/events", 1, func(_ mqtt.Client, m mqtt.Message) { s.add(m.Payload()) })
+	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+	return s
+}
+
+// checkAudit waits until the subscriber has every event the agent queued,
+// in order, each once (after dedup of QoS 1 repeats by seq).
+func checkAudit(t *testing.T, r *rig, got func() []audit.Event) []audit.Event {
+	t.Helper()
+	var uniq []audit.Event
+	deadline := time.Now().Add(waitFor)
+	for {
+		want := r.queuedEvents()
+		uniq = uniq[:0]
+		var last uint64
+		for _, e := range got() {
+			if e.Seq == last {
+				continue // a QoS 1 repeat
+			}
+			if e.Seq < last {
+				t.Fatalf("audit events out of order: seq %d after %d", e.Seq, last)
+			}
+			uniq = append(uniq, e)
+			last = e.Seq
+		}
+		if len(uniq) == len(want) && len(want) > 0 {
+			for i, e := range uniq {
+				w := want[i]
+				if e.Seq != uint64(i+1) || e.Event != w.Event || e.Tunnel != w.Tunnel || e.Service != w.Service ||
+					e.BytesIn != w.BytesIn || e.Thing != thing {
+					t.Fatalf("audit event %d: got %+v, want %+v", i+1, e, w)
+				}
+			}
+			return uniq
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("subscriber has %d distinct audit events, the agent queued %d; queue %+v", len(uniq), len(want), r.queue.Stats())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func tunnelByID(st Status, id string) *agent.TunnelStatus {
+	for i := range st.Tunnels {
+		if st.Tunnels[i].ID == id {
+			return &st.Tunnels[i]
+		}
+	}
+	return nil
+}
+
+func traffic(t *agent.TunnelStatus, svc string) tunnel.ServiceStats {
+	for _, s := range t.Traffic {
+		if s.Service == svc {
+			return s
+		}
+	}
+	return tunnel.ServiceStats{Service: svc}
+}
