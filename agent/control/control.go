@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"sync"
@@ -88,7 +89,11 @@ func (s *Server) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	if s.o.Socket != "" {
 		if ln, err := listenControl(s.o.Socket); err != nil {
-			s.log.Warn("no control socket: `tunnel-agent status` will not work", "path", s.o.Socket, "err", err,
+			level := slog.LevelWarn
+			if errors.Is(err, fs.ErrNotExist) { // no runtime directory: not under the unit
+				level = slog.LevelInfo
+			}
+			s.log.Log(ctx, level, "no control socket: `tunnel-agent status` will not work", "path", s.o.Socket, "err", err,
 				"hint", "under systemd the unit's RuntimeDirectory= creates its directory; elsewhere set control_socket to a writable path, or off")
 		} else {
 			s.setAddr(&s.sock, s.o.Socket)

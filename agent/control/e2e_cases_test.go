@@ -41,6 +41,10 @@ func TestE2EStatusMetricsAudit(t *testing.T) {
 			traffic(b, "ECHO").BytesOut == e2.sent
 	})
 	a, b := tunnelByID(st, id1), tunnelByID(st, id2)
+	var text strings.Builder
+	_ = WriteText(&text, &st, time.Now())
+	js, _ := json.MarshalIndent(st, "", "  ")
+	t.Logf("tunnel-agent status:\n%s\ntunnel-agent status --json:\n%s", text.String(), js)
 	for _, c := range []struct {
 		name string
 		got  int64
@@ -67,6 +71,13 @@ func TestE2EStatusMetricsAudit(t *testing.T) {
 
 	// The metrics agree with the status.
 	m := r.scrape()
+	if testing.Verbose() {
+		for k, v := range m {
+			if strings.HasPrefix(k, "tunnel_agent_") {
+				t.Logf("metric %s %v", k, v)
+			}
+		}
+	}
 	for _, svc := range []string{"ECHO", "DATA"} {
 		want := traffic(a, svc).BytesIn + traffic(b, svc).BytesIn
 		for _, dir := range []string{"in", "out"} {

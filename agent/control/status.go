@@ -122,7 +122,7 @@ func WriteText(w io.Writer, st *Status, now time.Time) error {
 		if where == "" {
 			where = "Greengrass IPC"
 		}
-		p("notifications: %s %s, %s since %s (%s ago), %d connect(s)", s.Kind, where, s.State, clock(s.Since), ago(now, s.Since), s.Connects)
+		p("source: %s %s, %s since %s (%s ago), %d connect(s)", s.Kind, where, s.State, clock(s.Since), ago(now, s.Since), s.Connects)
 		p("  topic %s", s.Topic)
 		if s.LastError != "" {
 			p("  last error %s ago: %s", ago(now, s.LastErrorAt), s.LastError)

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -118,9 +119,11 @@ func TestRunReadinessAndSIGTERM(t *testing.T) {
 	}
 	defer ln.Close()
 
+	control := filepath.Join(t.TempDir(), "control.sock")
 	cmd := exec.Command(os.Args[0], "run", "--thing-name", "pi-1", "--endpoint", "localhost",
 		"--port", fmt.Sprint(b.Port()), "--cert", pki.ClientCertFile, "--key", pki.ClientKeyFile, "--root-ca", pki.CAFile,
-		"--service", "SSH=127.0.0.1:22", "--state-dir", t.TempDir(), "--config", writeConfig(t, ""))
+		"--service", "SSH=127.0.0.1:22", "--state-dir", t.TempDir(), "--config", writeConfig(t, ""),
+		"--control-socket", control)
 	cmd.Env = append(os.Environ(), "TUNNEL_AGENT_TEST_MAIN=1", "NOTIFY_SOCKET="+sock)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -137,6 +140,7 @@ func TestRunReadinessAndSIGTERM(t *testing.T) {
 	if err != nil || !strings.HasPrefix(string(buf[:n]), "READY=1") {
 		t.Fatalf("no READY=1 (%v): %q\n%s", err, buf[:n], stderr.String())
 	}
+	checkStatusCommand(t, control)
 	start := time.Now()
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -149,6 +153,40 @@ func TestRunReadinessAndSIGTERM(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "subscribed") {
 		t.Errorf("log lacks the subscription:\n%s", stderr.String())
+	}
+}
+
+// checkStatusCommand runs `tunnel-agent status` against a running agent.
+func checkStatusCommand(t *testing.T, socket string) {
+	t.Helper()
+	out, errOut, rc := run("status", "--json", "--socket", socket)
+	if rc != 0 {
+		t.Fatalf("status --json: rc %d: %s", rc, errOut)
+	}
+	var st struct {
+		Thing  string
+		Source struct{ State, Topic string }
+		Tunnels []any
+	}
+	if err := json.Unmarshal([]byte(out), &st); err != nil || st.Thing != "pi-1" || st.Source.State != "subscribed" ||
+		st.Source.Topic != "$aws/things/pi-1/tunnels/notify" || st.Tunnels == nil {
+		t.Fatalf("status --json: %v\n%s", err, out)
+	}
+	out, _, rc = run("status", "--socket", socket)
+	if rc != 0 || !strings.Contains(out, "source: mqtt localhost:") || !strings.Contains(out, "tunnels: 0 live (max 10)") {
+		t.Fatalf("status: rc %d\n%s", rc, out)
+	}
+	t.Logf("tunnel-agent status:\n%s", out)
+}
+
+// Without a daemon, status says so in one line and exits 1.
+func TestStatusWithoutDaemon(t *testing.T) {
+	out, errOut, rc := run("status", "--socket", filepath.Join(t.TempDir(), "none.sock"))
+	if rc != 1 || out != "" || strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, "tunnel-agent is not running") {
+		t.Fatalf("rc %d, stdout %q, stderr %q", rc, out, errOut)
+	}
+	if _, errOut, rc := run("status", "extra"); rc == 0 || !strings.Contains(errOut, "no arguments") {
+		t.Fatalf("status extra: rc %d %q", rc, errOut)
 	}
 }
 
