@@ -164,8 +164,8 @@ func checkStatusCommand(t *testing.T, socket string) {
 		t.Fatalf("status --json: rc %d: %s", rc, errOut)
 	}
 	var st struct {
-		Thing  string
-		Source struct{ State, Topic string }
+		Thing   string
+		Source  struct{ State, Topic string }
 		Tunnels []any
 	}
 	if err := json.Unmarshal([]byte(out), &st); err != nil || st.Thing != "pi-1" || st.Source.State != "subscribed" ||
