@@ -25,6 +25,34 @@ type observers struct {
 	srv   *control.Server
 	queue *audit.Queue
 	pub   audit.Publisher
+	ready *readyState // for a source that does not report its state
+}
+
+// readyState stands in for the state of a source that does not report
+// one (Greengrass IPC): connecting until subscribed.
+type readyState struct {
+	mu sync.Mutex
+	st notify.SourceState
+}
+
+func (r *readyState) subscribed() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.st.State, r.st.Since = notify.StateSubscribed, time.Now()
+	r.st.Connects++
+}
+
+func (r *readyState) get() notify.SourceState {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.st
+}
+
+// onReady is called after every successful subscription.
+func (o *observers) onReady() {
+	if o.ready != nil {
+		o.ready.subscribed()
+	}
 }
 
 // newObservers wires the observers to the agent (its OnEvent hook).
@@ -33,7 +61,7 @@ func newObservers(cfg config.Config, src notify.Source, a *agent.Agent, log *slo
 	if cfg.AuditTopic != "" {
 		pub, ok := src.(audit.Publisher)
 		if !ok {
-			return nil, errors.New("audit_topic: this notification source cannot publish yet; remove audit_topic")
+			return nil, errors.New("audit_topic: publishing through Greengrass IPC (PublishToIoTCore) is not available yet; remove audit_topic")
 		}
 		q, err := audit.NewQueue(audit.QueueConfig{Topic: cfg.AuditTopicFor(cfg.ThingName), Size: cfg.AuditQueue, Logger: log})
 		if err != nil {
@@ -48,6 +76,10 @@ func newObservers(cfg config.Config, src notify.Source, a *agent.Agent, log *slo
 	}
 	if r, ok := src.(notify.StateReporter); ok {
 		opts.Source = r.State
+	} else {
+		o.ready = &readyState{st: notify.SourceState{Kind: "greengrass", Topic: notify.Topic(cfg.ThingName),
+			State: notify.StateConnecting, Since: time.Now()}}
+		opts.Source = o.ready.get
 	}
 	srv, err := control.New(opts)
 	if err != nil {

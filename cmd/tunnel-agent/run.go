@@ -55,6 +55,7 @@ func cmdRun(args []string, logOut io.Writer, greengrass bool) error {
 		return err
 	}
 	a.OnReady(func() {
+		obs.onReady()
 		if _, err := service.Ready("subscribed to tunnel notifications"); err != nil {
 			log.Warn("cannot report readiness to systemd", "err", err)
 		}
