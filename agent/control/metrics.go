@@ -185,7 +185,7 @@ func listenMetrics(addr string) (net.Listener, error) {
 // Prometheus scrape needs, without linking Go's HTTP server (about 700 KB
 // of the linux/arm binary, with HTTP/2).
 func (s *Server) serveMetrics(ctx context.Context, ln net.Listener) {
-	serveConns(ctx, ln, MaxClients, func(c net.Conn) {
+	serveConns(ctx, s.log, ln, MaxClients, func(c net.Conn) {
 		_ = c.SetDeadline(time.Now().Add(s.timeout))
 		status, body := s.metricsAnswer(c)
 		_ = c.SetWriteDeadline(time.Now().Add(s.timeout))

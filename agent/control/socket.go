@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"sync"
@@ -22,6 +24,8 @@ const (
 	// RequestStatus is the one request the socket answers.
 	RequestStatus = "status"
 	busyText      = "agent busy"
+
+	acceptRetryMin = 5 * time.Millisecond
 )
 
 // listenControl binds the socket with mode 0660 (the group, tunnel-agent
@@ -53,7 +57,7 @@ func listenControl(path string) (net.Listener, error) {
 
 // serveControl answers clients until ctx ends.
 func (s *Server) serveControl(ctx context.Context, ln net.Listener) {
-	serveConns(ctx, ln, MaxClients, s.handle, func(c net.Conn) {
+	serveConns(ctx, s.log, ln, MaxClients, s.handle, func(c net.Conn) {
 		_ = c.SetDeadline(time.Now().Add(time.Second))
 		writeDoc(c, badRequest("%s: more than %d clients at once; retry", busyText, MaxClients))
 	})
@@ -63,7 +67,7 @@ func (s *Server) serveControl(ctx context.Context, ln net.Listener) {
 // once; up to limit more get busy, and beyond that a connection is closed
 // at once. When ctx ends it closes the listener and every open connection
 // and waits for the handlers.
-func serveConns(ctx context.Context, ln net.Listener, limit int, handle, busy func(net.Conn)) {
+func serveConns(ctx context.Context, log *slog.Logger, ln net.Listener, limit int, handle, busy func(net.Conn)) {
 	var (
 		wg    sync.WaitGroup
 		mu    sync.Mutex
@@ -89,7 +93,7 @@ func serveConns(ctx context.Context, ln net.Listener, limit int, handle, busy fu
 		}
 		wg.Wait()
 	}()
-	delay := 5 * time.Millisecond
+	delay := acceptRetryMin
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -97,15 +101,18 @@ func serveConns(ctx context.Context, ln net.Listener, limit int, handle, busy fu
 				return
 			}
 			// Out of file descriptors or similar: wait, then go on.
+			if delay == acceptRetryMin {
+				log.Warn("cannot accept a client; retrying", "addr", ln.Addr().String(), "err", err)
+			}
 			delay = min(2*delay, time.Second)
 			select {
 			case <-ctx.Done():
 				return
-			case <-time.After(delay):
+			case <-time.After(rand.N(delay) + 1):
 			}
 			continue
 		}
-		delay = 5 * time.Millisecond
+		delay = acceptRetryMin
 		var run func(net.Conn)
 		var slot chan struct{}
 		select {

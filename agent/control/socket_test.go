@@ -31,8 +31,9 @@ func (f fixedAgent) Snapshot() agent.Snapshot { return f.snap }
 func startServer(t *testing.T, o Options) (*Server, string) {
 	t.Helper()
 	if o.Agent == nil {
+		traffic := []tunnel.ServiceStats{{Service: "SSH", Active: 1, Opened: 2, BytesIn: 10, BytesOut: 20}}
 		o.Agent = fixedAgent{agent.Snapshot{Tunnels: []agent.TunnelStatus{{ID: "abc", Services: []string{"SSH"},
-			Traffic: []tunnel.ServiceStats{{Service: "SSH", Active: 1, Opened: 2, BytesIn: 10, BytesOut: 20}}}}}}
+			Traffic: traffic}}, Traffic: traffic}}
 	}
 	if o.Socket == "" {
 		o.Socket = filepath.Join(t.TempDir(), "control.sock")
@@ -221,5 +222,33 @@ func TestObserveQueuesPublishedEventsWithThing(t *testing.T) {
 	n := s.Status().Notifications
 	if n["accepted"] != 1 || n["malformed"] != 1 {
 		t.Fatalf("notifications %v", n)
+	}
+}
+
+// The metrics endpoint answers bad requests with 4xx over real TCP.
+func TestMetricsBadRequests(t *testing.T) {
+	s, _ := startServer(t, Options{MetricsListen: "127.0.0.1:0"})
+	addr := s.MetricsAddr(t.Context())
+	for req, want := range map[string]string{
+		"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n":                       "HTTP/1.1 200 OK",
+		"POST /metrics HTTP/1.1\r\nHost: x\r\n\r\n":                      "HTTP/1.1 405",
+		"GET /debug/pprof HTTP/1.1\r\nHost: x\r\n\r\n":                   "HTTP/1.1 404",
+		"\x16\x03\x01\x00garbage\r\n\r\n":                                "HTTP/1.1 400",
+		"GET /metrics HTTP/1.1\r\n" + strings.Repeat("X-A: b\r\n", 2000): "HTTP/1.1 400",
+	} {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		go func() { _, _ = io.WriteString(c, req) }()
+		b, _ := io.ReadAll(c)
+		c.Close()
+		if !strings.HasPrefix(string(b), want) {
+			t.Errorf("%.30q: got %.60q, want %s", req, b, want)
+		}
+		if want == "HTTP/1.1 200 OK" && !strings.Contains(string(b), `tunnel_agent_bytes_total{service="SSH",direction="out"} 20`) {
+			t.Errorf("metrics body:\n%s", b)
+		}
 	}
 }
