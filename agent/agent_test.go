@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tunnel-agent/tunnel-agent/agent/audit"
 	"github.com/tunnel-agent/tunnel-agent/agent/config"
 	"github.com/tunnel-agent/tunnel-agent/agent/notify/notifytest"
 	"github.com/tunnel-agent/tunnel-agent/agent/tunnel"
@@ -90,6 +91,8 @@ type harness struct {
 	cancel   context.CancelFunc
 	done     chan error
 	connect  bool
+	a        *Agent
+	onEvent  func(audit.Event)
 }
 
 func newHarness(t *testing.T, mod func(*config.Config)) *harness {
@@ -109,6 +112,10 @@ func (h *harness) start() {
 	a, err := New(h.cfg, h.src, slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		h.t.Fatal(err)
+	}
+	h.a = a
+	if h.onEvent != nil {
+		a.OnEvent(h.onEvent)
 	}
 	a.newSession = func(c tunnel.Config) (runner, error) {
 		f := &fakeSession{cfg: c, result: make(chan error, 1)}
