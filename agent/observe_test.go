@@ -66,6 +66,13 @@ func TestSnapshotAndEvents(t *testing.T) {
 	h.publish(note("tok-1", "SSH"))
 	h.publish(note("tok-2", "SSH"))      // over max_tunnels
 	h.publish(note("tok-3", "UNMAPPED")) // no allowed service
+	// Handled in order: once the last one is, the others were.
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(rec.names(), audit.ReasonNoService); {
+		if time.Now().After(deadline) {
+			t.Fatalf("events: %s", rec.names())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	s.result <- nil
 	snap = waitSnap(t, h.a, "ended", func(s Snapshot) bool { return len(s.Tunnels) == 0 && len(s.Ended) == 1 })
 	if e := snap.Ended[0]; e.ID != id || e.Reason != "closed by service" || e.ChannelID != "ch" {
