@@ -126,6 +126,28 @@ func TestE2EStatusMetricsAudit(t *testing.T) {
 		t.Errorf("%s = %v", k, m[k])
 	}
 
+	// A token the data plane does not know: refused, and counted by status.
+	publishNote(t, r.emu.MQTTPlainAddr(), "AQGAAXbogusbogusbogusbogusbogusbogus", "ECHO")
+	st = r.waitStatus("bogus tunnel refused", func(st Status) bool { return len(st.Ended) == 3 })
+	if e := st.Ended[0]; e.Reason != "rejected by service" || !strings.Contains(e.Err, "HTTP 4") {
+		t.Errorf("bogus tunnel ended: %+v", e)
+	}
+	refusals := 0.0
+	for k, v := range r.scrape() {
+		if strings.HasPrefix(k, `tunnel_agent_dataplane_handshake_refusals_total{status="4`) {
+			refusals += v
+		}
+	}
+	if refusals != 1 {
+		t.Errorf("handshake refusals counted: %v", refusals)
+	}
+	js, _ = json.Marshal(r.status())
+	for _, tok := range []string{t1.dst, t1.src, t2.dst, t2.src, "AQGAAXbogus"} {
+		if strings.Contains(string(js), tok) {
+			t.Fatal("a token in the status")
+		}
+	}
+
 	got := checkAudit(t, r, sub.events)
 	counts := map[string]int{}
 	for _, e := range got {
@@ -134,7 +156,7 @@ func TestE2EStatusMetricsAudit(t *testing.T) {
 			t.Fatal("a token in an audit event")
 		}
 	}
-	if counts[audit.TunnelOpened] != 2 || counts[audit.TunnelClosed] != 2 || counts[audit.StreamStarted] != 3 || counts[audit.StreamEnded] != 3 {
+	if counts[audit.TunnelOpened] != 3 || counts[audit.TunnelClosed] != 3 || counts[audit.StreamStarted] != 3 || counts[audit.StreamEnded] != 3 {
 		t.Errorf("audit events by name: %v", counts)
 	}
 	t.Logf("%d audit events received in order: %v", len(got), counts)

@@ -377,3 +377,17 @@ func traffic(t *agent.TunnelStatus, svc string) tunnel.ServiceStats {
 	}
 	return tunnel.ServiceStats{Service: svc}
 }
+
+// publishNote publishes a tunnel notification for the thing, as AWS IoT does.
+func publishNote(t *testing.T, addr, token string, services ...string) {
+	t.Helper()
+	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("test-publisher"))
+	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("publisher connect: %v", tok.Error())
+	}
+	defer c.Disconnect(100)
+	b, _ := json.Marshal(map[string]any{"clientAccessToken": token, "clientMode": "destination", "region": "us-east-1", "services": services})
+	if tok := c.Publish(notify.Topic(thing), 1, false, b); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("publish: %v", tok.Error())
+	}
+}
