@@ -27,6 +27,9 @@ import (
 	"github.com/tunnel-agent/tunnel-agent/platform/emulator"
 )
 
+// httpClient bounds every HTTP call of the tests.
+var httpClient = &http.Client{Timeout: 20 * time.Second}
+
 const (
 	thing      = "pi-1"
 	auditTopic = "tunnel-agent/pi-1/events"
@@ -152,7 +155,7 @@ func (r *rig) call(op string, body []byte) map[string]any {
 	req, _ := http.NewRequest(http.MethodPost, r.emu.APIURL()+"/", bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/x-amz-json-1.1")
 	req.Header.Set("X-Amz-Target", "IoTSecuredTunneling."+op)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := httpClient.Do(req)
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -252,7 +255,7 @@ func (e *echoConn) push(n int) {
 func (r *rig) scrape() map[string]float64 {
 	r.t.Helper()
 	addr := r.srv.MetricsAddr(context.Background())
-	resp, err := http.Get("http://" + addr + "/metrics")
+	resp, err := httpClient.Get("http://" + addr + "/metrics")
 	if err != nil {
 		r.t.Fatal(err)
 	}
