@@ -107,10 +107,11 @@ func newRig(t *testing.T, o rigOpts) *rig {
 		t.Fatal(err)
 	}
 	r.a.OnEvent(func(e audit.Event) {
+		// One critical section: the recorded order is the queue's order.
+		r.mu.Lock()
+		defer r.mu.Unlock()
 		if e.Published() {
-			r.mu.Lock()
 			r.queued = append(r.queued, e)
-			r.mu.Unlock()
 		}
 		r.srv.Observe(e)
 	})
