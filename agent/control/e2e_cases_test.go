@@ -10,6 +10,7 @@ import (
 	"github.com/tunnel-agent/tunnel-agent/agent/audit"
 	"github.com/tunnel-agent/tunnel-agent/agent/notify"
 	"github.com/tunnel-agent/tunnel-agent/agent/notify/notifytest"
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel"
 	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/protocol"
 )
 
@@ -34,11 +35,13 @@ func TestE2EStatusMetricsAudit(t *testing.T) {
 	e2.push(123_457)
 	e2.push(1)
 
-	// While the connections are open.
+	// While the connections are open. Bytes from the tunnel are counted once
+	// the local write returns, which can be just after the echo came back:
+	// wait until both directions are counted.
+	both := func(s tunnel.ServiceStats, n int64) bool { return s.BytesIn == n && s.BytesOut == n }
 	st := r.waitStatus("bytes counted", func(st Status) bool {
 		a, b := tunnelByID(st, id1), tunnelByID(st, id2)
-		return traffic(a, "ECHO").BytesOut == e1.sent && traffic(a, "DATA").BytesOut == d1.sent &&
-			traffic(b, "ECHO").BytesOut == e2.sent
+		return both(traffic(a, "ECHO"), e1.sent) && both(traffic(a, "DATA"), d1.sent) && both(traffic(b, "ECHO"), e2.sent)
 	})
 	a, b := tunnelByID(st, id1), tunnelByID(st, id2)
 	var text strings.Builder
