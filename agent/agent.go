@@ -40,9 +40,18 @@ var (
 	errReplaced = errors.New("replaced by a newer notification")
 )
 
+// takeWait is how long the source may wait for room in the inbox before
+// leaving a notification unacknowledged (the broker redelivers it); a
+// variable for tests.
+var takeWait = 2 * time.Second
+
 const (
 	inboxSize   = 64
 	endedMemory = 256
+	// At most dropWarnBurst malformed notifications are logged per
+	// dropWarnWindow; the first line after that says how many were not.
+	dropWarnBurst  = 32
+	dropWarnWindow = time.Minute
 )
 
 // Agent receives notifications from a Source and serves tunnels.
@@ -53,12 +62,18 @@ type Agent struct {
 	now        func() time.Time
 	newSession sessionFactory
 
-	inbox     chan []byte
+	inbox     chan notify.Notification
+	quit      chan struct{} // closed when Run stops taking notifications
+	drops     dropLog
 	ready     chan struct{}
 	readyOnce sync.Once
 	readyHook atomic.Pointer[func()]
 	eventHook atomic.Pointer[func(audit.Event)]
-	view      view // what Snapshot reports
+	view      view          // what Snapshot reports
+	started   func()        // after the state is loaded (set before Run)
+	beat      func()        // from the event loop every beatEvery
+	beatEvery time.Duration // 0: no heartbeat
+	reloads   chan reloadRequest
 
 	// Owned by the Run goroutine.
 	store    *store
@@ -70,11 +85,14 @@ type Agent struct {
 }
 
 type tunnelEntry struct {
-	id        string
-	rec       *record
-	started   time.Time
-	cancel    context.CancelCauseFunc
-	connected atomic.Bool
+	id           string
+	rec          *record
+	started      time.Time
+	resumed      bool
+	cancel       context.CancelCauseFunc
+	sess         runner
+	connected    atomic.Bool
+	wasConnected atomic.Bool
 }
 
 type ending struct {
@@ -94,10 +112,12 @@ func New(cfg config.Config, src notify.Source, log *slog.Logger) (*Agent, error)
 	return &Agent{
 		cfg: cfg, src: src, log: log, now: time.Now,
 		newSession: newTunnelSession,
-		inbox:      make(chan []byte, inboxSize),
+		inbox:      make(chan notify.Notification, inboxSize),
+		quit:       make(chan struct{}),
 		ready:      make(chan struct{}),
 		tunnels:    make(map[string]*tunnelEntry),
 		endings:    make(chan ending),
+		reloads:    make(chan reloadRequest),
 	}, nil
 }
 
@@ -107,6 +127,15 @@ func (a *Agent) Ready() <-chan struct{} { return a.ready }
 // OnReady sets a function called after every successful subscription
 // (e.g. to report readiness to systemd). Set it before Run.
 func (a *Agent) OnReady(f func()) { a.readyHook.Store(&f) }
+
+// OnStarted sets a function called once Run has loaded the state and
+// started the notification source (connecting in the background): the
+// moment to tell systemd READY=1. Set it before Run.
+func (a *Agent) OnStarted(f func()) { a.started = f }
+
+// SetHeartbeat makes Run's event loop call f every interval (the systemd
+// watchdog: a wedged loop stops the calls). Set it before Run.
+func (a *Agent) SetHeartbeat(interval time.Duration, f func()) { a.beatEvery, a.beat = interval, f }
 
 // Run serves until ctx is cancelled (nil) or the source fails (error).
 // Tunnels are resumed from the state directory first. On return every
@@ -124,10 +153,23 @@ func (a *Agent) Run(ctx context.Context) error {
 	srcErr := make(chan error, 1)
 	a.wg.Go(func() { srcErr <- a.src.Run(ctx, a.deliver, a.onReady) })
 	defer a.shutdown(cancel)
+	if a.started != nil {
+		a.started()
+	}
+	var beat <-chan time.Time
+	if a.beatEvery > 0 && a.beat != nil {
+		t := time.NewTicker(a.beatEvery)
+		defer t.Stop()
+		beat = t.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-beat:
+			a.beat()
+		case r := <-a.reloads:
+			r.reply <- a.applyReload(r.cfg)
 		case err := <-srcErr:
 			if ctx.Err() != nil {
 				return nil
@@ -136,8 +178,8 @@ func (a *Agent) Run(ctx context.Context) error {
 				err = ErrSourceEnded
 			}
 			return fmt.Errorf("notifications: %w", err)
-		case p := <-a.inbox:
-			a.handle(ctx, p)
+		case n := <-a.inbox:
+			a.handle(ctx, n)
 		case e := <-a.endings:
 			a.finish(ctx, e)
 		}
@@ -147,6 +189,7 @@ func (a *Agent) Run(ctx context.Context) error {
 // shutdown cancels everything and waits for the sessions and the source.
 func (a *Agent) shutdown(cancel context.CancelFunc) {
 	cancel()
+	close(a.quit)
 	// A cancelled parent tells finish that the agent is stopping: the state stays.
 	stopping, stop := context.WithCancel(context.Background())
 	stop()
@@ -156,14 +199,73 @@ func (a *Agent) shutdown(cancel context.CancelFunc) {
 	a.wg.Wait()
 }
 
-// deliver is the Source callback: it never blocks.
-func (a *Agent) deliver(payload []byte) {
-	select {
-	case a.inbox <- payload:
-	default:
-		a.log.Warn("notification dropped: agent busy (queue full)", attrEvent, "notification.dropped")
-		a.emit(audit.Event{Event: audit.NotificationDropped, Reason: audit.ReasonQueueFull})
+// deliver is the Source callback. A malformed notification is dropped
+// here, before it takes a slot in the inbox, and acknowledged (redelivery
+// cannot fix it). A valid one waits up to takeWait for room; if there is
+// none, deliver reports false so the source leaves it unacknowledged and
+// the broker delivers it again.
+func (a *Agent) deliver(payload []byte) bool {
+	n, err := notify.Parse(payload)
+	if err != nil {
+		ev := audit.Event{Event: audit.NotificationDropped, Reason: err.Error()}
+		if !a.drops.warn(a.log, err, len(payload)) {
+			ev.Event = audit.NotificationDroppedQuiet // counted, not published: junk must not crowd out the trail
+		}
+		a.emit(ev)
+		return true
 	}
+	select {
+	case a.inbox <- n:
+		return true
+	default:
+	}
+	t := time.NewTimer(takeWait)
+	defer t.Stop()
+	select {
+	case a.inbox <- n:
+		return true
+	case <-a.quit:
+		return false
+	case <-t.C:
+		a.log.Warn("notification not taken: agent busy (queue full); it stays unacknowledged and the broker delivers it again",
+			attrEvent, audit.NotificationDeferred)
+		a.emit(audit.Event{Event: audit.NotificationDeferred, Reason: audit.ReasonQueueFull})
+		return false
+	}
+}
+
+// dropLog rate-limits the warning for malformed notifications: junk must
+// not fill the device's flash.
+type dropLog struct {
+	mu          sync.Mutex
+	windowStart time.Time
+	logged      int
+	suppressed  int
+}
+
+// warn logs the drop unless too many were logged lately; it reports
+// whether it did.
+func (d *dropLog) warn(log *slog.Logger, reason error, size int) bool {
+	d.mu.Lock()
+	now := time.Now()
+	if now.Sub(d.windowStart) >= dropWarnWindow {
+		d.windowStart, d.logged = now, 0
+	}
+	if d.logged >= dropWarnBurst {
+		d.suppressed++
+		d.mu.Unlock()
+		return false
+	}
+	d.logged++
+	n := d.suppressed
+	d.suppressed = 0
+	d.mu.Unlock()
+	attrs := []any{attrEvent, "notification.dropped", attrReason, reason.Error(), "bytes", size}
+	if n > 0 {
+		attrs = append(attrs, "suppressed", n)
+	}
+	log.Warn("notification dropped", attrs...)
+	return true
 }
 
 func (a *Agent) onReady() {

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tunnel-agent/tunnel-agent/agent/audit"
 	"github.com/tunnel-agent/tunnel-agent/agent/config"
 	"github.com/tunnel-agent/tunnel-agent/agent/notify/notifytest"
 	"github.com/tunnel-agent/tunnel-agent/agent/tunnel"
@@ -51,7 +50,7 @@ type chanSource struct {
 	err      error
 }
 
-func (s *chanSource) Run(ctx context.Context, deliver func([]byte), ready func()) error {
+func (s *chanSource) Run(ctx context.Context, deliver func([]byte) bool, ready func()) error {
 	ready()
 	for {
 		select {
@@ -68,8 +67,17 @@ func (s *chanSource) Run(ctx context.Context, deliver func([]byte), ready func()
 
 // fakeSession stands in for a tunnel.Session.
 type fakeSession struct {
-	cfg    tunnel.Config
-	result chan error // what Run returns, unless ctx ends first
+	cfg      tunnel.Config
+	result   chan error             // what Run returns, unless ctx ends first
+	services chan map[string]string // what SetServices was given
+}
+
+func (f *fakeSession) SetServices(m map[string]string) error {
+	select {
+	case f.services <- m:
+	default:
+	}
+	return nil
 }
 
 func (f *fakeSession) Run(ctx context.Context) error {
@@ -91,8 +99,8 @@ type harness struct {
 	cancel   context.CancelFunc
 	done     chan error
 	connect  bool
-	a        *Agent
-	onEvent  func(audit.Event)
+	agent    *Agent
+	setup    func(*Agent) // before Run
 }
 
 func newHarness(t *testing.T, mod func(*config.Config)) *harness {
@@ -113,17 +121,17 @@ func (h *harness) start() {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	h.a = a
-	if h.onEvent != nil {
-		a.OnEvent(h.onEvent)
-	}
 	a.newSession = func(c tunnel.Config) (runner, error) {
-		f := &fakeSession{cfg: c, result: make(chan error, 1)}
+		f := &fakeSession{cfg: c, result: make(chan error, 1), services: make(chan map[string]string, 4)}
 		if !h.connect {
 			f.cfg.OnEvent = func(tunnel.Event) {}
 		}
 		h.sessions <- f
 		return f, nil
+	}
+	h.agent = a
+	if h.setup != nil {
+		h.setup(a)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel, h.done = cancel, make(chan error, 1)

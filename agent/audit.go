@@ -53,9 +53,13 @@ func (a *Agent) auditTunnelOpened(t *tunnelEntry, resumed bool) {
 	a.emit(e)
 }
 
+// auditTunnelClosed reports the end of a tunnel and takes it out of the
+// view (first, so that the event's observers see it gone).
 func (a *Agent) auditTunnelClosed(t *tunnelEntry, reason string, err error) {
 	d := time.Since(t.started)
-	e := audit.Event{Event: audit.TunnelClosed, Tunnel: t.id, ChannelID: a.channelOf(t.id), Services: t.rec.Services,
+	channel := a.channelOf(t.id)
+	a.viewEnd(t.id, reason, err)
+	e := audit.Event{Event: audit.TunnelClosed, Tunnel: t.id, ChannelID: channel, Services: t.rec.Services,
 		Reason: reason, DurationMS: d.Milliseconds()}
 	attrs := []any{attrEvent, evTunnelClosed, attrTunnel, t.id, attrServices, t.rec.Services,
 		attrReason, reason, attrDuration, d.Round(time.Millisecond).String()}

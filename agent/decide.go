@@ -6,20 +6,16 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
+	"time"
 
 	"github.com/tunnel-agent/tunnel-agent/agent/audit"
 	"github.com/tunnel-agent/tunnel-agent/agent/notify"
 	"github.com/tunnel-agent/tunnel-agent/agent/tunnel"
 )
 
-// handle turns one raw notification into at most one new tunnel.
-func (a *Agent) handle(ctx context.Context, payload []byte) {
-	n, err := notify.Parse(payload)
-	if err != nil {
-		a.log.Warn("notification dropped", attrEvent, "notification.dropped", attrReason, err.Error(), "bytes", len(payload))
-		a.emit(audit.Event{Event: audit.NotificationDropped, Reason: err.Error()})
-		return
-	}
+// handle turns one validated notification into at most one new tunnel.
+func (a *Agent) handle(ctx context.Context, n notify.Notification) {
 	id := tokenID(n.ClientAccessToken)
 	log := a.log.With(attrTunnel, id)
 	if _, ok := a.tunnels[id]; ok {
@@ -110,16 +106,17 @@ func sameSet(a, b []string) bool {
 
 // start runs one tunnel session in its own goroutine.
 func (a *Agent) start(ctx context.Context, id string, rec *record, resumed bool) {
-	t := &tunnelEntry{id: id, rec: rec, started: a.now()}
+	t := &tunnelEntry{id: id, rec: rec, started: a.now(), resumed: resumed}
 	tctx, cancel := context.WithCancelCause(ctx)
 	tctx, stop := context.WithDeadlineCause(tctx, rec.Expires, errExpired)
 	t.cancel = func(cause error) { cancel(cause); stop() }
 	a.tunnels[id] = t
 	a.viewStart(t, resumed)
 	a.auditTunnelOpened(t, resumed)
+	// The session is built here, on the loop's goroutine, which owns a.cfg.
+	sess, err := a.newSession(a.sessionSpec(t))
+	t.sess = sess
 	a.wg.Go(func() {
-		var err error
-		sess, err := a.newSession(a.sessionSpec(t))
 		if err == nil {
 			a.viewSession(id, sess)
 			err = sess.Run(tctx)
@@ -141,7 +138,6 @@ func (a *Agent) finish(parent context.Context, e ending) {
 	reason, final := classify(e, parent)
 	if !final {
 		a.auditTunnelClosed(t, reason, nil)
-		a.viewEnd(e.id, reason, nil)
 		return
 	}
 	if err := a.store.remove(e.id); err != nil {
@@ -149,7 +145,28 @@ func (a *Agent) finish(parent context.Context, e ending) {
 	}
 	a.rememberEnded(e.id)
 	a.auditTunnelClosed(t, reason, e.err)
-	a.viewEnd(e.id, reason, e.err)
+	a.warnTokenTaken(t, e.err)
+}
+
+// tokenRaceWindow: a token refused as already used this soon after the
+// notification arrived was used by another client on this device.
+const tokenRaceWindow = 30 * time.Second
+
+// warnTokenTaken spots another tunneling client on the same device: the
+// AWS IoT Device Client's tunneling feature and the Greengrass
+// aws.greengrass.SecureTunneling component subscribe to the same notify
+// topic, and the single-use token goes to whoever connects first.
+func (a *Agent) warnTokenTaken(t *tunnelEntry, err error) {
+	var he *tunnel.HandshakeError
+	if t.resumed || t.wasConnected.Load() || !errors.As(err, &he) ||
+		!strings.Contains(strings.ToLower(he.Message), "previously used") || a.now().Sub(t.started) > tokenRaceWindow {
+		return
+	}
+	a.log.Warn("the tunnel's access token was already used when this agent first connected: another tunneling client on "+
+		"this device probably received the same notification and took the tunnel",
+		attrEvent, "tunnel.token_taken", attrTunnel, t.id,
+		attrHint, "disable the AWS IoT Device Client's tunneling feature (tunneling.enabled: false) or remove the Greengrass "+
+			"aws.greengrass.SecureTunneling component; only one client may serve a thing's notify topic (see README, Migrating)")
 }
 
 func (a *Agent) takeReplaced(id string) *tunnelEntry {

@@ -51,12 +51,12 @@ func waitSnap(t *testing.T, a *Agent, what string, ok func(Snapshot) bool) Snaps
 func TestSnapshotAndEvents(t *testing.T) {
 	rec := &eventRec{}
 	h := newHarness(t, func(c *config.Config) { c.MaxTunnelLifetime = 5 * time.Minute; c.MaxTunnels = 1 })
-	h.onEvent = rec.add
+	h.setup = func(a *Agent) { a.OnEvent(rec.add) }
 	h.start()
 	h.publish(note("tok-1", "SSH"))
 	s := h.session()
 	id := tokenID("tok-1")
-	snap := waitSnap(t, h.a, "connected", func(s Snapshot) bool { return len(s.Tunnels) == 1 && s.Tunnels[0].State == "connected" })
+	snap := waitSnap(t, h.agent, "connected", func(s Snapshot) bool { return len(s.Tunnels) == 1 && s.Tunnels[0].State == "connected" })
 	tu := snap.Tunnels[0]
 	left, err := time.ParseDuration(tu.LifetimeLeft)
 	if tu.ID != id || tu.ChannelID != "ch" || tu.LocalLifetime != "5m0s" || err != nil || left <= 0 || left > 5*time.Minute {
@@ -74,7 +74,7 @@ func TestSnapshotAndEvents(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	s.result <- nil
-	snap = waitSnap(t, h.a, "ended", func(s Snapshot) bool { return len(s.Tunnels) == 0 && len(s.Ended) == 1 })
+	snap = waitSnap(t, h.agent, "ended", func(s Snapshot) bool { return len(s.Tunnels) == 0 && len(s.Ended) == 1 })
 	if e := snap.Ended[0]; e.ID != id || e.Reason != "closed by service" || e.ChannelID != "ch" {
 		t.Fatalf("ended: %+v", e)
 	}
@@ -96,7 +96,7 @@ func TestNoLifetimeClaimed(t *testing.T) {
 	h.start()
 	h.publish(note("tok-1", "SSH"))
 	h.session()
-	snap := waitSnap(t, h.a, "open", func(s Snapshot) bool { return len(s.Tunnels) == 1 })
+	snap := waitSnap(t, h.agent, "open", func(s Snapshot) bool { return len(s.Tunnels) == 1 })
 	if tu := snap.Tunnels[0]; tu.LocalLifetime != "" || tu.LifetimeLeft != "" {
 		t.Fatalf("tunnel: %+v", tu)
 	}

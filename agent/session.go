@@ -56,6 +56,7 @@ func (a *Agent) eventHandler(t *tunnelEntry) func(tunnel.Event) {
 		switch e.Kind {
 		case tunnel.EventConnected:
 			t.connected.Store(true)
+			t.wasConnected.Store(true)
 			a.viewConnected(t.id, e)
 			ev.Event, ev.Protocol = audit.TunnelConnected, protocolVersion(e.Subprotocol)
 			// The session logs it at info, with the channel id.

@@ -9,7 +9,10 @@
 # (`go run ./scripts/bench --quick`: the whole path as processes, every byte checked by
 # SHA-256; fails only when a measurement fails, never for a missed target), package
 # (.deb built and checked; installed, upgraded and purged here when CI=true and root),
-# test (go test -race ./..., last so its summary closes the log).
+# greengrass-sdk (`go run ./scripts/greengrass-sdk`: AWS's own Greengrass IPC client,
+# npm aws-iot-device-sdk-v2 installed in a cache dir outside the tree, against the test
+# nucleus; needs node and npm), test (go test -race ./..., last so its summary closes
+# the log).
 # Every stage runs even after a failure; the run fails at the end if any stage did.
 #
 # Environment:
@@ -18,6 +21,7 @@
 #   QEMU_TEST=TestName    the agent/tunnel test run under qemu (default: discovered)
 #   GO_TEST_FLAGS         extra flags for the go test -race stage
 #   BUILD_MATRIX=full     build every target locally too (CI default; local: quick)
+#   GREENGRASS_SDK_DIR    npm install directory of the greengrass-sdk stage
 set -uo pipefail
 
 cd "$(dirname "$0")/.." || exit 1
@@ -129,6 +133,14 @@ st_package() {
 	scripts/package.sh "${args[@]}"
 }
 
+# greengrass-sdk: the official Greengrass IPC client against our test nucleus. The npm
+# packages go to GREENGRASS_SDK_DIR (default ~/.cache/tunnel-agent/greengrass-sdk).
+st_greengrass_sdk() {
+	local args=()
+	[ -n "${GREENGRASS_SDK_DIR:-}" ] && args=(-dir "$GREENGRASS_SDK_DIR")
+	timeout 600 go run ./scripts/greengrass-sdk "${args[@]}"
+}
+
 main() {
 	local total=$SECONDS failed=0 passed=0 i
 	echo "test.sh: $(go version), $(nproc) cores, CI=${CI:-false}"
@@ -141,6 +153,7 @@ main() {
 	stage demo st_demo
 	stage bench st_bench
 	stage package st_package
+	stage greengrass-sdk st_greengrass_sdk
 	stage test st_test
 
 	echo

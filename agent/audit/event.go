@@ -24,7 +24,13 @@ const (
 	StreamStarted       = "stream.started"
 	StreamEnded         = "stream.ended"
 	NotificationDropped = "notification.dropped"
-	NotificationDup     = "notification.duplicate"
+	// NotificationDroppedQuiet is a malformed notification beyond the log's
+	// rate limit: counted, not published.
+	NotificationDroppedQuiet = "notification.dropped.quiet"
+	// NotificationDeferred: the agent was busy; the notification stays
+	// unacknowledged and the broker delivers it again.
+	NotificationDeferred = "notification.deferred"
+	NotificationDup      = "notification.duplicate"
 )
 
 // Reasons of tunnel.refused and notification.dropped that the metrics
@@ -74,10 +80,11 @@ type Event struct {
 
 // Published reports whether the event belongs to the trail sent to the
 // cloud: tunnels, streams, refusals and dropped notifications, not the
-// reconnect attempts or duplicate notifications (which only count).
+// reconnect attempts, duplicate or deferred notifications, nor malformed
+// ones beyond the log's rate limit (which only count).
 func (e *Event) Published() bool {
 	switch e.Event {
-	case TunnelReconnecting, NotificationDup:
+	case TunnelReconnecting, NotificationDup, NotificationDroppedQuiet, NotificationDeferred:
 		return false
 	}
 	return true

@@ -204,7 +204,7 @@ func (c *Config) Validate() error {
 	if !thingRe.MatchString(c.ThingName) {
 		add("thing_name: %q: set the AWS IoT thing name ([a-zA-Z0-9:_-]{1,128})", c.ThingName)
 	}
-	if c.Endpoint == "" || strings.ContainsAny(c.Endpoint, "/: ") {
+	if c.Endpoint == "" || (strings.ContainsAny(c.Endpoint, "/: ") && !isIPv6Literal(c.Endpoint)) {
 		add("endpoint: %q: set the AWS IoT endpoint host (aws iot describe-endpoint --endpoint-type iot:Data-ATS), without scheme or port", c.Endpoint)
 	}
 	if c.Port != 8883 && c.Port != 443 && (c.Port < 1 || c.Port > 65535) {
@@ -220,6 +220,12 @@ func (c *Config) Validate() error {
 	}
 	errs = append(errs, c.tunnelErrors()...)
 	return joinInvalid(errs)
+}
+
+// isIPv6Literal accepts "2001:db8::1" and "[2001:db8::1]" as an endpoint.
+func isIPv6Literal(s string) bool {
+	ip := net.ParseIP(strings.TrimSuffix(strings.TrimPrefix(s, "["), "]"))
+	return ip != nil && ip.To4() == nil
 }
 
 func validateDataPlane(c *Config) error {

@@ -57,6 +57,13 @@ func TestParse(t *testing.T) {
 		{name: "plaintext opt-in", yaml: validYAML + "data_endpoint: ws://127.0.0.1:1\nallow_plaintext_data_plane: true\n"},
 		{name: "bad proxy", yaml: validYAML + "https_proxy: socks5://x\n", wantErr: []string{"https_proxy"}},
 		{name: "client id with space", yaml: validYAML + "client_id: a b\n", wantErr: []string{"client_id"}},
+		{name: "IPv6 endpoint", yaml: strings.Replace(validYAML, "abc-ats.iot.eu-west-1.amazonaws.com", "2001:db8::1", 1)},
+		{name: "bracketed IPv6 endpoint", yaml: strings.Replace(validYAML, "abc-ats.iot.eu-west-1.amazonaws.com", `"[2001:db8::1]"`, 1)},
+		{name: "IPv4 endpoint with port", yaml: strings.Replace(validYAML, "abc-ats.iot.eu-west-1.amazonaws.com", "10.0.0.1:8883", 1), wantErr: []string{"endpoint"}},
+		{name: "duration as a number", yaml: validYAML + "conn_stall_timeout: 2\n",
+			wantErr: []string{"conn_stall_timeout: `2` is not a duration such as 2s, 90m or 12h"}},
+		{name: "several type errors", yaml: "max_tunnels: many\nconn_buffer: [1]\nallow_plaintext_data_plane: maybe\n",
+			wantErr: []string{"line 1: max_tunnels: `many` is not a whole number", "line 2: conn_buffer:", "line 3: allow_plaintext_data_plane: `maybe` is not true or false"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -43,6 +43,10 @@ type Options struct {
 	Version       string
 	MaxTunnels    int
 	Logger        *slog.Logger
+	// OnCounts, if set, gets the live tunnels and local connections after
+	// every event that changes them (for systemd's STATUS=). It is called
+	// synchronously and must not block for long.
+	OnCounts func(tunnels, connections int)
 }
 
 // Server serves the control socket and the metrics, and counts the audit
@@ -76,6 +80,17 @@ func New(o Options) (*Server, error) {
 // it belongs to the published trail, queued for the cloud. It never blocks.
 func (s *Server) Observe(e audit.Event) {
 	s.m.observe(&e)
+	if s.o.OnCounts != nil {
+		switch e.Event {
+		case audit.TunnelOpened, audit.TunnelClosed, audit.StreamStarted, audit.StreamEnded:
+			snap := s.o.Agent.Snapshot()
+			conns := 0
+			for _, t := range snap.Traffic {
+				conns += t.Active
+			}
+			s.o.OnCounts(len(snap.Tunnels), conns)
+		}
+	}
 	if s.o.Queue != nil && e.Published() {
 		e.Thing = s.o.Thing
 		s.o.Queue.Add(e)

@@ -68,8 +68,13 @@ func TestE2EStatusMetricsAudit(t *testing.T) {
 		strings.Join(a.Services, ",") != "ECHO,DATA" || a.LifetimeLeft != "" {
 		t.Errorf("tunnel 1 status: %+v", *a)
 	}
-	if st.Source == nil || st.Source.State != notify.StateSubscribed || st.Source.Connects != 1 || st.Notifications["accepted"] != 2 {
+	if st.Source == nil || st.Source.State != notify.StateSubscribed.String() || st.Source.Connects != 1 || st.Notifications["accepted"] != 2 {
 		t.Errorf("source %+v, notifications %v", st.Source, st.Notifications)
+	}
+
+	// systemd's STATUS= gets the counts.
+	if c, _ := r.counts.Load().([2]int); c != [2]int{2, 3} {
+		t.Errorf("OnCounts: %v, want 2 tunnels, 3 connections", c)
 	}
 
 	// The metrics agree with the status.
@@ -118,6 +123,9 @@ func TestE2EStatusMetricsAudit(t *testing.T) {
 	r.close(t1.id)
 	r.close(t2.id)
 	st = r.waitStatus("both tunnels ended", func(st Status) bool { return len(st.Tunnels) == 0 && len(st.Ended) == 2 })
+	if c, _ := r.counts.Load().([2]int); c != [2]int{0, 0} {
+		t.Errorf("OnCounts after the end: %v", c)
+	}
 	if st.Ended[0].Reason != "closed by service" || st.Ended[0].ChannelID == "" {
 		t.Errorf("ended: %+v", st.Ended)
 	}
@@ -198,7 +206,7 @@ func TestE2EAuditSurvivesBrokerRestart(t *testing.T) {
 
 	// Broker down: the data plane goes on, its events wait in the queue.
 	b.Close()
-	r.waitStatus("mqtt down", func(st Status) bool { return st.Source.State != notify.StateSubscribed })
+	r.waitStatus("mqtt down", func(st Status) bool { return st.Source.State != notify.StateSubscribed.String() })
 	for range 3 {
 		c := dialEcho(t, src.Addr("ECHO"))
 		c.push(1000)

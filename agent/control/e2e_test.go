@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -52,6 +53,8 @@ type rig struct {
 	queued []audit.Event // what the agent handed to the queue, in order
 
 	stop func() // stops the agent and its observers; idempotent
+
+	counts atomic.Value // last OnCounts call, [2]int
 }
 
 type rigOpts struct {
@@ -102,7 +105,8 @@ func newRig(t *testing.T, o rigOpts) *rig {
 	}
 	r.sock = t.TempDir() + "/control.sock"
 	r.srv, err = New(Options{Agent: r.a, Source: r.src.State, Queue: r.queue, Socket: r.sock,
-		MetricsListen: "127.0.0.1:0", Thing: thing, Version: "test", MaxTunnels: cfg.MaxTunnels, Logger: log})
+		MetricsListen: "127.0.0.1:0", Thing: thing, Version: "test", MaxTunnels: cfg.MaxTunnels, Logger: log,
+		OnCounts: func(tunnels, conns int) { r.counts.Store([2]int{tunnels, conns}) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,6 +136,7 @@ func newRig(t *testing.T, o rigOpts) *rig {
 	case <-time.After(waitFor):
 		t.Fatal("agent never subscribed")
 	}
+	r.srv.MetricsAddr(context.Background()) // the listeners are up
 	return r
 }
 

@@ -23,7 +23,7 @@ const prefix = "tunnel_agent_"
 
 // notificationResults are the label values of notifications_total, in the
 // order status prints them.
-var notificationResults = []string{"accepted", "duplicate", "refused_max_tunnels", "refused_services", "malformed", "dropped_busy"}
+var notificationResults = []string{"accepted", "duplicate", "refused_max_tunnels", "refused_services", "malformed", "deferred_busy"}
 
 // metricsBook holds the counters that come from audit events. The values
 // that come from the agent's snapshot (bytes, connections, tunnels) are
@@ -89,12 +89,10 @@ func (b *metricsBook) observe(e *audit.Event) {
 		}
 	case audit.NotificationDup:
 		b.note["duplicate"].Inc()
-	case audit.NotificationDropped:
-		if e.Reason == audit.ReasonQueueFull {
-			b.note["dropped_busy"].Inc()
-		} else {
-			b.note["malformed"].Inc()
-		}
+	case audit.NotificationDropped, audit.NotificationDroppedQuiet:
+		b.note["malformed"].Inc()
+	case audit.NotificationDeferred:
+		b.note["deferred_busy"].Inc()
 	case audit.TunnelReconnecting:
 		b.inc("dataplane_reconnects_total")
 	}
@@ -144,7 +142,7 @@ func (s *Server) writeMetrics(w io.Writer) {
 
 func writeSource(w io.Writer, src *notify.SourceState) {
 	up := uint64(0)
-	if src.State == notify.StateConnected || src.State == notify.StateSubscribed {
+	if src.State == notify.StateConnected.String() || src.State == notify.StateSubscribed.String() {
 		up = 1
 	}
 	gauge(w, "mqtt_connected", up)

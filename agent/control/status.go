@@ -36,7 +36,7 @@ type Status struct {
 	// Traffic is per service, all tunnels since the agent started.
 	Traffic []tunnel.ServiceStats `json:"traffic"`
 	// Notifications counts notifications by result: accepted, duplicate,
-	// refused_max_tunnels, refused_services, malformed, dropped_busy.
+	// refused_max_tunnels, refused_services, malformed, deferred_busy.
 	Notifications map[string]uint64 `json:"notifications"`
 	Audit         *audit.QueueStats `json:"audit,omitempty"`
 	// BadRequests counts malformed requests on the control socket.

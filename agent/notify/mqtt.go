@@ -1,15 +1,19 @@
 package notify
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,16 +24,27 @@ import (
 // ALPNProtocol is what AWS IoT needs to speak MQTT on port 443.
 const ALPNProtocol = "x-amzn-mqtt-ca"
 
+const (
+	// takeoverWindow: a connection the broker drops sooner than this after
+	// accepting it was most likely taken over by a client with the same id.
+	takeoverWindow = 10 * time.Second
+	// retryWarnEvery rate-limits the warning for a cause that keeps recurring
+	// (every attempt is still logged at debug level).
+	retryWarnEvery = 5 * time.Minute
+)
+
 // Source delivers raw notify payloads. Run calls ready after each successful
 // subscription, returns nil when ctx is cancelled and an error when it cannot
-// go on. deliver must not block for long.
+// go on. deliver reports whether the agent took the payload (it may wait a
+// little for room, never long); a payload it did not take is not
+// acknowledged, so a source that can redeliver it does.
 type Source interface {
-	Run(ctx context.Context, deliver func(payload []byte), ready func()) error
+	Run(ctx context.Context, deliver func(payload []byte) bool, ready func()) error
 }
 
 // MQTTConfig configures the MQTT source.
 type MQTTConfig struct {
-	Endpoint  string // broker host
+	Endpoint  string // broker host (name, IPv4 or IPv6 literal)
 	Port      int    // 8883, or 443 with ALPN x-amzn-mqtt-ca
 	ThingName string
 	ClientID  string // defaults to ThingName
@@ -39,49 +54,79 @@ type MQTTConfig struct {
 	RootCAFile string
 	// TLSConfig replaces the files above when set (tests).
 	TLSConfig *tls.Config
-	// KeepAlive defaults to 60 s; MaxReconnectInterval to 2 min.
-	KeepAlive            time.Duration
-	MaxReconnectInterval time.Duration
+	// Proxy is an http:// or https:// proxy URL reached with CONNECT; empty
+	// uses HTTPS_PROXY / NO_PROXY from the environment.
+	Proxy string
+	// KeepAlive defaults to 60 s.
+	KeepAlive time.Duration
+	// MinReconnectInterval and MaxReconnectInterval bound the full-jitter
+	// backoff between attempts (default 1 s and 2 min).
+	MinReconnectInterval, MaxReconnectInterval time.Duration
+	// StableAfter: a connection that stayed up this long resets the backoff
+	// (default 30 s).
+	StableAfter time.Duration
 	// ConnectTimeout bounds one connection attempt (TCP, TLS and CONNACK),
 	// so that a broker that takes the connection and never answers is left
 	// for the next attempt; default 30 s.
 	ConnectTimeout time.Duration
+	// RedeliverAfter: when the agent could not take a notification, the
+	// source reconnects this much later so that the broker delivers it
+	// again (it stays unacknowledged); default 5 s.
+	RedeliverAfter time.Duration
 	Logger         *slog.Logger
+	// OnState, if set, is called on every change of the connection state
+	// (from Run's goroutine; it must not block).
+	OnState func(StateInfo)
 }
 
 // MQTTSource is a Source over a paho MQTT client with a persistent session.
+// It drives the connection itself (paho's retry has neither jitter nor a
+// reason), so every failed attempt has a classified Cause.
 type MQTTSource struct {
-	cfg    MQTTConfig
-	tls    *tls.Config
-	topic  string
 	log    *slog.Logger
-	state  stateBook
-	client atomic.Pointer[mqtt.Client] // while Run runs, for Publish
+	reconf chan struct{}
+
+	mu  sync.Mutex
+	cur *conf
+
+	book   stateBook                   // for State
+	client atomic.Pointer[mqtt.Client] // the connected client, for Publish
+
+	// Owned by Run's goroutine.
+	lastKind   CauseKind
+	lastWarn   time.Time
+	suppressed int
+}
+
+// conf is the part of the source a reload replaces as a whole.
+type conf struct {
+	cfg          MQTTConfig
+	tls          *tls.Config
+	topic        string
+	addr         string // host:port
+	proxy        *url.URL
+	certNotAfter time.Time
 }
 
 // NewMQTTSource validates cfg and loads the TLS material.
 func NewMQTTSource(cfg MQTTConfig) (*MQTTSource, error) {
+	c, err := newConf(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s := &MQTTSource{cur: c, log: c.cfg.Logger, reconf: make(chan struct{}, 1)}
+	s.book.s = SourceState{Kind: "mqtt", Broker: c.addr, ClientID: c.cfg.ClientID, Topic: c.topic,
+		State: StateConnecting.String(), Since: time.Now()}
+	return s, nil
+}
+
+func newConf(cfg MQTTConfig) (*conf, error) {
 	if cfg.Endpoint == "" || cfg.ThingName == "" {
 		return nil, errors.New("mqtt: endpoint and thing name are required")
 	}
-	if cfg.Port == 0 {
-		cfg.Port = 8883
-	}
-	if cfg.ClientID == "" {
-		cfg.ClientID = cfg.ThingName
-	}
-	if cfg.KeepAlive == 0 {
-		cfg.KeepAlive = 60 * time.Second
-	}
-	if cfg.MaxReconnectInterval == 0 {
-		cfg.MaxReconnectInterval = 2 * time.Minute
-	}
-	if cfg.ConnectTimeout == 0 {
-		cfg.ConnectTimeout = 30 * time.Second
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
+	setDefaults(&cfg)
+	// An IPv6 literal may come bracketed; JoinHostPort adds the brackets.
+	cfg.Endpoint = strings.TrimSuffix(strings.TrimPrefix(cfg.Endpoint, "["), "]")
 	tc := cfg.TLSConfig
 	if tc == nil {
 		var err error
@@ -96,10 +141,48 @@ func NewMQTTSource(cfg MQTTConfig) (*MQTTSource, error) {
 	if cfg.Port == 443 {
 		tc.NextProtos = []string{ALPNProtocol}
 	}
-	s := &MQTTSource{cfg: cfg, tls: tc, topic: Topic(cfg.ThingName), log: cfg.Logger}
-	s.state.s = SourceState{Kind: "mqtt", Broker: cfg.Endpoint + ":" + strconv.Itoa(cfg.Port), ClientID: cfg.ClientID,
-		Topic: s.topic, State: StateConnecting, Since: time.Now()}
-	return s, nil
+	addr := net.JoinHostPort(cfg.Endpoint, strconv.Itoa(cfg.Port))
+	proxy, err := proxyFor(cfg.Proxy, addr)
+	if err != nil {
+		return nil, fmt.Errorf("mqtt: %w", err)
+	}
+	c := &conf{cfg: cfg, tls: tc, topic: Topic(cfg.ThingName), addr: addr, proxy: proxy}
+	if len(tc.Certificates) > 0 && len(tc.Certificates[0].Certificate) > 0 {
+		if leaf, err := x509.ParseCertificate(tc.Certificates[0].Certificate[0]); err == nil {
+			c.certNotAfter = leaf.NotAfter
+		}
+	}
+	return c, nil
+}
+
+func setDefaults(cfg *MQTTConfig) {
+	if cfg.Port == 0 {
+		cfg.Port = 8883
+	}
+	if cfg.ClientID == "" {
+		cfg.ClientID = cfg.ThingName
+	}
+	if cfg.KeepAlive == 0 {
+		cfg.KeepAlive = 60 * time.Second
+	}
+	if cfg.MinReconnectInterval == 0 {
+		cfg.MinReconnectInterval = time.Second
+	}
+	if cfg.MaxReconnectInterval == 0 {
+		cfg.MaxReconnectInterval = 2 * time.Minute
+	}
+	if cfg.StableAfter == 0 {
+		cfg.StableAfter = 30 * time.Second
+	}
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = 30 * time.Second
+	}
+	if cfg.RedeliverAfter == 0 {
+		cfg.RedeliverAfter = 5 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
 }
 
 func loadTLS(certFile, keyFile, caFile string) (*tls.Config, error) {
@@ -124,140 +207,56 @@ func loadTLS(certFile, keyFile, caFile string) (*tls.Config, error) {
 }
 
 // Topic is the topic this source subscribes to.
-func (s *MQTTSource) Topic() string { return s.topic }
+func (s *MQTTSource) Topic() string { return s.current().topic }
 
-// Run connects (retrying with backoff while the broker is unreachable),
-// subscribes on every (re)connect and hands each payload to deliver.
-func (s *MQTTSource) Run(ctx context.Context, deliver func([]byte), ready func()) error {
-	connected := make(chan struct{}, 1)
-	client := mqtt.NewClient(s.options(deliver, connected))
-	client.Connect() // with ConnectRetry the token completes only once connected
-	s.client.Store(&client)
-	defer client.Disconnect(250)
-	defer s.client.Store(nil)
-
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	failed := make(chan error, 1)
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case err := <-failed:
-			return err
-		case <-connected:
-			wg.Go(func() {
-				ok, err := s.subscribe(ctx, client)
-				if err != nil {
-					select {
-					case failed <- err:
-					default:
-					}
-					return
-				}
-				if ok && ctx.Err() == nil {
-					s.state.set(StateSubscribed, nil)
-					ready()
-				}
-			})
-		}
-	}
+func (s *MQTTSource) current() *conf {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cur
 }
 
-func (s *MQTTSource) options(deliver func([]byte), connected chan<- struct{}) *mqtt.ClientOptions {
-	u := url.URL{Scheme: "tls", Host: s.cfg.Endpoint + ":" + strconv.Itoa(s.cfg.Port)}
-	o := mqtt.NewClientOptions().
-		AddBroker(u.String()).
-		SetClientID(s.cfg.ClientID).
-		SetTLSConfig(s.tls).
-		SetCleanSession(false). // the broker keeps QoS 1 messages while we are away
-		SetOrderMatters(true).
-		SetKeepAlive(s.cfg.KeepAlive).
-		SetConnectTimeout(s.cfg.ConnectTimeout).
-		SetConnectRetry(true).
-		SetConnectRetryInterval(time.Second).
-		SetAutoReconnect(true).
-		SetMaxReconnectInterval(s.cfg.MaxReconnectInterval).
-		SetResumeSubs(false)
-	// The route exists before Connect: a stored session can deliver before
-	// we subscribe again.
-	o.SetDefaultPublishHandler(func(_ mqtt.Client, m mqtt.Message) {
-		if m.Topic() == s.topic {
-			deliver(m.Payload())
-		}
-	})
-	o.SetConnectionNotificationHandler(s.noteConnection)
-	var attempts atomic.Int64
-	o.SetOnConnectHandler(func(mqtt.Client) {
-		attempts.Store(0)
-		s.state.set(StateConnected, nil)
-		s.log.Info("mqtt connected", "broker", u.Host, "client_id", s.cfg.ClientID)
+// Reconfigure replaces the connection settings (a configuration reload).
+// When they differ from the running ones, the source disconnects cleanly
+// and connects again with the new ones at once; tunnels are not affected.
+// It reports whether anything changed. The logger is kept.
+func (s *MQTTSource) Reconfigure(cfg MQTTConfig) (bool, error) {
+	cfg.Logger = s.log
+	next, err := newConf(cfg)
+	if err != nil {
+		return false, err
+	}
+	s.mu.Lock()
+	old := s.cur.cfg
+	changed := old.Endpoint != cfg.Endpoint || old.Port != cfg.Port || old.ThingName != cfg.ThingName ||
+		old.ClientID != next.cfg.ClientID || old.CertFile != cfg.CertFile || old.KeyFile != cfg.KeyFile ||
+		old.RootCAFile != cfg.RootCAFile || old.Proxy != cfg.Proxy || cfg.TLSConfig != nil || !sameTLS(s.cur.tls, next.tls)
+	if changed {
+		next.cfg.OnState = old.OnState
+		s.cur = next
+	}
+	s.mu.Unlock()
+	if changed {
 		select {
-		case connected <- struct{}{}:
+		case s.reconf <- struct{}{}:
 		default:
 		}
-	})
-	o.SetConnectionLostHandler(func(_ mqtt.Client, err error) {
-		s.state.set(StateDisconnected, fmt.Errorf("connection lost: %w", err))
-		s.log.Warn("mqtt connection lost; reconnecting", "err", err)
-	})
-	o.SetReconnectingHandler(func(mqtt.Client, *mqtt.ClientOptions) {
-		s.log.Debug("mqtt reconnecting", "broker", u.Host)
-	})
-	o.SetConnectionAttemptHandler(func(_ *url.URL, tc *tls.Config) *tls.Config {
-		// Failed attempts are retried silently by paho; say so now and then
-		// (not every time: device flash is finite).
-		if n := attempts.Add(1); n == 3 || n%30 == 0 {
-			s.log.Warn("still connecting to the MQTT broker; check the network, endpoint and port, and that the "+
-				"certificate is active and its policy allows iot:Connect for this client id",
-				"broker", u.Host, "client_id", s.cfg.ClientID, "attempt", n)
-		} else {
-			s.log.Debug("mqtt connecting", "broker", u.Host, "attempt", n)
-		}
-		return tc
-	})
-	return o
+	}
+	return changed, nil
 }
 
-// subscribe makes the subscription and checks the SUBACK code. ok is false
-// when the attempt did not complete (the next OnConnect retries); err is set
-// when the broker refused it for lack of permission, which retrying cannot
-// fix. Other failure codes (seen with some brokers after a session resume)
-// are retried with backoff.
-func (s *MQTTSource) subscribe(ctx context.Context, c mqtt.Client) (ok bool, err error) {
-	delay := 250 * time.Millisecond
-	for {
-		tok := c.Subscribe(s.topic, 1, nil)
-		select {
-		case <-ctx.Done():
-			return false, nil
-		case <-tok.Done():
-		}
-		if err := tok.Error(); err != nil {
-			s.state.set("", fmt.Errorf("subscribe: %w", err))
-			s.log.Warn("mqtt subscribe failed; will retry on reconnect", "topic", s.topic, "err", err)
-			return false, nil
-		}
-		code := byte(0)
-		if st, isSub := tok.(*mqtt.SubscribeToken); isSub {
-			code = st.Result()[s.topic]
-		}
-		switch {
-		case code <= 2:
-			s.log.Info("subscribed", "topic", s.topic, "qos", code)
-			return true, nil
-		case code == 0x80 || code == 0x87:
-			s.state.set("", fmt.Errorf("subscription refused (SUBACK 0x%02x)", code))
-			return false, fmt.Errorf("%w: AWS IoT refused the subscription to %s (SUBACK 0x%02x): check the device policy allows "+
-				"iot:Subscribe on arn:aws:iot:<region>:<account>:topicfilter/%s and iot:Receive on "+
-				"arn:aws:iot:<region>:<account>:topic/%s", ErrSubscribeRefused, s.topic, code, s.topic, s.topic)
-		}
-		s.log.Warn("mqtt subscription failed; retrying", "topic", s.topic, "code", code, "retry_in", delay)
-		select {
-		case <-ctx.Done():
-			return false, nil
-		case <-time.After(delay):
-		}
-		delay = min(2*delay, 5*time.Second)
+// sameTLS compares the material a reload may have replaced in place (a
+// renewed certificate written over the old file).
+func sameTLS(a, b *tls.Config) bool {
+	if len(a.Certificates) != len(b.Certificates) {
+		return false
 	}
+	for i := range a.Certificates {
+		if !slices.EqualFunc(a.Certificates[i].Certificate, b.Certificates[i].Certificate, bytes.Equal) {
+			return false
+		}
+	}
+	if a.RootCAs == nil || b.RootCAs == nil {
+		return a.RootCAs == b.RootCAs
+	}
+	return a.RootCAs.Equal(b.RootCAs)
 }

@@ -6,16 +6,6 @@ import (
 	"fmt"
 	"sync"
 	"time"
-
-	mqtt "github.com/eclipse/paho.mqtt.golang"
-)
-
-// Source states, as SourceState.State.
-const (
-	StateConnecting   = "connecting"
-	StateConnected    = "connected" // not yet subscribed
-	StateSubscribed   = "subscribed"
-	StateDisconnected = "disconnected" // lost; reconnecting
 )
 
 // ErrNotConnected: a publish was attempted while the source has no
@@ -23,7 +13,8 @@ const (
 var ErrNotConnected = errors.New("not connected to the broker")
 
 // SourceState is a notification source's connection as `tunnel-agent
-// status` shows it.
+// status` shows it. State is a State's text (connecting, connected,
+// subscribed, retrying).
 type SourceState struct {
 	Kind        string    `json:"kind"` // mqtt or greengrass
 	Broker      string    `json:"broker,omitempty"`
@@ -41,35 +32,33 @@ type StateReporter interface {
 	State() SourceState
 }
 
-// stateBook keeps a SourceState behind a lock for the source's callbacks.
+// stateBook keeps the SourceState the connection's state changes make.
 type stateBook struct {
 	mu sync.Mutex
 	s  SourceState
 }
 
-func (b *stateBook) get() SourceState {
+func (b *stateBook) note(i StateInfo, c *conf) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.s
-}
-
-// set moves to state; err, when not nil, becomes the last error.
-func (b *stateBook) set(state string, err error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if state != "" && state != b.s.State {
-		b.s.State, b.s.Since = state, time.Now()
-		if state == StateConnected {
+	b.s.Broker, b.s.ClientID, b.s.Topic = c.addr, c.cfg.ClientID, c.topic
+	if st := i.State.String(); st != b.s.State {
+		b.s.State, b.s.Since = st, time.Now()
+		if i.State == StateConnected {
 			b.s.Connects++
 		}
 	}
-	if err != nil {
-		b.s.LastError, b.s.LastErrorAt = err.Error(), time.Now()
+	if i.Cause != nil {
+		b.s.LastError, b.s.LastErrorAt = i.Cause.Error(), time.Now()
 	}
 }
 
-// State returns the MQTT connection's state.
-func (s *MQTTSource) State() SourceState { return s.state.get() }
+// State returns the MQTT connection's state and its last failure.
+func (s *MQTTSource) State() SourceState {
+	s.book.mu.Lock()
+	defer s.book.mu.Unlock()
+	return s.book.s
+}
 
 // Publish sends payload to topic at QoS 1 on the source's MQTT connection
 // and waits for the broker's PUBACK (audit.Publisher). Without a
@@ -90,15 +79,4 @@ func (s *MQTTSource) Publish(ctx context.Context, topic string, payload []byte) 
 		return fmt.Errorf("publish to %s: %w", topic, err)
 	}
 	return nil
-}
-
-// noteConnection records why a connection attempt failed (paho's
-// connection notifications), so that status shows the cause.
-func (s *MQTTSource) noteConnection(_ mqtt.Client, n mqtt.ConnectionNotification) {
-	switch n := n.(type) {
-	case mqtt.ConnectionNotificationBrokerFailed:
-		s.state.set("", fmt.Errorf("connect to %s: %w", n.Broker.Host, n.Reason))
-	case mqtt.ConnectionNotificationFailed:
-		s.state.set("", fmt.Errorf("connect: %w", n.Reason))
-	}
 }

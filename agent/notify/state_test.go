@@ -20,11 +20,11 @@ func TestMQTTStateAndPublish(t *testing.T) {
 		}
 	}})
 	src, err := NewMQTTSource(MQTTConfig{Endpoint: "localhost", Port: b.Port(), ThingName: thing,
-		CertFile: p.ClientCertFile, KeyFile: p.ClientKeyFile, RootCAFile: p.CAFile, MaxReconnectInterval: 200 * time.Millisecond})
+		CertFile: p.ClientCertFile, KeyFile: p.ClientKeyFile, RootCAFile: p.CAFile, MinReconnectInterval: 20 * time.Millisecond, MaxReconnectInterval: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st := src.State(); st.Kind != "mqtt" || st.State != StateConnecting || st.Topic != Topic(thing) {
+	if st := src.State(); st.Kind != "mqtt" || st.State != StateConnecting.String() || st.Topic != Topic(thing) {
 		t.Fatalf("state before Run: %+v", st)
 	}
 	if err := src.Publish(t.Context(), "tunnel-agent/pi-1/events", []byte("x")); !errors.Is(err, ErrNotConnected) {
@@ -33,10 +33,10 @@ func TestMQTTStateAndPublish(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan struct{}, 4)
 	done := make(chan error, 1)
-	go func() { done <- src.Run(ctx, func([]byte) {}, func() { ready <- struct{}{} }) }()
+	go func() { done <- src.Run(ctx, func([]byte) bool { return true }, func() { ready <- struct{}{} }) }()
 	defer func() { cancel(); <-done }()
 	wait(t, ready, "subscribed")
-	if st := src.State(); st.State != StateSubscribed || st.Connects != 1 {
+	if st := src.State(); st.State != StateSubscribed.String() || st.Connects != 1 {
 		t.Fatalf("state: %+v", st)
 	}
 	if err := src.Publish(t.Context(), "tunnel-agent/pi-1/events", []byte(`{"event":"x"}`)); err != nil {
@@ -47,17 +47,17 @@ func TestMQTTStateAndPublish(t *testing.T) {
 	}
 	b.Close()
 	deadline := time.Now().Add(10 * time.Second)
-	for src.State().State == StateSubscribed && time.Now().Before(deadline) {
+	for src.State().State == StateSubscribed.String() && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if st := src.State(); st.State == StateSubscribed || st.LastError == "" {
+	if st := src.State(); st.State == StateSubscribed.String() || st.LastError == "" {
 		t.Fatalf("state after the broker went: %+v", st)
 	}
 	// Back on the same port (and stopping only once connected: paho leaves
 	// its reconnect goroutine behind when disconnected mid-backoff).
 	notifytest.StartBroker(t, p, notifytest.BrokerOptions{Addr: b.Addr})
 	wait(t, ready, "subscribed again")
-	if st := src.State(); st.State != StateSubscribed || st.Connects != 2 {
+	if st := src.State(); st.State != StateSubscribed.String() || st.Connects != 2 {
 		t.Fatalf("state after the broker came back: %+v", st)
 	}
 }

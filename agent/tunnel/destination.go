@@ -12,7 +12,7 @@ import (
 // peer sends none: it gets the only mapped service or, with several, the
 // only service the tunnel announced.
 func (l *link) resolveService(wire string) (string, bool) {
-	svcs := l.s.cfg.Services
+	svcs := l.s.services()
 	if wire != "" {
 		if _, ok := svcs[wire]; ok {
 			return wire, true
@@ -34,17 +34,17 @@ func (l *link) resolveService(wire string) (string, bool) {
 // unnamedIsLocked reports whether the unnamed mapping stands for the
 // service id: it is configured and the tunnel announced that id alone.
 func (l *link) unnamedIsLocked(id string) bool {
-	_, unnamed := l.s.cfg.Services[Unnamed]
+	_, unnamed := l.s.services()[Unnamed]
 	return unnamed && len(l.serviceIDs) == 1 && l.serviceIDs[0] == id
 }
 
 // localAddr is the address mapped to a service id, or to the unnamed
 // mapping when the id has none of its own.
-func (c *Config) localAddr(service string) string {
-	if addr, ok := c.Services[service]; ok {
+func localAddr(services map[string]string, service string) string {
+	if addr, ok := services[service]; ok {
 		return addr
 	}
-	return c.Services[Unnamed]
+	return services[Unnamed]
 }
 
 func (l *link) onStreamStart(m *protocol.Message) {
@@ -141,7 +141,7 @@ func (l *link) startDialLocked(st *stream, cid uint32) *fwd {
 	if f == nil {
 		return nil
 	}
-	f.local = l.s.cfg.localAddr(st.service)
+	f.local = localAddr(l.s.services(), st.service)
 	go func() {
 		conn, err := l.dialLocal(f.ctx, f.local)
 		if err != nil {

@@ -81,6 +81,9 @@ func TestDestinationVersions(t *testing.T) {
 		{"V1 peer routed to the only service", protocol.SubprotocolV1, msg{Type: tStart, StreamID: 4}, msg{Type: tData, StreamID: 4}},
 		{"V2 peer", protocol.SubprotocolV2, msg{Type: tStart, StreamID: 2, ServiceID: "SSH"}, msg{Type: tData, StreamID: 2, ServiceID: "SSH"}},
 		{"V3 peer, connection id", protocol.SubprotocolV3, msg{Type: tStart, StreamID: 3, ServiceID: "SSH", ConnectionID: 1}, msg{Type: tData, StreamID: 3, ServiceID: "SSH", ConnectionID: 1}},
+		// The C++ source offers 3.0 whatever -y says; -y only shapes its messages.
+		{"C++ source -y V1 on 3.0", protocol.SubprotocolV3, msg{Type: tStart, StreamID: 5}, msg{Type: tData, StreamID: 5}},
+		{"C++ source -y V2 on 3.0", protocol.SubprotocolV3, msg{Type: tStart, StreamID: 6, ServiceID: "SSH"}, msg{Type: tData, StreamID: 6, ServiceID: "SSH"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -15,9 +15,8 @@ type stream struct {
 	v3      bool // connection ids are in use
 	conns   map[uint32]*fwd
 	// source side
-	nextConn   uint32
-	sentStart  bool // a CONNECTION_START was sent (auto V2 detection)
-	gotConnIDs bool // the peer sent a connection id (it speaks V3)
+	nextConn uint32
+	heard    bool // the destination sent DATA or a CONNECTION_RESET on it (peerVersion)
 }
 
 // dispatch handles one message from the WebSocket reader goroutine.
@@ -63,13 +62,13 @@ func (l *link) onServiceIDs(m *protocol.Message) {
 	l.serviceIDs = ids
 	l.mu.Unlock()
 	l.log.Info("tunnel services announced", logServiceID, ids)
-	_, unnamed := l.s.cfg.Services[Unnamed]
+	_, unnamed := l.s.services()[Unnamed]
 	switch {
 	case unnamed && len(ids) != 1:
 		l.log.Warn("the unnamed service mapping serves a tunnel with exactly one service, and this one has not: name the services to forward (e.g. SSH=22,HTTP=80)", logServiceID, ids)
 	case !unnamed:
 		for _, id := range ids {
-			if _, ok := l.s.cfg.Services[id]; !ok {
+			if _, ok := l.s.services()[id]; !ok {
 				l.log.Warn("the tunnel offers a service that is not in the services map; add it to allow it", logService, id)
 			}
 		}
@@ -120,16 +119,8 @@ func (l *link) dataTargetLocked(m *protocol.Message) *fwd {
 	if st == nil {
 		return nil
 	}
-	cid := m.ConnectionID
-	if cid == 0 {
-		cid = 1
-		if l.s.cfg.Mode == ModeSource && st.v3 && !st.gotConnIDs && l.s.version == 0 {
-			l.markPeerV2Locked(st.service, "it sent DATA without a connection id")
-		}
-	} else {
-		st.gotConnIDs = true
-	}
-	return st.conns[cid]
+	l.peerEvidenceLocked(st, m.ConnectionID, false)
+	return st.conns[max(m.ConnectionID, 1)]
 }
 
 func (l *link) onStreamReset(m *protocol.Message) {
@@ -139,9 +130,7 @@ func (l *link) onStreamReset(m *protocol.Message) {
 	if st == nil {
 		return
 	}
-	if l.s.cfg.Mode == ModeSource && l.s.version == 0 && st.sentStart && !st.gotConnIDs {
-		l.markPeerV2Locked(st.service, "it answered CONNECTION_START with STREAM_RESET")
-	}
+	l.peerEvidenceLocked(st, 0, true)
 	l.closeStreamLocked(st, "stream reset by the peer")
 }
 
@@ -153,17 +142,11 @@ func (l *link) onConnectionReset(m *protocol.Message) {
 		return
 	}
 	cid := max(m.ConnectionID, 1)
+	l.peerEvidenceLocked(st, cid, false)
 	if f := st.conns[cid]; f != nil {
 		l.unregisterLocked(f)
 		f.drainClose("connection reset by the peer")
 	}
-}
-
-func (l *link) markPeerV2Locked(service, why string) {
-	if !l.peerV2 {
-		l.log.Info("the destination speaks V2: using one connection per stream", logService, service, logReason, why)
-	}
-	l.peerV2 = true
 }
 
 // closeStreamLocked ends every connection of st, draining pending local

@@ -15,7 +15,10 @@
 // time, under a mutex. A local reader queues its DATA frame and, when no one
 // else is writing, writes what is queued itself, batched into messages of at
 // most 131076 bytes that leave in one system call (package batchconn); a
-// writer goroutine sends the pings and what the reader queues. A ping goes
+// writer goroutine sends the pings and what the reader queues. A
+// STREAM_START, CONNECTION_START or STREAM_RESET is always the last frame of
+// its message: the C++ localproxy processes nothing after one of those
+// until the next message arrives, so a DATA frame behind it would wait. A ping goes
 // out every PingInterval; a connection with no pong or other traffic for
 // PongTimeout is dead and is replaced. Streams are keyed by (serviceId, streamId), V3
 // connections by connectionId; stale ids are dropped.
@@ -45,13 +48,16 @@
 // becomes a STREAM_START, or in V3 a CONNECTION_START on the service's
 // current stream, so many clients share one service at once. V1 and V2
 // carry one client per stream: further clients of the same service wait
-// until the current one ends. DestinationClientType "" (auto) starts as V3
-// and falls back to V2 for the rest of the WebSocket session when the
-// destination shows it is V2 — by answering a CONNECTION_START with
-// STREAM_RESET or by sending DATA without a connection id; a negotiated 1.0
-// or 2.0 subprotocol caps the message format. Clients opened while the
-// first stream of a V2 destination is starting may be reset once, before the
-// fallback is learnt. A client accepted while the
+// until the current one ends. DestinationClientType "" (auto) speaks V3
+// and falls back to V2 only on unambiguous evidence, DATA without a
+// connection id on a stream started with one; a STREAM_RESET is none (the
+// service sends one for every started stream when a destination connects),
+// and a reset of a stream the destination never answered makes the source
+// decide again (peerVersion). A negotiated 1.0 or 2.0 subprotocol caps the
+// message format. Clients opened while the first stream of a V2 destination
+// is starting may be reset once, before the fallback is learnt. Clients
+// accepted before the destination connects are closed by the service's
+// STREAM_RESET when it arrives. A client accepted while the
 // tunnel is down (or before SERVICE_IDS arrived under 2.0/3.0) waits up to
 // DialTimeout for it and is then closed.
 //

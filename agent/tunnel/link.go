@@ -52,6 +52,22 @@ var errTunnelClosed = errors.New("the tunnel service closed the connection")
 type frameBuf struct {
 	buf  []byte
 	data []byte
+	// last: the frame ends its WebSocket message (see endsMessage).
+	last bool
+}
+
+// endsMessage reports whether a frame of type t must be the last one of its
+// WebSocket message. The C++ localproxy stops processing what it has read
+// after a STREAM_START (and, waiting for a stream, after a CONNECTION_START)
+// or a STREAM_RESET, and resumes only when the next message arrives: a DATA
+// frame behind one of those in the same message would wait for more
+// traffic, which a client waiting for its reply never sends.
+func endsMessage(t protocol.Type) bool {
+	switch t {
+	case protocol.TypeStreamStart, protocol.TypeConnectionStart, protocol.TypeStreamReset:
+		return true
+	}
+	return false
 }
 
 const frameBufSize = protocol.DataHeadroom + protocol.MaxPayload + 256
@@ -61,7 +77,7 @@ var framePool = sync.Pool{New: func() any { return &frameBuf{buf: make([]byte, f
 func getFrame() *frameBuf { return framePool.Get().(*frameBuf) }
 
 func putFrame(f *frameBuf) {
-	f.data = nil
+	f.data, f.last = nil, false
 	framePool.Put(f)
 }
 
@@ -108,7 +124,7 @@ type link struct {
 	serviceIDs []string
 	nextStream map[string]int32         // source: last stream id per service
 	slots      map[string]chan struct{} // source V1/V2: one connection per service
-	peerV2     bool                     // source auto: the destination is V2
+	peer       peerVersion              // source auto: what the destination proved to speak
 }
 
 func newLink(s *Session, ws *websocket.Conn, channelID string) *link {
@@ -284,7 +300,8 @@ func (l *link) dequeue() *frameBuf {
 }
 
 // writeBatch writes first and as many queued frames as fit in one message,
-// and returns a frame that did not fit.
+// and returns a frame that did not fit. A frame that starts a stream or
+// connection, or resets a stream, ends the message (endsMessage).
 func (l *link) writeBatch(first *frameBuf) (*frameBuf, error) {
 	l.wdl.Refresh(l.ws, l.s.cfg.PongTimeout)
 	w, err := l.ws.NextWriter(websocket.BinaryMessage)
@@ -297,17 +314,21 @@ func (l *link) writeBatch(first *frameBuf) (*frameBuf, error) {
 	for f != nil {
 		_, err := w.Write(f.data)
 		total += len(f.data)
+		last := f.last
 		putFrame(f)
 		l.queued.Add(-1)
 		if err != nil {
 			return nil, err
 		}
-		f = l.dequeue()
-		if f != nil && total+len(f.data) > protocol.MaxWSMessage {
+		if last {
 			break
 		}
+		f = l.dequeue()
+		if f != nil && total+len(f.data) > protocol.MaxWSMessage {
+			return f, w.Close()
+		}
 	}
-	return f, w.Close()
+	return nil, w.Close()
 }
 
 func (l *link) popCtrl() *frameBuf {
@@ -355,6 +376,7 @@ func (l *link) encode(m *protocol.Message) *frameBuf {
 		l.log.Error("cannot encode a tunnel message", logType, m.Type, logErr, err)
 		return nil
 	}
+	f.last = endsMessage(m.Type)
 	return f
 }
 

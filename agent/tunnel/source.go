@@ -72,12 +72,12 @@ func (s *Session) handleAccepted(ctx context.Context, service string, c net.Conn
 
 // sourceVersion is the message format toward the destination: the
 // configured client type (auto = V3), capped by the negotiated subprotocol
-// and by a destination that proved to be V2.
+// and by a destination that proved to be V2 (see peerVersion).
 func (l *link) sourceVersionLocked() int {
 	v := l.s.version
 	if v == 0 {
 		v = 3
-		if l.peerV2 {
+		if l.peer == peerV2 {
 			v = 2
 		}
 	}
@@ -165,9 +165,6 @@ func (l *link) registerSource(service string, v int, c net.Conn) (*fwd, *protoco
 		typ = protocol.TypeStreamStart
 	}
 	st.nextConn++
-	if typ == protocol.TypeConnectionStart {
-		st.sentStart = true
-	}
 	f := l.newFwdLocked(st, st.nextConn)
 	if f == nil {
 		return nil, nil

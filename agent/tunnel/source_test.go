@@ -129,25 +129,42 @@ func TestSourceNegotiatedV1(t *testing.T) {
 	p.expect(msg{Type: tStart, StreamID: 1})
 }
 
-// TestSourceAutoFallsBackToV2: a destination that answers CONNECTION_START
-// with STREAM_RESET is V2; later clients get one stream each.
-func TestSourceAutoFallsBackToV2(t *testing.T) {
+// TestSourceResetIsNoV2Evidence: a STREAM_RESET after a CONNECTION_START is
+// what a V2 destination answers, but also what the service sends when the
+// destination arrives after the source's first clients, and what a V3 C++
+// destination sends when it cannot dial: the source closes the stream's
+// clients and keeps speaking V3.
+func TestSourceResetIsNoV2Evidence(t *testing.T) {
 	s, p, _ := source(t, "", protocol.SubprotocolV3, "SSH")
-	dialLocal(t, s, "SSH")
-	p.expect(msg{Type: tStart, StreamID: 1, ServiceID: "SSH", ConnectionID: 1})
-	dialLocal(t, s, "SSH")
-	p.expect(msg{Type: tConnStart, StreamID: 1, ServiceID: "SSH", ConnectionID: 2})
+	early := make([]net.Conn, 4)
+	for i := range early {
+		early[i] = dialLocal(t, s, "SSH")
+		if i == 0 {
+			p.expect(msg{Type: tStart, StreamID: 1, ServiceID: "SSH", ConnectionID: 1})
+		} else {
+			p.expect(msg{Type: tConnStart, StreamID: 1, ServiceID: "SSH", ConnectionID: uint32(i + 1)})
+		}
+	}
 	p.send(&msg{Type: tReset, StreamID: 1, ServiceID: "SSH"})
-	waitUntil(t, "both closed", func() bool { return s.ev.count(EventStreamClosed) == 2 })
+	for i, c := range early {
+		_ = c.SetReadDeadline(time.Now().Add(waitFor))
+		if n, err := c.Read(make([]byte, 1)); err == nil || strings.Contains(err.Error(), "timeout") {
+			t.Fatalf("early client %d after STREAM_RESET: read %d, %v; want it closed", i, n, err)
+		}
+	}
 	dialLocal(t, s, "SSH")
-	p.expect(msg{Type: tStart, StreamID: 2, ServiceID: "SSH"})
-	if !strings.Contains(s.ev.logText(), "destination speaks V2") {
-		t.Fatal("fallback not logged")
+	p.expect(msg{Type: tStart, StreamID: 2, ServiceID: "SSH", ConnectionID: 1})
+	dialLocal(t, s, "SSH")
+	p.expect(msg{Type: tConnStart, StreamID: 2, ServiceID: "SSH", ConnectionID: 2})
+	if strings.Contains(s.ev.logText(), "destination speaks V2") {
+		t.Fatal("a STREAM_RESET was taken for a V2 destination")
 	}
 }
 
-// TestSourceAutoDetectsV2FromData: DATA without a connection id also
-// reveals a V2 destination.
+// TestSourceAutoDetectsV2FromData: DATA without a connection id reveals a
+// V2 destination; later clients get one stream each. A reset of a stream the
+// destination never answered (a destination that reconnected, maybe another
+// one) makes the source decide again, speaking V3 meanwhile.
 func TestSourceAutoDetectsV2FromData(t *testing.T) {
 	s, p, _ := source(t, "", protocol.SubprotocolV3, "SSH")
 	c := dialLocal(t, s, "SSH")
@@ -160,6 +177,17 @@ func TestSourceAutoDetectsV2FromData(t *testing.T) {
 	p.expect(msg{Type: tConnReset, StreamID: 1, ServiceID: "SSH", ConnectionID: 1})
 	dialLocal(t, s, "SSH")
 	p.expect(msg{Type: tStart, StreamID: 2, ServiceID: "SSH"})
+	if !strings.Contains(s.ev.logText(), "destination speaks V2") {
+		t.Fatal("V2 not logged")
+	}
+	// The destination reconnects: the service resets stream 2, which never
+	// heard from it.
+	p.send(&msg{Type: tReset, StreamID: 2, ServiceID: "SSH"})
+	waitUntil(t, "stream 2 closed", func() bool { return s.ev.count(EventStreamClosed) == 2 })
+	dialLocal(t, s, "SSH")
+	p.expect(msg{Type: tStart, StreamID: 3, ServiceID: "SSH", ConnectionID: 1})
+	dialLocal(t, s, "SSH")
+	p.expect(msg{Type: tConnStart, StreamID: 3, ServiceID: "SSH", ConnectionID: 2})
 }
 
 func TestSourceIgnoresStartFromDestination(t *testing.T) {

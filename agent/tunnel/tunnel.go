@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/protocol"
@@ -145,6 +146,10 @@ type Session struct {
 	listeners map[string]net.Listener // source mode
 	version   int                     // source mode: configured destination client type; 0 = auto
 
+	// live is the destination's services map once SetServices replaced
+	// cfg.Services (nil before).
+	live atomic.Pointer[map[string]string]
+
 	mu      sync.Mutex
 	cur     *link         // connected and ready link, nil while down
 	changed chan struct{} // closed and replaced whenever cur changes
@@ -179,18 +184,7 @@ func New(cfg Config) (*Session, error) {
 	return s, nil
 }
 
-func applyDefaults(cfg *Config) error {
-	if cfg.Mode != ModeSource && cfg.Mode != ModeDestination {
-		return fmt.Errorf("mode must be source or destination")
-	}
-	if cfg.AccessToken == "" {
-		return errors.New("access token is empty: pass the token from OpenTunnel or the MQTT notification")
-	}
-	if cfg.ClientToken == "" {
-		cfg.ClientToken = NewClientToken()
-	} else if !clientTokenRe.MatchString(cfg.ClientToken) {
-		return errors.New("client token must be 32-128 characters of a-z, A-Z, 0-9 and '-'")
-	}
+func validateServices(cfg *Config) error {
 	if len(cfg.Services) == 0 {
 		return errors.New("no services configured: map at least one service id to a local address")
 	}
@@ -204,6 +198,24 @@ func applyDefaults(cfg *Config) error {
 		if addr == "" {
 			return fmt.Errorf("service %q has no local address", id)
 		}
+	}
+	return nil
+}
+
+func applyDefaults(cfg *Config) error {
+	if cfg.Mode != ModeSource && cfg.Mode != ModeDestination {
+		return fmt.Errorf("mode must be source or destination")
+	}
+	if cfg.AccessToken == "" {
+		return errors.New("access token is empty: pass the token from OpenTunnel or the MQTT notification")
+	}
+	if cfg.ClientToken == "" {
+		cfg.ClientToken = NewClientToken()
+	} else if !clientTokenRe.MatchString(cfg.ClientToken) {
+		return errors.New("client token must be 32-128 characters of a-z, A-Z, 0-9 and '-'")
+	}
+	if err := validateServices(cfg); err != nil {
+		return err
 	}
 	if cfg.PingInterval <= 0 {
 		cfg.PingInterval = DefaultPingInterval

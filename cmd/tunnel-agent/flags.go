@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"flag"
 	"fmt"
@@ -18,8 +19,65 @@ type settings struct {
 	fs         *flag.FlagSet
 	configPath string
 	configJSON string // greengrass: the component configuration
+	greengrass bool   // the nucleus provides the MQTT connection: no MQTT flags
 	apply      []func(*config.Config) error
 	services   map[string]string
+	loaded     string // the file the last load read, "" if none
+}
+
+// usageError is a command-line mistake (exit status 2, as tunnelctl).
+type usageError struct {
+	err     error
+	printed bool // flag printed it already, with the usage
+}
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+// parse parses the command line; a bad flag is a usageError (flag has
+// already printed it with the usage).
+func (s *settings) parse(args []string) error {
+	var help bytes.Buffer
+	s.fs.SetOutput(&help)
+	if err := s.fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			_, _ = os.Stdout.Write(help.Bytes())
+			return err
+		}
+		return usageError{err: fmt.Errorf("%w (see tunnel-agent %s -h)", err, s.fs.Name())}
+	}
+	if s.fs.NArg() > 0 {
+		return usageError{err: fmt.Errorf("unexpected argument %q: every setting is a flag (see -h)", s.fs.Arg(0))}
+	}
+	return nil
+}
+
+// loadValid loads and validates the standalone (MQTT) configuration. When
+// no file was read, the error says so: most of the time that is the cause.
+func (s *settings) loadValid() (config.Config, error) {
+	cfg, err := s.load(nil)
+	if err != nil {
+		return cfg, err
+	}
+	if err := cfg.Validate(); err != nil {
+		if s.loaded == "" {
+			return cfg, fmt.Errorf("no config file: %s does not exist and no --config was given (write one, e.g. from configs/tunnel-agent.yaml, or pass every setting as a flag): %w",
+				config.DefaultConfigPath, err)
+		}
+		return cfg, err
+	}
+	return cfg, nil
+}
+
+// source describes where the configuration comes from, for logs.
+func (s *settings) source() string {
+	switch {
+	case s.configJSON != "":
+		return "--config-json"
+	case s.configPath != "":
+		return s.configPath
+	}
+	return config.DefaultConfigPath
 }
 
 type stringFlag struct {
@@ -28,30 +86,34 @@ type stringFlag struct {
 }
 
 var stringFlags = []stringFlag{
-	{"thing-name", "thing_name: AWS IoT thing name", func(c *config.Config, v string) { c.ThingName = v }},
-	{"endpoint", "endpoint: AWS IoT data endpoint host", func(c *config.Config, v string) { c.Endpoint = v }},
-	{"cert", "cert: device certificate file", func(c *config.Config, v string) { c.Cert = v }},
-	{"key", "key: device private key file", func(c *config.Config, v string) { c.Key = v }},
-	{"root-ca", "root_ca: CA file for the MQTT broker", func(c *config.Config, v string) { c.RootCA = v }},
-	{"client-id", "client_id: MQTT client id (default: thing name)", func(c *config.Config, v string) { c.ClientID = v }},
-	{"data-endpoint", "data_endpoint: data-plane endpoint override", func(c *config.Config, v string) { c.DataEndpoint = v }},
-	{"ca-file", "ca_file: extra CA for the data plane", func(c *config.Config, v string) { c.CAFile = v }},
-	{"https-proxy", "https_proxy: proxy URL for the data plane", func(c *config.Config, v string) { c.HTTPSProxy = v }},
-	{"log-level", "log_level: debug, info, warn, error", func(c *config.Config, v string) { c.LogLevel = v }},
-	{"log-format", "log_format: text or json", func(c *config.Config, v string) { c.LogFormat = v }},
-	{"state-dir", "state_dir: directory for resumable tunnels", func(c *config.Config, v string) { c.StateDir = v }},
-	{"control-socket", "control_socket: the status socket, or off (default " + config.DefaultControlSocket + ")", func(c *config.Config, v string) { c.ControlSocket = v }},
-	{"metrics-listen", "metrics_listen: Prometheus metrics on a loopback host:port or unix:/path (default off)", func(c *config.Config, v string) { c.MetricsListen = v }},
-	{"audit-topic", "audit_topic: also publish audit events here, e.g. tunnel-agent/{thing}/events (default off)", func(c *config.Config, v string) { c.AuditTopic = v }},
+	{"thing-name", "thing_name: AWS IoT thing `name`", func(c *config.Config, v string) { c.ThingName = v }},
+	{"endpoint", "endpoint: AWS IoT data endpoint `host` (aws iot describe-endpoint --endpoint-type iot:Data-ATS)", func(c *config.Config, v string) { c.Endpoint = v }},
+	{"cert", "cert: device certificate PEM `file`", func(c *config.Config, v string) { c.Cert = v }},
+	{"key", "key: device private key PEM `file`", func(c *config.Config, v string) { c.Key = v }},
+	{"root-ca", "root_ca: CA PEM `file` for the MQTT broker (AmazonRootCA1.pem)", func(c *config.Config, v string) { c.RootCA = v }},
+	{"client-id", "client_id: MQTT client `id` (default: the thing name)", func(c *config.Config, v string) { c.ClientID = v }},
+	{"data-endpoint", "data_endpoint: data-plane endpoint override, `host[:port]` or wss://host:port (default: from the region)", func(c *config.Config, v string) { c.DataEndpoint = v }},
+	{"ca-file", "ca_file: extra CA PEM `file` for the data plane", func(c *config.Config, v string) { c.CAFile = v }},
+	{"https-proxy", "https_proxy: http(s):// proxy `URL` for the data plane and MQTT (default: $HTTPS_PROXY)", func(c *config.Config, v string) { c.HTTPSProxy = v }},
+	{"log-level", "log_level: `level`: debug, info, warn or error (default " + config.DefaultLogLevel + ")", func(c *config.Config, v string) { c.LogLevel = v }},
+	{"log-format", "log_format: `format`: text or json (default " + config.DefaultLogFormat + ")", func(c *config.Config, v string) { c.LogFormat = v }},
+	{"state-dir", "state_dir: `directory` for resumable tunnels (default " + config.DefaultStateDir + ")", func(c *config.Config, v string) { c.StateDir = v }},
+	{"control-socket", "control_socket: the status socket `path`, or off (default " + config.DefaultControlSocket + ")", func(c *config.Config, v string) { c.ControlSocket = v }},
+	{"metrics-listen", "metrics_listen: Prometheus metrics on a loopback `host:port` or unix:/path (default off)", func(c *config.Config, v string) { c.MetricsListen = v }},
+	{"audit-topic", "audit_topic: also publish the audit events to this `topic`, e.g. tunnel-agent/{thing}/events (default off)", func(c *config.Config, v string) { c.AuditTopic = v }},
 }
 
 func newSettings(name string, greengrass bool) *settings {
-	s := &settings{fs: flag.NewFlagSet(name, flag.ContinueOnError)}
-	s.fs.StringVar(&s.configPath, "config", "", "config file (default "+config.DefaultConfigPath+" if it exists)")
+	s := &settings{fs: flag.NewFlagSet(name, flag.ContinueOnError), greengrass: greengrass}
+	s.fs.StringVar(&s.configPath, "config", "", "config `file` (default "+config.DefaultConfigPath+" if it exists)")
 	if greengrass {
 		s.fs.StringVar(&s.configJSON, "config-json", "", "component configuration as JSON (the recipe passes {configuration:/agent})")
+		s.fs.Usage = greengrassUsage(s.fs)
 	}
 	for _, f := range stringFlags {
+		if greengrass && nucleusProvidedFlag(f.name) {
+			continue
+		}
 		s.fs.Func(f.name, f.usage, func(v string) error {
 			s.later(func(c *config.Config) { f.set(c, v) })
 			return nil
@@ -78,10 +140,12 @@ func (s *settings) bindTyped() {
 			return nil
 		})
 	}
-	num("port", "port: 8883, or 443 (ALPN x-amzn-mqtt-ca)", func(c *config.Config, v int) { c.Port = v })
-	num("max-tunnels", "max_tunnels: concurrent tunnel cap", func(c *config.Config, v int) { c.MaxTunnels = v })
-	num("audit-queue", "audit_queue: audit events kept while offline (default 1000)", func(c *config.Config, v int) { c.AuditQueue = v })
-	s.fs.Func("service", "services: ID=ADDR (repeatable; replaces the file's map), e.g. SSH=127.0.0.1:22", func(v string) error {
+	if !s.greengrass {
+		num("port", "port: MQTT `port`, 8883 or 443 (ALPN x-amzn-mqtt-ca) (default 8883)", func(c *config.Config, v int) { c.Port = v })
+	}
+	num("max-tunnels", fmt.Sprintf("max_tunnels: concurrent tunnel cap, a `number` (default %d)", config.DefaultMaxTunnels), func(c *config.Config, v int) { c.MaxTunnels = v })
+	num("audit-queue", fmt.Sprintf("audit_queue: audit events kept while offline, a `number` (default %d)", config.DefaultAuditQueue), func(c *config.Config, v int) { c.AuditQueue = v })
+	s.fs.Func("service", "services: `ID=ADDR` (repeatable; replaces the file's map), e.g. SSH=127.0.0.1:22", func(v string) error {
 		id, addr, ok := strings.Cut(v, "=")
 		if !ok {
 			return errors.New("use ID=ADDR, e.g. SSH=127.0.0.1:22")
@@ -93,7 +157,7 @@ func (s *settings) bindTyped() {
 		s.services[id] = addr
 		return nil
 	})
-	s.fs.Func("max-tunnel-lifetime", "max_tunnel_lifetime: e.g. 2h (0: service maximum)", func(v string) error {
+	s.fs.Func("max-tunnel-lifetime", "max_tunnel_lifetime: a `duration` such as 2h (default 0: the service's 12h)", func(v string) error {
 		d, err := time.ParseDuration(v)
 		if err != nil {
 			return errors.New("not a duration (e.g. 90m)")
@@ -101,7 +165,7 @@ func (s *settings) bindTyped() {
 		s.later(func(c *config.Config) { c.MaxTunnelLifetime = d })
 		return nil
 	})
-	s.fs.Func("conn-buffer", "conn_buffer: bytes queued per local connection, e.g. 1MiB (32KiB..64MiB)", func(v string) error {
+	s.fs.Func("conn-buffer", "conn_buffer: `size` queued per local connection, 32KiB..64MiB (default 1MiB)", func(v string) error {
 		n, err := config.ParseByteSize(v)
 		if err != nil {
 			return err
@@ -109,7 +173,7 @@ func (s *settings) bindTyped() {
 		s.later(func(c *config.Config) { c.ConnBuffer = n })
 		return nil
 	})
-	s.fs.Func("conn-stall-timeout", "conn_stall_timeout: wait for room in a full conn_buffer before resetting that connection, e.g. 1s (0..1m)", func(v string) error {
+	s.fs.Func("conn-stall-timeout", "conn_stall_timeout: `duration` to wait for room in a full conn_buffer before resetting that connection, 0..1m (default 1s)", func(v string) error {
 		d, err := time.ParseDuration(v)
 		if err != nil {
 			return errors.New("not a duration (e.g. 1s)")
@@ -147,11 +211,13 @@ func (s *settings) load(normalizeJSON func([]byte) ([]byte, error)) (config.Conf
 		if cfg, err = config.Load(s.configPath); err != nil {
 			return cfg, err
 		}
+		s.loaded = s.configPath
 	default:
 		if _, statErr := os.Stat(config.DefaultConfigPath); statErr == nil {
 			if cfg, err = config.Load(config.DefaultConfigPath); err != nil {
 				return cfg, err
 			}
+			s.loaded = config.DefaultConfigPath
 		}
 	}
 	for _, f := range s.apply {

@@ -21,7 +21,7 @@ const usage = `usage: tunnel-agent <command> [flags]
 commands:
   run           run the agent in the foreground (what the systemd unit runs)
   greengrass    run as a Greengrass v2 component (notifications over Greengrass IPC)
-  check-config  validate the configuration and print the effective settings
+  check-config  check the configuration, certificates and file access; --connect also tries the broker
   install       install and enable the systemd service (binary at /usr/local/bin/tunnel-agent)
   uninstall     disable and remove the systemd service
   status        what the running agent is doing: tunnels, connections, bytes (--json)
@@ -51,6 +51,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		err = cmdStatus(rest, stdout)
 	case "check-config":
 		err = cmdCheckConfig(rest, stdout)
+	case accessCommand:
+		err = cmdCheckAccess(rest, stdout)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "tunnel-agent", version)
 	case service.ActionInstall, service.ActionUninstall, service.ActionStart, service.ActionStop:
@@ -64,6 +66,13 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
+	var ue usageError
+	if errors.As(err, &ue) {
+		if !ue.printed {
+			fmt.Fprintln(stderr, "tunnel-agent:", err)
+		}
+		return 2
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "tunnel-agent:", err)
 		return 1
@@ -74,7 +83,10 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 func cmdControl(action string, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet(action, flag.ContinueOnError)
 	if err := fs.Parse(args); err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err: err, printed: true}
 	}
 	msg, err := service.Control(action, service.Options{CreateUser: true})
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/tunnel-agent/tunnel-agent/agent/config"
 	"github.com/tunnel-agent/tunnel-agent/agent/control"
 	"github.com/tunnel-agent/tunnel-agent/agent/notify"
+	"github.com/tunnel-agent/tunnel-agent/platform/service"
 )
 
 // observers are the parts that show what the agent does: the control
@@ -38,7 +40,7 @@ type readyState struct {
 func (r *readyState) subscribed() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.st.State, r.st.Since = notify.StateSubscribed, time.Now()
+	r.st.State, r.st.Since = notify.StateSubscribed.String(), time.Now()
 	r.st.Connects++
 }
 
@@ -56,12 +58,12 @@ func (o *observers) onReady() {
 }
 
 // newObservers wires the observers to the agent (its OnEvent hook).
-func newObservers(cfg config.Config, src notify.Source, a *agent.Agent, log *slog.Logger) (*observers, error) {
+func newObservers(cfg config.Config, src notify.Source, a *agent.Agent, log *slog.Logger, status *service.StatusLine) (*observers, error) {
 	o := &observers{}
 	if cfg.AuditTopic != "" {
 		pub, ok := src.(audit.Publisher)
 		if !ok {
-			return nil, errors.New("audit_topic: publishing through Greengrass IPC (PublishToIoTCore) is not available yet; remove audit_topic")
+			return nil, errors.New("audit_topic: this notification source cannot publish; remove audit_topic")
 		}
 		q, err := audit.NewQueue(audit.QueueConfig{Topic: cfg.AuditTopicFor(cfg.ThingName), Size: cfg.AuditQueue, Logger: log})
 		if err != nil {
@@ -70,7 +72,11 @@ func newObservers(cfg config.Config, src notify.Source, a *agent.Agent, log *slo
 		o.queue, o.pub = q, pub
 	}
 	opts := control.Options{Agent: a, Queue: o.queue, MetricsListen: cfg.MetricsListen, Thing: cfg.ThingName,
-		Version: version, MaxTunnels: cfg.MaxTunnels, Logger: log}
+		Version: version, MaxTunnels: cfg.MaxTunnels, Logger: log,
+		// systemctl status: "...; tunnels: 2 open, 3 connections".
+		OnCounts: func(tunnels, conns int) {
+			status.Set("tunnels", fmt.Sprintf("%d open, %d connections", tunnels, conns))
+		}}
 	if cfg.ControlSocket != config.ControlSocketOff {
 		opts.Socket = cfg.ControlSocket
 	}
@@ -78,7 +84,7 @@ func newObservers(cfg config.Config, src notify.Source, a *agent.Agent, log *slo
 		opts.Source = r.State
 	} else {
 		o.ready = &readyState{st: notify.SourceState{Kind: "greengrass", Topic: notify.Topic(cfg.ThingName),
-			State: notify.StateConnecting, Since: time.Now()}}
+			State: notify.StateConnecting.String(), Since: time.Now()}}
 		opts.Source = o.ready.get
 	}
 	srv, err := control.New(opts)
@@ -88,6 +94,25 @@ func newObservers(cfg config.Config, src notify.Source, a *agent.Agent, log *slo
 	o.srv = srv
 	a.OnEvent(srv.Observe)
 	return o, nil
+}
+
+// observersChanged refuses a reload that changes what the observers were
+// built with: they keep their listeners and queue until a restart.
+func observersChanged(old, cfg config.Config) error {
+	var keys []string
+	if old.ControlSocket != cfg.ControlSocket {
+		keys = append(keys, "control_socket")
+	}
+	if old.MetricsListen != cfg.MetricsListen {
+		keys = append(keys, "metrics_listen")
+	}
+	if old.AuditTopic != cfg.AuditTopic || old.AuditQueue != cfg.AuditQueue {
+		keys = append(keys, "audit_topic/audit_queue")
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %s: restart the agent to change them", agent.ErrNeedsRestart, strings.Join(keys, ", "))
 }
 
 // runWith runs the agent with its observers; they stop after the agent.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -15,70 +14,158 @@ import (
 	"github.com/tunnel-agent/tunnel-agent/agent"
 	"github.com/tunnel-agent/tunnel-agent/agent/config"
 	"github.com/tunnel-agent/tunnel-agent/agent/notify"
+	"github.com/tunnel-agent/tunnel-agent/platform/greengrass"
 	"github.com/tunnel-agent/tunnel-agent/platform/service"
 )
 
 // shutdownGrace bounds a SIGTERM shutdown (systemd's TimeoutStopSec is 10 s).
 const shutdownGrace = 5 * time.Second
 
-// cmdRun runs the agent until SIGTERM/SIGINT. greengrass selects the IPC
-// notification source instead of MQTT.
+// daemon is a running agent with what a reload needs.
+type daemon struct {
+	s       *settings
+	cfg     config.Config // running configuration
+	a       *agent.Agent
+	mqtt    *notify.MQTTSource // nil in Greengrass mode
+	logs    *logSwitch
+	log     *slog.Logger
+	status  *service.StatusLine
+	greenGG bool
+	obs     *observers
+}
+
+// cmdRun runs the agent until SIGTERM/SIGINT; SIGHUP reloads the
+// configuration. greengrass selects the IPC notification source instead of
+// MQTT.
 func cmdRun(args []string, logOut io.Writer, greengrass bool) error {
 	name := "run"
 	if greengrass {
 		name = "greengrass"
 	}
-	s := newSettings(name, greengrass)
-	if err := s.fs.Parse(args); err != nil {
-		return err
-	}
-	var (
-		cfg config.Config
-		src notify.Source
-		err error
-	)
 	if greengrass {
-		cfg, src, err = greengrassSetup(s, logOut)
-	} else {
-		cfg, src, err = mqttSetup(s, logOut)
-	}
-	if err != nil {
-		return err
-	}
-	log, _ := newLogger(cfg, logOut)
-	a, err := agent.New(cfg, src, log)
-	if err != nil {
-		return err
-	}
-	obs, err := newObservers(cfg, src, a, log)
-	if err != nil {
-		return err
-	}
-	a.OnReady(func() {
-		obs.onReady()
-		if _, err := service.Ready("subscribed to tunnel notifications"); err != nil {
-			log.Warn("cannot report readiness to systemd", "err", err)
+		if err := refuseMQTTFlags(args); err != nil {
+			return err
 		}
-	})
+	}
+	s := newSettings(name, greengrass)
+	if err := s.parse(args); err != nil {
+		return err
+	}
+	d := &daemon{s: s, status: service.NewStatusLine(), greenGG: greengrass}
+	var src notify.Source
+	var err error
+	if greengrass {
+		d.cfg, src, err = greengrassSetup(s, logOut)
+	} else {
+		d.cfg, err = s.loadValid()
+		if err == nil {
+			d.logs, err = newLogSwitch(d.cfg, logOut)
+		}
+		if err == nil {
+			d.mqtt, err = notify.NewMQTTSource(d.mqttConfig(d.cfg))
+			src = d.mqtt
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if d.logs == nil {
+		if d.logs, err = newLogSwitch(d.cfg, logOut); err != nil {
+			return err
+		}
+	}
+	d.log = d.logs.logger()
+	if d.a, err = agent.New(d.cfg, src, d.log); err != nil {
+		return err
+	}
+	if d.obs, err = newObservers(d.cfg, src, d.a, d.log, d.status); err != nil {
+		return err
+	}
+	d.wire()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	log.Info("tunnel-agent starting", "version", version, "mode", name, "thing", cfg.ThingName,
-		"services", cfg.Services, "max_tunnels", cfg.MaxTunnels)
-	return runUntilSignal(ctx, func(ctx context.Context) error { return obs.runWith(ctx, a) }, log)
+	d.log.Info("tunnel-agent starting", "version", version, "mode", name, "thing", d.cfg.ThingName,
+		"services", d.cfg.Services, "max_tunnels", d.cfg.MaxTunnels)
+	return d.runUntilSignal(ctx)
 }
 
-// runUntilSignal runs the agent and, once ctx is cancelled, gives it
-// shutdownGrace to finish.
-func runUntilSignal(ctx context.Context, run func(context.Context) error, log *slog.Logger) error {
+// wire connects the agent to systemd: READY=1 as soon as it runs, STATUS=
+// with the connection state, WATCHDOG=1 from its event loop.
+func (d *daemon) wire() {
+	d.a.OnStarted(func() {
+		if d.mqtt != nil {
+			d.status.Set("mqtt", "connecting")
+		} else {
+			d.status.Set("notifications", "subscribing through Greengrass IPC")
+		}
+		if _, err := service.Ready(d.status.String()); err != nil {
+			d.log.Warn("cannot report readiness to systemd", "err", err)
+		}
+	})
+	d.a.OnReady(func() {
+		d.obs.onReady()
+		if d.mqtt == nil {
+			d.status.Set("notifications", "subscribed")
+		}
+	})
+	if iv := service.WatchdogInterval(); iv > 0 {
+		d.a.SetHeartbeat(iv, func() {
+			if _, err := service.Watchdog(); err != nil {
+				d.log.Warn("cannot ping the systemd watchdog", "err", err)
+			}
+		})
+	}
+}
+
+func (d *daemon) mqttConfig(cfg config.Config) notify.MQTTConfig {
+	return notify.MQTTConfig{
+		Endpoint: cfg.Endpoint, Port: cfg.Port, ThingName: cfg.ThingName, ClientID: cfg.EffectiveClientID(),
+		CertFile: cfg.Cert, KeyFile: cfg.Key, RootCAFile: cfg.RootCA, Proxy: cfg.HTTPSProxy,
+		Logger: d.logLater(), OnState: d.onMQTTState,
+	}
+}
+
+// logLater is the logger for the MQTT source, which exists before d.log.
+func (d *daemon) logLater() *slog.Logger {
+	if d.logs == nil {
+		return nil
+	}
+	return d.logs.logger()
+}
+
+// onMQTTState keeps STATUS= current.
+func (d *daemon) onMQTTState(i notify.StateInfo) {
+	text := i.State.String() + " " + i.Broker
+	switch i.State {
+	case notify.StateSubscribed:
+		text = "subscribed to tunnel notifications via " + i.Broker
+	case notify.StateRetrying:
+		text = fmt.Sprintf("%s failed (%s), retry %d in %s", i.Broker, i.Cause.Kind, i.Attempt, i.RetryIn.Round(time.Second))
+	}
+	d.status.Set("mqtt", text)
+}
+
+// runUntilSignal runs the agent, reloads on SIGHUP and, once ctx is
+// cancelled, gives it shutdownGrace to finish.
+func (d *daemon) runUntilSignal(ctx context.Context) error {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	done := make(chan error, 1)
-	go func() { done <- run(ctx) }()
-	select {
-	case err := <-done:
-		return err
-	case <-ctx.Done():
+	go func() { done <- d.obs.runWith(ctx, d.a) }()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-hup:
+			d.reload()
+			continue
+		case <-ctx.Done():
+		}
+		break
 	}
 	_, _ = service.Stopping()
-	log.Info("shutting down")
+	d.log.Info("shutting down")
 	select {
 	case err := <-done:
 		return err
@@ -87,52 +174,56 @@ func runUntilSignal(ctx context.Context, run func(context.Context) error, log *s
 	}
 }
 
-func mqttSetup(s *settings, logOut io.Writer) (config.Config, notify.Source, error) {
-	cfg, err := s.load(nil)
+// reload reads the configuration again (file, then the command line's
+// flags) and applies it, or refuses it and keeps the running one.
+func (d *daemon) reload() {
+	_, _ = service.SdNotify("RELOADING=1")
+	defer func() { _, _ = service.SdNotify("READY=1") }()
+	d.log.Info("SIGHUP: reloading the configuration", "config", d.s.source())
+	cfg, err := d.loadForReload()
+	if err == nil && cfg.StateDir != d.cfg.StateDir {
+		err = fmt.Errorf("%w: state_dir (%s to %s): restart the agent to move it", agent.ErrNeedsRestart, d.cfg.StateDir, cfg.StateDir)
+	}
+	if err == nil {
+		err = observersChanged(d.cfg, cfg)
+	}
+	if err == nil && d.mqtt != nil {
+		_, err = d.mqtt.Reconfigure(d.mqttConfig(cfg))
+	}
+	var changed []string
+	if err == nil {
+		changed, err = d.a.Reload(cfg)
+	}
 	if err != nil {
-		return cfg, nil, err
+		d.log.Error("configuration reload refused; the running configuration stays", "err", err)
+		return
 	}
-	if err := cfg.Validate(); err != nil {
-		return cfg, nil, err
+	if err := d.logs.apply(cfg); err != nil { // validated above: cannot fail
+		d.log.Error("cannot apply the log settings", "err", err)
 	}
-	log, _ := newLogger(cfg, logOut)
-	src, err := notify.NewMQTTSource(notify.MQTTConfig{
-		Endpoint: cfg.Endpoint, Port: cfg.Port, ThingName: cfg.ThingName, ClientID: cfg.EffectiveClientID(),
-		CertFile: cfg.Cert, KeyFile: cfg.Key, RootCAFile: cfg.RootCA, Logger: log,
-	})
-	return cfg, src, err
+	d.cfg = cfg
+	if len(changed) == 0 {
+		d.log.Info("configuration reloaded: nothing changed")
+		return
+	}
+	d.log.Info("configuration reloaded", "changed", changed, "services", cfg.Services, "max_tunnels", cfg.MaxTunnels,
+		"log_level", cfg.LogLevel)
 }
 
+func (d *daemon) loadForReload() (config.Config, error) {
+	if d.greenGG {
+		cfg, err := d.s.load(greengrass.NormalizeConfigJSON)
+		if err == nil {
+			cfg.ThingName = d.cfg.ThingName
+			err = cfg.ValidateTunnel()
+		}
+		return cfg, err
+	}
+	return d.s.loadValid()
+}
+
+// newLogger builds a logger for cfg writing to w (see logSwitch).
 func newLogger(cfg config.Config, w io.Writer) (*slog.Logger, error) {
-	level, err := config.ParseLevel(cfg.LogLevel)
-	opts := &slog.HandlerOptions{Level: level}
-	if cfg.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts)), err
-	}
-	return slog.New(slog.NewTextHandler(w, opts)), err
-}
-
-// cmdCheckConfig validates the configuration, checks the certificate and
-// key load, and prints the effective settings (never key material).
-func cmdCheckConfig(args []string, stdout io.Writer) error {
-	s := newSettings("check-config", false)
-	if err := s.fs.Parse(args); err != nil {
-		return err
-	}
-	cfg, err := s.load(nil)
-	if err != nil {
-		return err
-	}
-	fmt.Fprint(stdout, "# effective settings\n"+cfg.Effective())
-	if err := cfg.Validate(); err != nil {
-		return err
-	}
-	if _, err := tls.LoadX509KeyPair(cfg.Cert, cfg.Key); err != nil {
-		return fmt.Errorf("cert/key: %w (check the paths and that the key belongs to the certificate)", err)
-	}
-	if _, err := os.ReadFile(cfg.RootCA); err != nil {
-		return fmt.Errorf("root_ca: %w", err)
-	}
-	fmt.Fprintln(stdout, "# configuration OK")
-	return nil
+	ls, err := newLogSwitch(cfg, w)
+	return ls.logger(), err
 }

@@ -42,9 +42,12 @@
 //     Config.RotateDisconnects.
 //
 // The relay reads each connection as one byte stream (binary WebSocket
-// messages concatenated, continuation frames reassembled), forwards every
-// frame unchanged and batches frames into messages of at most 131076 bytes
-// holding whole frames. One goroutine writes each WebSocket; senders hand it
+// messages concatenated, continuation frames reassembled) and forwards every
+// frame unchanged: a message of whole frames leaves as it came, and the
+// frames a message completes (when frames span messages) leave together as
+// one message of at most 131076 bytes. Messages are never merged, because
+// peers depend on where a message ends (the C++ localproxy stops after a
+// STREAM_START until the next message arrives). One goroutine writes each WebSocket; senders hand it
 // frames through a bounded buffer and block when it is full, so a slow client
 // slows its peer down instead of growing memory.
 package emulator

@@ -1,7 +1,6 @@
 package emulator
 
 import (
-	"encoding/binary"
 	"errors"
 	"io"
 	"sync"
@@ -46,7 +45,7 @@ type peer struct {
 
 	mu      sync.Mutex
 	cond    sync.Cond
-	queue   []*[]byte               // messages of whole frames, each at most MaxWSMessage bytes
+	msgs    []*[]byte               // messages of whole frames, each at most MaxWSMessage bytes
 	queued  int                     // bytes in queue
 	writing bool                    // a goroutine is writing data messages
 	wdl     batchconn.WriteDeadline // of data messages (while writing)
@@ -77,24 +76,23 @@ func (p *peer) waitRoom(n int) bool {
 	return !p.closed
 }
 
-// enqueue adds one frame body (without length prefix) to the last queued
-// message if it fits, else to a new one, blocking while the queue is full.
-// It reports false once the peer is closed.
-func (p *peer) enqueue(body []byte) bool {
+// queue adds bp, one message of whole frames from msgPool, behind the
+// queued ones for the writer goroutine, blocking while the queue is full.
+// The peer owns bp afterwards. It reports false once the peer is closed.
+func (p *peer) queue(bp *[]byte) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	n := protocol.LengthSize + len(body)
-	if !p.waitRoom(n) {
+	return p.queueLocked(bp)
+}
+
+func (p *peer) queueLocked(bp *[]byte) bool {
+	if !p.waitRoom(len(*bp)) {
+		putMsg(bp)
 		return false
 	}
-	wasEmpty := len(p.queue) == 0
-	if wasEmpty || len(*p.queue[len(p.queue)-1])+n > protocol.MaxWSMessage {
-		p.queue = append(p.queue, msgPool.Get().(*[]byte))
-	}
-	last := p.queue[len(p.queue)-1]
-	*last = binary.BigEndian.AppendUint16(*last, uint16(len(body)))
-	*last = append(*last, body...)
-	p.queued += n
+	wasEmpty := len(p.msgs) == 0
+	p.msgs = append(p.msgs, bp)
+	p.queued += len(*bp)
 	if wasEmpty {
 		p.cond.Broadcast()
 	}
@@ -103,18 +101,20 @@ func (p *peer) enqueue(body []byte) bool {
 
 // send forwards bp, a message of whole frames from msgPool; the peer owns
 // bp afterwards. When nothing is queued or being written, the caller (the
-// other side's reader) writes it at once; otherwise it is queued, batched
-// with other small messages. It reports false once the peer is closed.
+// other side's reader) writes it at once; otherwise it is queued. Messages
+// are never merged: a peer may depend on where a message ends (the C++
+// localproxy processes nothing after a STREAM_START until the next message).
+// It reports false once the peer is closed.
 func (p *peer) send(bp *[]byte) bool {
 	p.mu.Lock()
-	if !p.closed && !p.writing && len(p.queue) == 0 {
+	if !p.closed && !p.writing && len(p.msgs) == 0 {
 		p.writing = true
 		p.mu.Unlock()
 		q := [1]*[]byte{bp}
 		err := p.writeMsgs(q[:])
 		p.mu.Lock()
 		p.writing = false
-		if len(p.queue) > 0 {
+		if len(p.msgs) > 0 {
 			p.cond.Broadcast() // queued meanwhile: the writer goroutine takes over
 		}
 		p.mu.Unlock()
@@ -125,31 +125,27 @@ func (p *peer) send(bp *[]byte) bool {
 		return true
 	}
 	defer p.mu.Unlock()
-	if !p.waitRoom(len(*bp)) {
-		putMsg(bp)
-		return false
-	}
-	wasEmpty := len(p.queue) == 0
-	p.queued += len(*bp)
-	if !wasEmpty && len(*p.queue[len(p.queue)-1])+len(*bp) <= protocol.MaxWSMessage {
-		last := p.queue[len(p.queue)-1] // small messages: batch them into one write
-		*last = append(*last, *bp...)
-		putMsg(bp)
-		return true
-	}
-	p.queue = append(p.queue, bp)
-	if wasEmpty {
-		p.cond.Broadcast()
-	}
-	return true
+	return p.queueLocked(bp)
 }
 
+// sendCopy sends a copy of b, whole frames, as one message.
+func (p *peer) sendCopy(b []byte) bool {
+	bp := msgPool.Get().(*[]byte)
+	*bp = append(*bp, b...)
+	return p.send(bp)
+}
+
+// enqueueMessage queues a message of the emulator's own (SERVICE_IDS, a
+// STREAM_RESET) as a message of its own, for the writer goroutine.
 func (p *peer) enqueueMessage(m *protocol.Message) bool {
-	b, err := protocol.AppendFrame(nil, m)
+	bp := msgPool.Get().(*[]byte)
+	b, err := protocol.AppendFrame(*bp, m)
 	if err != nil {
+		putMsg(bp)
 		return false
 	}
-	return p.enqueue(b[protocol.LengthSize:])
+	*bp = b
+	return p.queue(bp)
 }
 
 // writeLoop sends the queued messages. It returns when the peer is closed
@@ -158,15 +154,15 @@ func (p *peer) writeLoop() {
 	var spare []*[]byte
 	for {
 		p.mu.Lock()
-		for !p.closed && (len(p.queue) == 0 || p.writing) {
+		for !p.closed && (len(p.msgs) == 0 || p.writing) {
 			p.cond.Wait()
 		}
 		if p.closed {
 			p.mu.Unlock()
 			return
 		}
-		q := p.queue
-		p.queue, p.queued = spare[:0], 0
+		q := p.msgs
+		p.msgs, p.queued = spare[:0], 0
 		p.writing = true
 		p.cond.Broadcast() // wake blocked senders
 		p.mu.Unlock()

@@ -225,7 +225,7 @@ func (e *Emulator) runPeer(t *tunnel, p *peer) {
 // readLoop reads messages from p and forwards their frames; it returns why
 // it stopped. A message of whole frames (the common case) goes to the peer
 // as it is, without copying; frames split across messages are reassembled
-// in carry and forwarded one by one.
+// in carry, and the frames a message completes leave as one message.
 func (e *Emulator) readLoop(r *relay, p *peer) error {
 	var carry []byte
 	var tos []*peer
@@ -323,17 +323,28 @@ func sameTarget(tos []*peer) bool {
 	return true
 }
 
-// forwardFrames enqueues the frames of data (whole frames) one by one to
-// their targets (nil: drop).
+// forwardFrames sends the whole frames of data, all from one received
+// message, to their targets (nil: drop). Consecutive frames for the same
+// target leave together as one message (split at frame boundaries to stay
+// within MaxWSMessage), never merged with another message.
 func forwardFrames(r *relay, data []byte, tos []*peer) {
-	for _, to := range tos {
-		l := int(binary.BigEndian.Uint16(data))
-		if to != nil {
-			r.shaper.wait(protocol.LengthSize + l)
-			to.enqueue(data[protocol.LengthSize : protocol.LengthSize+l])
+	var to *peer
+	start, off := 0, 0
+	flush := func() {
+		if to != nil && off > start {
+			r.shaper.wait(off - start)
+			to.sendCopy(data[start:off])
 		}
-		data = data[protocol.LengthSize+l:]
 	}
+	for _, t := range tos {
+		n := protocol.LengthSize + int(binary.BigEndian.Uint16(data[off:]))
+		if t != to || off+n-start > protocol.MaxWSMessage {
+			flush()
+			to, start = t, off
+		}
+		off += n
+	}
+	flush()
 }
 
 // frame checks and routes one frame body from p and returns its target.

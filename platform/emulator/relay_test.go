@@ -3,9 +3,11 @@ package emulator
 import (
 	"bytes"
 	"crypto/rand"
+	"io"
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/gorilla/websocket"
 
@@ -220,5 +222,106 @@ func TestReplacementResetToV1Peer(t *testing.T) {
 	env.dial(t, dialOpts{token: tun.src, clientToken: ctA})
 	if m := dst.recv(t); m.Type != protocol.TypeStreamReset || m.StreamID != 7 || m.ServiceID != "" {
 		t.Fatalf("V1 destination got %+v, want STREAM_RESET 7 without serviceId", m)
+	}
+}
+
+// TestRelayKeepsMessageBoundaries: the relay never merges messages. Each
+// message reaches the other side with the frames it completed, also when
+// frames span messages and the writer is busy, and the emulator's own
+// STREAM_RESETs go one per message. A peer may depend on where a message
+// ends: the C++ localproxy processes nothing after a STREAM_START until the
+// next message arrives.
+func TestRelayKeepsMessageBoundaries(t *testing.T) {
+	env := startEmulator(t, nil)
+	tun := env.open(t, `{"destinationConfig":{"services":["SSH","VNC"]}}`)
+	src := env.dial(t, dialOpts{token: tun.src})
+	src.recv(t) // SERVICE_IDS
+	// Two streams started while no destination is there: its arrival
+	// resets both at the source, in two messages.
+	src.send(t, start("SSH", 1))
+	src.send(t, start("VNC", 1))
+	waitStreams(t, env, tun.id, 2)
+	dst := env.dial(t, dialOpts{token: tun.dst, mode: "destination"})
+	_ = dst.c.SetReadDeadline(deadline())
+	if _, b, err := dst.c.ReadMessage(); err != nil || frameTypes(t, b)[0] != protocol.TypeServiceIDs {
+		t.Fatalf("destination's first message: %v", err)
+	}
+	for range 2 {
+		_ = src.c.SetReadDeadline(deadline())
+		_, b, err := src.c.ReadMessage()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := frameTypes(t, b); len(got) != 1 || got[0] != protocol.TypeStreamReset {
+			t.Fatalf("source got %v in one message, want one STREAM_RESET", got)
+		}
+	}
+	// Each round: [STREAM_START + the head of a DATA frame], [its tail,
+	// another DATA]: the destination must see [START] then [DATA, DATA].
+	const rounds = 50
+	for i := range int32(rounds) {
+		var b []byte
+		m1, m2, m3 := start("SSH", i+2), data("SSH", i+2, make([]byte, 3000)), data("SSH", i+2, []byte("x"))
+		for _, m := range []*protocol.Message{&m1, &m2, &m3} {
+			b, _ = protocol.AppendFrame(b, m)
+		}
+		cut := len(b) - 2000
+		for _, part := range [][]byte{b[:cut], b[cut:]} {
+			if err := src.c.WriteMessage(websocket.BinaryMessage, part); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for i := range 2 * rounds {
+		_ = dst.c.SetReadDeadline(deadline())
+		_, b, err := dst.c.ReadMessage()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []protocol.Type{protocol.TypeStreamStart}
+		if i%2 == 1 {
+			want = []protocol.Type{protocol.TypeData, protocol.TypeData}
+		}
+		if got := frameTypes(t, b); !slices.Equal(got, want) {
+			t.Fatalf("message %d holds %v, want %v", i, got, want)
+		}
+	}
+}
+
+// frameTypes decodes a message of whole frames.
+func frameTypes(t *testing.T, b []byte) []protocol.Type {
+	t.Helper()
+	fr := protocol.NewFrameReader(bytes.NewReader(b))
+	var out []protocol.Type
+	for {
+		var m protocol.Message
+		err := fr.ReadMessage(&m)
+		if err == io.EOF && len(out) > 0 {
+			return out
+		}
+		if err != nil {
+			t.Fatalf("frame %d: %v", len(out), err)
+		}
+		out = append(out, m.Type)
+	}
+}
+
+// waitStreams waits until the relay of a tunnel tracks n started streams.
+func waitStreams(t *testing.T, env *testEnv, id string, n int) {
+	t.Helper()
+	tun, ok := env.e.store.get(id)
+	if !ok {
+		t.Fatalf("no tunnel %s", id)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		tun.relay.mu.Lock()
+		got := len(tun.relay.streams)
+		tun.relay.mu.Unlock()
+		if got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("relay tracks %d streams, want %d", got, n)
+		}
 	}
 }

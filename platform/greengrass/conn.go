@@ -43,14 +43,14 @@ func (w *ipcConn) send(m message) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.buf.Reset()
-	if err := w.enc.Encode(&w.buf, m.encode()); err != nil {
-		return fmt.Errorf("encoding %s: %w", m.typ, err)
+	if err := w.enc.Encode(&w.buf, m.Encode()); err != nil {
+		return fmt.Errorf("encoding %s: %w", m.Type, err)
 	}
 	if err := w.c.SetWriteDeadline(time.Now().Add(w.timeout)); err != nil {
 		return fmt.Errorf("%w: %w", ErrConnectionLost, err)
 	}
 	if _, err := w.c.Write(w.buf.Bytes()); err != nil {
-		return fmt.Errorf("%w: sending %s: %w", ErrConnectionLost, m.typ, err)
+		return fmt.Errorf("%w: sending %s: %w", ErrConnectionLost, m.Type, err)
 	}
 	return nil
 }
@@ -68,7 +68,7 @@ func connectMessage(authToken string) (message, error) {
 	if err != nil {
 		return message{}, fmt.Errorf("encoding connect payload: %w", err)
 	}
-	return message{typ: typeConnect, version: protocolVersion, payload: payload}, nil
+	return message{Type: typeConnect, Version: protocolVersion, Payload: payload}, nil
 }
 
 // subscribeMessage opens stream id with a SubscribeToIoTCore request at QoS 1.
@@ -81,11 +81,11 @@ func subscribeMessage(streamID int32, topic string) (message, error) {
 		return message{}, fmt.Errorf("encoding subscribe request: %w", err)
 	}
 	return message{
-		typ:         typeApplicationMessage,
-		streamID:    streamID,
-		operation:   opSubscribeToIoTCore,
-		modelType:   modelSubscribeRequest,
-		contentType: contentTypeJSON,
-		payload:     payload,
+		Type:        typeApplicationMessage,
+		StreamID:    streamID,
+		Operation:   opSubscribeToIoTCore,
+		ModelType:   modelSubscribeRequest,
+		ContentType: contentTypeJSON,
+		Payload:     payload,
 	}, nil
 }

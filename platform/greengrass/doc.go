@@ -6,7 +6,9 @@
 // name; a second connection with that client id would knock the nucleus off. So
 // instead of paho, the agent asks the nucleus to subscribe for it, over the
 // component IPC socket, and gets the notifications as IPC stream events.
-// [Source] implements the agent's notify.Source interface.
+// [Source] implements the agent's notify.Source interface, and its Publish
+// sends the agent's audit events to AWS IoT Core the same way
+// (PublishToIoTCore).
 //
 // # Wire protocol
 //
@@ -36,7 +38,18 @@
 //     the error's model name, e.g. "aws.greengrass#UnauthorizedError" with
 //     {"message": "Authorization failed with error ..."}; an unmodelled failure is
 //     text/plain "InternalServerError";
+//   - PublishToIoTCore opens its own stream the same way ("aws.greengrass#PublishToIoTCore",
+//     payload {"topicName", "qos": "1", "payload": base64}); the nucleus answers
+//     "aws.greengrass#PublishToIoTCoreResponse" {} with TerminateStream, or an error;
 //   - either side may send Ping (stream 0); the peer answers PingResponse.
+//
+// AWS's JavaScript greengrasscoreipc client (run against the test nucleus by
+// scripts/greengrass-sdk) sends requests with only the "operation" header: no
+// service-model-type, no :content-type; the Python SDK sends both. The nucleus
+// requires neither; this client sends them, like the Python SDK. The current
+// nucleus answers a refused operation with UnauthorizedError {"message": "Not
+// Authorized"}; older ones said "Authorization failed with error ...": this
+// client keys on the model name only.
 //
 // Sources relied on (read through the team's code search, not copied):
 // aws-iot-device-sdk-python-v2 awsiot/eventstreamrpc.py (connect amendment with

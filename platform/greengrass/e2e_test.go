@@ -6,35 +6,41 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
-	"net"
 	"net/http"
-	"strconv"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tunnel-agent/tunnel-agent/agent"
 	"github.com/tunnel-agent/tunnel-agent/agent/config"
-	"github.com/tunnel-agent/tunnel-agent/agent/notify"
 	"github.com/tunnel-agent/tunnel-agent/agent/tunnel"
 	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/tunneltest"
 	"github.com/tunnel-agent/tunnel-agent/platform/emulator"
+	"github.com/tunnel-agent/tunnel-agent/platform/greengrass/fakenucleus"
 )
 
-// e2eWorld is the emulator (the AWS side), a local echo service, and the fake
-// nucleus whose MQTT half is a real MQTT client on the emulator's broker: what
-// the emulator's OpenTunnel publishes reaches the agent the way it does on a
-// Greengrass core, through IPC.
+// e2eWorld is the emulator (the AWS side), a local echo service, and the test
+// nucleus (fakenucleus) on its own MQTT connection to the emulator's broker,
+// enforcing a recipe's accessControl: what the emulator's OpenTunnel publishes
+// reaches the agent the way it does on a Greengrass core, through IPC.
 type e2eWorld struct {
 	emu     *emulator.Emulator
-	nucleus *fakeNucleus
-	mqttIn  chan []byte // notifications the nucleus' MQTT connection received
+	nucleus *fakenucleus.Nucleus
+	watcher *fakenucleus.PahoMQTT // another client on the broker
 	echo    string
 	logs    *tunneltest.SyncBuffer
 	secrets []string
 }
 
-func newE2EWorld(t *testing.T) *e2eWorld {
+// nucleusSetup says which component the agent runs as.
+type nucleusSetup struct {
+	recipe      string // "" for a component without accessControl
+	interpolate bool   // interpolateComponentConfiguration
+}
+
+func newE2EWorld(t *testing.T, setup nucleusSetup) *e2eWorld {
 	t.Helper()
 	emu, err := emulator.New(emulator.Config{StateDir: t.TempDir()})
 	if err != nil {
@@ -49,9 +55,10 @@ func newE2EWorld(t *testing.T) *e2eWorld {
 			t.Errorf("emulator: %v", err)
 		}
 	})
-	w := &e2eWorld{emu: emu, nucleus: newFakeNucleus(t), mqttIn: make(chan []byte, 8),
-		echo: tunneltest.Echo(t), logs: &tunneltest.SyncBuffer{}, secrets: []string{testToken}}
-	w.startNucleusMQTT(t)
+	w := &e2eWorld{emu: emu, echo: tunneltest.Echo(t), logs: &tunneltest.SyncBuffer{}, secrets: []string{testToken}}
+	w.startNucleus(t, setup)
+	w.watcher = w.dialMQTT(t, "watcher")
+	t.Cleanup(w.watcher.Close)
 	t.Cleanup(func() {
 		for _, s := range w.secrets {
 			if strings.Contains(w.logs.String(), s) {
@@ -62,36 +69,61 @@ func newE2EWorld(t *testing.T) *e2eWorld {
 	return w
 }
 
-// startNucleusMQTT connects the nucleus' MQTT client (mutual TLS, client id =
-// thing name, as the nucleus does) and waits until it is subscribed.
-func (w *e2eWorld) startNucleusMQTT(t *testing.T) {
+// dialMQTT connects an MQTT client as thing (mutual TLS), retrying while the
+// broker starts.
+func (w *e2eWorld) dialMQTT(t *testing.T, thing string) *fakenucleus.PahoMQTT {
 	t.Helper()
-	cert, key, err := w.emu.IssueDeviceCert(testThing, t.TempDir())
+	cert, key, err := w.emu.IssueDeviceCert(thing, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	host, portStr, err := net.SplitHostPort(w.emu.MQTTAddr())
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		m, err := fakenucleus.DialMQTT(fakenucleus.MQTTDial{Addr: w.emu.MQTTAddr(), CertFile: cert,
+			KeyFile: key, CAFile: w.emu.CAFile(), ClientID: thing})
+		if err == nil {
+			return m
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("mqtt client %s: %v", thing, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// startNucleus runs the test nucleus with the core device's MQTT connection
+// (client id = thing name, as the nucleus does).
+func (w *e2eWorld) startNucleus(t *testing.T, setup nucleusSetup) {
+	t.Helper()
+	comp := fakenucleus.Component{Name: "io.github.tunnelagent.TunnelAgent"}
+	if setup.recipe != "" {
+		var err error
+		if comp, err = fakenucleus.ComponentFromRecipe(setup.recipe); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mq := w.dialMQTT(t, testThing)
+	dir, err := os.MkdirTemp("", "gg") // Unix socket paths are short
 	if err != nil {
 		t.Fatal(err)
 	}
-	port, _ := strconv.Atoi(portStr)
-	src, err := notify.NewMQTTSource(notify.MQTTConfig{Endpoint: host, Port: port, ThingName: testThing,
-		CertFile: cert, KeyFile: key, RootCAFile: w.emu.CAFile(), MaxReconnectInterval: time.Second})
+	w.nucleus, err = fakenucleus.New(fakenucleus.Config{SocketPath: filepath.Join(dir, "ipc.socket"),
+		ThingName: testThing, MQTT: mq, InterpolateComponentConfiguration: setup.interpolate,
+		Components: map[string]fakenucleus.Component{testToken: comp}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	ready, done := make(chan struct{}, 4), make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = src.Run(ctx, func(p []byte) { w.mqttIn <- p }, func() { ready <- struct{}{} })
-	}()
-	t.Cleanup(func() { cancel(); <-done })
-	select {
-	case <-ready:
-	case <-time.After(20 * time.Second):
-		t.Fatal("the nucleus' MQTT client never subscribed")
-	}
+	done := make(chan error, 1)
+	go func() { done <- w.nucleus.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("nucleus: %v", err)
+		}
+		mq.Close()
+		_ = os.RemoveAll(dir)
+	})
 }
 
 // agentRun is agent.Run in the background: err is set before done closes.
@@ -113,13 +145,13 @@ func (r *agentRun) wait(t *testing.T, why string) error {
 }
 
 // startAgent runs the real agent with the Greengrass source.
-func (w *e2eWorld) startAgent(t *testing.T) (*agent.Agent, *agentRun) {
+func (w *e2eWorld) startAgent(t *testing.T) (*agent.Agent, *Source, *agentRun) {
 	t.Helper()
 	cfg := config.Default()
 	cfg.Services = map[string]string{"ECHO": w.echo}
 	cfg.DataEndpoint, cfg.CAFile, cfg.StateDir = w.emu.DataEndpoint(), w.emu.CAFile(), t.TempDir()
 	log := slog.New(slog.NewJSONHandler(w.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	src := NewSource(Config{SocketPath: w.nucleus.path, AuthToken: testToken, ThingName: testThing,
+	src := NewSource(Config{SocketPath: w.nucleus.SocketPath(), AuthToken: testToken, ThingName: testThing,
 		Logger: log})
 	a, err := agent.New(cfg, src, log)
 	if err != nil {
@@ -136,7 +168,7 @@ func (w *e2eWorld) startAgent(t *testing.T) (*agent.Agent, *agentRun) {
 			t.Error("agent did not stop")
 		}
 	})
-	return a, run
+	return a, src, run
 }
 
 // openTunnel calls the emulator's OpenTunnel and returns the source token.
@@ -175,60 +207,89 @@ func (w *e2eWorld) sourceSession(t *testing.T, token string) *tunnel.Session {
 	return s
 }
 
-func TestEndToEndGreengrassIPC(t *testing.T) {
-	w := newE2EWorld(t)
-	a, agentRun := w.startAgent(t)
-	nc := w.nucleus.accept(t)
-	nc.connect(testToken, true)
-	stream := nc.expectSubscribe(testTopic)
-	nc.respond(stream)
+// waitReady waits for the agent's first subscription.
+func waitReady(t *testing.T, a *agent.Agent, run *agentRun) {
+	t.Helper()
 	select {
 	case <-a.Ready():
+	case <-run.done:
+		t.Fatalf("agent stopped before it was ready: %v", run.err)
 	case <-time.After(10 * time.Second):
 		t.Fatal("agent never became ready")
 	}
+}
 
-	srcToken := w.openTunnel(t, "ECHO")
-	var notification []byte
-	select {
-	case notification = <-w.mqttIn:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the emulator's notification never reached the nucleus' MQTT client")
-	}
-	nc.ping("keepalive")
-	nc.push(stream, testTopic, notification)
+func TestEndToEndGreengrassIPC(t *testing.T) {
+	w := newE2EWorld(t, nucleusSetup{recipe: recipePath})
+	a, src, agentRun := w.startAgent(t)
+	waitReady(t, a, agentRun)
 
-	src := w.sourceSession(t, srcToken)
+	// OpenTunnel publishes on the broker; the nucleus' subscription carries it
+	// through IPC to the agent, which connects as destination.
+	tunnelSrc := w.sourceSession(t, w.openTunnel(t, "ECHO"))
 	for i := range 3 { // several connections through the one tunnel
-		if err := tunneltest.EchoEventually(src.Addr("ECHO").String(), 4096*(i+1)); err != nil {
+		if err := tunneltest.EchoEventually(tunnelSrc.Addr("ECHO").String(), 4096*(i+1)); err != nil {
 			t.Fatalf("echo through the tunnel (connection %d): %v", i+1, err)
 		}
 	}
 
+	// An audit event through PublishToIoTCore reaches the broker.
+	got := make(chan []byte, 1)
+	if err := w.watcher.Subscribe("tunnel-agent/+/events", 1, func(_ string, p []byte) { got <- p }); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := src.Publish(ctx, "tunnel-agent/"+testThing+"/events", []byte(`{"event":"test"}`)); err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	select {
+	case p := <-got:
+		if string(p) != `{"event":"test"}` {
+			t.Fatalf("watcher got %q", p)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the published event never reached the broker")
+	}
+	if err := src.Publish(ctx, Topic(testThing), []byte("x")); !errors.Is(err, ErrUnauthorized) {
+		t.Fatalf("Publish on the notify topic = %v, want ErrUnauthorized", err)
+	}
+
 	// The nucleus goes away: the agent exits with an error (non-zero exit, the
 	// nucleus restarts the component).
-	_ = nc.c.Close()
+	w.nucleus.DropConnections()
 	if err := agentRun.wait(t, "the IPC socket was lost"); !errors.Is(err, ErrConnectionLost) {
 		t.Fatalf("agent.Run = %v, want ErrConnectionLost", err)
 	}
 }
 
-func TestEndToEndUnauthorized(t *testing.T) {
-	w := newE2EWorld(t)
-	_, agentRun := w.startAgent(t)
-	nc := w.nucleus.accept(t)
-	nc.connect(testToken, true)
-	nc.fail(nc.expectSubscribe(testTopic), modelUnauthorized,
-		"Authorization failed with error Principal io.github.tunnelagent.TunnelAgent is not authorized to perform "+
-			"aws.greengrass.ipc.mqttproxy:aws.greengrass#SubscribeToIoTCore on resource "+testTopic)
-	err := agentRun.wait(t, "the subscription was refused")
-	if !errors.Is(err, ErrUnauthorized) {
-		t.Fatalf("agent.Run = %v, want ErrUnauthorized", err)
-	}
-	for _, s := range []string{"accessControl", "aws.greengrass.ipc.mqttproxy",
-		"aws.greengrass#SubscribeToIoTCore", RecipeTopicResource} {
-		if !strings.Contains(err.Error(), s) {
-			t.Errorf("agent error does not name %q: %v", s, err)
-		}
+func TestEndToEndAccessControl(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		setup nucleusSetup
+		ok    bool
+	}{
+		{"no accessControl", nucleusSetup{}, false},
+		{"thingname recipe, interpolation on", nucleusSetup{recipe: recipeThingNamePath, interpolate: true}, true},
+		{"thingname recipe, interpolation off", nucleusSetup{recipe: recipeThingNamePath}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newE2EWorld(t, tt.setup)
+			a, _, agentRun := w.startAgent(t)
+			if tt.ok {
+				waitReady(t, a, agentRun)
+				return
+			}
+			err := agentRun.wait(t, "the subscription was refused")
+			if !errors.Is(err, ErrUnauthorized) {
+				t.Fatalf("agent.Run = %v, want ErrUnauthorized", err)
+			}
+			for _, s := range []string{"accessControl", "aws.greengrass.ipc.mqttproxy",
+				"aws.greengrass#SubscribeToIoTCore", "aws.greengrass#UnauthorizedError", "Not Authorized", RecipeTopicResource} {
+				if !strings.Contains(err.Error(), s) {
+					t.Errorf("agent error does not name %q: %v", s, err)
+				}
+			}
+		})
 	}
 }

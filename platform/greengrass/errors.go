@@ -1,6 +1,10 @@
 package greengrass
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/tunnel-agent/tunnel-agent/platform/greengrass/internal/eventrpc"
+)
 
 // Errors returned by ConfigFromEnv and Source.Run. Check them with errors.Is.
 var (
@@ -12,13 +16,17 @@ var (
 	ErrConnect = errors.New("cannot connect to the greengrass nucleus ipc socket")
 	// ErrConnectRejected: the nucleus refused the SVCUID auth token.
 	ErrConnectRejected = errors.New("greengrass nucleus rejected the ipc connection")
-	// ErrUnauthorized: the component's accessControl does not allow the subscription.
-	ErrUnauthorized = errors.New("greengrass nucleus refused the notify topic subscription")
+	// ErrUnauthorized: the component's accessControl does not allow the operation
+	// (the notify topic subscription, or a publish).
+	ErrUnauthorized = errors.New("greengrass nucleus refused the ipc operation (accessControl)")
 	// ErrConnectionLost: the nucleus closed the socket or it failed.
 	ErrConnectionLost = errors.New("greengrass nucleus ipc connection lost")
 	// ErrProtocol: the nucleus sent something this client does not understand,
 	// or reported a protocol/internal error for the whole connection.
-	ErrProtocol = errors.New("greengrass ipc protocol error")
+	ErrProtocol = eventrpc.ErrProtocol
+	// ErrPublish: a Publish did not reach AWS IoT Core (not connected, the
+	// nucleus failed it, or too many wait for an answer).
+	ErrPublish = errors.New("greengrass ipc publish failed")
 	// ErrMessageTooLarge: a message from the nucleus exceeds MaxMessageSize.
-	ErrMessageTooLarge = errors.New("greengrass ipc message too large")
+	ErrMessageTooLarge = eventrpc.ErrMessageTooLarge
 )

@@ -32,8 +32,8 @@ type event struct {
 // the subscription stream. first says whether the initial response is still
 // awaited. Malformed content is an error; the caller decides what to do with it.
 func decodeEvent(m message, first bool) (event, error) {
-	ev := event{ends: m.terminates()}
-	switch m.typ {
+	ev := event{ends: m.Terminates()}
+	switch m.Type {
 	case typeApplicationError:
 		ev.kind = eventError
 		ev.errorType, ev.errorText = errorDetails(m)
@@ -41,32 +41,32 @@ func decodeEvent(m message, first bool) (event, error) {
 		return ev, nil
 	case typeApplicationMessage:
 	default:
-		return event{}, fmt.Errorf("%w: %s on a stream", ErrProtocol, m.typ)
+		return event{}, fmt.Errorf("%w: %s on a stream", ErrProtocol, m.Type)
 	}
-	if m.modelType == "" {
-		if m.terminates() {
+	if m.ModelType == "" {
+		if m.Terminates() {
 			ev.kind = eventClosed
 			return ev, nil
 		}
 		return event{}, fmt.Errorf("%w: stream message without %s", ErrProtocol, hdrModelType)
 	}
-	if m.contentType != contentTypeJSON {
+	if m.ContentType != contentTypeJSON {
 		return event{}, fmt.Errorf("%w: %s is %q, want %q", ErrProtocol, hdrContentType,
-			sanitize(m.contentType), contentTypeJSON)
+			sanitize(m.ContentType), contentTypeJSON)
 	}
 	want := modelIoTCoreMessage
 	if first {
 		want = modelSubscribeResp
 	}
-	if m.modelType != want {
+	if m.ModelType != want {
 		return event{}, fmt.Errorf("%w: unexpected %s %q, want %q", ErrProtocol, hdrModelType,
-			sanitize(m.modelType), want)
+			sanitize(m.ModelType), want)
 	}
 	if first {
 		ev.kind = eventResponse
 		return ev, nil
 	}
-	return decodeIoTCoreMessage(m.payload, ev)
+	return decodeIoTCoreMessage(m.Payload, ev)
 }
 
 // iotCoreMessage is the JSON of aws.greengrass#IoTCoreMessage.
@@ -100,17 +100,17 @@ func decodeIoTCoreMessage(payload []byte, ev event) (event, error) {
 // errorDetails reads the model name and the message of an ApplicationError.
 // Modelled errors are JSON {"message": ...}; unmodelled ones are plain text.
 func errorDetails(m message) (typ, text string) {
-	typ = m.modelType
+	typ = m.ModelType
 	if typ == "" {
 		typ = "unmodelled error"
 	}
 	var body struct {
 		Message string `json:"message"`
 	}
-	if m.contentType == contentTypeJSON && json.Unmarshal(m.payload, &body) == nil {
+	if m.ContentType == contentTypeJSON && json.Unmarshal(m.Payload, &body) == nil {
 		return sanitize(typ), sanitize(body.Message)
 	}
-	return sanitize(typ), sanitize(string(m.payload))
+	return sanitize(typ), sanitize(string(m.Payload))
 }
 
 // sanitize makes text from the nucleus safe for one log line: printable only,

@@ -8,8 +8,8 @@ import (
 
 func TestDecodeEvent(t *testing.T) {
 	appMsg := func(model, body string) message {
-		return message{typ: typeApplicationMessage, streamID: 1, modelType: model,
-			contentType: contentTypeJSON, payload: []byte(body)}
+		return message{Type: typeApplicationMessage, StreamID: 1, ModelType: model,
+			ContentType: contentTypeJSON, Payload: []byte(body)}
 	}
 	tests := []struct {
 		name    string
@@ -23,24 +23,24 @@ func TestDecodeEvent(t *testing.T) {
 			event{kind: eventMessage, topic: "a/b", payload: []byte("hi")}, nil},
 		{"message without payload", appMsg(modelIoTCoreMessage, `{"message":{"topicName":"a/b"}}`), false,
 			event{kind: eventMessage, topic: "a/b"}, nil},
-		{"unauthorized", message{typ: typeApplicationError, flags: flagTerminateStream, modelType: modelUnauthorized,
-			contentType: contentTypeJSON, payload: []byte(`{"message":"no\nway"}`)}, true,
+		{"unauthorized", message{Type: typeApplicationError, Flags: flagTerminateStream, ModelType: modelUnauthorized,
+			ContentType: contentTypeJSON, Payload: []byte(`{"message":"no\nway"}`)}, true,
 			event{kind: eventError, errorType: modelUnauthorized, errorText: "no?way", ends: true}, nil},
-		{"unmodelled error", message{typ: typeApplicationError, flags: flagTerminateStream,
-			contentType: "text/plain", payload: []byte("InternalServerError")}, true,
+		{"unmodelled error", message{Type: typeApplicationError, Flags: flagTerminateStream,
+			ContentType: "text/plain", Payload: []byte("InternalServerError")}, true,
 			event{kind: eventError, errorType: "unmodelled error", errorText: "InternalServerError", ends: true}, nil},
-		{"stream closed", message{typ: typeApplicationMessage, flags: flagTerminateStream}, false,
+		{"stream closed", message{Type: typeApplicationMessage, Flags: flagTerminateStream}, false,
 			event{kind: eventClosed, ends: true}, nil},
 		{"response expected, message came", appMsg(modelIoTCoreMessage, `{}`), true, event{}, ErrProtocol},
 		{"message expected, response came", appMsg(modelSubscribeResp, `{}`), false, event{}, ErrProtocol},
 		{"no model type", appMsg("", `{}`), false, event{}, ErrProtocol},
-		{"text content", message{typ: typeApplicationMessage, modelType: modelIoTCoreMessage,
-			contentType: "text/plain"}, false, event{}, ErrProtocol},
+		{"text content", message{Type: typeApplicationMessage, ModelType: modelIoTCoreMessage,
+			ContentType: "text/plain"}, false, event{}, ErrProtocol},
 		{"bad json", appMsg(modelIoTCoreMessage, `{"message":`), false, event{}, ErrProtocol},
 		{"no message member", appMsg(modelIoTCoreMessage, `{"other":1}`), false, event{}, ErrProtocol},
 		{"payload not base64", appMsg(modelIoTCoreMessage, `{"message":{"topicName":"t","payload":"%%"}}`),
 			false, event{}, ErrProtocol},
-		{"ping on a stream", message{typ: typePing, streamID: 1}, false, event{}, ErrProtocol},
+		{"ping on a stream", message{Type: typePing, StreamID: 1}, false, event{}, ErrProtocol},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -78,20 +78,20 @@ func TestReadMessageRejectsBadPreludes(t *testing.T) {
 }
 
 func TestMessageRoundTrip(t *testing.T) {
-	in := message{typ: typeApplicationMessage, flags: flagTerminateStream, streamID: 7,
-		modelType: modelIoTCoreMessage, contentType: contentTypeJSON, operation: opSubscribeToIoTCore,
-		version: protocolVersion, payload: []byte(`{"a":1}`)}
+	in := message{Type: typeApplicationMessage, Flags: flagTerminateStream, StreamID: 7,
+		ModelType: modelIoTCoreMessage, ContentType: contentTypeJSON, Operation: opSubscribeToIoTCore,
+		Version: protocolVersion, Payload: []byte(`{"a":1}`)}
 	var buf bytes.Buffer
-	if err := newEncoder().Encode(&buf, in.encode()); err != nil {
+	if err := newEncoder().Encode(&buf, in.Encode()); err != nil {
 		t.Fatal(err)
 	}
 	out, err := readMessage(&buf, newDecoder())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if out.typ != in.typ || out.flags != in.flags || out.streamID != in.streamID || out.modelType != in.modelType ||
-		out.contentType != in.contentType || out.operation != in.operation || out.version != in.version ||
-		!bytes.Equal(out.payload, in.payload) {
+	if out.Type != in.Type || out.Flags != in.Flags || out.StreamID != in.StreamID || out.ModelType != in.ModelType ||
+		out.ContentType != in.ContentType || out.Operation != in.Operation || out.Version != in.Version ||
+		!bytes.Equal(out.Payload, in.Payload) {
 		t.Fatalf("round trip: got %+v, want %+v", out, in)
 	}
 }

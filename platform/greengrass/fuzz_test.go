@@ -37,10 +37,11 @@ func FuzzNucleusMessages(f *testing.F) {
 			stream: 1,
 			ready:  func() {},
 		}
-		s.deliver = func(p []byte) {
+		s.deliver = func(p []byte) bool {
 			if len(p) > MaxMessageSize {
 				t.Fatalf("delivered %d bytes", len(p))
 			}
+			return true
 		}
 		defer func() {
 			if s.retry != nil {
@@ -66,31 +67,31 @@ func FuzzNucleusMessages(f *testing.F) {
 
 // fuzzSeeds are conversations a nucleus could have with the client.
 func fuzzSeeds(tb testing.TB) [][]byte {
-	ack := message{typ: typeConnectAck, flags: flagConnectionAccepted}
-	resp := message{typ: typeApplicationMessage, streamID: 1, modelType: modelSubscribeResp,
-		contentType: contentTypeJSON, payload: []byte(`{}`)}
+	ack := message{Type: typeConnectAck, Flags: flagConnectionAccepted}
+	resp := message{Type: typeApplicationMessage, StreamID: 1, ModelType: modelSubscribeResp,
+		ContentType: contentTypeJSON, Payload: []byte(`{}`)}
 	notify := func(topic, payload string) message {
-		return message{typ: typeApplicationMessage, streamID: 1, modelType: modelIoTCoreMessage,
-			contentType: contentTypeJSON, payload: fmt.Appendf(nil, `{"message":{"topicName":%q,"payload":%q}}`,
+		return message{Type: typeApplicationMessage, StreamID: 1, ModelType: modelIoTCoreMessage,
+			ContentType: contentTypeJSON, Payload: fmt.Appendf(nil, `{"message":{"topicName":%q,"payload":%q}}`,
 				topic, base64.StdEncoding.EncodeToString([]byte(payload)))}
 	}
-	unauthorized := message{typ: typeApplicationError, flags: flagTerminateStream, streamID: 1,
-		modelType: modelUnauthorized, contentType: contentTypeJSON, payload: []byte(`{"message":"denied"}`)}
+	unauthorized := message{Type: typeApplicationError, Flags: flagTerminateStream, StreamID: 1,
+		ModelType: modelUnauthorized, ContentType: contentTypeJSON, Payload: []byte(`{"message":"denied"}`)}
 	convs := [][]message{
 		{ack, resp, notify(testTopic, `{"clientAccessToken":"x","clientMode":"destination","region":"us-east-1","services":["SSH"]}`)},
-		{ack, resp, {typ: typePing, payload: []byte("p")}, notify("other/topic", "x"), {typ: typePingResponse}},
+		{ack, resp, {Type: typePing, Payload: []byte("p")}, notify("other/topic", "x"), {Type: typePingResponse}},
 		{ack, unauthorized},
-		{ack, resp, {typ: typeApplicationMessage, streamID: 1, flags: flagTerminateStream}, notify(testTopic, "late")},
-		{{typ: typeConnectAck}},
-		{ack, {typ: typeApplicationError, flags: flagTerminateStream, streamID: 1, contentType: "text/plain",
-			payload: []byte("InternalServerError")}},
-		{ack, resp, {typ: typeProtocolError, payload: []byte("bad")}},
+		{ack, resp, {Type: typeApplicationMessage, StreamID: 1, Flags: flagTerminateStream}, notify(testTopic, "late")},
+		{{Type: typeConnectAck}},
+		{ack, {Type: typeApplicationError, Flags: flagTerminateStream, StreamID: 1, ContentType: "text/plain",
+			Payload: []byte("InternalServerError")}},
+		{ack, resp, {Type: typeProtocolError, Payload: []byte("bad")}},
 	}
 	var seeds [][]byte
 	for _, conv := range convs {
 		var buf bytes.Buffer
 		for _, m := range conv {
-			if err := newEncoder().Encode(&buf, m.encode()); err != nil {
+			if err := newEncoder().Encode(&buf, m.Encode()); err != nil {
 				tb.Fatal(err)
 			}
 		}

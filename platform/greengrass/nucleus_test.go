@@ -81,8 +81,8 @@ type nucleusConn struct {
 
 func (n *nucleusConn) send(m message) {
 	n.t.Helper()
-	if err := n.enc.Encode(n.c, m.encode()); err != nil {
-		n.t.Fatalf("fake nucleus: send %s: %v", m.typ, err)
+	if err := n.enc.Encode(n.c, m.Encode()); err != nil {
+		n.t.Fatalf("fake nucleus: send %s: %v", m.Type, err)
 	}
 }
 
@@ -101,7 +101,7 @@ func (n *nucleusConn) expectClosed() {
 	n.t.Helper()
 	_ = n.c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if m, err := readMessage(n.c, n.dec); !errors.Is(err, io.EOF) {
-		n.t.Fatalf("fake nucleus: want EOF, got %s %v", m.typ, err)
+		n.t.Fatalf("fake nucleus: want EOF, got %s %v", m.Type, err)
 	}
 }
 
@@ -109,19 +109,19 @@ func (n *nucleusConn) expectClosed() {
 func (n *nucleusConn) connect(wantToken string, accept bool) {
 	n.t.Helper()
 	m := n.recv()
-	if m.typ != typeConnect || m.streamID != 0 || m.version != protocolVersion {
+	if m.Type != typeConnect || m.StreamID != 0 || m.Version != protocolVersion {
 		n.t.Fatalf("fake nucleus: want Connect on stream 0 with :version %s, got %s stream %d version %q",
-			protocolVersion, m.typ, m.streamID, m.version)
+			protocolVersion, m.Type, m.StreamID, m.Version)
 	}
 	var body struct {
 		AuthToken string `json:"authToken"`
 	}
-	if err := json.Unmarshal(m.payload, &body); err != nil || body.AuthToken != wantToken {
-		n.t.Fatalf("fake nucleus: connect payload %q: want the SVCUID as authToken (err %v)", m.payload, err)
+	if err := json.Unmarshal(m.Payload, &body); err != nil || body.AuthToken != wantToken {
+		n.t.Fatalf("fake nucleus: connect payload %q: want the SVCUID as authToken (err %v)", m.Payload, err)
 	}
-	ack := message{typ: typeConnectAck}
+	ack := message{Type: typeConnectAck}
 	if accept {
-		ack.flags = flagConnectionAccepted
+		ack.Flags = flagConnectionAccepted
 	}
 	n.send(ack)
 }
@@ -130,23 +130,23 @@ func (n *nucleusConn) connect(wantToken string, accept bool) {
 func (n *nucleusConn) expectSubscribe(wantTopic string) int32 {
 	n.t.Helper()
 	m := n.recv()
-	if m.typ != typeApplicationMessage || m.operation != opSubscribeToIoTCore ||
-		m.modelType != modelSubscribeRequest || m.contentType != contentTypeJSON || m.streamID <= 0 {
+	if m.Type != typeApplicationMessage || m.Operation != opSubscribeToIoTCore ||
+		m.ModelType != modelSubscribeRequest || m.ContentType != contentTypeJSON || m.StreamID <= 0 {
 		n.t.Fatalf("fake nucleus: want SubscribeToIoTCore request, got %+v", m)
 	}
 	var req map[string]any
-	if err := json.Unmarshal(m.payload, &req); err != nil {
+	if err := json.Unmarshal(m.Payload, &req); err != nil {
 		n.t.Fatalf("fake nucleus: subscribe payload: %v", err)
 	}
 	if req["topicName"] != wantTopic || req["qos"] != "1" || len(req) != 2 {
 		n.t.Fatalf("fake nucleus: subscribe request %v: want topicName %q and qos \"1\"", req, wantTopic)
 	}
-	return m.streamID
+	return m.StreamID
 }
 
 func (n *nucleusConn) respond(stream int32) {
-	n.send(message{typ: typeApplicationMessage, streamID: stream, modelType: modelSubscribeResp,
-		contentType: contentTypeJSON, payload: []byte(`{}`)})
+	n.send(message{Type: typeApplicationMessage, StreamID: stream, ModelType: modelSubscribeResp,
+		ContentType: contentTypeJSON, Payload: []byte(`{}`)})
 }
 
 func (n *nucleusConn) push(stream int32, topic string, payload []byte) {
@@ -156,8 +156,8 @@ func (n *nucleusConn) push(stream int32, topic string, payload []byte) {
 	if err != nil {
 		n.t.Fatal(err)
 	}
-	n.send(message{typ: typeApplicationMessage, streamID: stream, modelType: modelIoTCoreMessage,
-		contentType: contentTypeJSON, payload: body})
+	n.send(message{Type: typeApplicationMessage, StreamID: stream, ModelType: modelIoTCoreMessage,
+		ContentType: contentTypeJSON, Payload: body})
 }
 
 // fail answers a stream with a modelled error, as the nucleus does for a
@@ -165,16 +165,16 @@ func (n *nucleusConn) push(stream int32, topic string, payload []byte) {
 func (n *nucleusConn) fail(stream int32, model, text string) {
 	n.t.Helper()
 	body, _ := json.Marshal(map[string]string{"message": text})
-	n.send(message{typ: typeApplicationError, flags: flagTerminateStream, streamID: stream,
-		modelType: model, contentType: contentTypeJSON, payload: body})
+	n.send(message{Type: typeApplicationError, Flags: flagTerminateStream, StreamID: stream,
+		ModelType: model, ContentType: contentTypeJSON, Payload: body})
 }
 
 // ping sends Ping and waits for the PingResponse echoing its payload.
 func (n *nucleusConn) ping(payload string) {
 	n.t.Helper()
-	n.send(message{typ: typePing, payload: []byte(payload)})
+	n.send(message{Type: typePing, Payload: []byte(payload)})
 	m := n.recv()
-	if m.typ != typePingResponse || m.streamID != 0 || string(m.payload) != payload {
-		n.t.Fatalf("fake nucleus: want PingResponse %q, got %s %q", payload, m.typ, m.payload)
+	if m.Type != typePingResponse || m.StreamID != 0 || string(m.Payload) != payload {
+		n.t.Fatalf("fake nucleus: want PingResponse %q, got %s %q", payload, m.Type, m.Payload)
 	}
 }

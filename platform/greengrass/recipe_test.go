@@ -67,7 +67,14 @@ type accessPolicy struct {
 	Resources         []string `yaml:"resources"`
 }
 
-const recipePath = "../../configs/greengrass/recipe.yaml"
+// The two shipped recipes: MQTT wildcards in accessControl (every nucleus),
+// and {iot:thingName} (nucleus >= 2.6.0 with interpolateComponentConfiguration).
+const (
+	recipePath          = "../../configs/greengrass/recipe.yaml"
+	recipeThingNamePath = "../../configs/greengrass/recipe-thingname.yaml"
+)
+
+var recipePaths = []string{recipePath, recipeThingNamePath}
 
 var (
 	semverRe         = regexp.MustCompile(`^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$`)
@@ -76,9 +83,9 @@ var (
 	lifecycleSteps   = []string{"Setenv", "Bootstrap", "Install", "Run", "Startup", "Shutdown", "Recover"}
 )
 
-func loadRecipe(t *testing.T) recipe {
+func loadRecipe(t *testing.T, path string) recipe {
 	t.Helper()
-	b, err := os.ReadFile(recipePath)
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,13 +93,18 @@ func loadRecipe(t *testing.T) recipe {
 	dec.KnownFields(true)
 	var r recipe
 	if err := dec.Decode(&r); err != nil {
-		t.Fatalf("recipe does not match the recipe reference: %v", err)
+		t.Fatalf("%s does not match the recipe reference: %v", path, err)
 	}
 	return r
 }
 
 func TestRecipeTopLevel(t *testing.T) {
-	r := loadRecipe(t)
+	for _, p := range recipePaths {
+		t.Run(path.Base(p), func(t *testing.T) { testRecipeTopLevel(t, loadRecipe(t, p)) })
+	}
+}
+
+func testRecipeTopLevel(t *testing.T, r recipe) {
 	if r.RecipeFormatVersion != "2020-01-25" {
 		t.Errorf("RecipeFormatVersion = %q, want 2020-01-25", r.RecipeFormatVersion)
 	}
@@ -119,7 +131,12 @@ func TestRecipeTopLevel(t *testing.T) {
 }
 
 func TestRecipeManifests(t *testing.T) {
-	r := loadRecipe(t)
+	for _, p := range recipePaths {
+		t.Run(path.Base(p), func(t *testing.T) { testRecipeManifests(t, loadRecipe(t, p)) })
+	}
+}
+
+func testRecipeManifests(t *testing.T, r recipe) {
 	var archs []string
 	for i, m := range r.Manifests {
 		if m.Platform["os"] != "linux" {
@@ -128,6 +145,9 @@ func TestRecipeManifests(t *testing.T) {
 		archs = append(archs, m.Platform["architecture"])
 		checkArtifacts(t, i, m.Artifacts)
 		run := checkLifecycle(t, i, m.Lifecycle)
+		if !strings.HasPrefix(run, "exec ") {
+			t.Errorf("manifest %d: Run %q must exec the agent: its exit code is what makes the nucleus restart it", i, run)
+		}
 		if !strings.Contains(run, "{artifacts:path}/tunnel-agent greengrass") {
 			t.Errorf("manifest %d: Run %q does not start the artifact in greengrass mode", i, run)
 		}
@@ -213,7 +233,12 @@ func checkRecipeVariables(t *testing.T, i int, script string, defaults map[strin
 }
 
 func TestRecipeAccessControl(t *testing.T) {
-	r := loadRecipe(t)
+	for _, p := range recipePaths {
+		t.Run(path.Base(p), func(t *testing.T) { testRecipeAccessControl(t, loadRecipe(t, p)) })
+	}
+}
+
+func testRecipeAccessControl(t *testing.T, r recipe) {
 	raw, err := yaml.Marshal(r.ComponentConfiguration.DefaultConfiguration["accessControl"])
 	if err != nil {
 		t.Fatal(err)
@@ -224,22 +249,40 @@ func TestRecipeAccessControl(t *testing.T) {
 	if err := dec.Decode(&ac); err != nil {
 		t.Fatalf("accessControl shape: %v", err)
 	}
-	allowed := false
+	for _, want := range []struct{ op, topic string }{
+		{opSubscribeToIoTCore, Topic("pi-1")},
+		{opPublishToIoTCore, "tunnel-agent/pi-1/events"}, // the audit topic
+	} {
+		if !recipeAllows(ac, want.op, want.topic, "pi-1") {
+			t.Errorf("accessControl does not allow %s on %s", want.op, want.topic)
+		}
+	}
+	if recipeAllows(ac, opPublishToIoTCore, Topic("pi-1"), "pi-1") {
+		t.Errorf("accessControl allows publishing on the notify topic")
+	}
 	for service, policies := range ac {
 		for id, p := range policies {
 			if len(p.Operations) == 0 || len(p.Resources) == 0 {
 				t.Errorf("accessControl %s/%s: operations and resources must be non-empty", service, id)
 			}
-			if service == "aws.greengrass.ipc.mqttproxy" &&
-				(slices.Contains(p.Operations, opSubscribeToIoTCore) || slices.Contains(p.Operations, "*")) &&
-				slices.ContainsFunc(p.Resources, func(res string) bool { return resourceCovers(res, Topic("pi-1")) }) {
-				allowed = true
+		}
+	}
+}
+
+// recipeAllows reports whether accessControl lets op use topic, with
+// {iot:thingName} interpolated as a nucleus >= 2.6.0 set up for it does.
+func recipeAllows(ac map[string]map[string]accessPolicy, op, topic, thing string) bool {
+	for _, p := range ac[ipcServiceMQTTProxy] {
+		if !slices.Contains(p.Operations, op) && !slices.Contains(p.Operations, "*") {
+			continue
+		}
+		for _, res := range p.Resources {
+			if resourceCovers(strings.ReplaceAll(res, "{iot:thingName}", thing), topic) {
+				return true
 			}
 		}
 	}
-	if !allowed {
-		t.Errorf("accessControl does not allow %s on %s", opSubscribeToIoTCore, Topic("pi-1"))
-	}
+	return false
 }
 
 // resourceCovers reports whether an mqttproxy resource (exact topic, "*", or
@@ -266,7 +309,12 @@ func resourceCovers(res, topic string) bool {
 // it takes on a device: JSON from the nucleus, NormalizeConfigJSON, the agent's
 // config parser (unknown keys rejected) and its tunnel validation.
 func TestRecipeAgentConfig(t *testing.T) {
-	r := loadRecipe(t)
+	for _, p := range recipePaths {
+		t.Run(path.Base(p), func(t *testing.T) { testRecipeAgentConfig(t, loadRecipe(t, p)) })
+	}
+}
+
+func testRecipeAgentConfig(t *testing.T, r recipe) {
 	js, err := json.Marshal(r.ComponentConfiguration.DefaultConfiguration["agent"])
 	if err != nil {
 		t.Fatal(err)
@@ -301,5 +349,46 @@ func TestResourceCovers(t *testing.T) {
 		if got := resourceCovers(res, topic); got != want {
 			t.Errorf("resourceCovers(%q) = %v, want %v", res, got, want)
 		}
+	}
+}
+
+// TestRecipeVariants: the {iot:thingName} recipe differs from the wildcard one
+// only in the nucleus version and the accessControl resources.
+func TestRecipeVariants(t *testing.T) {
+	load := func(p string) map[string]any {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		if err := yaml.Unmarshal(b, &m); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	wild, named := load(recipePath), load(recipeThingNamePath)
+	nucleus := func(m map[string]any) map[string]any {
+		return m["ComponentDependencies"].(map[string]any)["aws.greengrass.Nucleus"].(map[string]any)
+	}
+	if v := nucleus(named)["VersionRequirement"]; v != ">=2.6.0 <3.0.0" {
+		t.Errorf("thingname recipe: nucleus %v, want >=2.6.0 <3.0.0", v)
+	}
+	nucleus(named)["VersionRequirement"] = nucleus(wild)["VersionRequirement"]
+	ac := func(m map[string]any) map[string]any {
+		return m["ComponentConfiguration"].(map[string]any)["DefaultConfiguration"].(map[string]any)["accessControl"].(map[string]any)[ipcServiceMQTTProxy].(map[string]any)
+	}
+	for id, p := range ac(named) {
+		res := p.(map[string]any)["resources"].([]any)
+		for i, r := range res {
+			if !strings.Contains(r.(string), "{iot:thingName}") {
+				t.Errorf("thingname recipe: %s resource %v without {iot:thingName}", id, r)
+			}
+			res[i] = strings.ReplaceAll(r.(string), "{iot:thingName}", "+")
+		}
+	}
+	a, _ := json.Marshal(wild)
+	b, _ := json.Marshal(named)
+	if !bytes.Equal(a, b) {
+		t.Errorf("the recipes differ beyond the nucleus version and the resources:\n%s\n%s", a, b)
 	}
 }

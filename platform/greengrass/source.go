@@ -25,17 +25,22 @@ const (
 // being interpolated, see configs/greengrass/README.md).
 const RecipeTopicResource = "$aws/things/+/tunnels/notify"
 
+// RecipeAuditResource is the accessControl resource the shipped recipe grants
+// for PublishToIoTCore: the audit topic tunnel-agent/<thing>/events of any thing.
+const RecipeAuditResource = "tunnel-agent/+/events"
+
 // Source receives the tunnel notify topic of the core device's thing through
 // Greengrass IPC. It implements notify.Source.
 type Source struct {
 	cfg   Config
 	topic string
+	pubs  chan *pubRequest // Publish -> the running session
 }
 
 // NewSource returns a Source for cfg. Config errors surface from Run.
 func NewSource(cfg Config) *Source {
 	cfg = cfg.withDefaults()
-	return &Source{cfg: cfg, topic: Topic(cfg.ThingName)}
+	return &Source{cfg: cfg, topic: Topic(cfg.ThingName), pubs: make(chan *pubRequest)}
 }
 
 // Topic is the notify topic this Source subscribes to.
@@ -48,7 +53,7 @@ func (s *Source) Topic() string { return s.topic }
 // lost (ErrConnectionLost; the agent should exit non-zero so the nucleus
 // restarts it), token refused (ErrConnectRejected), subscription not allowed
 // (ErrUnauthorized), or a connection-level protocol error (ErrProtocol).
-func (s *Source) Run(ctx context.Context, deliver func(payload []byte), ready func()) error {
+func (s *Source) Run(ctx context.Context, deliver func(payload []byte) bool, ready func()) error {
 	if err := s.cfg.Validate(); err != nil {
 		return err
 	}
@@ -71,7 +76,7 @@ func (s *Source) Run(ctx context.Context, deliver func(payload []byte), ready fu
 		wg.Wait()
 	}()
 
-	sess := &session{Source: s, c: c, inbox: inbox, deliver: deliver, ready: ready,
+	sess := &session{Source: s, c: c, inbox: inbox, deliver: deliver, ready: ready, pending: map[int32]*pubRequest{},
 		log: s.cfg.Logger.With(logKeyTopic, s.topic)}
 	err = sess.run(ctx)
 	if ctx.Err() != nil {
@@ -106,13 +111,15 @@ type session struct {
 	*Source
 	c       *ipcConn
 	inbox   <-chan readResult
-	deliver func([]byte)
+	deliver func([]byte) bool
 	ready   func()
 	log     *slog.Logger
 
-	stream     int32 // current subscription stream; ids count up from 1
-	subscribed bool  // initial response received on stream
-	failures   int   // subscription failures since the last success
+	stream     int32                 // current subscription stream
+	lastStream int32                 // stream ids count up from 1, shared by all operations
+	pending    map[int32]*pubRequest // PublishToIoTCore streams awaiting their response
+	subscribed bool                  // initial response received on stream
+	failures   int                   // subscription failures since the last success
 	retry      *time.Timer
 }
 
@@ -128,6 +135,7 @@ func (s *session) run(ctx context.Context) error {
 		if s.retry != nil {
 			s.retry.Stop()
 		}
+		s.failPending()
 	}()
 	for {
 		var retryC <-chan time.Time
@@ -140,6 +148,10 @@ func (s *session) run(ctx context.Context) error {
 		case <-retryC:
 			s.retry = nil
 			if err := s.subscribe(); err != nil {
+				return err
+			}
+		case req := <-s.pubs:
+			if err := s.startPublish(req); err != nil {
 				return err
 			}
 		case r := <-s.inbox:
@@ -180,21 +192,22 @@ func (s *session) handshake(ctx context.Context) error {
 
 func checkConnectAck(m message) error {
 	switch {
-	case m.typ == typeConnectAck && m.flags&flagConnectionAccepted != 0:
+	case m.Type == typeConnectAck && m.Flags&flagConnectionAccepted != 0:
 		return nil
-	case m.typ == typeConnectAck:
+	case m.Type == typeConnectAck:
 		return fmt.Errorf("%w: the SVCUID auth token was not accepted: the token is valid only "+
 			"for the process the nucleus started; run the agent from the component's Lifecycle "+
 			"and do not reuse SVCUID elsewhere", ErrConnectRejected)
 	default:
-		return fmt.Errorf("%w: expected ConnectAck, got %s %s", ErrProtocol, m.typ,
-			sanitize(string(m.payload)))
+		return fmt.Errorf("%w: expected ConnectAck, got %s %s", ErrProtocol, m.Type,
+			sanitize(string(m.Payload)))
 	}
 }
 
 // subscribe opens the next stream with a SubscribeToIoTCore request.
 func (s *session) subscribe() error {
-	s.stream++
+	s.lastStream++
+	s.stream = s.lastStream
 	s.subscribed = false
 	m, err := subscribeMessage(s.stream, s.topic)
 	if err != nil {
@@ -206,23 +219,27 @@ func (s *session) subscribe() error {
 
 // handle processes one message from the nucleus. A non-nil error ends Run.
 func (s *session) handle(m message) error {
-	switch m.typ {
+	switch m.Type {
 	case typePing:
-		return s.c.send(message{typ: typePingResponse, payload: m.payload})
+		return s.c.send(message{Type: typePingResponse, Payload: m.Payload})
 	case typePingResponse:
 		return nil
 	case typeProtocolError, typeInternalError:
-		return fmt.Errorf("%w: the nucleus reported %s: %s", ErrProtocol, m.typ,
-			sanitize(string(m.payload)))
+		return fmt.Errorf("%w: the nucleus reported %s: %s", ErrProtocol, m.Type,
+			sanitize(string(m.Payload)))
 	case typeApplicationMessage, typeApplicationError:
-		if m.streamID != s.stream {
+		if req, ok := s.pending[m.StreamID]; ok {
+			s.finishPublish(m, req)
+			return nil
+		}
+		if m.StreamID != s.stream {
 			s.log.Debug("greengrass ipc message for an old stream dropped",
-				logKeyStream, m.streamID, "type", m.typ.String())
+				logKeyStream, m.StreamID, "type", m.Type.String())
 			return nil
 		}
 		return s.handleStream(m)
 	default:
-		return fmt.Errorf("%w: unexpected %s after the handshake", ErrProtocol, m.typ)
+		return fmt.Errorf("%w: unexpected %s after the handshake", ErrProtocol, m.Type)
 	}
 }
 
@@ -230,7 +247,7 @@ func (s *session) handle(m message) error {
 func (s *session) handleStream(m message) error {
 	ev, err := decodeEvent(m, !s.subscribed)
 	if err != nil {
-		if !s.subscribed || m.terminates() {
+		if !s.subscribed || m.Terminates() {
 			s.scheduleResubscribe("bad subscription response", err)
 			return nil
 		}
@@ -248,7 +265,7 @@ func (s *session) handleStream(m message) error {
 			break
 		}
 		s.log.Debug("notification received", logKeyBytes, len(ev.payload))
-		s.deliver(ev.payload)
+		_ = s.deliver(ev.payload) // IPC has no redelivery: nothing to do with false
 	case eventError:
 		if ev.errorType == modelUnauthorized {
 			return s.unauthorized(ev)

@@ -24,6 +24,7 @@ const (
 
 // runningSource is a Source.Run in the background with its callbacks recorded.
 type runningSource struct {
+	src       *Source
 	delivered chan []byte
 	ready     chan struct{}
 	done      chan error
@@ -43,9 +44,10 @@ func startSource(t *testing.T, path string, tweak func(*Config)) *runningSource 
 	ctx, cancel := context.WithCancel(context.Background())
 	rs := &runningSource{delivered: make(chan []byte, 16), ready: make(chan struct{}, 16),
 		done: make(chan error, 1), cancel: cancel, logs: logs}
+	rs.src = NewSource(cfg)
 	go func() {
-		rs.done <- NewSource(cfg).Run(ctx,
-			func(p []byte) { rs.delivered <- p },
+		rs.done <- rs.src.Run(ctx,
+			func(p []byte) bool { rs.delivered <- p; return true },
 			func() { rs.ready <- struct{}{} })
 	}()
 	t.Cleanup(func() {
@@ -174,7 +176,7 @@ func TestSourceFailures(t *testing.T) {
 			nucleus: func(nc *nucleusConn) {
 				nc.connect(testToken, true)
 				nc.expectSubscribe(testTopic)
-				nc.send(message{typ: typeProtocolError, payload: []byte("bad stream id")})
+				nc.send(message{Type: typeProtocolError, Payload: []byte("bad stream id")})
 			},
 			want:    ErrProtocol,
 			wantMsg: []string{"bad stream id"},
@@ -192,7 +194,7 @@ func TestSourceFailures(t *testing.T) {
 			name: "ping before ConnectAck",
 			nucleus: func(nc *nucleusConn) {
 				nc.recv()
-				nc.send(message{typ: typePing})
+				nc.send(message{Type: typePing})
 			},
 			want:    ErrProtocol,
 			wantMsg: []string{"expected ConnectAck"},
@@ -239,7 +241,7 @@ func TestSourceResubscribes(t *testing.T) {
 	rs.waitReady(t)
 
 	// The nucleus closing the stream makes the source subscribe again.
-	nc.send(message{typ: typeApplicationMessage, flags: flagTerminateStream, streamID: s2})
+	nc.send(message{Type: typeApplicationMessage, Flags: flagTerminateStream, StreamID: s2})
 	s3 := nc.expectSubscribe(testTopic)
 	nc.push(s2, testTopic, []byte("late message on the old stream"))
 	nc.respond(s3)
@@ -252,7 +254,7 @@ func TestSourceResubscribes(t *testing.T) {
 
 func TestSourceNoNucleus(t *testing.T) {
 	err := NewSource(Config{SocketPath: "/nonexistent/ipc.socket", AuthToken: testToken,
-		ThingName: testThing}).Run(context.Background(), func([]byte) {}, func() {})
+		ThingName: testThing}).Run(context.Background(), func([]byte) bool { return true }, func() {})
 	if !errors.Is(err, ErrConnect) {
 		t.Fatalf("Run = %v, want ErrConnect", err)
 	}
@@ -260,7 +262,7 @@ func TestSourceNoNucleus(t *testing.T) {
 
 func TestSourceInvalidConfig(t *testing.T) {
 	err := NewSource(Config{SocketPath: "/x", ThingName: "a/+"}).Run(context.Background(),
-		func([]byte) {}, func() {})
+		func([]byte) bool { return true }, func() {})
 	if !errors.Is(err, ErrConfig) {
 		t.Fatalf("Run = %v, want ErrConfig", err)
 	}

@@ -31,7 +31,8 @@ func TestUnitMatchesConfigsFile(t *testing.T) {
 
 func TestUnitSettings(t *testing.T) {
 	for _, want := range []string{
-		"Type=notify", "User=tunnel-agent", "Restart=on-failure", "After=network-online.target",
+		"Type=notify", "User=tunnel-agent", "Restart=always\n", "ExecReload=/bin/kill -HUP $MAINPID\n",
+		"WatchdogSec=30s\n", "TimeoutStartSec=30s\n", "StartLimitIntervalSec=0\n", "After=network-online.target",
 		"Wants=network-online.target", "NoNewPrivileges=yes", "ProtectSystem=strict", "StateDirectory=tunnel-agent",
 		"PrivateTmp=yes", "ProtectHome=yes", "CapabilityBoundingSet=\n", "PrivateDevices=yes",
 		"RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX", "SystemCallFilter=@system-service",
@@ -95,6 +96,61 @@ func TestSdNotify(t *testing.T) {
 			t.Errorf("got %q", got)
 		}
 		ln.Close()
+	}
+}
+
+// systemd's own parser accepts the unit (no unknown or misspelt
+// directives, e.g. in the Restart/Watchdog/Reload lines).
+func TestUnitVerifies(t *testing.T) {
+	tool, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		t.Skip("systemd-analyze not installed")
+	}
+	unit := filepath.Join(t.TempDir(), "tunnel-agent.service")
+	if err := os.WriteFile(unit, []byte(Unit), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, _ := exec.Command(tool, "verify", "--man=no", unit).CombinedOutput()
+	for l := range strings.Lines(string(out)) {
+		// The binary is not installed on a test machine; everything else counts.
+		if strings.Contains(l, "Unknown") || strings.Contains(l, "Invalid") || strings.Contains(l, "Failed to parse") {
+			t.Errorf("systemd-analyze verify: %s", l)
+		}
+	}
+}
+
+func TestWatchdogInterval(t *testing.T) {
+	tests := []struct {
+		usec, pid string
+		want      time.Duration
+	}{
+		{"", "", 0},
+		{"30000000", "", 15 * time.Second},
+		{"30000000", strconv.Itoa(os.Getpid()), 15 * time.Second},
+		{"30000000", "1", 0}, // meant for another process
+		{"garbage", "", 0},
+	}
+	for _, tt := range tests {
+		t.Setenv("WATCHDOG_USEC", tt.usec)
+		t.Setenv("WATCHDOG_PID", tt.pid)
+		if got := WatchdogInterval(); got != tt.want {
+			t.Errorf("WATCHDOG_USEC=%q WATCHDOG_PID=%q: %s, want %s", tt.usec, tt.pid, got, tt.want)
+		}
+	}
+}
+
+func TestStatusLine(t *testing.T) {
+	var sent []string
+	s := &StatusLine{parts: map[string]string{}, send: func(l string) (bool, error) { sent = append(sent, l); return true, nil }}
+	s.Set("mqtt", "connecting to a:8883")
+	s.Set("tunnels", "0 open")
+	s.Set("mqtt", "connecting to a:8883") // unchanged: not sent again
+	s.Set("mqtt", "subscribed\nreally")
+	s.Set("tunnels", "")
+	want := []string{"mqtt: connecting to a:8883", "mqtt: connecting to a:8883; tunnels: 0 open",
+		"mqtt: subscribed really; tunnels: 0 open", "mqtt: subscribed really"}
+	if strings.Join(sent, "|") != strings.Join(want, "|") {
+		t.Errorf("sent %q\nwant %q", sent, want)
 	}
 }
 

@@ -18,6 +18,8 @@ Description=AWS IoT Secure Tunneling device agent
 Documentation=https://github.com/tunnel-agent/tunnel-agent
 After=network-online.target
 Wants=network-online.target
+# Keep restarting however often it fails (the default gives up after 5 starts in 10 s).
+StartLimitIntervalSec=0
 
 [Service]
 Type=notify
@@ -25,9 +27,16 @@ NotifyAccess=main
 ExecStart=/usr/local/bin/tunnel-agent run --config /etc/tunnel-agent/config.yaml
 User=tunnel-agent
 Group=tunnel-agent
-Restart=on-failure
+# READY=1 comes once the configuration is loaded (the broker is reached in
+# the background), so starting never waits for the network; STATUS= shows
+# the MQTT connection state. The event loop pings the watchdog; a wedged
+# agent is restarted. Restart=always: no exit or signal leaves the device
+# unreachable. SIGHUP reloads the configuration without dropping tunnels.
+ExecReload=/bin/kill -HUP $MAINPID
+Restart=always
 RestartSec=5s
-TimeoutStartSec=infinity
+TimeoutStartSec=30s
+WatchdogSec=30s
 TimeoutStopSec=10s
 KillMode=mixed
 KillSignal=SIGTERM

@@ -94,7 +94,7 @@ func (b *bench) runAll(ctx context.Context) {
 	b.setupLocalProxy(ctx, st)
 	b.measureLatency(ctx, st)
 	b.measureBulk(ctx, st)
-	b.stopLocalProxy(ctx, st)
+	b.addLPCrashRows(st)
 	b.measureConnect(ctx, st)
 	b.measurePeak(st)
 	if ctx.Err() != nil {

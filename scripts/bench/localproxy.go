@@ -154,8 +154,8 @@ func lpArgs(r lpRole, services, endpoint, caDir string) []string {
 
 // startLocalProxy runs the LOCALPROXY binary for role with token in its
 // environment.
-func (b *bench) startLocalProxy(r lpRole, services, endpoint, caDir, token string) (*child, error) {
-	return b.start("localproxy "+string(r), b.opts.localproxy, lpArgs(r, services, endpoint, caDir),
+func (b *bench) startLocalProxy(name string, r lpRole, services, endpoint, caDir, token string) (*child, error) {
+	return b.start(name, b.opts.localproxy, lpArgs(r, services, endpoint, caDir),
 		[]string{lpTokenEnv + "=" + token})
 }
 

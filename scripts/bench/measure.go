@@ -14,17 +14,24 @@ import (
 // switches per round trip of the processes on the path.
 type latencySeries struct{ p50, p99, switches, cpu []float64 }
 
-func (b *bench) latencyInto(ctx context.Context, s *latencySeries, what, addr string, pids []int) {
+func (b *bench) latencyInto(ctx context.Context, s *latencySeries, what, addr string, pids []int) error {
 	before, cpu0 := ctxSwitches(pids), cpuOf(pids)
 	p50, p99, n, err := b.latencyRun(ctx, directDial(addr))
 	if err != nil {
-		b.fail(fmt.Errorf("%s latency: %w", what, err))
-		return
+		return fmt.Errorf("%s latency: %w", what, err)
 	}
 	s.p50, s.p99 = append(s.p50, p50), append(s.p99, p99)
 	if len(pids) > 0 && n > 0 {
 		s.switches = append(s.switches, float64(ctxSwitches(pids)-before)/float64(n))
 		s.cpu = append(s.cpu, float64(cpuOf(pids)-cpu0)/float64(n))
+	}
+	return nil
+}
+
+// failOn records err, if any, as a failure of the bench.
+func (b *bench) failOn(err error) {
+	if err != nil {
+		b.fail(err)
 	}
 }
 
@@ -48,15 +55,15 @@ func (b *bench) measureLatency(ctx context.Context, st *stack) {
 			break
 		}
 		b.progress("latency rep %d/%d (64-byte echo, %s each)", rep+1, b.opts.reps, b.opts.latDur)
-		b.latencyInto(ctx, &direct, "direct", b.echo.Addr(), nil)
+		b.failOn(b.latencyInto(ctx, &direct, "direct", b.echo.Addr(), nil))
 		if chainAddr != "" {
-			b.latencyInto(ctx, &chain, "relay chain", chainAddr, pidsOf(relays...))
+			b.failOn(b.latencyInto(ctx, &chain, "relay chain", chainAddr, pidsOf(relays...)))
 		}
 		if st != nil {
-			b.latencyInto(ctx, &tun, "tunnel", st.addrs[svcEcho], pidsOf(st.proxy, st.emu, st.agent))
+			b.failOn(b.latencyInto(ctx, &tun, "tunnel", st.addrs[svcEcho], pidsOf(st.proxy, st.emu, st.agent)))
 		}
 		for _, p := range lpPaths(st) {
-			b.latencyInto(ctx, &p.lat, p.role.label(), p.addrs[svcEcho], nil)
+			b.lpLatency(ctx, st, p)
 		}
 	}
 	for _, l := range []struct {
@@ -205,17 +212,16 @@ func (b *bench) measureBulk(ctx context.Context, st *stack) {
 					break
 				}
 				b.progress("bulk rep %d/%d, %s, %d stream(s)", rep+1, b.opts.reps, d.name, streams)
-				b.bulkRun(ctx, d, directDial(d.directAddr(b)), streams, series, bulkKey{d.name, streams, false, ""}, []*cpuMeter{self}, nil)
+				b.failOn(b.bulkRun(ctx, d, directDial(d.directAddr(b)), streams, series, bulkKey{d.name, streams, false, ""}, []*cpuMeter{self}, nil))
 				if floorAddr != "" && d.name == "upload" && streams == 1 {
-					b.bulkRun(ctx, d, directDial(floorAddr), 1, series, bulkKey{relayKey, 1, false, ""}, floor.meters, nil)
+					b.failOn(b.bulkRun(ctx, d, directDial(floorAddr), 1, series, bulkKey{relayKey, 1, false, ""}, floor.meters, nil))
 				}
 				if st != nil {
-					b.bulkRun(ctx, d, directDial(st.addrs[d.service]), streams, series, bulkKey{d.name, streams, true, ""},
-						[]*cpuMeter{agent, emu, proxy}, st.agent)
+					b.failOn(b.bulkRun(ctx, d, directDial(st.addrs[d.service]), streams, series, bulkKey{d.name, streams, true, ""},
+						[]*cpuMeter{agent, emu, proxy}, st.agent))
 				}
 				for _, p := range lpPaths(st) {
-					b.bulkRun(ctx, d, directDial(p.addrs[d.service]), streams, series, bulkKey{d.name, streams, true, p.role.label()},
-						[]*cpuMeter{p.cpu}, p.peerAgent(st))
+					b.lpBulk(ctx, st, p, d, streams, series)
 				}
 			}
 		}
@@ -242,9 +248,10 @@ func (b *bench) measureBulk(ctx context.Context, st *stack) {
 }
 
 // bulkRun does one bulk transfer and records its rate, bytes and the CPU
-// of meters. On failure the agent's warnings of the run, if any, explain it.
+// of meters. On failure the series is marked failed and the error says why,
+// with the agent's warnings of the run, if any.
 func (b *bench) bulkRun(ctx context.Context, d direction, dial func(context.Context) (net.Conn, error), streams int,
-	series map[bulkKey]*bulkSeries, key bulkKey, meters []*cpuMeter, agent *child) {
+	series map[bulkKey]*bulkSeries, key bulkKey, meters []*cpuMeter, agent *child) error {
 	s := series[key]
 	if s == nil {
 		s = &bulkSeries{}
@@ -274,15 +281,17 @@ func (b *bench) bulkRun(ctx context.Context, d direction, dial func(context.Cont
 				err = fmt.Errorf("%w; tunnel-agent logged: %s", err, w)
 			}
 		}
-		b.fail(fmt.Errorf("bulk %s %s, %d stream(s): %w", where, d.name, streams, err))
-		s.failed = true
-		return
+		if key.path == "" {
+			s.failed = true // a LOCALPROXY run may be retried on a fresh process
+		}
+		return fmt.Errorf("bulk %s %s, %d stream(s): %w", where, d.name, streams, err)
 	}
 	for i, m := range meters {
 		m.record(before[i], n)
 	}
 	s.rates = append(s.rates, rate)
 	s.bytes += n
+	return nil
 }
 
 func (b *bench) addBulkRows(series map[bulkKey]*bulkSeries) {

@@ -146,7 +146,11 @@ func (b *bench) idleConnsRSS(ctx context.Context, st *stack) (float64, error) {
 
 // holdIdleConns opens idleConns connections to the echo service at addr,
 // checks each one answers, lets the processes settle and calls read while
-// they are open.
+// they are open. The dials are paced: each connection's echo comes back
+// before the next dial, so a listener with a tiny backlog (the C++
+// localproxy listens with a backlog of 0: simultaneous connects are
+// dropped and retried by TCP a second later, or reset) has accepted the
+// previous one.
 func (b *bench) holdIdleConns(ctx context.Context, addr string, read func()) error {
 	ctx, cancel := context.WithTimeoutCause(ctx, 30*time.Second, errors.New("the idle connections took longer than 30 s to open"))
 	defer cancel()
@@ -163,10 +167,8 @@ func (b *bench) holdIdleConns(ctx context.Context, addr string, read func()) err
 			return fmt.Errorf("idle connection %d: %w", len(conns)+1, err)
 		}
 		conns = append(conns, c)
-	}
-	for i, c := range conns {
 		if err := pingConn(ctx, c, 10*time.Second); err != nil {
-			return fmt.Errorf("idle connection %d does not reach the echo service through the tunnel: %w", i+1, err)
+			return fmt.Errorf("idle connection %d does not reach the echo service through the tunnel: %w", len(conns), err)
 		}
 	}
 	settle(ctx, 500*time.Millisecond)

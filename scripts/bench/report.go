@@ -48,6 +48,7 @@ const (
 	unitMB      = "MB"    // bytes, shown as 10^6 bytes
 	unitCPUPerG = "s/GiB" // CPU seconds per GiB
 	unitCount   = "count" // a plain number
+	unitRuns    = "runs"  // a whole number of runs or processes
 )
 
 // row is one line of the report. Value and Baseline are in base units
@@ -110,6 +111,8 @@ func formatValue(v float64, unit string) string {
 		return fmt.Sprintf("%.2f s/GiB", v)
 	case unitCount:
 		return fmt.Sprintf("%.1f", v)
+	case unitRuns:
+		return fmt.Sprintf("%.0f", v)
 	}
 	return fmt.Sprintf("%g %s", v, unit)
 }

@@ -3,6 +3,7 @@ package notifytest
 import (
 	"bytes"
 	"crypto/tls"
+	"errors"
 	"log/slog"
 	"net"
 	"sync"
@@ -30,7 +31,8 @@ type Subscriber func(filter string, handler func(payload []byte)) error
 type BrokerOptions struct {
 	// Addr to listen on; "" picks a free loopback port.
 	Addr string
-	// DenySubscribe makes the broker refuse every subscription (SUBACK 0x80).
+	// DenySubscribe makes the broker refuse every subscription (SUBACK 0x80),
+	// as AWS IoT does when the policy lacks iot:Subscribe.
 	DenySubscribe bool
 	// PlainAddr, when set, adds a plain TCP listener ("127.0.0.1:0" picks a
 	// port), e.g. for the emulator's --mqtt-url.
@@ -38,6 +40,11 @@ type BrokerOptions struct {
 	// Setup runs before the broker serves: subscriptions made there see
 	// every message, also right after a restart.
 	Setup func(Subscriber)
+	// CloseOnConnect makes the broker close the connection after CONNECT
+	// without a CONNACK, as AWS IoT does when the policy denies iot:Connect.
+	CloseOnConnect bool
+	// RefuseConnect makes the broker answer CONNECT with a refusal CONNACK.
+	RefuseConnect bool
 }
 
 // StartBroker starts a broker with the PKI's server certificate and stops it
@@ -52,11 +59,7 @@ func StartBroker(t testing.TB, p *PKI, o BrokerOptions) *Broker {
 		t.Fatal(err)
 	}
 	s := mqttsrv.New(&mqttsrv.Options{InlineClient: true, Logger: slog.New(slog.DiscardHandler)})
-	var hook mqttsrv.Hook = new(auth.AllowHook)
-	if o.DenySubscribe {
-		hook = new(denySubscribe)
-	}
-	if err := s.AddHook(hook, nil); err != nil {
+	if err := s.AddHook(&policy{o: o}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.AddListener(listeners.NewNet("tls", ln)); err != nil {
@@ -108,12 +111,32 @@ func (b *Broker) Publish(t testing.TB, topic string, payload []byte) {
 	}
 }
 
-type denySubscribe struct{ auth.AllowHook }
-
-func (h *denySubscribe) ID() string { return "deny-subscribe" }
-
-func (h *denySubscribe) Provides(b byte) bool {
-	return bytes.Contains([]byte{mqttsrv.OnConnectAuthenticate, mqttsrv.OnACLCheck}, []byte{b})
+// policy is the broker's access control, like an AWS IoT policy.
+type policy struct {
+	auth.AllowHook
+	o BrokerOptions
 }
 
-func (h *denySubscribe) OnACLCheck(_ *mqttsrv.Client, _ string, write bool) bool { return write }
+// errConnectDenied ends the connection without a CONNACK.
+var errConnectDenied = errors.New("policy denies connect")
+
+func (h *policy) ID() string { return "policy" }
+
+func (h *policy) Provides(b byte) bool {
+	return bytes.Contains([]byte{mqttsrv.OnConnect, mqttsrv.OnConnectAuthenticate, mqttsrv.OnACLCheck}, []byte{b})
+}
+
+func (h *policy) OnConnect(*mqttsrv.Client, packets.Packet) error {
+	if h.o.CloseOnConnect {
+		return errConnectDenied
+	}
+	return nil
+}
+
+func (h *policy) OnConnectAuthenticate(*mqttsrv.Client, packets.Packet) bool {
+	return !h.o.RefuseConnect
+}
+
+func (h *policy) OnACLCheck(_ *mqttsrv.Client, _ string, write bool) bool {
+	return write || !h.o.DenySubscribe
+}

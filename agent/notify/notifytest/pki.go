@@ -65,6 +65,12 @@ func NewPKI(t testing.TB, clientCN string) *PKI {
 }
 
 func (p *PKI) issue(t testing.TB, name, cn string, usage x509.ExtKeyUsage) (certFile, keyFile string) {
+	return p.IssueClient(t, name, cn, usage, time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour))
+}
+
+// IssueClient issues a certificate signed by the CA with the given
+// validity (an expired one, for example), written as name.pem and name.key.
+func (p *PKI) IssueClient(t testing.TB, name, cn string, usage x509.ExtKeyUsage, notBefore, notAfter time.Time) (certFile, keyFile string) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -73,9 +79,9 @@ func (p *PKI) issue(t testing.TB, name, cn string, usage x509.ExtKeyUsage) (cert
 	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
 	tmpl := &x509.Certificate{
 		SerialNumber: serial, Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		NotBefore: notBefore, NotAfter: notAfter,
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
-		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.caCert, &key.PublicKey, p.caKey)
 	if err != nil {

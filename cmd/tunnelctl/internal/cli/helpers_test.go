@@ -38,7 +38,9 @@ func startEmulator(t *testing.T, cfg emulator.Config) *emulator.Emulator {
 	if cfg.StateDir == "" {
 		cfg.StateDir = t.TempDir()
 	}
-	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
 	e, err := emulator.New(cfg)
 	if err != nil {
 		t.Fatal(err)

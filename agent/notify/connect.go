@@ -1,0 +1,245 @@
+package notify
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+)
+
+// State is the MQTT connection state reported to OnState.
+type State int
+
+// Connection states.
+const (
+	StateConnecting State = iota
+	StateConnected        // CONNACK received, subscribing
+	StateSubscribed       // receiving notifications
+	StateRetrying         // waiting before the next attempt
+)
+
+func (s State) String() string {
+	return [...]string{"connecting", "connected", "subscribed", "retrying"}[s]
+}
+
+// StateInfo is one state change. Cause and RetryIn are set for StateRetrying.
+type StateInfo struct {
+	State   State
+	Broker  string
+	Cause   *Cause
+	RetryIn time.Duration
+	Attempt int // failures in a row
+}
+
+// outcome is how one connection ended.
+type outcome struct {
+	cause        Cause
+	up           time.Duration // how long it was connected (0: never)
+	reconfigured bool          // the settings changed: connect again now
+	redeliver    bool          // reconnect now to get untaken messages again
+}
+
+// Run connects, subscribes on every connection and hands each payload to
+// deliver, until ctx is cancelled (nil). Failed attempts are retried with
+// full-jitter backoff, reset by a connection that stayed up StableAfter;
+// each failure is logged with its classified cause (rate-limited).
+func (s *MQTTSource) Run(ctx context.Context, deliver func([]byte) bool, ready func()) error {
+	failures := 0
+	for {
+		out := s.session(ctx, deliver, ready)
+		if ctx.Err() != nil {
+			return nil
+		}
+		c := s.current()
+		if out.reconfigured || out.redeliver || out.up >= c.cfg.StableAfter {
+			failures = 0
+		}
+		if out.reconfigured || out.redeliver {
+			continue
+		}
+		failures++
+		bo := Backoff{Min: c.cfg.MinReconnectInterval, Max: c.cfg.MaxReconnectInterval}
+		delay := bo.Delay(failures)
+		s.logRetry(c, out.cause, failures, delay)
+		s.state(StateInfo{State: StateRetrying, Broker: c.addr, Cause: &out.cause, RetryIn: delay, Attempt: failures})
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-s.reconf:
+			t.Stop()
+			failures = 0
+		case <-t.C:
+		}
+	}
+}
+
+// Check makes one connection and subscription with the configured
+// settings and returns nil once subscribed, or the classified Cause. It
+// acknowledges nothing, so queued notifications stay for the agent.
+func (s *MQTTSource) Check(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	subscribed := false
+	out := s.session(ctx, func([]byte) bool { return false }, func() { subscribed = true; cancel() })
+	if subscribed {
+		return nil
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return out.cause
+}
+
+func (s *MQTTSource) state(i StateInfo) {
+	s.book.note(i, s.current())
+	if f := s.current().cfg.OnState; f != nil {
+		f(i)
+	}
+}
+
+// session is one connection: connect, subscribe, serve until it ends.
+func (s *MQTTSource) session(ctx context.Context, deliver func([]byte) bool, ready func()) outcome {
+	c := s.current()
+	s.state(StateInfo{State: StateConnecting, Broker: c.addr})
+	at := &attempt{ctx: ctx}
+	lost := make(chan error, 1)
+	untaken := make(chan struct{}, 1)
+	client := mqtt.NewClient(s.options(c, at, deliver, lost, untaken))
+	tok := client.Connect()
+	stop := context.AfterFunc(ctx, at.abort)
+	<-tok.Done()
+	stop()
+	if err := tok.Error(); err != nil {
+		return outcome{cause: s.classify(c, err, at.handshakeDone.Load(), 0)}
+	}
+	connectedAt := time.Now()
+	defer client.Disconnect(250)
+	s.client.Store(&client)
+	defer s.client.Store(nil)
+	s.log.Info("mqtt connected", "broker", c.addr, "client_id", c.cfg.ClientID)
+	s.state(StateInfo{State: StateConnected, Broker: c.addr})
+	if cause, ok := s.subscribe(ctx, client, c); !ok {
+		return outcome{cause: cause}
+	}
+	s.state(StateInfo{State: StateSubscribed, Broker: c.addr})
+	ready()
+	var redeliver <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return outcome{}
+		case err := <-lost:
+			up := time.Since(connectedAt)
+			return outcome{cause: s.classify(c, err, true, up), up: up}
+		case <-s.reconf:
+			s.log.Info("mqtt settings changed; reconnecting", "broker", s.current().addr)
+			return outcome{reconfigured: true}
+		case <-untaken:
+			if redeliver == nil {
+				redeliver = time.After(c.cfg.RedeliverAfter)
+			}
+		case <-redeliver:
+			s.log.Info("reconnecting so that the broker redelivers the notifications the agent could not take")
+			return outcome{redeliver: true}
+		}
+	}
+}
+
+func (s *MQTTSource) classify(c *conf, err error, handshakeDone bool, up time.Duration) Cause {
+	return classify(err, classifyParams{broker: c.addr, clientID: c.cfg.ClientID, handshakeDone: handshakeDone,
+		up: up, takeover: min(takeoverWindow, c.cfg.StableAfter), certNotAfter: c.certNotAfter, now: time.Now()})
+}
+
+// logRetry logs a failure with its cause: a warning when the cause is new
+// or retryWarnEvery has passed, debug otherwise (device flash is finite).
+func (s *MQTTSource) logRetry(c *conf, cause Cause, n int, delay time.Duration) {
+	attrs := []any{"cause", string(cause.Kind), "err", cause.Detail, "hint", cause.Hint, "broker", c.addr,
+		"client_id", c.cfg.ClientID, "attempt", n, "retry_in", delay.Round(time.Millisecond).String()}
+	now := time.Now()
+	if cause.Kind == s.lastKind && now.Sub(s.lastWarn) < retryWarnEvery {
+		s.suppressed++
+		s.log.Debug("mqtt connection failed; retrying", attrs...)
+		return
+	}
+	if s.suppressed > 0 {
+		attrs = append(attrs, "repeats_not_shown", s.suppressed)
+	}
+	s.lastKind, s.lastWarn, s.suppressed = cause.Kind, now, 0
+	s.log.Warn("mqtt connection failed; retrying", attrs...)
+}
+
+func (s *MQTTSource) options(c *conf, at *attempt, deliver func([]byte) bool, lost chan<- error, untaken chan<- struct{}) *mqtt.ClientOptions {
+	o := mqtt.NewClientOptions().
+		AddBroker((&url.URL{Scheme: "tls", Host: c.addr}).String()).
+		SetClientID(c.cfg.ClientID).
+		SetProtocolVersion(4).  // no silent fall back to MQTT 3.1 after a refusal
+		SetCleanSession(false). // the broker keeps QoS 1 messages while we are away
+		SetOrderMatters(true).
+		SetKeepAlive(c.cfg.KeepAlive).
+		SetConnectTimeout(c.cfg.ConnectTimeout).
+		SetConnectRetry(false).
+		SetAutoReconnect(false). // Run reconnects, with jitter and a cause
+		SetResumeSubs(false).
+		SetAutoAckDisabled(true). // acknowledged once the agent took it
+		SetCustomOpenConnectionFn(func(*url.URL, mqtt.ClientOptions) (net.Conn, error) {
+			return dialTLS(at, c.addr, c.tls, c.proxy, c.cfg.ConnectTimeout)
+		})
+	// The route exists before Connect: a stored session can deliver before
+	// we subscribe again.
+	o.SetDefaultPublishHandler(func(_ mqtt.Client, m mqtt.Message) {
+		if m.Topic() != c.topic {
+			m.Ack()
+			return
+		}
+		if deliver(m.Payload()) {
+			m.Ack()
+			return
+		}
+		select {
+		case untaken <- struct{}{}:
+		default:
+		}
+	})
+	o.SetConnectionLostHandler(func(_ mqtt.Client, err error) {
+		select {
+		case lost <- err:
+		default:
+		}
+	})
+	return o
+}
+
+// subscribe makes the subscription and checks the SUBACK code.
+func (s *MQTTSource) subscribe(ctx context.Context, cl mqtt.Client, c *conf) (Cause, bool) {
+	tok := cl.Subscribe(c.topic, 1, nil)
+	t := time.NewTimer(c.cfg.ConnectTimeout)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return Cause{}, false
+	case <-t.C:
+		return Cause{Kind: CauseTimeout, Detail: "no SUBACK within " + c.cfg.ConnectTimeout.String(),
+			Hint: "the broker did not answer the subscription; reconnecting"}, false
+	case <-tok.Done():
+	}
+	if err := tok.Error(); err != nil {
+		return Cause{Kind: CauseLost, Detail: "subscribe: " + err.Error(), Hint: "reconnecting", Err: err}, false
+	}
+	code := byte(0)
+	if st, isSub := tok.(*mqtt.SubscribeToken); isSub {
+		code = st.Result()[c.topic]
+	}
+	if code <= 2 {
+		s.log.Info("subscribed", "topic", c.topic, "qos", code)
+		return Cause{}, true
+	}
+	return Cause{Kind: CauseSubscribe, Err: ErrSubscribeRefused,
+		Detail: fmt.Sprintf("the broker refused the subscription to %s (SUBACK 0x%02x)", c.topic, code),
+		Hint: fmt.Sprintf("check the device policy allows iot:Subscribe on arn:aws:iot:<region>:<account>:topicfilter/%s "+
+			"and iot:Receive on arn:aws:iot:<region>:<account>:topic/%s", c.topic, c.topic)}, false
+}

@@ -1,0 +1,72 @@
+package tunnel
+
+// peerVersion is what a source with DestinationClientType auto knows of
+// the destination's message format, decided only from unambiguous evidence.
+//
+//	unknown --DATA or CONNECTION_RESET with a connection id--> v3
+//	any     --DATA without a connection id on a V3 stream----> v2
+//	any     --STREAM_RESET of a stream it never answered-----> unknown
+//
+// Only a destination sends DATA, and only one that drops connection ids
+// sends DATA without one on a stream we started with one: that is a V2 (or
+// V1) destination. A STREAM_RESET proves nothing. The service sends one for
+// every stream we started when a destination connects or reconnects, so a
+// source whose clients came before the destination receives exactly what a
+// V2 destination answers to a CONNECTION_START; a V3 C++ destination also
+// answers a CONNECTION_START it cannot dial with STREAM_RESET. A reset of a
+// stream that never heard from the destination may therefore mean a new
+// destination, possibly of another version: the version is decided again.
+// While unknown the source speaks V3.
+type peerVersion int
+
+const (
+	peerUnknown peerVersion = iota
+	peerV3
+	peerV2
+)
+
+func (v peerVersion) String() string {
+	switch v {
+	case peerV3:
+		return "V3"
+	case peerV2:
+		return "V2"
+	}
+	return "unknown"
+}
+
+// peerEvidenceLocked records what a message from the destination on st
+// says about its version (source mode, automatic client type only).
+// connID is the message's connection id; reset marks a STREAM_RESET.
+func (l *link) peerEvidenceLocked(st *stream, connID uint32, reset bool) {
+	if l.s.cfg.Mode != ModeSource || l.s.version != 0 {
+		return
+	}
+	switch {
+	case reset && !st.heard && l.peer != peerUnknown:
+		l.setPeerLocked(peerUnknown, st.service, "a stream it never answered was reset: the destination may have reconnected")
+	case reset:
+	case connID != 0:
+		l.setPeerLocked(peerV3, st.service, "it sent a connection id")
+	case st.v3:
+		l.setPeerLocked(peerV2, st.service, "it sent DATA without a connection id")
+	}
+	if !reset {
+		st.heard = true
+	}
+}
+
+func (l *link) setPeerLocked(v peerVersion, service, why string) {
+	if l.peer == v {
+		return
+	}
+	l.peer = v
+	switch v {
+	case peerV2:
+		l.log.Info("the destination speaks V2: using one connection per stream", logService, service, logReason, why)
+	case peerV3:
+		l.log.Debug("the destination speaks V3", logService, service, logReason, why)
+	default:
+		l.log.Info("deciding the destination's protocol version again; speaking V3 until it shows", logService, service, logReason, why)
+	}
+}
