@@ -239,3 +239,21 @@ func inlineSubscribe(t *testing.T, s *subscriber) func(notifytest.Subscriber) {
 		}
 	}
 }
+
+// On a Greengrass core the audit events go through IPC PublishToIoTCore,
+// allowed by the shipped recipe, and reach the broker in order.
+func TestE2EAuditThroughGreengrassIPC(t *testing.T) {
+	r := newRig(t, rigOpts{greengrass: true})
+	defer r.stop()
+	sub := subscribe(t, r.emu.MQTTPlainAddr())
+	tun := r.open("ECHO")
+	id := audit.TunnelID(tun.dst)
+	r.waitStatus("tunnel connected", func(st Status) bool { t := tunnelByID(st, id); return t != nil && t.State == "connected" })
+	c := dialEcho(t, r.source(tun.src, "ECHO").Addr("ECHO"))
+	c.push(5000)
+	c.c.Close()
+	r.close(tun.id)
+	r.waitStatus("tunnel ended", func(st Status) bool { return len(st.Ended) == 1 })
+	got := checkAudit(t, r, sub.events)
+	t.Logf("%d audit events through PublishToIoTCore, in order", len(got))
+}

@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -26,6 +28,8 @@ import (
 	"github.com/tunnel-agent/tunnel-agent/agent/tunnel"
 	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/tunneltest"
 	"github.com/tunnel-agent/tunnel-agent/platform/emulator"
+	"github.com/tunnel-agent/tunnel-agent/platform/greengrass"
+	"github.com/tunnel-agent/tunnel-agent/platform/greengrass/fakenucleus"
 )
 
 // httpClient bounds every HTTP call of the tests.
@@ -43,7 +47,7 @@ type rig struct {
 	t     *testing.T
 	emu   *emulator.Emulator
 	a     *agent.Agent
-	src   *notify.MQTTSource
+	src   notify.Source // the MQTT source, or Greengrass IPC
 	srv   *Server
 	queue *audit.Queue
 	sock  string
@@ -62,6 +66,7 @@ type rigOpts struct {
 	mqttPort             int
 	rootCA, cert, key    string
 	retryMin, maxBackoff time.Duration
+	greengrass           bool // notifications and audit through the test nucleus
 }
 
 func newRig(t *testing.T, o rigOpts) *rig {
@@ -91,10 +96,15 @@ func newRig(t *testing.T, o rigOpts) *rig {
 		}
 	}
 	log := slog.New(slog.NewJSONHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	r.src, err = notify.NewMQTTSource(notify.MQTTConfig{Endpoint: o.mqttHost, Port: o.mqttPort, ThingName: thing,
-		CertFile: o.cert, KeyFile: o.key, RootCAFile: o.rootCA, Logger: log, MaxReconnectInterval: time.Second})
-	if err != nil {
-		t.Fatal(err)
+	if o.greengrass {
+		r.src = startNucleus(t, emu, log)
+	} else {
+		r.src, err = notify.NewMQTTSource(notify.MQTTConfig{Endpoint: o.mqttHost, Port: o.mqttPort, ThingName: thing,
+			CertFile: o.cert, KeyFile: o.key, RootCAFile: o.rootCA, Logger: log,
+			MinReconnectInterval: 20 * time.Millisecond, MaxReconnectInterval: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 	if r.a, err = agent.New(cfg, r.src, log); err != nil {
 		t.Fatal(err)
@@ -104,7 +114,11 @@ func newRig(t *testing.T, o rigOpts) *rig {
 		t.Fatal(err)
 	}
 	r.sock = t.TempDir() + "/control.sock"
-	r.srv, err = New(Options{Agent: r.a, Source: r.src.State, Queue: r.queue, Socket: r.sock,
+	var state func() notify.SourceState
+	if sr, ok := r.src.(notify.StateReporter); ok {
+		state = sr.State
+	}
+	r.srv, err = New(Options{Agent: r.a, Source: state, Queue: r.queue, Socket: r.sock,
 		MetricsListen: "127.0.0.1:0", Thing: thing, Version: "test", MaxTunnels: cfg.MaxTunnels, Logger: log,
 		OnCounts: func(tunnels, conns int) { r.counts.Store([2]int{tunnels, conns}) }})
 	if err != nil {
@@ -122,7 +136,7 @@ func newRig(t *testing.T, o rigOpts) *rig {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = r.srv.Run(ctx) })
-	wg.Go(func() { _ = r.queue.Run(ctx, r.src) })
+	wg.Go(func() { _ = r.queue.Run(ctx, r.src.(audit.Publisher)) })
 	wg.Go(func() {
 		if err := r.a.Run(ctx); err != nil {
 			t.Errorf("agent: %v", err)
@@ -399,4 +413,44 @@ func publishNote(t *testing.T, addr, token string, services ...string) {
 	if tok := c.Publish(notify.Topic(thing), 1, false, b); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("publish: %v", tok.Error())
 	}
+}
+
+// startNucleus runs the test Greengrass nucleus, on its own MQTT connection
+// to the emulator's broker and with the shipped recipe's accessControl, and
+// returns the agent's IPC source.
+func startNucleus(t *testing.T, emu *emulator.Emulator, log *slog.Logger) *greengrass.Source {
+	t.Helper()
+	comp, err := fakenucleus.ComponentFromRecipe("../../configs/greengrass/recipe.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, key, err := emu.IssueDeviceCert(thing, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mq, err := fakenucleus.DialMQTT(fakenucleus.MQTTDial{Addr: emu.MQTTAddr(), CertFile: cert, KeyFile: key,
+		CAFile: emu.CAFile(), ClientID: thing})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "gg") // Unix socket paths are short
+	if err != nil {
+		t.Fatal(err)
+	}
+	const svcuid = "svcuid-of-the-test"
+	n, err := fakenucleus.New(fakenucleus.Config{SocketPath: filepath.Join(dir, "ipc.socket"), ThingName: thing,
+		MQTT: mq, Components: map[string]fakenucleus.Component{svcuid: comp}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		mq.Close()
+		_ = os.RemoveAll(dir)
+	})
+	return greengrass.NewSource(greengrass.Config{SocketPath: n.SocketPath(), AuthToken: svcuid, ThingName: thing, Logger: log})
 }
