@@ -101,7 +101,10 @@ func newRig(t *testing.T, o rigOpts) *rig {
 	} else {
 		r.src, err = notify.NewMQTTSource(notify.MQTTConfig{Endpoint: o.mqttHost, Port: o.mqttPort, ThingName: thing,
 			CertFile: o.cert, KeyFile: o.key, RootCAFile: o.rootCA, Logger: log,
-			MinReconnectInterval: 20 * time.Millisecond, MaxReconnectInterval: time.Second})
+			MinReconnectInterval: 20 * time.Millisecond, MaxReconnectInterval: time.Second,
+			// A reconnect that reaches the broker while it shuts down can be
+			// accepted and never answered: give up on it quickly.
+			ConnectTimeout: 2 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}

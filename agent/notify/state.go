@@ -63,17 +63,29 @@ func (s *MQTTSource) State() SourceState {
 // Publish sends payload to topic at QoS 1 on the source's MQTT connection
 // and waits for the broker's PUBACK (audit.Publisher). Without a
 // connection it fails at once with ErrNotConnected rather than leaving the
-// message to paho's unbounded store.
+// message to paho's unbounded store, and so it does when the connection is
+// lost before the PUBACK.
 func (s *MQTTSource) Publish(ctx context.Context, topic string, payload []byte) error {
 	c := s.client.Load()
 	if c == nil || !(*c).IsConnectionOpen() {
 		return ErrNotConnected
 	}
 	tok := (*c).Publish(topic, 1, false, payload)
-	select {
-	case <-ctx.Done():
-		return fmt.Errorf("publish to %s: no PUBACK: %w", topic, context.Cause(ctx))
-	case <-tok.Done():
+	// A connection lost meanwhile never acknowledges: give up on it then
+	// rather than at ctx's deadline (the caller publishes again).
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for done := false; !done; {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("publish to %s: no PUBACK: %w", topic, context.Cause(ctx))
+		case <-tok.Done():
+			done = true
+		case <-tick.C:
+			if s.client.Load() != c || !(*c).IsConnectionOpen() {
+				return fmt.Errorf("publish to %s: %w (the connection was lost)", topic, ErrNotConnected)
+			}
+		}
 	}
 	if err := tok.Error(); err != nil {
 		return fmt.Errorf("publish to %s: %w", topic, err)
