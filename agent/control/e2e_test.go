@@ -72,7 +72,8 @@ type rigOpts struct {
 func newRig(t *testing.T, o rigOpts) *rig {
 	t.Helper()
 	r := &rig{t: t, logs: &tunneltest.SyncBuffer{}}
-	ecfg := emulator.Config{StateDir: t.TempDir(), MQTTPlainAddr: "127.0.0.1:0"}
+	// The thing's policy allows the audit topic (the README's iot:Publish statement).
+	ecfg := emulator.Config{StateDir: t.TempDir(), MQTTPlainAddr: "127.0.0.1:0", PublishTopicFormats: []string{"tunnel-agent/%s/events"}}
 	emu, err := emulator.New(ecfg)
 	if err != nil {
 		t.Fatal(err)
@@ -178,6 +179,9 @@ func (r *rig) call(op string, body []byte) map[string]any {
 	req, _ := http.NewRequest(http.MethodPost, r.emu.APIURL()+"/", bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/x-amz-json-1.1")
 	req.Header.Set("X-Amz-Target", "IoTSecuredTunneling."+op)
+	if err := emulator.SignRequest(req, body, "AKIDCONTROLE2E", "control-e2e-secret", emulator.DefaultRegion, time.Now()); err != nil {
+		r.t.Fatal(err)
+	}
 	resp, err := httpClient.Do(req)
 	if err != nil {
 		r.t.Fatal(err)

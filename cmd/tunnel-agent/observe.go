@@ -131,10 +131,7 @@ func (o *observers) runWith(ctx context.Context, a *agent.Agent) error {
 
 // cmdStatus asks the running agent for its status over the control socket.
 func cmdStatus(args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	asJSON := fs.Bool("json", false, "print the status as JSON")
-	socket := fs.String("socket", "", "control socket (default: control_socket of --config, else "+config.DefaultControlSocket+")")
-	cfgPath := fs.String("config", "", "config file to read control_socket from (default "+config.DefaultConfigPath+" if readable)")
+	fs, asJSON, socket, cfgPath := statusFlags()
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -158,6 +155,15 @@ func cmdStatus(args []string, stdout io.Writer) error {
 		return enc.Encode(st)
 	}
 	return control.WriteText(stdout, &st, time.Now())
+}
+
+// statusFlags are the flags of `tunnel-agent status` (also for the docs).
+func statusFlags() (fs *flag.FlagSet, asJSON *bool, socket, cfgPath *string) {
+	fs = flag.NewFlagSet("status", flag.ContinueOnError)
+	asJSON = fs.Bool("json", false, "print the status as JSON")
+	socket = fs.String("socket", "", "control socket `path` (default: control_socket of --config, else "+config.DefaultControlSocket+")")
+	cfgPath = fs.String("config", "", "config `file` to read control_socket from (default "+config.DefaultConfigPath+" if readable)")
+	return fs, asJSON, socket, cfgPath
 }
 
 // socketFromConfig reads control_socket from the config file, falling

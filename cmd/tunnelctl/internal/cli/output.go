@@ -19,8 +19,13 @@ func (a *App) printJSON(v any) error {
 func (a *App) printOpen(g *globals, in *awsapi.OpenTunnelInput, out *awsapi.OpenTunnelOutput, files tokenFiles) error {
 	logID := deviceLogID(out.DestinationAccessToken)
 	if g.json {
-		if files.Source != "" {
-			out.SourceAccessToken, out.DestinationAccessToken = "", ""
+		if files.Source != "" { // the tokens went to files: no empty token fields
+			return a.printJSON(struct {
+				TunnelID  string `json:"tunnelId"`
+				TunnelARN string `json:"tunnelArn"`
+				tokenFiles
+				DeviceLogID string `json:"deviceLogId,omitempty"`
+			}{out.TunnelID, out.TunnelARN, files, logID})
 		}
 		return a.printJSON(struct {
 			*awsapi.OpenTunnelOutput
