@@ -115,7 +115,7 @@ func New(cfg config.Config, src notify.Source, log *slog.Logger) (*Agent, error)
 	if src == nil || log == nil {
 		return nil, errors.New("agent: a notification source and a logger are required")
 	}
-	return &Agent{
+	a := &Agent{
 		cfg: cfg, src: src, log: log, now: time.Now,
 		newSession: newTunnelSession,
 		limits:     tunnel.NewLimits(cfg.MaxTotalConnections, int64(cfg.QueueBudget), tunnel.DefaultMaxDials),
@@ -125,7 +125,9 @@ func New(cfg config.Config, src notify.Source, log *slog.Logger) (*Agent, error)
 		tunnels:    make(map[string]*tunnelEntry),
 		endings:    make(chan ending),
 		reloads:    make(chan reloadRequest),
-	}, nil
+	}
+	a.viewConfig(cfg.MaxTunnels)
+	return a, nil
 }
 
 // Ready is closed after the first successful subscription.

@@ -54,9 +54,10 @@ type EndedTunnel struct {
 // ended ones (newest first) and the traffic of all tunnels since the agent
 // started, per service (live and ended).
 type Snapshot struct {
-	Tunnels []TunnelStatus
-	Ended   []EndedTunnel
-	Traffic []tunnel.ServiceStats
+	MaxTunnels int // the running max_tunnels (a reload may change it)
+	Tunnels    []TunnelStatus
+	Ended      []EndedTunnel
+	Traffic    []tunnel.ServiceStats
 }
 
 // view is the read side of the registry for other goroutines (the status
@@ -67,6 +68,7 @@ type view struct {
 	live   map[string]*TunnelStatus
 	ended  []EndedTunnel
 	totals map[string]tunnel.ServiceStats // of ended tunnels
+	max    int                            // max_tunnels
 }
 
 // OnEvent sets a function that receives every audit event (the status
@@ -91,7 +93,7 @@ func (a *Agent) Snapshot() Snapshot {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	now := a.now()
-	s := Snapshot{Ended: slices.Clone(v.ended)}
+	s := Snapshot{MaxTunnels: v.max, Ended: slices.Clone(v.ended)}
 	slices.Reverse(s.Ended)
 	sum := map[string]tunnel.ServiceStats{}
 	for k, t := range v.totals {
@@ -140,6 +142,13 @@ func mapKeys[V any](m map[string]V) func(func(string) bool) {
 			}
 		}
 	}
+}
+
+// viewConfig records the settings Snapshot reports (from New and reloads).
+func (a *Agent) viewConfig(maxTunnels int) {
+	a.view.mu.Lock()
+	a.view.max = maxTunnels
+	a.view.mu.Unlock()
 }
 
 // viewStart adds a tunnel to the view.

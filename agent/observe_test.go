@@ -103,4 +103,16 @@ func TestNoLifetimeClaimed(t *testing.T) {
 	if strings.Contains(h.logs.String(), "lifetime") || strings.Contains(h.logs.String(), "expires") {
 		t.Errorf("log claims a lifetime:\n%s", h.logs.String())
 	}
+	// The status follows a reload of max_tunnels.
+	if n := snap.MaxTunnels; n != config.DefaultMaxTunnels {
+		t.Errorf("MaxTunnels %d", n)
+	}
+	cfg := h.cfg
+	cfg.MaxTunnels = 3
+	if _, err := h.agent.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if n := h.agent.Snapshot().MaxTunnels; n != 3 {
+		t.Errorf("MaxTunnels after a reload: %d", n)
+	}
 }

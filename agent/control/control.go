@@ -156,6 +156,9 @@ func (s *Server) Status() Status {
 		Tunnels: snap.Tunnels, Ended: snap.Ended, Traffic: snap.Traffic, Notifications: s.m.notifications(),
 		BadRequests: s.m.bad.Load(),
 	}
+	if snap.MaxTunnels > 0 {
+		st.MaxTunnels = snap.MaxTunnels
+	}
 	if st.Tunnels == nil {
 		st.Tunnels = []agent.TunnelStatus{}
 	}
