@@ -60,6 +60,7 @@ func (l *link) newLocalConnLocked(st *stream, cid uint32) *localConn {
 	f.active.Store(true)
 	st.conns[cid] = f
 	l.live[f] = struct{}{}
+	l.s.stats.track(f)
 	l.wg.Add(1)
 	return f
 }
@@ -272,6 +273,7 @@ func (f *localConn) writeLocal() error {
 }
 
 func (f *localConn) opened() {
+	f.l.s.stats.opened(f.st.service)
 	f.l.log.Debug("stream opened", logService, f.st.service, logLocal, f.local, logStream, f.st.id, logConn, f.connID)
 	f.l.s.emit(Event{Kind: EventStreamOpened, ChannelID: f.l.channelID, Service: f.st.service, LocalAddr: f.local,
 		StreamID: f.st.id, ConnectionID: f.connID})
@@ -284,6 +286,7 @@ func (f *localConn) finish(err error) {
 	l.mu.Lock()
 	delete(l.live, f)
 	l.mu.Unlock()
+	l.s.stats.untrack(f)
 	f.q.mu.Lock()
 	f.q.setStateLocked(connFinished)
 	reason := f.q.reason
