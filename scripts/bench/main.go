@@ -60,7 +60,7 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.BoolVar(&o.perf, "perf", false, "build with symbols and run `perf record` on agent, emulator and proxy during the tunnel bulk runs; "+
 		"prints their top functions (figures are slower under perf: do not compare them with a normal run)")
 	fs.DurationVar(&o.budget, "budget", 0, "abort the measurements after this long, builds not counted "+
-		"(default 4m, quick 50s; with LOCALPROXY 8m, quick 100s)")
+		"(default 6m, quick 50s; with LOCALPROXY 12m, quick 100s)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -68,7 +68,7 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	o.bulk, o.bulkMax, o.latDur, o.connects = 1<<30, 8*time.Second, 2*time.Second, 5
-	def, budget := 5, 240*time.Second
+	def, budget := 5, 360*time.Second
 	if o.quick {
 		o.bulk, o.bulkMax, o.latDur, o.connects = 128<<20, 3*time.Second, 500*time.Millisecond, 3
 		def, budget = 1, 50*time.Second
