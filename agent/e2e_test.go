@@ -167,6 +167,9 @@ func (w *world) api(op string, in any) map[string]any {
 	req, _ := http.NewRequest(http.MethodPost, w.emu.APIURL()+"/", bytes.NewReader(b))
 	req.Header.Set("Content-Type", "application/x-amz-json-1.1")
 	req.Header.Set("X-Amz-Target", "IoTSecuredTunneling."+op)
+	if err := emulator.SignRequest(req, b, "AKIDAGENTE2E", "agent-e2e-secret", emulator.DefaultRegion, time.Now()); err != nil {
+		w.t.Fatal(err)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		w.t.Fatal(err)

@@ -8,7 +8,9 @@
 # linux/arm), fuzz (every FuzzXxx, bounded), demo (`tunnelctl demo --check`), bench
 # (`go run ./scripts/bench --quick`: the whole path as processes, every byte checked by
 # SHA-256; fails only when a measurement fails, never for a missed target), package
-# (.deb built and checked; installed, upgraded and purged here when CI=true and root),
+# (every .deb, .rpm and .ipk built and checked, lintian on the .deb; when CI=true and
+# root on amd64 also: the .deb installed, upgraded and purged here, and the mipsle .ipk,
+# the SysV init script and the .rpm installed and run in BusyBox-only chroots),
 # greengrass-sdk (`go run ./scripts/greengrass-sdk`: AWS's own Greengrass IPC client,
 # npm aws-iot-device-sdk-v2 installed in a cache dir outside the tree, against the test
 # nucleus; needs node and npm), test (go test -race ./..., last so its summary closes
@@ -67,7 +69,9 @@ st_gofmt() {
 	echo "gofmt: all files formatted"
 }
 
-st_vet() { go vet ./...; }
+# vet also checks the operator's side as built for Windows (tunnelctl, its tests
+# included: wine cannot run Go 1.26 binaries, see cmd/tunnelctl/README.md).
+st_vet() { go vet ./... && GOOS=windows go vet ./cmd/tunnelctl/... ./platform/awsapi/...; }
 
 # lint: staticcheck (pinned; the go command fetches it from the module proxy once) and
 # go.mod tidiness (go mod tidy -diff prints what tidy would change and fails).
@@ -126,9 +130,9 @@ st_package() {
 		warn "cmd/tunnel-agent or configs/tunnel-agent.service does not exist yet: skipping packaging"
 		return 0
 	fi
-	local args=(--deb amd64 --deb armhf --no-ipk)
+	local args=()
 	if [ "${CI:-}" = true ] && [ "$(id -u)" = 0 ] && [ "$(dpkg --print-architecture 2>/dev/null)" = amd64 ]; then
-		args+=(--install-test)
+		args+=(--install-test --chroot-test)
 	fi
 	scripts/package.sh "${args[@]}"
 }

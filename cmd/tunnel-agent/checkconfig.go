@@ -31,15 +31,22 @@ func (r *report) fail(format string, a ...any) {
 	fmt.Fprintf(r.out, "problem: "+format+"\n", a...)
 }
 
+// checkConfigFlags builds check-config's flags: every setting plus its own
+// (the man page and completions are generated from this same set).
+func checkConfigFlags() (s *settings, asUser *string, connect *bool) {
+	s = newSettings("check-config", false)
+	asUser = s.fs.String("as-user", "", "check that this `user` can read the files (default: "+serviceUser+" when run as root, else the current user)")
+	connect = s.fs.Bool("connect", false, "also connect to the MQTT broker and subscribe, then report the result and exit")
+	return s, asUser, connect
+}
+
 // cmdCheckConfig validates the configuration and checks what `run` will
 // need: the certificate's dates and its key, the root CA, that the service
 // user can read every file, that the unit's sandbox does not hide them, and
 // with --connect a real MQTT connection and subscription. It prints the
 // effective settings (never key material).
 func cmdCheckConfig(args []string, stdout io.Writer) error {
-	s := newSettings("check-config", false)
-	asUser := s.fs.String("as-user", "", "check that this `user` can read the files (default: "+serviceUser+" when run as root, else the current user)")
-	connect := s.fs.Bool("connect", false, "also connect to the MQTT broker and subscribe, then report the result and exit")
+	s, asUser, connect := checkConfigFlags()
 	if err := s.parse(args); err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/tunnel-agent/tunnel-agent/configs"
 	"github.com/tunnel-agent/tunnel-agent/platform/memlimit"
 	"github.com/tunnel-agent/tunnel-agent/platform/service"
 )
@@ -26,6 +27,10 @@ commands:
   install       install and enable the systemd service (binary at /usr/local/bin/tunnel-agent)
   uninstall     disable and remove the systemd service
   start | stop | status   control the installed service
+  print-unit    print the systemd unit (--init sysv|procd: the init script) to install by hand
+  example-config  print the commented example configuration
+  completion    print shell completion (bash, zsh, fish)
+  man           print the manual page (tunnel-agent man | man -l -)
   version       print the version
 
 Run "tunnel-agent <command> -h" for the flags (every config key has one).
@@ -62,6 +67,14 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		err = cmdCheckAccess(rest, stdout)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "tunnel-agent", version)
+	case "print-unit":
+		err = cmdPrintUnit(rest, stdout)
+	case "example-config":
+		_, err = io.WriteString(stdout, configs.ExampleConfig)
+	case "completion":
+		err = cmdCompletion(rest, stdout)
+	case "man":
+		err = manPage().WriteMan(stdout, sourceDate())
 	case service.ActionInstall, service.ActionUninstall, service.ActionStart, service.ActionStop, service.ActionStatus:
 		err = cmdControl(cmd, rest, stdout)
 	case "help", "-h", "--help":

@@ -65,6 +65,9 @@ func (w *reloadWorld) open(t *testing.T, services ...string) *tunnel.Session {
 	req, _ := http.NewRequest(http.MethodPost, w.emu.APIURL()+"/", bytes.NewReader(in))
 	req.Header.Set("Content-Type", "application/x-amz-json-1.1")
 	req.Header.Set("X-Amz-Target", "IoTSecuredTunneling.OpenTunnel")
+	if err := emulator.SignRequest(req, in, "AKIDRELOAD", "reload-secret", emulator.DefaultRegion, time.Now()); err != nil {
+		t.Fatal(err)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/tunnel-agent/tunnel-agent/platform/emulator"
@@ -63,6 +64,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 func parseFlags(args []string, stderr io.Writer) (emulator.Config, bool, error) {
 	var cfg emulator.Config
 	var verbose bool
+	var credFile string
 	fs := flag.NewFlagSet("tunnel-emulator", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
@@ -84,20 +86,47 @@ Flags:
 	fs.StringVar(&cfg.Region, "region", emulator.DefaultRegion, "region in ARNs and notifications")
 	fs.StringVar(&cfg.AccountID, "account-id", emulator.DefaultAccountID, "account id in ARNs")
 	fs.IntVar(&cfg.MaxOpenTunnels, "max-open-tunnels", emulator.DefaultMaxOpenTunnels, "open tunnels before OpenTunnel fails with LimitExceededException")
-	fs.StringVar(&cfg.StateDir, "state-dir", "", "directory for the CA and certificates (default $XDG_STATE_HOME/tunnel-emulator or ~/.local/state/tunnel-emulator)")
+	fs.StringVar(&cfg.StateDir, "state-dir", "", "directory for the CA, certificates and tunnels (tunnels.json: a restarted emulator continues them) (default $XDG_STATE_HOME/tunnel-emulator or ~/.local/state/tunnel-emulator)")
 	fs.DurationVar(&cfg.Retention, "retention", emulator.DefaultRetention, "how long closed tunnels stay listable")
 	fs.BoolVar(&cfg.Strict, "strict", false, "close client connections that break the protocol rules")
 	fs.BoolVar(&cfg.RotateDisconnects, "rotate-disconnects", false, "RotateTunnelAccessToken also closes the connections of the rotated modes (default: they stay up)")
 	fs.Int64Var(&cfg.Bandwidth, "bandwidth", 0, "bytes per second per tunnel, both directions together (AWS: about 800000); 0 unlimited")
+	fs.DurationVar(&cfg.APIReadTimeout, "api-read-timeout", emulator.DefaultAPIReadTimeout, "time allowed to receive one API request, headers and body")
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", 0, "drop data-plane connections idle this long (AWS: about 60s); 0 never")
 	fs.BoolVar(&cfg.APITLS, "api-tls", false, "serve the API over HTTPS with the emulator's certificate")
 	fs.BoolVar(&cfg.DataPlaintext, "data-plaintext", false, "serve the data plane as ws:// instead of wss:// (debugging)")
+	fs.BoolVar(&cfg.BrokerAllowAll, "broker-allow-all", false, "let every device connect with any client id and subscribe to any topic "+
+		"(default: AWS IoT Core's per-thing policy: client id = certificate CN, only its own notify topic)")
+	fs.Func("mqtt-client-id", "THING=ID: also allow THING's certificate to connect with client id ID (repeatable)", func(v string) error {
+		thing, id, ok := strings.Cut(v, "=")
+		if !ok || thing == "" || id == "" {
+			return fmt.Errorf("want THING=CLIENT_ID, got %q", v)
+		}
+		if cfg.ClientIDs == nil {
+			cfg.ClientIDs = map[string][]string{}
+		}
+		cfg.ClientIDs[thing] = append(cfg.ClientIDs[thing], id)
+		return nil
+	})
+	fs.BoolVar(&cfg.NoAuth, "no-auth", false, "accept API requests without checking their SigV4 signature")
+	fs.StringVar(&credFile, "credentials", "", "verify SigV4 signatures with the access keys in this file (AWS shared credentials format: aws_access_key_id, aws_secret_access_key); "+
+		"without it the Authorization header's form, scope and date are checked, not the signature")
 	fs.BoolVar(&verbose, "v", false, "debug logging")
 	if err := fs.Parse(args); err != nil {
 		return cfg, false, err
 	}
 	if fs.NArg() > 0 {
 		return cfg, false, fmt.Errorf("unexpected argument %q (subcommand: certs)", fs.Arg(0))
+	}
+	if credFile != "" {
+		if cfg.NoAuth {
+			return cfg, false, errors.New("--credentials and --no-auth exclude each other: choose one")
+		}
+		creds, err := emulator.LoadCredentials(credFile)
+		if err != nil {
+			return cfg, false, err
+		}
+		cfg.Credentials = creds
 	}
 	return cfg, verbose, nil
 }
@@ -118,6 +147,15 @@ func printEndpoints(w io.Writer, e *emulator.Emulator, cfg emulator.Config) {
 		fmt.Fprintf(w, "MQTT plain:     %s\n", e.MQTTPlainAddr())
 	}
 	fmt.Fprintf(w, "CA certificate: %s\n", e.CAFile())
+	switch {
+	case cfg.NoAuth:
+		fmt.Fprintln(w, "API auth:       none (--no-auth)")
+	case cfg.Credentials != nil:
+		fmt.Fprintf(w, "API auth:       SigV4 signatures verified (access keys: %d)\n", len(cfg.Credentials))
+	default:
+		fmt.Fprintf(w, "API auth:       SigV4 header checked (service %s, region %s, clock skew 5 min), signature not verified; --credentials FILE verifies it\n",
+			emulator.SigningName, cfg.Region)
+	}
 }
 
 func runCerts(args []string, stdout, stderr io.Writer) error {

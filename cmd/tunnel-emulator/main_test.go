@@ -75,3 +75,35 @@ func TestRunPrintsEndpointsAndStops(t *testing.T) {
 		t.Fatalf("run: %v", err)
 	}
 }
+
+func TestAuthFlags(t *testing.T) {
+	dir := t.TempDir()
+	cred := filepath.Join(dir, "credentials")
+	if err := os.WriteFile(cred, []byte("[ci]\naws_access_key_id = AKIDCI\naws_secret_access_key = ci-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, _, err := parseFlags([]string{"--credentials", cred}, &bytes.Buffer{})
+	if err != nil || cfg.Credentials["AKIDCI"] != "ci-secret" || cfg.NoAuth {
+		t.Fatalf("--credentials: %+v %v", cfg.Credentials, err)
+	}
+	cfg, _, err = parseFlags([]string{"--no-auth"}, &bytes.Buffer{})
+	if err != nil || !cfg.NoAuth || cfg.Credentials != nil {
+		t.Fatalf("--no-auth: %v", err)
+	}
+	if _, _, err := parseFlags([]string{"--no-auth", "--credentials", cred}, &bytes.Buffer{}); err == nil {
+		t.Fatal("--no-auth with --credentials accepted")
+	}
+	if _, _, err := parseFlags([]string{"--credentials", filepath.Join(dir, "missing")}, &bytes.Buffer{}); err == nil {
+		t.Fatal("missing credentials file accepted")
+	}
+}
+
+func TestBrokerFlags(t *testing.T) {
+	cfg, _, err := parseFlags([]string{"--broker-allow-all", "--mqtt-client-id", "pi-1=pi-1-dc", "--mqtt-client-id", "pi-1=x"}, &bytes.Buffer{})
+	if err != nil || !cfg.BrokerAllowAll || strings.Join(cfg.ClientIDs["pi-1"], ",") != "pi-1-dc,x" {
+		t.Fatalf("%+v %v", cfg, err)
+	}
+	if _, _, err := parseFlags([]string{"--mqtt-client-id", "pi-1"}, &bytes.Buffer{}); err == nil {
+		t.Fatal("--mqtt-client-id without = accepted")
+	}
+}

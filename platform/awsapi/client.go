@@ -8,13 +8,15 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -42,6 +44,13 @@ type Config struct {
 	// HTTPClient sends the requests; nil means a client of its own (30 s timeout)
 	// whose idle connections Close releases.
 	HTTPClient *http.Client
+	// RootCAs, when set, verifies the API's certificate instead of the system
+	// roots (AWS_CA_BUNDLE); used only by the client's own transport.
+	RootCAs *x509.CertPool
+	// Logger receives one Debug line per attempt: operation, endpoint, region,
+	// attempt, status, request id, duration. Never a body, token or credential.
+	// nil discards.
+	Logger *slog.Logger
 	// Now is the signing clock; nil means time.Now.
 	Now func() time.Time
 	// UserAgent is sent as User-Agent when set.
@@ -57,6 +66,8 @@ type Config struct {
 // Client calls the IoTSecuredTunneling API. It is safe for concurrent use.
 type Client struct {
 	cfg      Config
+	log      *slog.Logger
+	settings Settings
 	endpoint string
 	signer   *v4.Signer
 	http     *http.Client
@@ -84,9 +95,16 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Sleep == nil {
 		cfg.Sleep = sleepCtx
 	}
-	c := &Client{cfg: cfg, endpoint: endpoint, signer: v4.NewSigner(), http: cfg.HTTPClient}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	c := &Client{cfg: cfg, log: cfg.Logger, endpoint: endpoint, signer: v4.NewSigner(), http: cfg.HTTPClient}
+	c.settings = Settings{Endpoint: endpoint, Region: cfg.Region}
 	if c.http == nil {
 		c.own = http.DefaultTransport.(*http.Transport).Clone()
+		if cfg.RootCAs != nil {
+			c.own.TLSClientConfig = &tls.Config{RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12}
+		}
 		c.http = &http.Client{Timeout: 30 * time.Second, Transport: c.own}
 	}
 	return c, nil
@@ -106,6 +124,9 @@ func (c *Client) Endpoint() string { return c.endpoint }
 // Region returns the signing region.
 func (c *Client) Region() string { return c.cfg.Region }
 
+// Settings returns where the client's endpoint and CA bundle came from.
+func (c *Client) Settings() Settings { return c.settings }
+
 // EndpointForRegion returns the public API endpoint of a region
 // (api.tunneling.iot.<region>.amazonaws.com, .com.cn in China regions).
 func EndpointForRegion(region string) string {
@@ -123,11 +144,7 @@ func resolveEndpoint(region, override string) (string, error) {
 		}
 		return EndpointForRegion(region), nil
 	}
-	u, err := url.Parse(override)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return "", fmt.Errorf("endpoint %q: %w", override, ErrBadEndpoint)
-	}
-	return strings.TrimRight(u.String(), "/"), nil
+	return ValidateEndpoint(override)
 }
 
 // call sends one operation, retrying throttling and transient failures with
@@ -138,7 +155,7 @@ func (c *Client) call(ctx context.Context, op string, in, out any) error {
 		return fmt.Errorf("encoding %s request: %w", op, err)
 	}
 	for attempt := 1; ; attempt++ {
-		err = c.attempt(ctx, op, body, out)
+		err = c.logged(ctx, op, attempt, body, out)
 		if err == nil || attempt >= c.cfg.MaxAttempts || !retryable(op, err) || ctx.Err() != nil {
 			break
 		}
@@ -153,11 +170,28 @@ func (c *Client) call(ctx context.Context, op string, in, out any) error {
 	return err
 }
 
+// logged runs one attempt and logs it at Debug.
+func (c *Client) logged(ctx context.Context, op string, attempt int, body []byte, out any) error {
+	start := time.Now()
+	status, reqID, err := c.attempt(ctx, op, body, out)
+	attrs := []any{logOperation, op, logEndpoint, c.endpoint, logRegion, c.cfg.Region, logAttempt, attempt,
+		logStatus, status, logRequestID, reqID, logDuration, time.Since(start).Round(time.Millisecond)}
+	var ae *APIError
+	switch {
+	case errors.As(err, &ae):
+		attrs = append(attrs, logCode, ae.Code)
+	case err != nil:
+		attrs = append(attrs, logErr, err)
+	}
+	c.log.Debug("API request", attrs...)
+	return err
+}
+
 // attempt sends one signed request. Transport failures come back as *netError.
-func (c *Client) attempt(ctx context.Context, op string, body []byte, out any) error {
+func (c *Client) attempt(ctx context.Context, op string, body []byte, out any) (status int, reqID string, err error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.endpoint+"/", bytes.NewReader(body))
 	if err != nil {
-		return fmt.Errorf("building %s request: %w", op, err)
+		return 0, "", fmt.Errorf("building %s request: %w", op, err)
 	}
 	req.Header.Set("Content-Type", ContentType)
 	req.Header.Set("X-Amz-Target", TargetPrefix+"."+op)
@@ -165,26 +199,43 @@ func (c *Client) attempt(ctx context.Context, op string, body []byte, out any) e
 		req.Header.Set("User-Agent", c.cfg.UserAgent)
 	}
 	if err := c.sign(ctx, req, body); err != nil {
-		return err
+		return 0, "", err
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return &netError{err: err}
+		return 0, "", &netError{err: err}
 	}
 	defer resp.Body.Close()
+	status, reqID = resp.StatusCode, resp.Header.Get("X-Amzn-Requestid")
 	if resp.StatusCode/100 != 2 {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
-		return parseError(op, resp.StatusCode, resp.Header, b)
+		return status, reqID, parseError(op, resp.StatusCode, resp.Header, b)
 	}
 	if out == nil {
 		_, _ = io.Copy(io.Discard, resp.Body)
-		return nil
+		return status, reqID, nil
 	}
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("decoding %s response from %s: %w", op, c.endpoint, err)
+		return status, reqID, fmt.Errorf("decoding %s response from %s: %w", op, c.endpoint, err)
 	}
-	return nil
+	return status, reqID, nil
 }
+
+// Log attribute keys.
+const (
+	logOperation = "operation"
+	logEndpoint  = "endpoint"
+	logRegion    = "region"
+	logAttempt   = "attempt"
+	logStatus    = "status"
+	logRequestID = "request_id"
+	logDuration  = "duration"
+	logCode      = "code"
+	logErr       = "err"
+	logSource    = "source"
+	logFile      = "file"
+	logTunnel    = "tunnel"
+)
 
 func (c *Client) sign(ctx context.Context, req *http.Request, body []byte) error {
 	creds, err := c.cfg.Credentials.Retrieve(ctx)

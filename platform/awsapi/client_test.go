@@ -106,7 +106,7 @@ func TestOperationsWire(t *testing.T) {
 					TimeoutConfig:     &TimeoutConfig{MaxLifetimeTimeoutMinutes: 30},
 				})
 			},
-			wantBody: `{"description":"maintenance","tags":[{"key":"team","value":"ops"}],"destinationConfig":{"thingName":"pi-1","services":["SSH","HTTP"]},"timeoutConfig":{"maxLifetimeTimeoutMinutes":30}}`,
+			wantBody: `{"description":"maintenance","tags":[{"key":"team","value":"ops"},{"key":"tunnelctl:request-id","value":"ID"}],"destinationConfig":{"thingName":"pi-1","services":["SSH","HTTP"]},"timeoutConfig":{"maxLifetimeTimeoutMinutes":30}}`,
 			check: func(t *testing.T, out any) {
 				o := out.(*OpenTunnelOutput)
 				if o.TunnelID != "t1" || o.SourceAccessToken != "S" || o.DestinationAccessToken != "D" || !strings.HasSuffix(o.TunnelARN, "/t1") {
@@ -118,7 +118,7 @@ func TestOperationsWire(t *testing.T) {
 			op:       "OpenTunnel",
 			respBody: `{"tunnelId":"t2"}`,
 			call:     func(c *Client) (any, error) { return c.OpenTunnel(ctx, &OpenTunnelInput{}) },
-			wantBody: `{}`,
+			wantBody: `{"tags":[{"key":"tunnelctl:request-id","value":"ID"}]}`,
 		},
 		{
 			op:       "CloseTunnel",
@@ -211,6 +211,8 @@ func TestOperationsWire(t *testing.T) {
 				t.Fatalf("%s: %v", tc.op, err)
 			}
 			r := fs.last(t)
+			// Every OpenTunnel carries a request tag of its own (see OpenTunnel).
+			r.body = requestTagRe.ReplaceAllString(r.body, `$1"ID"`)
 			checkWire(t, r, tc.op, tc.wantBody)
 			if tc.check != nil {
 				tc.check(t, out)
@@ -218,6 +220,8 @@ func TestOperationsWire(t *testing.T) {
 		})
 	}
 }
+
+var requestTagRe = regexp.MustCompile(`("key":"tunnelctl:request-id","value":)"[0-9a-f]{32}"`)
 
 func checkWire(t *testing.T, r recorded, op, wantBody string) {
 	t.Helper()

@@ -2,16 +2,6 @@ package awsapi
 
 import "context"
 
-// OpenTunnel creates a tunnel and returns its two access tokens. With a
-// DestinationConfig.ThingName the service notifies the device over MQTT.
-func (c *Client) OpenTunnel(ctx context.Context, in *OpenTunnelInput) (*OpenTunnelOutput, error) {
-	out := new(OpenTunnelOutput)
-	if err := c.call(ctx, "OpenTunnel", in, out); err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
 // CloseTunnel closes a tunnel (and deletes its record when in.Delete is set).
 func (c *Client) CloseTunnel(ctx context.Context, in *CloseTunnelInput) error {
 	return c.call(ctx, "CloseTunnel", in, nil)

@@ -29,8 +29,13 @@ var retryableCodes = map[string]bool{
 // API errors are retried on throttling and transient server statuses and codes.
 // Network errors are retried for every operation except OpenTunnel, which is
 // retried only when the connection could not be made (the request was not sent):
-// a second OpenTunnel after a lost response would open a second tunnel.
+// a second OpenTunnel after a lost response would open a second tunnel. An
+// ambiguous OpenTunnel failure (see ambiguous) is not retried here: OpenTunnel
+// first finds out whether the tunnel was created.
 func retryable(op string, err error) bool {
+	if op == opOpenTunnel && ambiguous(err) {
+		return false
+	}
 	var ae *APIError
 	if errors.As(err, &ae) {
 		switch ae.StatusCode {
@@ -44,7 +49,7 @@ func retryable(op string, err error) bool {
 	if !errors.As(err, &ne) {
 		return false // encoding, signing or credential errors: a retry cannot help
 	}
-	if op != "OpenTunnel" {
+	if op != opOpenTunnel {
 		return true
 	}
 	var oe *net.OpError
@@ -77,4 +82,25 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// ambiguous reports whether a failed OpenTunnel may have created the tunnel: a
+// server error (500, 502, 503, 504: the request may have been processed before
+// the failure) or a transport failure after the connection was made (the
+// response was lost). Throttling and 4xx errors were not processed.
+func ambiguous(err error) bool {
+	var ae *APIError
+	if errors.As(err, &ae) {
+		switch ae.StatusCode {
+		case http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+			return true
+		}
+		return false
+	}
+	var ne *netError
+	if !errors.As(err, &ne) {
+		return false
+	}
+	var oe *net.OpError
+	return !(errors.As(ne.err, &oe) && oe.Op == "dial")
 }

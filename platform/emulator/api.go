@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"mime"
 	"net/http"
@@ -64,26 +63,13 @@ func parseRequest(target, contentType string, body []byte) (request, error) {
 	if len(bytes.TrimSpace(body)) == 0 {
 		body = []byte("{}")
 	}
-	if err := json.Unmarshal(body, req); err != nil {
-		return nil, serializationError(err)
+	if err := decodeRequest(body, req); err != nil {
+		return nil, err
 	}
 	if err := req.validate(); err != nil {
 		return nil, err
 	}
 	return req, nil
-}
-
-func serializationError(err error) *apiError {
-	msg := "the request body is not valid JSON for this operation"
-	var te *json.UnmarshalTypeError
-	var se *json.SyntaxError
-	switch {
-	case errors.As(err, &te) && te.Field != "":
-		msg = "member '" + te.Field + "' has the wrong type: expected " + te.Type.String()
-	case errors.As(err, &se):
-		msg += fmt.Sprintf(" (syntax error at offset %d)", se.Offset)
-	}
-	return &apiError{Status: http.StatusBadRequest, Type: codeSerialization, Message: msg}
 }
 
 func quoteShort(s string) string {
@@ -101,9 +87,13 @@ func (e *Emulator) serveAPI(w http.ResponseWriter, r *http.Request) {
 			Message: "no operation at " + r.Method + " " + quoteShort(r.URL.Path) + ": send POST / with X-Amz-Target: IoTSecuredTunneling.<Operation>"})
 		return
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxAPIBody+1))
-	if err != nil || len(body) > maxAPIBody {
-		writeAPIError(w, &apiError{Status: http.StatusBadRequest, Type: codeSerialization, Message: "request body unreadable or larger than 1 MiB"})
+	body, aerr := readBody(w, r)
+	if aerr != nil {
+		writeAPIError(w, aerr)
+		return
+	}
+	if aerr := e.authenticate(r, body); aerr != nil {
+		writeAPIError(w, aerr)
 		return
 	}
 	req, err := parseRequest(r.Header.Get("X-Amz-Target"), r.Header.Get("Content-Type"), body)
@@ -121,6 +111,38 @@ func (e *Emulator) serveAPI(w http.ResponseWriter, r *http.Request) {
 		ae = &apiError{Status: http.StatusInternalServerError, Type: codeInternalFailed, Message: "internal error; see the emulator log"}
 	}
 	writeAPIError(w, ae)
+}
+
+// readBody reads the request body, at most maxAPIBody bytes. A larger body
+// is refused without reading it (the connection is then closed).
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, *apiError) {
+	tooLarge := &apiError{Status: http.StatusRequestEntityTooLarge, Type: codeSerialization,
+		Message: "the request body is larger than 1 MiB"}
+	if r.ContentLength > maxAPIBody {
+		w.Header().Set("Connection", "close")
+		return nil, tooLarge
+	}
+	rd := http.MaxBytesReader(w, r.Body, maxAPIBody)
+	var body []byte
+	var err error
+	if r.ContentLength >= 0 && r.ContentLength <= 64<<10 {
+		// A small body of known length: one allocation of that size. A
+		// larger one grows with what actually arrives, so a client that
+		// announces 1 MiB and sends nothing does not hold 1 MiB.
+		body = make([]byte, r.ContentLength)
+		_, err = io.ReadFull(rd, body)
+	} else {
+		body, err = io.ReadAll(rd)
+	}
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		return nil, tooLarge
+	case err != nil:
+		return nil, &apiError{Status: http.StatusBadRequest, Type: codeSerialization,
+			Message: "the request body could not be read (sent too slowly or cut off)"}
+	}
+	return body, nil
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -163,14 +185,14 @@ func (e *Emulator) execute(ctx context.Context, req request) (any, error) {
 	case *rotateRequest:
 		return e.rotate(ctx, r)
 	case *tagRequest:
-		return emptyResponse{}, e.store.tagOp(*r.ResourceArn, func(t *tunnel) { t.tags = mergeTags(t.tags, *r.Tags) })
+		return emptyResponse{}, e.store.tagOp(*r.ResourceArn, true, func(t *tunnel) { t.tags = mergeTags(t.tags, *r.Tags) })
 	case *untagRequest:
-		return emptyResponse{}, e.store.tagOp(*r.ResourceArn, func(t *tunnel) {
+		return emptyResponse{}, e.store.tagOp(*r.ResourceArn, true, func(t *tunnel) {
 			t.tags = slices.DeleteFunc(t.tags, func(tg Tag) bool { return slices.Contains(*r.TagKeys, tg.Key) })
 		})
 	case *arnRequest:
 		var resp listTagsResponse
-		err := e.store.tagOp(*r.ResourceArn, func(t *tunnel) { resp.Tags = append([]Tag{}, t.tags...) })
+		err := e.store.tagOp(*r.ResourceArn, false, func(t *tunnel) { resp.Tags = append([]Tag{}, t.tags...) })
 		return resp, err
 	}
 	return nil, errors.New("unhandled request type")

@@ -2,19 +2,69 @@
 // awsJson1.1 IoTSecuredTunneling API, the WebSocket data-plane relay with the
 // access-token rules, a local CA issuing server and device certificates, and
 // the MQTT notification to the device through an embedded (mutual TLS) or
-// external broker. Tunnels live in memory; the state directory holds only the
-// CA and certificates.
+// external broker. The state directory holds the CA, the certificates and
+// tunnels.json, so a restarted emulator continues every tunnel.
 //
 // Where AWS's behaviour is undocumented (protocol.md §12) the emulator
 // chooses as follows:
 //
 //   - API envelope: a method other than POST or a path other than / gets
-//     404 UnknownOperationException; a missing or unknown X-Amz-Target, or a
+//     404 UnknownOperationException; then the body is read (over 1 MiB:
+//     413 SerializationException, unread, connection closed), then SigV4 is
+//     checked (below), then a missing or unknown X-Amz-Target, or a
 //     Content-Type other than application/x-amz-json-1.1, gets 400
-//     UnknownOperationException; a body that does not decode gets 400
-//     SerializationException; model violations get 400 ValidationException
-//     listing every violated member ("Value at 'tags.1.member.key' failed to
-//     satisfy constraint: ..."). The Authorization header is not checked.
+//     UnknownOperationException.
+//   - Decoding: a body that does not decode gets 400 SerializationException
+//     naming the member or offset. Member names match exactly; a
+//     differently cased known member is an unknown member, and unknown
+//     members are skipped. Invalid UTF-8 and lone UTF-16 surrogate escapes
+//     are refused (a genuine U+FFFD is a character like any other). Nesting
+//     deeper than 32 levels is a SerializationException; a list longer than
+//     1000 members is a ValidationException for that list alone (no model
+//     maximum is above 200; the ServiceList has none, AWS's limit is
+//     unknown).
+//   - Validation: model violations get 400 ValidationException,
+//     "N validation error(s) detected: " with the first 10 violations
+//     ("Value at 'tags.1.member.key' failed to satisfy constraint: ...")
+//     and "; and M more". AWS quotes the offending value; the emulator does
+//     not (values can be 2048 characters). Duplicate services are a
+//     violation of each repeated member.
+//   - SigV4 (the service model's signing name IoTSecuredTunneling, exact
+//     case; region Config.Region). Every refusal is HTTP 403:
+//     no Authorization header: MissingAuthenticationTokenException;
+//     another algorithm, missing Credential/SignedHeaders/Signature, a
+//     credential without 5 parts, a signature that is not 64 hex digits,
+//     host not signed, no X-Amz-Date or Date: IncompleteSignatureException;
+//     another service, region or terminator, a scope date other than the
+//     request date, a date more than 5 minutes from the emulator's clock, an
+//     X-Amz-Content-Sha256 that does not match the body, and (with
+//     Config.Credentials) a wrong signature: InvalidSignatureException, the
+//     last one with the canonical request and string to sign the emulator
+//     expected; an access key not in Config.Credentials:
+//     UnrecognizedClientException. Without Config.Credentials the signature
+//     itself is not checked. X-Amz-Security-Token is not checked. Presigned
+//     (query-string) requests are refused. Config.NoAuth skips all of it.
+//   - API server bounds: 30 s to read a request (headers and body), 30 s to
+//     write the answer, 60 s idle keep-alive, 64 KiB of headers, 256
+//     connections served at once (more wait in the listen backlog); the
+//     data plane takes 1024 connections.
+//   - Broker policy (the embedded broker's mutual-TLS listener): the
+//     certificate CommonName is the thing. CONNECT with another client id
+//     than the thing name (or one of Config.ClientIDs) is closed without a
+//     CONNACK; SUBSCRIBE to anything but the thing's own notify topic gets
+//     SUBACK 0x80; any PUBLISH disconnects the client (MQTT 3.1.1 has no
+//     PUBACK failure). The plain listener and the emulator's own service
+//     certificate (CommonName tunnel-emulator) are not restricted.
+//     Config.BrokerAllowAll allows everything.
+//   - Persistence: tunnels.json (0600) is replaced atomically after every
+//     change (OpenTunnel, CloseTunnel, rotation, tags, a successful
+//     handshake, expiry), and an API call returns only once its change is
+//     written; there is no fsync (a kill -9 keeps it, a power loss may
+//     not). Connection states are not kept: after a restart both modes are
+//     DISCONNECTED until clients reconnect with their client tokens; the
+//     relay's stream table starts empty. Lifetimes run on while the
+//     emulator is down. Two running emulators on one state directory
+//     overwrite each other's tunnels.json (sharing the CA is fine).
 //   - More than 3 services is LimitExceededException (a service quota), as is
 //     OpenTunnel beyond Config.MaxOpenTunnels open tunnels. Duplicate
 //     services are a ValidationException.

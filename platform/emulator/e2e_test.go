@@ -151,6 +151,9 @@ func apiCall(t *testing.T, e *emulator.Emulator, op, body string) map[string]any
 	req, _ := http.NewRequest(http.MethodPost, e.APIURL()+"/", strings.NewReader(body))
 	req.Header.Set("X-Amz-Target", "IoTSecuredTunneling."+op)
 	req.Header.Set("Content-Type", "application/x-amz-json-1.1")
+	if err := emulator.SignRequest(req, []byte(body), "AKIDE2E", "e2e-secret", emulator.DefaultRegion, time.Now()); err != nil {
+		t.Fatal(err)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

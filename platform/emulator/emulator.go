@@ -6,16 +6,14 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
+	"golang.org/x/net/netutil"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/batchconn"
@@ -28,122 +26,6 @@ const (
 	attrMode    = "mode"
 	attrChannel = "channel"
 )
-
-// Defaults applied by Config.setDefaults.
-const (
-	DefaultRegion         = "us-east-1"
-	DefaultAccountID      = "123456789012"
-	DefaultMaxOpenTunnels = 100
-	DefaultRetention      = 3 * time.Hour
-	defaultSweepInterval  = time.Second
-	loopbackAnyPort       = "127.0.0.1:0"
-)
-
-// Config configures an Emulator. Empty addresses mean 127.0.0.1:0, except
-// MQTTPlainAddr, where empty means no plain listener.
-type Config struct {
-	APIAddr       string // control plane (HTTP, or HTTPS with APITLS)
-	DataAddr      string // data plane WebSocket (wss unless DataPlaintext)
-	MQTTAddr      string // embedded broker, mutual TLS
-	MQTTPlainAddr string // embedded broker, plain TCP (debugging only)
-
-	Region         string        // default us-east-1
-	AccountID      string        // default 123456789012
-	MaxOpenTunnels int           // LimitExceededException beyond this; default 100
-	StateDir       string        // CA and certificates; default DefaultStateDir()
-	Retention      time.Duration // how long closed tunnels stay listable; default 3h
-	Strict         bool          // close connections that violate protocol.md §10 item 5
-
-	// RotateDisconnects closes the connection of a mode whose token is
-	// rotated (AWS's behaviour is unknown; by default connections stay up).
-	RotateDisconnects bool
-
-	MQTTURL           string // tcp://host:port or ssl://host:port: external broker instead of the embedded one
-	NotifyTopicFormat string // default DefaultNotifyTopicFormat; must contain one %s
-	APITLS            bool   // serve the API over HTTPS with the emulator's server certificate
-	DataPlaintext     bool   // serve ws:// instead of wss:// (debugging only)
-
-	Bandwidth     int64            // bytes per second per tunnel, both directions together (AWS: about 800 KB/s); 0: unlimited
-	IdleTimeout   time.Duration    // drop a data-plane connection without traffic for this long, like AWS's load balancer (~60s); 0: never
-	SweepInterval time.Duration    // how often expiry and retention are checked; default 1s
-	Now           func() time.Time // clock; default time.Now (tests inject one)
-	Logger        *slog.Logger     // default: discard
-}
-
-// DefaultStateDir returns $XDG_STATE_HOME/tunnel-emulator, or
-// ~/.local/state/tunnel-emulator.
-func DefaultStateDir() (string, error) {
-	if x := os.Getenv("XDG_STATE_HOME"); x != "" {
-		return filepath.Join(x, "tunnel-emulator"), nil
-	}
-	home, err := os.UserHomeDir()
-	if err != nil {
-		return "", fmt.Errorf("find home directory for the state directory (set --state-dir): %w", err)
-	}
-	return filepath.Join(home, ".local", "state", "tunnel-emulator"), nil
-}
-
-func (c *Config) setDefaults() error {
-	for _, a := range []*string{&c.APIAddr, &c.DataAddr, &c.MQTTAddr} {
-		if *a == "" {
-			*a = loopbackAnyPort
-		}
-	}
-	def := func(s *string, v string) {
-		if *s == "" {
-			*s = v
-		}
-	}
-	def(&c.Region, DefaultRegion)
-	def(&c.AccountID, DefaultAccountID)
-	def(&c.NotifyTopicFormat, DefaultNotifyTopicFormat)
-	if c.MaxOpenTunnels == 0 {
-		c.MaxOpenTunnels = DefaultMaxOpenTunnels
-	}
-	if c.Retention == 0 {
-		c.Retention = DefaultRetention
-	}
-	if c.SweepInterval <= 0 {
-		c.SweepInterval = defaultSweepInterval
-	}
-	if c.Now == nil {
-		c.Now = time.Now
-	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	if c.StateDir == "" {
-		d, err := DefaultStateDir()
-		if err != nil {
-			return err
-		}
-		c.StateDir = d
-	}
-	return nil
-}
-
-func (c *Config) validate() error {
-	switch {
-	case !regionRe.MatchString(c.Region):
-		return fmt.Errorf("region %q must match ^[a-z0-9-]{1,64}$: %w", c.Region, ErrInvalidArgument)
-	case !accountRe.MatchString(c.AccountID):
-		return fmt.Errorf("account id %q must be 12 digits: %w", c.AccountID, ErrInvalidArgument)
-	case c.MaxOpenTunnels < 0:
-		return fmt.Errorf("max open tunnels %d must be positive: %w", c.MaxOpenTunnels, ErrInvalidArgument)
-	case c.Bandwidth < 0:
-		return fmt.Errorf("bandwidth %d must be positive: %w", c.Bandwidth, ErrInvalidArgument)
-	case c.IdleTimeout < 0:
-		return fmt.Errorf("idle timeout %s must be positive: %w", c.IdleTimeout, ErrInvalidArgument)
-	case c.Retention < 0:
-		return fmt.Errorf("retention %s must be positive: %w", c.Retention, ErrInvalidArgument)
-	case strings.Count(c.NotifyTopicFormat, "%s") != 1:
-		return fmt.Errorf("notify topic format %q must contain %%s once: %w", c.NotifyTopicFormat, ErrInvalidArgument)
-	case c.MQTTURL != "" && !strings.HasPrefix(c.MQTTURL, "tcp://") && !strings.HasPrefix(c.MQTTURL, "ssl://") &&
-		!strings.HasPrefix(c.MQTTURL, "tls://"):
-		return fmt.Errorf("mqtt url %q must start with tcp://, ssl:// or tls://: %w", c.MQTTURL, ErrInvalidArgument)
-	}
-	return nil
-}
 
 // Emulator is a running local Secure Tunneling service.
 type Emulator struct {
@@ -188,6 +70,14 @@ func New(cfg Config) (*Emulator, error) {
 	if e.ca, err = LoadOrCreateCA(cfg.StateDir); err != nil {
 		return nil, err
 	}
+	statePath := filepath.Join(cfg.StateDir, stateFileName)
+	if err := e.store.load(statePath); err != nil {
+		return nil, err
+	}
+	if n := len(e.store.tunnels); n > 0 {
+		e.log.Info("tunnels restored from the state directory", "path", statePath, "tunnels", n, "open", e.store.openCount(cfg.Now()))
+	}
+	e.store.sv = newSaver(statePath, e.store.snapshot, e.log)
 	cert, err := e.ca.ServerCertificate()
 	if err != nil {
 		return nil, err
@@ -205,6 +95,7 @@ func (e *Emulator) listen(cert tls.Certificate) error {
 	if e.apiLn, err = net.Listen("tcp", e.cfg.APIAddr); err != nil {
 		return fmt.Errorf("listen for the API on %s (choose another --api-addr): %w", e.cfg.APIAddr, err)
 	}
+	e.apiLn = netutil.LimitListener(e.apiLn, e.cfg.MaxAPIConns)
 	if e.cfg.APITLS {
 		e.apiLn = tls.NewListener(e.apiLn, tlsCfg)
 	}
@@ -213,7 +104,7 @@ func (e *Emulator) listen(cert tls.Certificate) error {
 	}
 	// Under TLS, so that the TLS records of a relayed message leave in one
 	// system call (see peer.writeLoop) and reads take 64 KiB at a time.
-	e.dataLn = batchconn.Listener{Listener: e.dataLn}
+	e.dataLn = batchconn.Listener{Listener: netutil.LimitListener(e.dataLn, e.cfg.MaxDataConns)}
 	if !e.cfg.DataPlaintext {
 		e.dataLn = tls.NewListener(e.dataLn, tlsCfg)
 	}
@@ -230,7 +121,9 @@ func (e *Emulator) listen(cert tls.Certificate) error {
 		e.pub = e.broker
 	}
 	errLog := slog.NewLogLogger(e.log.Handler(), slog.LevelDebug)
-	e.apiSrv = &http.Server{Handler: http.HandlerFunc(e.serveAPI), ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
+	e.apiSrv = &http.Server{Handler: http.HandlerFunc(e.serveAPI), ErrorLog: errLog,
+		ReadHeaderTimeout: min(10*time.Second, e.cfg.APIReadTimeout), ReadTimeout: e.cfg.APIReadTimeout,
+		WriteTimeout: e.cfg.APIWriteTimeout, IdleTimeout: e.cfg.APIIdleTimeout, MaxHeaderBytes: maxAPIHeaderBytes}
 	e.dataSrv = &http.Server{Handler: http.HandlerFunc(e.serveData), ReadHeaderTimeout: 10 * time.Second,
 		MaxHeaderBytes: 2 * maxHandshakeSize, ErrorLog: errLog}
 	return nil
@@ -245,7 +138,7 @@ func (e *Emulator) externalBrokerTLS() (*tls.Config, error) {
 		roots = x509.NewCertPool()
 	}
 	roots.AddCert(e.ca.cert)
-	cert, err := e.ca.ClientCertificate("tunnel-emulator")
+	cert, err := e.ca.ClientCertificate(serviceClientCN)
 	if err != nil {
 		return nil, err
 	}

@@ -5,10 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -21,7 +25,45 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(int) {
+		if binDir != "" {
+			_ = os.RemoveAll(binDir)
+		}
+	}))
+}
+
+var (
+	binOnce sync.Once
+	binDir  string
+	binPath string
+	binErr  error
+)
+
+// EmulatorBinary builds cmd/tunnel-emulator once per test binary, without
+// the race detector, and returns its path: tests that kill the emulator or
+// measure its memory run the real program. (Exported for the e2e tests of
+// package emulator_test.)
+func EmulatorBinary(t testing.TB) string {
+	t.Helper()
+	binOnce.Do(func() {
+		goTool, err := exec.LookPath("go")
+		if err != nil {
+			binErr = err
+			return
+		}
+		if binDir, binErr = os.MkdirTemp("", "tunnel-emulator-test-"); binErr != nil {
+			return
+		}
+		binPath = filepath.Join(binDir, "tunnel-emulator")
+		out, err := exec.Command(goTool, "build", "-o", binPath, "github.com/tunnel-agent/tunnel-agent/cmd/tunnel-emulator").CombinedOutput()
+		if err != nil {
+			binErr = fmt.Errorf("go build ./cmd/tunnel-emulator: %w: %s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatalf("building tunnel-emulator: %v", binErr)
+	}
+	return binPath
 }
 
 // fakeClock is an injectable clock for expiry and retention tests.
@@ -100,8 +142,32 @@ func (env *testEnv) call(t testing.TB, op string, body string) apiResult {
 	return env.do(t, req)
 }
 
+// Keys the tests sign with; without Config.Credentials any key is accepted.
+const (
+	testAccessKey = "AKIDEMULATORTEST"
+	testSecretKey = "emulator-test-secret"
+)
+
+// sign signs req (body read and put back) at the emulator's clock, unless it
+// carries an Authorization or X-Amz-Date header (a test of the signature).
+func (env *testEnv) sign(t testing.TB, req *http.Request) {
+	t.Helper()
+	if req.Header.Get("Authorization") != "" || req.Header.Get("X-Amz-Date") != "" {
+		return
+	}
+	body, err := io.ReadAll(req.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Body = io.NopCloser(bytes.NewReader(body))
+	if err := SignRequest(req, body, testAccessKey, testSecretKey, env.e.cfg.Region, env.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func (env *testEnv) do(t testing.TB, req *http.Request) apiResult {
 	t.Helper()
+	env.sign(t, req)
 	rec := httptest.NewRecorder()
 	env.e.serveAPI(rec, req)
 	res := apiResult{status: rec.Code, header: rec.Header()}

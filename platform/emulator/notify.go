@@ -63,7 +63,14 @@ type broker struct {
 
 func newBroker(cfg *Config, ca *CA, cert tls.Certificate, log *slog.Logger) (*broker, error) {
 	srv := mqtt.New(&mqtt.Options{InlineClient: true, Logger: log.With("component", "mqtt")})
-	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
+	// AWS IoT Core answers a refused subscription with 0x80, the only
+	// failure code of MQTT 3.1.1 (mochi would send 0x87).
+	srv.Options.Capabilities.Compatibilities.ObscureNotAuthorized = true
+	var hook mqtt.Hook = &thingPolicy{topicFormat: cfg.NotifyTopicFormat, clientIDs: cfg.ClientIDs, log: log}
+	if cfg.BrokerAllowAll {
+		hook = new(auth.AllowHook)
+	}
+	if err := srv.AddHook(hook, nil); err != nil {
 		return nil, fmt.Errorf("configure mqtt broker: %w", err)
 	}
 	tlsCfg := &tls.Config{

@@ -46,6 +46,8 @@ func TestOfficialJSSDK(t *testing.T) {
 		"EMULATOR_API_URL="+e.APIURL(),
 		"EMULATOR_MAX_OPEN_TUNNELS="+strconv.Itoa(sdkJSMaxOpen),
 		"EMULATOR_ACCOUNT_ID="+DefaultAccountID,
+		"EMULATOR_ACCESS_KEY_ID="+testAccessKey,
+		"EMULATOR_SECRET_ACCESS_KEY="+testSecretKey,
 	)
 	cmd.WaitDelay = 5 * time.Second
 	var stdout, stderr bytes.Buffer
@@ -128,7 +130,8 @@ func startSDKEmulator(t *testing.T) *Emulator {
 	logs := &tunneltest.SyncBuffer{}
 	e, err := New(Config{
 		StateDir: t.TempDir(), MaxOpenTunnels: sdkJSMaxOpen,
-		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Credentials: map[string]string{testAccessKey: testSecretKey}, // verify every signature
+		Logger:      slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -146,4 +149,38 @@ func startSDKEmulator(t *testing.T) *Emulator {
 		}
 	})
 	return e
+}
+
+// TestAWSCLI runs the AWS CLI (botocore's SigV4 signer) against an emulator
+// that verifies signatures: OpenTunnel, DescribeTunnel and ListTunnels pass,
+// a wrong secret is InvalidSignatureException. Skipped without `aws`.
+func TestAWSCLI(t *testing.T) {
+	aws, err := exec.LookPath("aws")
+	if err != nil {
+		t.Skip("aws (the AWS CLI) is not on PATH")
+	}
+	e := startSDKEmulator(t)
+	run := func(secret string, args ...string) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, aws, append([]string{"--endpoint-url", e.APIURL(), "--output", "json", "iotsecuretunneling"}, args...)...)
+		cmd.Env = append(sdkJSEnv(), "AWS_ACCESS_KEY_ID="+testAccessKey, "AWS_SECRET_ACCESS_KEY="+secret,
+			"AWS_DEFAULT_REGION="+DefaultRegion, "AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null")
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	out, err := run(testSecretKey, "open-tunnel", "--destination-config", "thingName=pi-1,services=SSH", "--description", "café \ufffd")
+	if err != nil || !strings.Contains(out, `"tunnelId"`) {
+		t.Fatalf("open-tunnel: %v\n%s", err, out)
+	}
+	id := regexp.MustCompile(`"tunnelId": "([^"]+)"`).FindStringSubmatch(out)[1]
+	if out, err := run(testSecretKey, "describe-tunnel", "--tunnel-id", id); err != nil || !strings.Contains(out, "café \ufffd") {
+		t.Fatalf("describe-tunnel: %v\n%s", err, out)
+	}
+	if out, err := run(testSecretKey, "list-tunnels"); err != nil || !strings.Contains(out, id) {
+		t.Fatalf("list-tunnels: %v\n%s", err, out)
+	}
+	if out, err := run("wrong", "list-tunnels"); err == nil || !strings.Contains(out, "InvalidSignatureException") {
+		t.Fatalf("wrong secret: %v\n%s", err, out)
+	}
 }

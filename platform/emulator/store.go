@@ -1,7 +1,6 @@
 package emulator
 
 import (
-	"crypto/rand"
 	"encoding/base64"
 	"fmt"
 	"slices"
@@ -72,6 +71,14 @@ type store struct {
 	tunnels      map[string]*tunnel
 	tokens       map[string]tokenRef
 	clientTokens map[string]tokenRef // client token -> tunnel and mode of the access token it is bound to
+	sv           *saver              // writes the state file after changes; nil: memory only
+}
+
+// snapshot encodes the store for the state file.
+func (s *store) snapshot() ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.snapshotLocked()
 }
 
 func newStore(cfg *Config) *store {
@@ -80,22 +87,6 @@ func newStore(cfg *Config) *store {
 		maxOpen: cfg.MaxOpenTunnels, retention: cfg.Retention, bandwidth: cfg.Bandwidth,
 		tunnels: map[string]*tunnel{}, tokens: map[string]tokenRef{}, clientTokens: map[string]tokenRef{},
 	}
-}
-
-// newAccessToken returns a printable, opaque token shaped like the real ones.
-func newAccessToken() string {
-	var b [96]byte
-	_, _ = rand.Read(b[:])
-	return "AQGAA" + base64.RawURLEncoding.EncodeToString(b[:])
-}
-
-// newUUID returns a random (version 4) UUID string.
-func newUUID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
 
 // refresh closes t when its lifetime has run out and reports whether it did.
@@ -133,17 +124,24 @@ func (s *store) deleteLocked(t *tunnel) {
 // sweep expires tunnels whose lifetime ran out and forgets closed tunnels
 // older than the retention. It returns the tunnels it closed, whose
 // connections the caller must drop.
-func (s *store) sweep() []*tunnel {
+func (s *store) sweep() (closed []*tunnel) {
+	changed := false
+	defer func() {
+		if changed {
+			s.sv.save()
+		}
+	}()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
-	var closed []*tunnel
 	for _, t := range s.tunnels {
 		if s.refresh(t, now) {
 			closed = append(closed, t)
+			changed = true
 		}
 		if t.status == statusClosed && s.retention > 0 && now.Sub(t.closedAt) >= s.retention {
 			s.deleteLocked(t)
+			changed = true
 		}
 	}
 	return closed
@@ -178,7 +176,12 @@ func (s *store) openCount(now time.Time) int {
 	return n
 }
 
-func (s *store) open(r *openTunnelRequest) (openTunnelResponse, error) {
+func (s *store) open(r *openTunnelRequest) (_ openTunnelResponse, err error) {
+	defer func() {
+		if err == nil {
+			s.sv.save()
+		}
+	}()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
@@ -237,7 +240,12 @@ func mergeTags(have []Tag, add []tagJSON) []Tag {
 
 // close closes (and with del, forgets) a tunnel. It returns the tunnel so
 // the caller can drop its connections.
-func (s *store) close(id string, del bool) (*tunnel, error) {
+func (s *store) close(id string, del bool) (_ *tunnel, err error) {
+	defer func() {
+		if err == nil {
+			s.sv.save()
+		}
+	}()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t, ok := s.get(id)
@@ -255,7 +263,12 @@ func (s *store) close(id string, del bool) (*tunnel, error) {
 
 // rotate issues new tokens for the modes selected by clientMode and revokes
 // the old ones. Connections made with the old tokens stay up.
-func (s *store) rotate(r *rotateRequest) (*tunnel, rotateResponse, error) {
+func (s *store) rotate(r *rotateRequest) (_ *tunnel, _ rotateResponse, err error) {
+	defer func() {
+		if err == nil {
+			s.sv.save()
+		}
+	}()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t, ok := s.get(*r.TunnelID)
@@ -357,8 +370,13 @@ func connState(m *modeState) connectionStateOut {
 	return connectionStateOut{Status: st, LastUpdatedAt: epochSeconds(m.updatedAt)}
 }
 
-// tagOp runs fn on the tunnel named by arn.
-func (s *store) tagOp(arn string, fn func(t *tunnel)) error {
+// tagOp runs fn on the tunnel named by arn; with mutate, the change is saved.
+func (s *store) tagOp(arn string, mutate bool, fn func(t *tunnel)) (err error) {
+	defer func() {
+		if err == nil && mutate {
+			s.sv.save()
+		}
+	}()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t, ok := s.byArn(arn)

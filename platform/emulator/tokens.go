@@ -1,6 +1,8 @@
 package emulator
 
 import (
+	"crypto/rand"
+	"encoding/base64"
 	"fmt"
 	"slices"
 )
@@ -18,7 +20,12 @@ const (
 
 // admit applies the access-token rules of protocol.md §4.1 for one
 // handshake and, on success, consumes or binds the token.
-func (s *store) admit(token, clientToken string, mode int) (*tunnel, []string, *handshakeError) {
+func (s *store) admit(token, clientToken string, mode int) (_ *tunnel, _ []string, herr *handshakeError) {
+	defer func() {
+		if herr == nil {
+			s.sv.save()
+		}
+	}()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ref, ok := s.tokens[token]
@@ -50,4 +57,20 @@ func (s *store) admit(token, clientToken string, mode int) (*tunnel, []string, *
 	}
 	ms.used = true
 	return t, slices.Clone(t.services), nil
+}
+
+// newAccessToken returns a printable, opaque token shaped like the real ones.
+func newAccessToken() string {
+	var b [96]byte
+	_, _ = rand.Read(b[:])
+	return "AQGAA" + base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// newUUID returns a random (version 4) UUID string.
+func newUUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }

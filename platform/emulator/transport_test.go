@@ -46,6 +46,7 @@ func TestAPIOverTLS(t *testing.T) {
 	req, _ := http.NewRequest(http.MethodPost, env.e.APIURL()+"/", strings.NewReader(`{}`))
 	req.Header.Set("X-Amz-Target", "IoTSecuredTunneling.ListTunnels")
 	req.Header.Set("Content-Type", jsonContentType)
+	env.sign(t, req)
 	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)

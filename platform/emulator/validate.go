@@ -23,12 +23,23 @@ const (
 	maxTagsPerRequest    = 200
 )
 
+// maxShownViolations is how many violations a ValidationException spells
+// out; the count covers all of them, as AWS's "N validation errors
+// detected: ..." does. This bounds the answer and the work per request.
+const maxShownViolations = 10
+
 // validator collects constraint violations in the awsJson style
 // ("Value at 'field' failed to satisfy constraint: ...").
-type validator struct{ errs []string }
+type validator struct {
+	n     int      // violations found
+	shown []string // the first maxShownViolations of them
+}
 
 func (v *validator) add(field, constraint string) {
-	v.errs = append(v.errs, fmt.Sprintf("Value at '%s' failed to satisfy constraint: %s", field, constraint))
+	v.n++
+	if len(v.shown) < maxShownViolations {
+		v.shown = append(v.shown, fmt.Sprintf("Value at '%s' failed to satisfy constraint: %s", field, constraint))
+	}
 }
 
 func (v *validator) required(field string, present bool) bool {
@@ -63,13 +74,17 @@ func (v *validator) count(field string, n, lo, hi int) bool {
 }
 
 func (v *validator) err() error {
-	switch len(v.errs) {
+	switch v.n {
 	case 0:
 		return nil
 	case 1:
-		return errValidation("1 validation error detected: %s", v.errs[0])
+		return errValidation("1 validation error detected: %s", v.shown[0])
 	}
-	return errValidation("%d validation errors detected: %s", len(v.errs), strings.Join(v.errs, "; "))
+	more := ""
+	if v.n > len(v.shown) {
+		more = fmt.Sprintf("; and %d more", v.n-len(v.shown))
+	}
+	return errValidation("%d validation errors detected: %s%s", v.n, strings.Join(v.shown, "; "), more)
 }
 
 // description checks [^\p{C}]{1,2048}. Go's regexp caps repetition counts at
@@ -79,7 +94,9 @@ func (v *validator) description(field, s string) {
 		return
 	}
 	for _, r := range s {
-		if unicode.In(r, unicode.C) || r == utf8.RuneError {
+		// Invalid UTF-8 never gets here (decodeRequest refuses it), so a
+		// U+FFFD is a genuine one, a symbol that the pattern allows.
+		if unicode.In(r, unicode.C) {
 			v.add(field, `Member must satisfy regular expression pattern: [^\p{C}]{1,2048}`)
 			return
 		}
@@ -133,7 +150,7 @@ func (v *validator) destinationConfig(field string, dc *destinationConfigJSON) {
 		f := fmt.Sprintf("%s.services.%d.member", field, i+1)
 		v.service(f, s)
 		if seen[s] {
-			v.add(f, "Member must be unique within the list (duplicate service "+s+")")
+			v.add(f, "Member must be unique within the list (duplicate service "+quoteShort(s)+")")
 		}
 		seen[s] = true
 	}

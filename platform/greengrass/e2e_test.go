@@ -42,7 +42,10 @@ type nucleusSetup struct {
 
 func newE2EWorld(t *testing.T, setup nucleusSetup) *e2eWorld {
 	t.Helper()
-	emu, err := emulator.New(emulator.Config{StateDir: t.TempDir()})
+	// BrokerAllowAll: a Greengrass core's policy allows more than the
+	// minimal per-thing policy the emulator applies by default, and the
+	// watcher subscribes to other topics.
+	emu, err := emulator.New(emulator.Config{StateDir: t.TempDir(), BrokerAllowAll: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,6 +182,9 @@ func (w *e2eWorld) openTunnel(t *testing.T, services ...string) string {
 	req, _ := http.NewRequest(http.MethodPost, w.emu.APIURL()+"/", bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/x-amz-json-1.1")
 	req.Header.Set("X-Amz-Target", "IoTSecuredTunneling.OpenTunnel")
+	if err := emulator.SignRequest(req, body, "AKIDGGE2E", "gg-e2e-secret", emulator.DefaultRegion, time.Now()); err != nil {
+		t.Fatal(err)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

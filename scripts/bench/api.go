@@ -8,10 +8,13 @@ import (
 	"io"
 	"net/http"
 	"time"
+
+	"github.com/tunnel-agent/tunnel-agent/platform/emulator"
 )
 
 // apiClient calls the emulator's awsJson1.1 control plane with plain JSON
-// POSTs (the emulator does not verify SigV4, so none is sent).
+// POSTs, SigV4-signed with a bench key (the emulator checks the header's
+// form, scope and date).
 type apiClient struct {
 	url  string
 	http *http.Client
@@ -32,6 +35,9 @@ func (a *apiClient) call(ctx context.Context, op string, in, out any) error {
 	}
 	req.Header.Set("Content-Type", "application/x-amz-json-1.1")
 	req.Header.Set("X-Amz-Target", "IoTSecuredTunneling."+op)
+	if err := emulator.SignRequest(req, body, "AKIDBENCH", "bench-secret", emulator.DefaultRegion, time.Now()); err != nil {
+		return err
+	}
 	resp, err := a.http.Do(req)
 	if err != nil {
 		return fmt.Errorf("%s: %w", op, err)

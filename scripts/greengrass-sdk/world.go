@@ -100,7 +100,10 @@ func newWorld(ctx context.Context, recipe string) (_ *world, err error) {
 	if w.comp, err = fakenucleus.ComponentFromRecipe(recipe); err != nil {
 		return w, err
 	}
-	if w.emu, err = emulator.New(emulator.Config{StateDir: filepath.Join(tmp, "emu")}); err != nil {
+	// BrokerAllowAll: a Greengrass core's policy allows more than the
+	// emulator's default per-thing policy, and the watcher subscribes to
+	// the components' topics.
+	if w.emu, err = emulator.New(emulator.Config{StateDir: filepath.Join(tmp, "emu"), BrokerAllowAll: true}); err != nil {
 		return w, err
 	}
 	wg.Go(func() { _ = w.emu.Run(ctx) })
@@ -170,6 +173,9 @@ func (w *world) openTunnel(ctx context.Context) error {
 	}
 	req.Header.Set("Content-Type", "application/x-amz-json-1.1")
 	req.Header.Set("X-Amz-Target", "IoTSecuredTunneling.OpenTunnel")
+	if err := emulator.SignRequest(req, body, "AKIDGGSDK", "gg-sdk-secret", emulator.DefaultRegion, time.Now()); err != nil {
+		return err
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return fmt.Errorf("OpenTunnel: %w", err)

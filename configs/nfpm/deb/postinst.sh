@@ -25,10 +25,10 @@ if [ -z "$previous" ]; then
 fi
 
 if [ -d /run/systemd/system ]; then
-	systemctl daemon-reload >/dev/null 2>&1 || true
-	if [ -n "$previous" ]; then
+	systemctl --system daemon-reload >/dev/null || true
+	if [ -n "$previous" ] && command -v deb-systemd-invoke >/dev/null 2>&1; then
 		# Upgrade: restart only if it was running.
-		systemctl try-restart "$NAME.service" >/dev/null 2>&1 || true
+		deb-systemd-invoke try-restart "$NAME.service" >/dev/null || true
 	fi
 fi
 

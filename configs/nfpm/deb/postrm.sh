@@ -3,6 +3,8 @@
 # The system user stays, as Debian policy asks: files it owned may remain.
 set -e
 
+NAME=tunnel-agent
+
 case "$1" in
 purge)
 	rm -rf /var/lib/tunnel-agent
@@ -13,5 +15,8 @@ remove) ;;
 esac
 
 if [ -d /run/systemd/system ]; then
-	systemctl daemon-reload >/dev/null 2>&1 || true
+	systemctl --system daemon-reload >/dev/null || true
+fi
+if [ "$1" = purge ] && command -v deb-systemd-helper >/dev/null 2>&1; then
+	deb-systemd-helper purge "$NAME.service" >/dev/null || true
 fi

@@ -10,9 +10,10 @@ remove | deconfigure) ;;
 *) exit 0 ;;
 esac
 
-if [ -d /run/systemd/system ]; then
-	systemctl stop "$NAME.service" >/dev/null 2>&1 || true
+# deb-systemd-invoke and deb-systemd-helper come with init-system-helpers.
+if [ -d /run/systemd/system ] && command -v deb-systemd-invoke >/dev/null 2>&1; then
+	deb-systemd-invoke stop "$NAME.service" >/dev/null || true
 fi
-if command -v systemctl >/dev/null 2>&1; then
-	systemctl disable "$NAME.service" >/dev/null 2>&1 || true
+if command -v deb-systemd-helper >/dev/null 2>&1; then
+	deb-systemd-helper disable "$NAME.service" >/dev/null || true
 fi

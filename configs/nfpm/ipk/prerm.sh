@@ -1,6 +1,9 @@
 #!/bin/sh
-# prerm (OpenWrt): stop and disable the service before removal.
-[ -n "$IPKG_INSTROOT" ] && exit 0
-/etc/init.d/tunnel-agent stop 2>/dev/null || true
-/etc/init.d/tunnel-agent disable 2>/dev/null || true
+# prerm (OpenWrt, BusyBox ash): stop and disable the service before its files
+# are removed.
+[ -n "${IPKG_INSTROOT:-}" ] && exit 0
+if [ -x /etc/init.d/tunnel-agent ]; then
+	/etc/init.d/tunnel-agent stop >/dev/null 2>&1
+	/etc/init.d/tunnel-agent disable >/dev/null 2>&1
+fi
 exit 0

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -12,14 +13,24 @@ import (
 	"github.com/tunnel-agent/tunnel-agent/platform/awsapi"
 )
 
-// maxLifetime is the service's upper bound on a tunnel's lifetime.
-const maxLifetime = 12 * time.Hour
+// Service limits: a tunnel's lifetime and its services.
+const (
+	maxLifetime = 12 * time.Hour
+	maxServices = 3
+)
 
 // client builds the API client from the global flags.
 // The command's runner closes it (its idle connections) when the command ends.
+// With --verbose every API request is logged to stderr (never a secret).
 func (g *globals) client(ctx context.Context) (*awsapi.Client, error) {
+	if g.endpoint != "" {
+		if _, err := awsapi.ValidateEndpoint(g.endpoint); err != nil {
+			return nil, usageError("--endpoint %q: the API endpoint is a URL such as http://127.0.0.1:8440 "+
+				"(the data plane's host:port goes to --data-endpoint)", g.endpoint)
+		}
+	}
 	c, err := awsapi.Load(ctx, awsapi.LoadOptions{
-		Profile: g.profile, Region: g.region, Endpoint: g.endpoint, UserAgent: "tunnelctl",
+		Profile: g.profile, Region: g.region, Endpoint: g.endpoint, UserAgent: "tunnelctl", Logger: g.apiLogger(),
 	})
 	if err == nil {
 		g.clients = append(g.clients, c)
@@ -31,6 +42,9 @@ func (g *globals) client(ctx context.Context) (*awsapi.Client, error) {
 func describeError(err error) string {
 	var ae *awsapi.APIError
 	if !errors.As(err, &ae) {
+		if errors.As(err, new(x509.UnknownAuthorityError)) && strings.Contains(err.Error(), "calling ") {
+			return err.Error() + "; trust the API's CA with AWS_CA_BUNDLE=FILE or ca_bundle in the profile (the emulator's is its ca.pem)"
+		}
 		return err.Error()
 	}
 	msg := ae.Message
@@ -39,11 +53,20 @@ func describeError(err error) string {
 	}
 	switch ae.Code {
 	case awsapi.CodeResourceNotFound:
+		if strings.Contains(strings.ToLower(msg), "check the") {
+			return fmt.Sprintf("not found (%s): %s (`tunnelctl list` shows the tunnels)", ae.Code, msg)
+		}
 		return fmt.Sprintf("not found (%s): %s; check the tunnel ID with `tunnelctl list`", ae.Code, msg)
 	case awsapi.CodeLimitExceeded:
+		if strings.Contains(strings.ToLower(msg), "service") {
+			return fmt.Sprintf("limit exceeded (%s): %s; a tunnel carries at most %d services: open another tunnel for the others", ae.Code, msg, maxServices)
+		}
 		return fmt.Sprintf("limit exceeded (%s): %s; close tunnels you no longer need (`tunnelctl list`, `tunnelctl close ID`)", ae.Code, msg)
 	case awsapi.CodeValidation:
 		return fmt.Sprintf("invalid request (%s): %s", ae.Code, msg)
+	}
+	if strings.HasPrefix(ae.Code, "HTTP ") { // the service named no error code
+		return fmt.Sprintf("%s failed (HTTP %d): %s", ae.Operation, ae.StatusCode, msg)
 	}
 	return fmt.Sprintf("%s failed (%s, HTTP %d): %s", ae.Operation, ae.Code, ae.StatusCode, msg)
 }
@@ -57,6 +80,7 @@ func (a *App) cmdOpen(ctx context.Context, g *globals, args []string) error {
 	lifetime := fs.String("lifetime", "", "maximum lifetime, e.g. 30m or 2h (1m-12h; default 12h)")
 	desc := fs.String("description", "", "description")
 	tokenDir := fs.String("token-file-dir", "", "write the access tokens to 0600 files in DIR instead of printing them")
+	noDest := fs.Bool("no-destination", false, "open a tunnel without a destination config (you hand the destination token over yourself)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -64,13 +88,10 @@ func (a *App) cmdOpen(ctx context.Context, g *globals, args []string) error {
 	if len(pos) > 0 {
 		return usageError("unexpected argument %q", pos[0])
 	}
-	in := &awsapi.OpenTunnelInput{Description: *desc}
-	if *thing != "" || len(services) > 0 {
-		if len(services) == 0 {
-			return usageError("--thing needs at least one --service (e.g. --service SSH)")
-		}
-		in.DestinationConfig = &awsapi.DestinationConfig{ThingName: *thing, Services: services}
+	if flagGiven(fs, "description") && *desc == "" {
+		return usageError("--description is empty: the service takes 1 to 2048 characters; leave the flag out for no description")
 	}
+	in := &awsapi.OpenTunnelInput{Description: *desc}
 	if in.Tags, err = parseTags(tags); err != nil {
 		return err
 	}
@@ -80,6 +101,19 @@ func (a *App) cmdOpen(ctx context.Context, g *globals, args []string) error {
 			return err
 		}
 		in.TimeoutConfig = &awsapi.TimeoutConfig{MaxLifetimeTimeoutMinutes: min}
+	}
+	switch {
+	case *noDest && (*thing != "" || len(services) > 0):
+		return usageError("--no-destination excludes --thing and --service")
+	case *noDest:
+	case len(services) == 0 && *thing == "":
+		return usageError("name the device and its services: --thing NAME --service SSH (or --no-destination)")
+	case len(services) == 0:
+		return usageError("--thing needs at least one --service (e.g. --service SSH)")
+	case len(services) > maxServices:
+		return usageError("%d services given: a tunnel carries at most %d; open another tunnel for the others", len(services), maxServices)
+	default:
+		in.DestinationConfig = &awsapi.DestinationConfig{ThingName: *thing, Services: services}
 	}
 	c, err := g.client(ctx)
 	if err != nil {
@@ -94,6 +128,13 @@ func (a *App) cmdOpen(ctx context.Context, g *globals, args []string) error {
 		return fmt.Errorf("tunnel %s is open but %w; close it with `tunnelctl close %s`", out.TunnelID, err, out.TunnelID)
 	}
 	return a.printOpen(g, in, out, files)
+}
+
+// flagGiven reports whether the flag was set on the command line.
+func flagGiven(fs *flag.FlagSet, name string) bool {
+	given := false
+	fs.Visit(func(f *flag.Flag) { given = given || f.Name == name })
+	return given
 }
 
 // parseLifetime accepts a Go duration ("30m", "2h") or bare minutes ("90").

@@ -61,6 +61,10 @@ func TestAPICommandsAgainstEmulator(t *testing.T) {
 	for _, tg := range tags.Tags {
 		got[tg.Key] = tg.Value
 	}
+	if got[awsapi.RequestTagKey] == "" {
+		t.Errorf("tags lack the request tag of OpenTunnel: %v", got)
+	}
+	delete(got, awsapi.RequestTagKey)
 	if len(got) != 2 || got["env"] != "lab" || got["owner"] != "" {
 		t.Errorf("tags after tag/untag: %v", got)
 	}
@@ -183,7 +187,7 @@ func TestParseHelpers(t *testing.T) {
 
 func TestProfileAndHelp(t *testing.T) {
 	isolateAWS(t)
-	e := startEmulator(t, emulator.Config{})
+	e := startEmulator(t, emulator.Config{Region: "eu-north-1"}) // the profile's region signs the requests
 	cfgFile := os.Getenv("AWS_CONFIG_FILE")
 	if err := os.WriteFile(cfgFile, []byte("[profile lab]\nregion = eu-north-1\n"), 0o600); err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"sort"
 	"strings"
@@ -40,6 +41,9 @@ type App struct {
 	Getenv         func(string) string
 	// SSHPath is the ssh client binary ("ssh" from PATH when empty).
 	SSHPath string
+	// Self is the tunnelctl executable connect starts its tunnel holder with
+	// (os.Executable when empty).
+	Self string
 	// Version is the build's version stamp ("dev" when empty).
 	Version string
 
@@ -80,6 +84,22 @@ func (a *App) Main(ctx context.Context, argv []string) int {
 	return a.Run(ctx, args)
 }
 
+func (a *App) cmdVersion(_ context.Context, g *globals, args []string) error {
+	fs := g.flagSet("version", a.Stderr)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usageError("unexpected argument %q", pos[0])
+	}
+	if g.json {
+		return a.printJSON(map[string]string{"version": a.version()})
+	}
+	fmt.Fprintln(a.Stdout, "tunnelctl", a.version())
+	return nil
+}
+
 func (a *App) version() string {
 	if a.Version == "" {
 		return "dev"
@@ -106,8 +126,13 @@ func init() {
 		{"tags", "TUNNEL_ID|ARN", "list a tunnel's tags", (*App).cmdTags},
 		{"proxy", "--services SSH=2222[,HTTP=8080]", "run the source local proxy", (*App).cmdProxy},
 		{"ssh", "THING [--user U] [-- ssh args...]", "open a tunnel and ssh through it", (*App).cmdSSH},
+		{"connect", "THING [SERVICE]", "join stdin/stdout to a service through a shared tunnel (ssh ProxyCommand)", (*App).cmdConnect},
+		{"ssh-config", "[--host PATTERN]", "print the ~/.ssh/config block for connect", (*App).cmdSSHConfig},
 		{"demo", "[--check]", "run emulator, agent and proxy locally", (*App).cmdDemo},
 		{"localproxy", "-s PORTS|-d APPS -r REGION|-e HOST ...", "the local proxy with the AWS C++ localproxy's flags", (*App).cmdLocalproxy},
+		{"completion", "bash|zsh|fish|powershell", "print the shell completion script", (*App).cmdCompletion},
+		{"version", "", "print the version", (*App).cmdVersion},
+		{holderCommand, "", "", (*App).cmdConnectHolder}, // started by connect; not in the help
 	}
 }
 
@@ -116,9 +141,9 @@ func (a *App) Run(ctx context.Context, args []string) int {
 	if a.Getenv == nil {
 		a.Getenv = os.Getenv
 	}
-	g := &globals{}
+	g := &globals{stderr: a.Stderr}
 	// Global flags may also come before the command name.
-	pre := g.flagSet("tunnelctl", a.Stderr)
+	pre := g.flags("tunnelctl", a.Stderr, withJSON|withData)
 	pre.Usage = func() { a.usage() }
 	if err := pre.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -151,9 +176,12 @@ func (a *App) usage() {
 	var b strings.Builder
 	b.WriteString("tunnelctl: the operator's tool for AWS IoT Secure Tunneling\n\nCommands:\n")
 	for _, c := range commands {
-		fmt.Fprintf(&b, "  %-10s %-48s %s\n", c.name, c.args, c.summary)
+		if c.summary != "" {
+			fmt.Fprintf(&b, "  %-10s %-48s %s\n", c.name, c.args, c.summary)
+		}
 	}
-	b.WriteString("\nGlobal flags (before or after the command): --endpoint URL, --region R, --profile P, --json, --verbose\n")
+	b.WriteString("\nGlobal flags (before or after the command): --endpoint URL, --region R, --profile P, --json, --verbose;\n" +
+		"for proxy, ssh and connect also --data-endpoint HOST:PORT, --ca-file PEM\n")
 	b.WriteString("Run tunnelctl COMMAND -h for a command's flags.\n")
 	io.WriteString(a.Stderr, b.String())
 }
@@ -188,24 +216,50 @@ func (e *exitCodeError) Error() string { return fmt.Sprintf("exit status %d", e.
 // globals are the flags every command accepts.
 type globals struct {
 	endpoint, region, profile string
+	dataEndpoint, caFile      string // the data plane (proxy, ssh, connect)
 	json, verbose             bool
 	clients                   []*awsapi.Client // API clients the command made
+	stderr                    io.Writer        // where --verbose logs go
 }
 
+// apiLogger logs the API requests to stderr with --verbose, else nothing.
+func (g *globals) apiLogger() *slog.Logger {
+	if !g.verbose || g.stderr == nil {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// Which optional global flags a command's flag set has.
+type flagOpts int
+
+const (
+	withJSON flagOpts = 1 << iota // the command has JSON output
+	withData                      // the command uses the data plane
+)
+
+// flagSet is the flag set of a command with JSON output and no data plane.
 func (g *globals) flagSet(name string, out io.Writer) *flag.FlagSet {
-	fs := g.flagSetNoEndpoint(name, out)
-	fs.StringVar(&g.endpoint, "endpoint", g.endpoint, "API endpoint URL (e.g. the emulator: http://127.0.0.1:8440)")
-	return fs
+	return g.flags(name, out, withJSON)
 }
 
-// flagSetNoEndpoint is flagSet for commands whose --endpoint means the data plane (proxy).
-func (g *globals) flagSetNoEndpoint(name string, out io.Writer) *flag.FlagSet {
+// flags builds a command's flag set with the global flags it accepts.
+func (g *globals) flags(name string, out io.Writer, o flagOpts) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(out)
+	fs.StringVar(&g.endpoint, "endpoint", g.endpoint, "API endpoint URL (e.g. the emulator: http://127.0.0.1:8440; default: AWS_ENDPOINT_URL_IOTSECURETUNNELING, AWS_ENDPOINT_URL, the profile's, the region's)")
 	fs.StringVar(&g.region, "region", g.region, "AWS region (default: AWS_REGION or the profile's)")
 	fs.StringVar(&g.profile, "profile", g.profile, "shared config profile (default: AWS_PROFILE or default)")
-	fs.BoolVar(&g.json, "json", g.json, "print JSON instead of text")
-	fs.BoolVar(&g.verbose, "verbose", g.verbose, "log debug details to stderr")
+	jsonUsage := "" // hidden: the command explains that it has no JSON output
+	if o&withJSON != 0 {
+		jsonUsage = "print JSON instead of text"
+	}
+	fs.BoolVar(&g.json, "json", g.json, jsonUsage)
+	fs.BoolVar(&g.verbose, "verbose", g.verbose, "log debug details (API requests, the tunnel) to stderr")
+	if o&withData != 0 {
+		fs.StringVar(&g.dataEndpoint, "data-endpoint", g.dataEndpoint, "data-plane endpoint host:port (default: AWSIOT_TUNNEL_ENDPOINT, the profile's tunnel_data_endpoint, derived from the API endpoint)")
+		fs.StringVar(&g.caFile, "ca-file", g.caFile, "extra CA certificate (PEM) for the data plane, e.g. the emulator's ca.pem (default: AWS_CA_BUNDLE or the profile's ca_bundle)")
+	}
 	return fs
 }
 
@@ -221,8 +275,7 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
 				printCommandUsage(out, fs.Name())
-				fs.SetOutput(out)
-				fs.PrintDefaults()
+				printFlags(out, fs)
 				return nil, err
 			}
 			return nil, usageError("%v", err)
@@ -237,6 +290,19 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 		pos = append(pos, rest[0])
 		args = rest[1:]
 	}
+}
+
+// printFlags prints the flags that have a usage text (the others are hidden).
+func printFlags(w io.Writer, fs *flag.FlagSet) {
+	shown := flag.NewFlagSet(fs.Name(), flag.ContinueOnError)
+	shown.SetOutput(w)
+	fs.VisitAll(func(f *flag.Flag) {
+		if f.Usage != "" {
+			shown.Var(f.Value, f.Name, f.Usage)
+			shown.Lookup(f.Name).DefValue = f.DefValue
+		}
+	})
+	shown.PrintDefaults()
 }
 
 // printCommandUsage prints a command's synopsis before its flags.

@@ -10,7 +10,7 @@ import (
 )
 
 func (a *App) cmdDemo(ctx context.Context, g *globals, args []string) error {
-	fs := g.flagSet("demo", a.Stderr)
+	fs := g.flags("demo", a.Stderr, 0)
 	check := fs.Bool("check", false, "push data through every service, verify it, print throughput and exit 0/1")
 	sshPort := fs.Int("ssh-port", demo.DefaultSSHPort, "local port of the SSH service (busy: a free port; --check: a free port)")
 	httpPort := fs.Int("http-port", demo.DefaultHTTPPort, "local port of the HTTP service (busy: a free port; --check: a free port)")

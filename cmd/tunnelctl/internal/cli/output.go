@@ -18,12 +18,12 @@ func (a *App) printJSON(v any) error {
 
 func (a *App) printOpen(g *globals, in *awsapi.OpenTunnelInput, out *awsapi.OpenTunnelOutput, files tokenFiles) error {
 	if g.json {
-		if files.Source != "" {
-			out.SourceAccessToken, out.DestinationAccessToken = "", ""
+		if files.Source != "" { // the tokens went to files: no empty token fields
 			return a.printJSON(struct {
-				*awsapi.OpenTunnelOutput
+				TunnelID  string `json:"tunnelId"`
+				TunnelARN string `json:"tunnelArn"`
 				tokenFiles
-			}{out, files})
+			}{out.TunnelID, out.TunnelARN, files})
 		}
 		return a.printJSON(out)
 	}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/tunnel-agent/tunnel-agent/agent/tunnel"
+	"github.com/tunnel-agent/tunnel-agent/platform/awsapi"
 )
 
 // sourceConnBuffer is the per-connection buffer of tunnelctl's source proxy. The
@@ -71,11 +73,8 @@ func (a *App) newLogger(verbose bool) *slog.Logger {
 }
 
 func (a *App) cmdProxy(ctx context.Context, g *globals, args []string) error {
-	fs := g.flagSetNoEndpoint("proxy", a.Stderr)
+	fs := g.flags("proxy", a.Stderr, withJSON|withData)
 	services := fs.String("services", "", "service listen ports, e.g. SSH=2222,HTTP=8080 (port 0: any free port)")
-	endpoint := fs.String("endpoint", a.Getenv("AWSIOT_TUNNEL_ENDPOINT"), "data-plane endpoint host:port (default: from --region)")
-	fs.StringVar(endpoint, "data-endpoint", *endpoint, "same as --endpoint")
-	caFile := fs.String("ca-file", "", "extra CA certificate (PEM) to trust, e.g. the emulator's ca.pem")
 	bind := fs.String("bind", "127.0.0.1", "local address to listen on")
 	clientType := fs.String("destination-client-type", "", "V1 or V2 for old destinations (Device Client, Greengrass); default automatic")
 	bufSize := fs.Int("conn-buffer", sourceConnBuffer>>20, "MiB buffered per local connection before a client that does not keep up is reset")
@@ -103,17 +102,14 @@ func (a *App) cmdProxy(ctx context.Context, g *globals, args []string) error {
 	if err != nil {
 		return err
 	}
-	region := g.region
-	if region == "" {
-		region = firstNonEmpty(a.Getenv("AWSIOT_TUNNEL_REGION"), a.Getenv("AWS_REGION"), a.Getenv("AWS_DEFAULT_REGION"))
-	}
-	if *endpoint == "" && region == "" {
-		return usageError("give --region or --endpoint host:port")
+	d, err := a.proxyDataPlane(ctx, g)
+	if err != nil {
+		return err
 	}
 	log := a.newLogger(g.verbose)
 	sess, err := tunnel.New(tunnel.Config{
-		Mode: tunnel.ModeSource, Endpoint: *endpoint, Region: region, AccessToken: token, ClientToken: clientToken, CAFile: *caFile,
-		Services: svc, DestinationClientType: strings.ToUpper(*clientType), Logger: log, ConnBufferSize: *bufSize << 20,
+		Mode: tunnel.ModeSource, Endpoint: d.endpoint, Region: d.region, AccessToken: token, ClientToken: clientToken,
+		CAFile: d.caFile, RootCAs: d.roots, Services: svc, DestinationClientType: strings.ToUpper(*clientType), Logger: log, ConnBufferSize: *bufSize << 20,
 	})
 	if err != nil {
 		return fmt.Errorf("starting the source proxy: %w", err)
@@ -127,6 +123,35 @@ func (a *App) cmdProxy(ctx context.Context, g *globals, args []string) error {
 		return err
 	}
 	return runSession(ctx, sess, tunnel.ModeSource, a.Stderr)
+}
+
+// proxyDataPlane finds the data plane of proxy. "--endpoint HOST:PORT" (no
+// scheme) keeps its old meaning under proxy, the data plane, with a notice.
+// Without an API endpoint or region, an explicit data endpoint is enough.
+func (a *App) proxyDataPlane(ctx context.Context, g *globals) (dataPlane, error) {
+	if g.endpoint != "" && !strings.Contains(g.endpoint, "://") {
+		fmt.Fprintf(a.Stderr, "tunnelctl proxy: taking --endpoint %s as --data-endpoint (its old meaning under proxy); "+
+			"--endpoint is the API URL in every command now\n", g.endpoint)
+		if g.dataEndpoint == "" {
+			g.dataEndpoint = g.endpoint
+		}
+		g.endpoint = ""
+	}
+	if g.region == "" {
+		g.region = a.Getenv("AWSIOT_TUNNEL_REGION")
+	}
+	c, err := g.client(ctx)
+	if errors.Is(err, awsapi.ErrNoRegion) {
+		explicit := firstNonEmpty(g.dataEndpoint, a.Getenv("AWSIOT_TUNNEL_ENDPOINT"))
+		if explicit == "" {
+			return dataPlane{}, usageError("give --region, --data-endpoint HOST:PORT or the API --endpoint URL")
+		}
+		return dataPlane{endpoint: explicit, caFile: g.caFile}, nil
+	}
+	if err != nil {
+		return dataPlane{}, err
+	}
+	return a.resolveDataPlane(g, c)
 }
 
 // announce prints where each service listens, as text lines or (asJSON) as one

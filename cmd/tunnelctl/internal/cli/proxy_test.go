@@ -174,7 +174,8 @@ func TestProxyTokenFromEnvAndClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := map[string]string{"AWSIOT_TUNNEL_ACCESS_TOKEN": open.SourceAccessToken}
-	p := startProxyCLI(t, env, "--services=SSH=0", "--endpoint", e.DataEndpoint(), "--ca-file", e.CAFile(), "--json")
+	// The API URL as --endpoint (before: "give --region or --endpoint host:port") and the data plane apart.
+	p := startProxyCLI(t, env, "--services=SSH=0", "--endpoint", e.APIURL(), "--data-endpoint", e.DataEndpoint(), "--ca-file", e.CAFile(), "--json")
 	waitDestination(t, api, open.TunnelID)
 	if err := roundTrip(t, p.addrs["SSH"], 64<<10); err != nil {
 		t.Fatal(err)
@@ -205,6 +206,10 @@ func TestProxyTokenFromEnvAndClose(t *testing.T) {
 	if r.code != ExitFailure || strings.Contains(r.stderr, open.SourceAccessToken) || !strings.Contains(r.stderr, "tunnelctl proxy: source proxy:") {
 		t.Errorf("reused token: exit %d\n%s", r.code, r.stderr)
 	}
+	// The old "--endpoint HOST:PORT" still means the data plane under proxy, with a notice.
+	if !strings.Contains(r.stderr, "taking --endpoint "+e.DataEndpoint()+" as --data-endpoint") {
+		t.Errorf("no notice for the old --endpoint HOST:PORT:\n%s", r.stderr)
+	}
 }
 
 func TestProxyUsage(t *testing.T) {
@@ -220,7 +225,7 @@ func TestProxyUsage(t *testing.T) {
 		{"no services", map[string]string{"AWSIOT_TUNNEL_ACCESS_TOKEN": "x"}, []string{"--region", "us-east-1"}, ExitUsage, "--services is required"},
 		{"bare port", nil, []string{"--services", "2222"}, ExitUsage, "SSH=2222"},
 		{"bad port", nil, []string{"--services", "SSH=70000"}, ExitUsage, "0-65535"},
-		{"no region", map[string]string{"AWSIOT_TUNNEL_ACCESS_TOKEN": "x"}, []string{"--services", "SSH=0"}, ExitUsage, "--region or --endpoint"},
+		{"no region", map[string]string{"AWSIOT_TUNNEL_ACCESS_TOKEN": "x"}, []string{"--services", "SSH=0"}, ExitUsage, "give --region, --data-endpoint HOST:PORT or the API --endpoint URL"},
 		{"bad client type", map[string]string{"AWSIOT_TUNNEL_ACCESS_TOKEN": "x"},
 			[]string{"--services", "SSH=0", "--region", "us-east-1", "--destination-client-type", "V9"}, ExitFailure, "tunnelctl proxy:"},
 	}

@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/tunnel-agent/tunnel-agent/agent/tunnel"
@@ -71,17 +70,16 @@ func sshEnv() []string {
 }
 
 type sshOptions struct {
-	thing, user, dataEndpoint, caFile, clientType, lifetime string
-	wait                                                    time.Duration
-	extra                                                   []string
+	thing, user, clientType, lifetime string
+	wait                              time.Duration
+	extra                             []string
+	data                              dataPlane
 }
 
 func (a *App) cmdSSH(ctx context.Context, g *globals, args []string) error {
-	fs := g.flagSet("ssh", a.Stderr)
+	fs := g.flags("ssh", a.Stderr, withData)
 	var o sshOptions
 	fs.StringVar(&o.user, "user", "", "remote user (ssh -l)")
-	fs.StringVar(&o.dataEndpoint, "data-endpoint", "", "data-plane endpoint host:port (default: from the region)")
-	fs.StringVar(&o.caFile, "ca-file", "", "extra CA certificate (PEM) for the data plane, e.g. the emulator's")
 	fs.StringVar(&o.clientType, "destination-client-type", "", "V1 or V2 for old destinations; default automatic")
 	fs.StringVar(&o.lifetime, "lifetime", "1h", "tunnel lifetime")
 	fs.DurationVar(&o.wait, "wait", 60*time.Second, "how long to wait for the device to connect")
@@ -105,11 +103,8 @@ func (a *App) cmdSSH(ctx context.Context, g *globals, args []string) error {
 	if err != nil {
 		return err
 	}
-	if o.dataEndpoint == "" && g.endpoint == "" {
-		o.dataEndpoint = dataEndpointForRegion(c.Region())
-	}
-	if o.dataEndpoint == "" {
-		return usageError("with --endpoint, also give --data-endpoint host:port")
+	if o.data, err = a.resolveDataPlane(g, c); err != nil {
+		return err
 	}
 	open, err := c.OpenTunnel(ctx, &awsapi.OpenTunnelInput{
 		Description:       "tunnelctl ssh " + o.thing,
@@ -139,7 +134,8 @@ func (a *App) closeTunnel(c *awsapi.Client, id string) {
 func (a *App) sshThrough(ctx context.Context, c *awsapi.Client, open *awsapi.OpenTunnelOutput, o *sshOptions, verbose bool) error {
 	watch := &sourceWatch{connected: make(chan struct{}, 1)}
 	sess, err := tunnel.New(tunnel.Config{
-		Mode: tunnel.ModeSource, Endpoint: o.dataEndpoint, AccessToken: open.SourceAccessToken, CAFile: o.caFile,
+		Mode: tunnel.ModeSource, Endpoint: o.data.endpoint, Region: o.data.region, AccessToken: open.SourceAccessToken,
+		CAFile: o.data.caFile, RootCAs: o.data.roots,
 		Services: map[string]string{"SSH": "127.0.0.1:0"}, DestinationClientType: strings.ToUpper(o.clientType),
 		Logger: a.quietLogger(verbose), ConnBufferSize: sourceConnBuffer,
 		OnEvent: watch.onEvent,
@@ -193,7 +189,7 @@ func (w *sourceWatch) timeoutError(o *sshOptions, id string, srcUp bool) error {
 		if errors.As(last, new(x509.UnknownAuthorityError)) {
 			hint = " (pass the CA that signed it with --ca-file, e.g. the emulator's ca.pem)"
 		}
-		return fmt.Errorf("could not connect to the tunnel data endpoint %s within %s: %w%s", o.dataEndpoint, o.wait, last, hint)
+		return fmt.Errorf("could not connect to the tunnel data endpoint %s within %s: %w%s", o.data.endpoint, o.wait, last, hint)
 	}
 	return fmt.Errorf("%s did not connect within %s: check that its tunnel agent is running and subscribed (tunnelctl describe %s)", o.thing, o.wait, id)
 }
@@ -251,7 +247,7 @@ func (a *App) execSSH(ctx context.Context, args []string) error {
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = a.Stdin, a.Stdout, a.Stderr
 	cmd.Env = sshEnv()
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.Cancel = func() error { return terminate(cmd.Process) }
 	cmd.WaitDelay = 3 * time.Second
 	err := cmd.Run()
 	var ee *exec.ExitError
@@ -273,16 +269,4 @@ func (a *App) quietLogger(verbose bool) *slog.Logger {
 		lvl = slog.LevelDebug
 	}
 	return slog.New(slog.NewTextHandler(a.Stderr, &slog.HandlerOptions{Level: lvl}))
-}
-
-// dataEndpointForRegion is the public data-plane endpoint of a region.
-func dataEndpointForRegion(region string) string {
-	if region == "" {
-		return ""
-	}
-	host := "data.tunneling.iot." + region + ".amazonaws.com"
-	if strings.HasPrefix(region, "cn-") {
-		host += ".cn"
-	}
-	return host + ":443"
 }

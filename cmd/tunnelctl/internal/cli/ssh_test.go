@@ -92,6 +92,7 @@ PasswordAuthentication no
 KbdInteractiveAuthentication no
 PubkeyAuthentication yes
 PermitRootLogin prohibit-password
+Subsystem sftp internal-sftp
 LogLevel ERROR
 `, port, hostKey, filepath.Join(dir, "sshd.pid"), filepath.Join(dir, "authorized_keys"))
 	cfgFile := filepath.Join(dir, "sshd_config")

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 )
 
@@ -69,6 +70,13 @@ var (
 	errTokenFileMode = errors.New("token file is readable by other users: chmod 600 it")
 )
 
+// ownerOnly reports whether a secret file's mode keeps other users out. On
+// Windows the mode bits say nothing about access (the ACL does; a file in the
+// user's profile is private by inheritance), so the check is Unix only.
+func ownerOnly(mode os.FileMode) bool {
+	return runtime.GOOS == "windows" || mode.Perm()&0o077 == 0
+}
+
 // readToken loads the source token from a file (first line) or the environment.
 func (a *App) readToken(file string) (string, error) {
 	if file != "" {
@@ -76,7 +84,7 @@ func (a *App) readToken(file string) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("reading token file: %w", err)
 		}
-		if st.Mode().Perm()&0o077 != 0 {
+		if !ownerOnly(st.Mode()) {
 			return "", fmt.Errorf("%s: %w", file, errTokenFileMode)
 		}
 		b, err := os.ReadFile(file)

@@ -52,6 +52,12 @@ type Config struct {
 	OnReady func(addrs map[string]string)
 }
 
+// The demo signs its API calls with this key (not a secret: loopback only).
+const (
+	demoAccessKey = "DEMO"
+	demoSecretKey = "demo-secret"
+)
+
 // Run starts everything, prints how to connect and serves until ctx is cancelled
 // (or, with Check, until the checks are done). Everything it started is stopped
 // and its temporary directory removed before it returns.
@@ -142,6 +148,9 @@ func (d *demo) run(ctx context.Context) error {
 func (d *demo) startEmulator() error {
 	emu, err := emulator.New(emulator.Config{
 		StateDir: filepath.Join(d.tmp, "emulator"), Logger: d.cfg.Logger.With(attrComponent, "emulator"),
+		// The emulator checks each API call's SigV4 header (service, region,
+		// date) but not the signature, so the printed hint
+		// `tunnelctl --endpoint ... describe` works with the user's own keys.
 	})
 	if err != nil {
 		return fmt.Errorf("starting the emulator: %w", err)
@@ -150,7 +159,7 @@ func (d *demo) startEmulator() error {
 	d.stack.start("emulator", emu.Run)
 	d.api, err = awsapi.New(awsapi.Config{
 		Endpoint:    emu.APIURL(),
-		Credentials: credentials.NewStaticCredentialsProvider("DEMO", "demo-secret", ""),
+		Credentials: credentials.NewStaticCredentialsProvider(demoAccessKey, demoSecretKey, ""),
 	})
 	if err != nil {
 		return err

@@ -8,6 +8,8 @@
 //   EMULATOR_API_URL           control-plane endpoint (required)
 //   EMULATOR_MAX_OPEN_TUNNELS  the emulator's --max-open-tunnels (required; keep it small, e.g. 10)
 //   EMULATOR_ACCOUNT_ID        account id in ARNs (default 123456789012)
+//   EMULATOR_ACCESS_KEY_ID     access key id the emulator knows (its --credentials file)
+//   EMULATOR_SECRET_ACCESS_KEY its secret; the emulator verifies every signature
 //
 // Prints one JSON line {"ok":…,"sdkVersion":…,"checks":[{"name","ok","error"?,"detail"?}]}
 // on stdout; every failed check is also named on stderr, and the exit status
@@ -34,8 +36,11 @@ const endpoint = process.env.EMULATOR_API_URL;
 const maxOpen = Number(process.env.EMULATOR_MAX_OPEN_TUNNELS);
 const account = process.env.EMULATOR_ACCOUNT_ID || "123456789012";
 const region = "us-east-1";
-if (!endpoint || !Number.isInteger(maxOpen) || maxOpen < 1) {
-  console.error("set EMULATOR_API_URL and EMULATOR_MAX_OPEN_TUNNELS (a small positive integer)");
+const accessKeyId = process.env.EMULATOR_ACCESS_KEY_ID;
+const secretAccessKey = process.env.EMULATOR_SECRET_ACCESS_KEY;
+if (!endpoint || !Number.isInteger(maxOpen) || maxOpen < 1 || !accessKeyId || !secretAccessKey) {
+  console.error("set EMULATOR_API_URL, EMULATOR_MAX_OPEN_TUNNELS (a small positive integer), " +
+    "EMULATOR_ACCESS_KEY_ID and EMULATOR_SECRET_ACCESS_KEY");
   process.exit(2);
 }
 // A hung request must not hang the Go test: give up after 45 s.
@@ -48,7 +53,7 @@ const sdkVersion = createRequire(import.meta.url)("@aws-sdk/client-iotsecuretunn
 const client = new IoTSecureTunnelingClient({
   endpoint,
   region,
-  credentials: { accessKeyId: "AKIDEMULATORDUMMY", secretAccessKey: "dummy-secret-not-checked" },
+  credentials: { accessKeyId, secretAccessKey },
   maxAttempts: 1, // surface the first answer; no retries hiding a 5xx
 });
 const send = (cmd) => client.send(cmd);
@@ -277,6 +282,28 @@ await check(`LimitExceededException at ${maxOpen} open tunnels`, async () => {
   await send(new CloseTunnelCommand({ tunnelId: last ? last.tunnelId : state.paged[1] }));
   await send(new OpenTunnelCommand({ description: "after close" }));
 });
+
+// The emulator verifies SigV4 signatures: a wrong secret, an unknown key and
+// a signature for another region are refused with AWS's 403 errors.
+const refusals = [
+  { what: "wrong secret", name: "InvalidSignatureException", cfg: { credentials: { accessKeyId, secretAccessKey: "wrong" } } },
+  { what: "unknown access key", name: "UnrecognizedClientException",
+    cfg: { credentials: { accessKeyId: "AKIDUNKNOWN", secretAccessKey } } },
+  { what: "other region", name: "InvalidSignatureException", cfg: { region: "eu-west-1" } },
+];
+for (const r of refusals) {
+  await check(`SigV4 refused: ${r.what}`, async () => {
+    const bad = new IoTSecureTunnelingClient({ endpoint, region, credentials: { accessKeyId, secretAccessKey }, maxAttempts: 1, ...r.cfg });
+    try {
+      const err = await rejects(() => bad.send(new ListTunnelsCommand({})), r.what);
+      eq(err.name, r.name, "err.name");
+      eq(err.$metadata.httpStatusCode, 403, "HTTP status");
+      return `${err.name}: ${err.message.split("\n")[0]}`;
+    } finally {
+      bad.destroy();
+    }
+  });
+}
 
 const failed = checks.filter((c) => !c.ok);
 console.log(JSON.stringify({ ok: failed.length === 0, sdkVersion, checks }));
