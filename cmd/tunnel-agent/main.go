@@ -11,7 +11,6 @@ import (
 	"os"
 
 	"github.com/tunnel-agent/tunnel-agent/configs"
-	"github.com/tunnel-agent/tunnel-agent/platform/memlimit"
 	"github.com/tunnel-agent/tunnel-agent/platform/service"
 )
 
@@ -36,16 +35,7 @@ commands:
 Run "tunnel-agent <command> -h" for the flags (every config key has one).
 `
 
-// memoryLimit is the agent's default soft memory limit (GOMEMLIMIT
-// overrides it, GOMEMLIMIT=off removes it): see platform/memlimit. With it
-// the agent returns the memory of a burst to the system instead of keeping
-// its high-water mark; peak RSS in the bench fell from 19-25 MiB to about
-// 15 MiB. Above what a few busy connections keep live (their frames and
-// queues), so the collector does not run continuously.
-const memoryLimit = 12 << 20
-
 func main() {
-	memlimit.Apply(memoryLimit, os.Getenv)
 	os.Exit(realMain(os.Args[1:], os.Stdout, os.Stderr))
 }
 
