@@ -79,8 +79,12 @@ func (b *bench) measureFirstByte(ctx context.Context, st *stack) {
 		return
 	}
 	var firsts, conns []float64
-	for i := 0; i < b.opts.connects && ctx.Err() == nil; i++ {
-		b.progress("notification -> first byte sample %d/%d", i+1, b.opts.connects)
+	n := b.opts.connects
+	if b.opts.quick {
+		n = 1
+	}
+	for i := 0; i < n && ctx.Err() == nil; i++ {
+		b.progress("notification -> first byte sample %d/%d", i+1, n)
 		f, c, id, err := b.firstByteOnce(ctx, st)
 		if id != "" {
 			b.closeAndWait(ctx, st, id)

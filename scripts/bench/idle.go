@@ -55,7 +55,7 @@ func (b *bench) measureIdle(ctx context.Context, st *stack) {
 	}
 	w := b.opts.idleWindow()
 	b.progress("watching the idle agent for %s (1 tunnel, MQTT session)", w)
-	settle(ctx, time.Second)
+	settle(ctx, w/4) // the end of the bulk runs
 	pid := st.agent.pid()
 	cpu0, sw0, t0 := taskCPU(pid), ctxSwitches([]int{pid}), time.Now()
 	settle(ctx, w)
@@ -149,7 +149,7 @@ func (b *bench) measureManyConns(ctx context.Context, st *stack) {
 			}
 		}
 	}
-	settle(ctx, time.Second)
+	settle(ctx, 500*time.Millisecond)
 	after := b.rss(st.agent)
 	perConn := (after - before) / float64(len(conns))
 	b.add(row{Section: secIdle, Metric: fmt.Sprintf("agent RSS with %d tunnels x %d idle connections", tunnels, per), Unit: unitMiB,
