@@ -109,9 +109,6 @@ func (b *bench) writeAgentConfig(emu emulatorInfo, cert, key string) (string, er
 		"root_ca: " + q(emu.CAFile),
 		"services:"}, services, []string{
 		"max_tunnels: 10",
-		// the 10 tunnels x 100 idle connections of the idle rows, above
-		// the default cap of 256 across tunnels
-		"max_total_connections: 1200",
 		"data_endpoint: " + q(emu.Data),
 		"ca_file: " + q(emu.CAFile),
 		"log_level: info",
