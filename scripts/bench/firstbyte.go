@@ -75,7 +75,7 @@ func (b *bench) firstByteOnce(ctx context.Context, st *stack) (first, connected 
 
 // measureFirstByte adds the notification -> first byte forwarded row.
 func (b *bench) measureFirstByte(ctx context.Context, st *stack) {
-	if st == nil {
+	if st == nil || b.opts.lean {
 		return
 	}
 	var firsts, conns []float64

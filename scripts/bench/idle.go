@@ -50,7 +50,7 @@ func (o options) idleWindow() time.Duration {
 // connected, no connection) and its MQTT session, and adds CPU seconds per
 // hour and wake-ups (context switches of all its threads) per second.
 func (b *bench) measureIdle(ctx context.Context, st *stack) {
-	if st == nil || ctx.Err() != nil {
+	if st == nil || ctx.Err() != nil || b.opts.lean {
 		return
 	}
 	w := b.opts.idleWindow()
@@ -89,7 +89,7 @@ func (o options) manyShape() (int, int) {
 // tunnelctl proxy), holds idle connections through each to the echo
 // service and adds the agent's RSS per idle connection.
 func (b *bench) measureManyConns(ctx context.Context, st *stack) {
-	if st == nil || ctx.Err() != nil {
+	if st == nil || ctx.Err() != nil || b.opts.lean {
 		return
 	}
 	tunnels, per := b.opts.manyShape()

@@ -45,6 +45,9 @@ type options struct {
 	localproxy string
 	// noSizes skips the cross-builds of the size rows (tests only).
 	noSizes bool
+	// lean skips the TLS floor chains, the idle and many-tunnel rows and
+	// the first-byte samples (tests of other rows only: less load, shorter).
+	lean bool
 	// hostile runs the hostile-peer drills of issue 20 instead (see hostile.go).
 	hostile bool
 	drills  string // which of them: letters of ABC

@@ -210,7 +210,10 @@ func (b *bench) measureBulk(ctx context.Context, st *stack) {
 	}
 	floorAddr, floor := b.startRelayFloor(ctx)
 	defer floor.stop()
-	tlsf := b.startTLSFloor(ctx)
+	tlsf := &tlsFloor{addrs: map[string]string{}, meters: map[string]*cpuMeter{}}
+	if !b.opts.lean {
+		tlsf = b.startTLSFloor(ctx)
+	}
 	defer tlsf.stop()
 	var pk peaks
 	var procs map[string]*child
