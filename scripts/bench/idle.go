@@ -65,8 +65,12 @@ func (b *bench) measureIdle(ctx context.Context, st *stack) {
 	el := time.Since(t0)
 	cpuPerHour := (taskCPU(pid) - cpu0).Seconds() * float64(time.Hour) / float64(el)
 	wakeups := float64(ctxSwitches([]int{pid})-sw0) / el.Seconds()
-	b.add(row{Section: secIdle, Metric: fmt.Sprintf("idle agent CPU per hour (1 tunnel + MQTT session, watched %s)", w), Unit: unitSeconds,
-		Value: cpuPerHour, Baseline: math.NaN(), Target: "<= 0.5 s/hour", Status: judge(cpuPerHour, cpuPerHour <= 0.5)})
+	r := row{Section: secIdle, Metric: fmt.Sprintf("idle agent CPU per hour (1 tunnel + MQTT session, watched %s)", w), Unit: unitSeconds,
+		Value: cpuPerHour, Baseline: math.NaN()}
+	if !b.opts.quick { // a 1 s window sees no ping: no verdict
+		r.Target, r.Status = "<= 0.5 s/hour", judge(cpuPerHour, cpuPerHour <= 0.5)
+	}
+	b.add(r)
 	b.add(row{Section: secIdle, Metric: "idle agent wake-ups per second (context switches, all threads)", Unit: unitCount,
 		Value: wakeups, Baseline: math.NaN()})
 }
@@ -159,6 +163,10 @@ func (b *bench) measureManyConns(ctx context.Context, st *stack) {
 	perConn := (after - before) / float64(len(conns))
 	b.add(row{Section: secIdle, Metric: fmt.Sprintf("agent RSS with %d tunnels x %d idle connections", tunnels, per), Unit: unitMiB,
 		Value: after, Baseline: before, BaselineLabel: fmt.Sprintf("%d tunnels, no connection", tunnels)})
-	b.add(row{Section: secIdle, Metric: fmt.Sprintf("agent RSS per idle connection (%d tunnels x %d)", tunnels, per), Unit: unitKiB,
-		Value: perConn, Baseline: math.NaN(), Target: "<= 16 KiB", Status: judge(perConn, perConn <= 16<<10)})
+	r := row{Section: secIdle, Metric: fmt.Sprintf("agent RSS per idle connection (%d tunnels x %d)", tunnels, per), Unit: unitKiB,
+		Value: perConn, Baseline: math.NaN()}
+	if !b.opts.quick { // 40 connections are within the noise of RSS: no verdict
+		r.Target, r.Status = "<= 16 KiB", judge(perConn, perConn <= 16<<10)
+	}
+	b.add(r)
 }
