@@ -34,7 +34,7 @@ func (r *report) fail(format string, a ...any) {
 // checkConfigFlags builds check-config's flags: every setting plus its own
 // (the man page and completions are generated from this same set).
 func checkConfigFlags() (s *settings, asUser *string, connect *bool) {
-	s = newSettings("check-config", false)
+	s = newSettings("check-config", fromMQTT)
 	asUser = s.fs.String("as-user", "", "check that this `user` can read the files (default: "+serviceUser+" when run as root, else the current user)")
 	connect = s.fs.Bool("connect", false, "also connect to the MQTT broker and subscribe, then report the result and exit")
 	return s, asUser, connect

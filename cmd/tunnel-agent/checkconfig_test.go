@@ -182,7 +182,7 @@ func TestUsageErrors(t *testing.T) {
 }
 
 func TestRunHelpShowsDefaults(t *testing.T) {
-	s := newSettings("run", false)
+	s := newSettings("run", fromMQTT)
 	var out bytes.Buffer
 	s.fs.SetOutput(&out)
 	s.fs.PrintDefaults()

@@ -54,8 +54,8 @@ func commandDocs() []cmddoc.Command {
 		name, args, summary string
 		fs                  *flag.FlagSet
 	}{
-		{"run", "", "run the agent in the foreground (what the systemd unit and the init scripts run)", newSettings("run", false).fs},
-		{"greengrass", "", "run as a Greengrass v2 component (notifications over Greengrass IPC)", newSettings("greengrass", true).fs},
+		{"run", "", "run the agent in the foreground (what the systemd unit and the init scripts run)", newSettings("run", fromMQTT).fs},
+		{"greengrass", "", "run as a Greengrass v2 component (notifications over Greengrass IPC)", newSettings("greengrass", fromGreengrass).fs},
 		{"check-config", "", "check the configuration, certificates and file access; --connect also tries the broker", check.fs},
 		{"install", "", "create the tunnel-agent user, write " + service.UnitDir + "/tunnel-agent.service and enable it (binary at " + service.ExecPath + ")", none("install")},
 		{"uninstall", "", "stop, disable and remove the unit that install wrote", none("uninstall")},

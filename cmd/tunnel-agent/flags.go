@@ -18,8 +18,8 @@ import (
 type settings struct {
 	fs         *flag.FlagSet
 	configPath string
-	configJSON string // greengrass: the component configuration
-	greengrass bool   // the nucleus provides the MQTT connection: no MQTT flags
+	configJSON string       // greengrass: the component configuration
+	notify     notifySource // fromGreengrass: the nucleus provides the MQTT connection, no MQTT flags
 	apply      []func(*config.Config) error
 	services   map[string]string
 	loaded     string // the file the last load read, "" if none
@@ -103,8 +103,27 @@ var stringFlags = []stringFlag{
 	{"audit-topic", "audit_topic: also publish the audit events to this `topic`, e.g. tunnel-agent/{thing}/events (default off)", func(c *config.Config, v string) { c.AuditTopic = v }},
 }
 
-func newSettings(name string, greengrass bool) *settings {
-	s := &settings{fs: flag.NewFlagSet(name, flag.ContinueOnError), greengrass: greengrass}
+// notifySource is where the agent's notifications come from: its own MQTT
+// connection (tunnel-agent run) or the Greengrass nucleus over IPC
+// (tunnel-agent greengrass). It decides which flags exist.
+type notifySource int
+
+const (
+	fromMQTT notifySource = iota
+	fromGreengrass
+)
+
+// command is the subcommand that runs the agent with this source.
+func (src notifySource) command() string {
+	if src == fromGreengrass {
+		return "greengrass"
+	}
+	return "run"
+}
+
+func newSettings(name string, src notifySource) *settings {
+	greengrass := src == fromGreengrass
+	s := &settings{fs: flag.NewFlagSet(name, flag.ContinueOnError), notify: src}
 	s.fs.StringVar(&s.configPath, "config", "", "config `file` (default "+config.DefaultConfigPath+" if it exists)")
 	if greengrass {
 		s.fs.StringVar(&s.configJSON, "config-json", "", "component configuration as JSON (the recipe passes {configuration:/agent})")
@@ -140,7 +159,7 @@ func (s *settings) bindTyped() {
 			return nil
 		})
 	}
-	if !s.greengrass {
+	if s.notify != fromGreengrass {
 		num("port", "port: MQTT `port`, 8883 or 443 (ALPN x-amzn-mqtt-ca) (default 8883)", func(c *config.Config, v int) { c.Port = v })
 	}
 	num("max-tunnels", fmt.Sprintf("max_tunnels: concurrent tunnel cap, a `number` (default %d)", config.DefaultMaxTunnels), func(c *config.Config, v int) { c.MaxTunnels = v })

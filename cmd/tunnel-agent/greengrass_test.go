@@ -19,14 +19,14 @@ import (
 )
 
 func TestGreengrassHelpListsOnlyWhatApplies(t *testing.T) {
-	usage := func(gg bool) string {
-		s := newSettings("x", gg)
+	usage := func(src notifySource) string {
+		s := newSettings("x", src)
 		var b strings.Builder
 		s.fs.SetOutput(&b)
 		s.fs.Usage()
 		return b.String()
 	}
-	help := usage(true)
+	help := usage(fromGreengrass)
 	for _, f := range []string{"-endpoint", "-port", "-cert", "-key ", "-root-ca", "-client-id", "-thing-name"} {
 		if strings.Contains(help, "\n  "+f) {
 			t.Errorf("greengrass -h lists %s:\n%s", f, help)
@@ -40,7 +40,7 @@ func TestGreengrassHelpListsOnlyWhatApplies(t *testing.T) {
 	if !strings.Contains(help, "nucleus provides the MQTT connection") {
 		t.Errorf("greengrass -h does not say why:\n%s", help)
 	}
-	if !strings.Contains(usage(false), "\n  -endpoint") {
+	if !strings.Contains(usage(fromMQTT), "\n  -endpoint") {
 		t.Error("run -h lost -endpoint")
 	}
 }

@@ -49,9 +49,9 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	var err error
 	switch cmd {
 	case "run":
-		err = cmdRun(rest, stderr, false)
+		err = cmdRun(rest, stderr, fromMQTT)
 	case "greengrass":
-		err = cmdRun(rest, stdout, true)
+		err = cmdRun(rest, stdout, fromGreengrass)
 	case service.ActionStatus:
 		err = cmdStatus(rest, stdout)
 	case "check-config":

@@ -122,7 +122,7 @@ func TestDeviceBinaryDeps(t *testing.T) {
 
 // Every config key can be overridden by a flag of the same name.
 func TestEveryKeyHasAFlag(t *testing.T) {
-	s := newSettings("run", false)
+	s := newSettings("run", fromMQTT)
 	typ := reflect.TypeOf(config.Config{})
 	for i := range typ.NumField() {
 		key, _, _ := strings.Cut(typ.Field(i).Tag.Get("yaml"), ",")

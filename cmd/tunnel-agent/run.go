@@ -36,19 +36,16 @@ type daemon struct {
 }
 
 // cmdRun runs the agent until SIGTERM/SIGINT; SIGHUP reloads the
-// configuration. greengrass selects the IPC notification source instead of
-// MQTT.
-func cmdRun(args []string, logOut io.Writer, greengrass bool) error {
-	name := "run"
-	if greengrass {
-		name = "greengrass"
-	}
+// configuration. from selects MQTT or the Greengrass IPC notification source.
+func cmdRun(args []string, logOut io.Writer, from notifySource) error {
+	name := from.command()
+	greengrass := from == fromGreengrass
 	if greengrass {
 		if err := refuseMQTTFlags(args); err != nil {
 			return err
 		}
 	}
-	s := newSettings(name, greengrass)
+	s := newSettings(name, from)
 	if err := s.parse(args); err != nil {
 		return err
 	}
