@@ -9,11 +9,11 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/mochi-mqtt/server/v2/listeners"
-
 	mqttsrv "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/tunnel-agent/tunnel-agent/platform/emulator/mqttlisten"
 )
 
 // Broker is an in-process MQTT broker speaking mutual TLS on loopback.
@@ -52,7 +52,7 @@ func StartBroker(t testing.TB, p *PKI, o BrokerOptions) *Broker {
 	if err := s.AddHook(&policy{o: o}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.AddListener(newListener("tls", ln, &s.Listeners.ClientsWg)); err != nil {
+	if err := s.AddListener(mqttlisten.New("tls", ln, &s.Listeners.ClientsWg)); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Serve(); err != nil {
@@ -111,70 +111,4 @@ func (h *policy) OnConnectAuthenticate(*mqttsrv.Client, packets.Packet) bool {
 
 func (h *policy) OnACLCheck(_ *mqttsrv.Client, _ string, write bool) bool {
 	return write || !h.o.DenySubscribe
-}
-
-// listener is the broker's listener. It stands in for mochi's listeners.Net,
-// whose accept loop starts a goroutine per connection that calls
-// ClientsWg.Add(1) only inside Server.EstablishConnection: a connection
-// accepted as the broker closed made that Add race with the
-// ClientsWg.Wait in Server.Close (a DATA RACE under -race, and Close could
-// return with the client still running). Here the accept loop counts each
-// connection on the server's ClientsWg itself, before handing it over, and
-// Close stops the accept loop and waits for it before ClientsWg.Wait runs;
-// it also closes connections that never got as far as CONNECT, which
-// mochi's disconnect of known clients does not reach.
-type listener struct {
-	id     string
-	ln     net.Listener
-	wg     *sync.WaitGroup // the server's Listeners.ClientsWg
-	served chan struct{}   // closed when Serve returns
-	mu     sync.Mutex
-	conns  map[net.Conn]struct{}
-}
-
-var _ listeners.Listener = (*listener)(nil)
-
-func newListener(id string, ln net.Listener, wg *sync.WaitGroup) *listener {
-	return &listener{id: id, ln: ln, wg: wg, served: make(chan struct{}), conns: map[net.Conn]struct{}{}}
-}
-
-func (l *listener) Init(*slog.Logger) error { return nil }
-func (l *listener) ID() string              { return l.id }
-func (l *listener) Address() string         { return l.ln.Addr().String() }
-func (l *listener) Protocol() string        { return "tcp" }
-
-// Serve accepts until the listener is closed.
-func (l *listener) Serve(establish listeners.EstablishFn) {
-	defer close(l.served)
-	for {
-		c, err := l.ln.Accept()
-		if err != nil {
-			return
-		}
-		l.wg.Add(1) // ordered before Close's Wait by l.served
-		l.mu.Lock()
-		l.conns[c] = struct{}{}
-		l.mu.Unlock()
-		go func() {
-			defer l.wg.Done()
-			_ = establish(l.id, c)
-			_ = c.Close()
-			l.mu.Lock()
-			delete(l.conns, c)
-			l.mu.Unlock()
-		}()
-	}
-}
-
-// Close stops accepting, waits for the accept loop, disconnects the
-// clients and closes the connections still being set up.
-func (l *listener) Close(closeClients listeners.CloseFn) {
-	_ = l.ln.Close()
-	<-l.served
-	closeClients(l.id)
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for c := range l.conns {
-		_ = c.Close()
-	}
 }
