@@ -27,6 +27,7 @@ import (
 
 	"github.com/tunnel-agent/tunnel-agent/agent/config"
 	"github.com/tunnel-agent/tunnel-agent/agent/notify"
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel"
 )
 
 // Sentinel errors.
@@ -47,6 +48,10 @@ var takeWait = 2 * time.Second
 const (
 	inboxSize   = 64
 	endedMemory = 256
+	// neverConnectedGrace is how long a tunnel that has never connected
+	// (unresolvable or unreachable data endpoint) holds its max_tunnels
+	// slot against a new notification.
+	neverConnectedGrace = 2 * time.Minute
 	// At most dropWarnBurst malformed notifications are logged per
 	// dropWarnWindow; the first line after that says how many were not.
 	dropWarnBurst  = 32
@@ -60,6 +65,7 @@ type Agent struct {
 	log        *slog.Logger
 	now        func() time.Time
 	newSession sessionFactory
+	limits     *tunnel.Limits // shared by every tunnel session
 
 	inbox     chan notify.Notification
 	quit      chan struct{} // closed when Run stops taking notifications
@@ -109,6 +115,7 @@ func New(cfg config.Config, src notify.Source, log *slog.Logger) (*Agent, error)
 	return &Agent{
 		cfg: cfg, src: src, log: log, now: time.Now,
 		newSession: newTunnelSession,
+		limits:     tunnel.NewLimits(cfg.MaxTotalConnections, int64(cfg.QueueBudget), tunnel.DefaultMaxDials),
 		inbox:      make(chan notify.Notification, inboxSize),
 		quit:       make(chan struct{}),
 		ready:      make(chan struct{}),

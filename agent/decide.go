@@ -69,25 +69,39 @@ func (a *Agent) allowedServices(log *slog.Logger, services []string) bool {
 
 // makeRoom frees a slot for a notification at the cap by replacing a
 // tunnel that looks like this one's previous token (same region and
-// services) and is not connected. It reports whether a slot was freed.
+// services) and is not connected or, failing that, the oldest tunnel that
+// has not connected once in neverConnectedGrace (its data endpoint cannot
+// be reached: it must not starve tunnels that can). It reports whether a
+// slot was freed.
 func (a *Agent) makeRoom(log *slog.Logger, n notify.Notification) bool {
-	var oldest *tunnelEntry
+	var rotated, stale *tunnelEntry
+	now := a.now()
 	for _, t := range a.tunnels {
-		if t.connected.Load() || t.rec.Region != n.Region || !sameSet(t.rec.Services, n.Services) {
+		if t.connected.Load() {
 			continue
 		}
-		if oldest == nil || t.started.Before(oldest.started) {
-			oldest = t
+		if t.rec.Region == n.Region && sameSet(t.rec.Services, n.Services) && (rotated == nil || t.started.Before(rotated.started)) {
+			rotated = t
+		}
+		if !t.wasConnected.Load() && now.Sub(t.started) >= neverConnectedGrace && (stale == nil || t.started.Before(stale.started)) {
+			stale = t
 		}
 	}
-	if oldest == nil {
+	old := rotated
+	switch {
+	case rotated != nil:
+		log.Info("replacing a disconnected tunnel with the same services (token rotation)", "replaced", rotated.id)
+	case stale != nil:
+		old = stale
+		log.Warn("replacing a tunnel that has not connected since it started: max_tunnels reached",
+			attrEvent, "tunnel.replaced", "replaced", stale.id, "not_connected_for", now.Sub(stale.started).Round(time.Second).String())
+	default:
 		return false
 	}
-	log.Info("replacing a disconnected tunnel with the same services (token rotation)", "replaced", oldest.id)
-	oldest.cancel(errReplaced)
+	old.cancel(errReplaced)
 	// Not counted from now on; its ending still arrives and is handled.
-	delete(a.tunnels, oldest.id)
-	a.replaced = append(a.replaced, oldest)
+	delete(a.tunnels, old.id)
+	a.replaced = append(a.replaced, old)
 	return true
 }
 

@@ -29,11 +29,11 @@ type reloadResult struct {
 // Reload applies a new configuration to the running agent without touching
 // live tunnels, and returns the keys that changed. It is refused, and the
 // running configuration stays, if cfg does not validate or changes
-// state_dir. Services take effect at once, on live tunnels too: a stream
+// state_dir, max_total_connections or queue_budget. Services take effect at once, on live tunnels too: a stream
 // to a service no longer listed is reset and its connections end with a
 // stream.end audit event. max_tunnels applies to the next notification;
-// lifetimes, buffers, stall timeout and data-plane settings to the next
-// tunnel. MQTT, logging and anything else outside the tunnel settings are
+// lifetimes, buffers, stall timeout, max_connections and data-plane
+// settings to the next tunnel. MQTT, logging and anything else outside the tunnel settings are
 // the caller's (the keys are reported all the same).
 func (a *Agent) Reload(cfg config.Config) ([]string, error) {
 	if err := cfg.ValidateTunnel(); err != nil {
@@ -53,6 +53,9 @@ func (a *Agent) Reload(cfg config.Config) ([]string, error) {
 func (a *Agent) applyReload(cfg config.Config) reloadResult {
 	if cfg.StateDir != a.cfg.StateDir {
 		return reloadResult{err: fmt.Errorf("%w: state_dir (%s to %s): restart the agent to move it", ErrNeedsRestart, a.cfg.StateDir, cfg.StateDir)}
+	}
+	if cfg.MaxTotalConnections != a.cfg.MaxTotalConnections || cfg.QueueBudget != a.cfg.QueueBudget {
+		return reloadResult{err: fmt.Errorf("%w: max_total_connections and queue_budget bound all tunnels together: restart the agent to change them", ErrNeedsRestart)}
 	}
 	changed := ChangedKeys(a.cfg, cfg)
 	servicesChanged := !maps.Equal(a.cfg.Services, cfg.Services)

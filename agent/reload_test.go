@@ -52,6 +52,8 @@ func TestReload(t *testing.T) {
 		want error
 	}{
 		{"state_dir", func(c *config.Config) { c.StateDir = t.TempDir() }, ErrNeedsRestart},
+		{"queue_budget", func(c *config.Config) { c.QueueBudget = 32 << 20 }, ErrNeedsRestart},
+		{"max_total_connections", func(c *config.Config) { c.MaxTotalConnections = 1000 }, ErrNeedsRestart},
 		{"invalid", func(c *config.Config) { c.Services = nil }, config.ErrInvalid},
 		{"bad level", func(c *config.Config) { c.LogLevel = "loud" }, config.ErrInvalid},
 	}

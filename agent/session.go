@@ -34,6 +34,8 @@ func (a *Agent) sessionSpec(t *tunnelEntry) tunnel.Config {
 		Services:         a.cfg.Services,
 		ConnBufferSize:   int(a.cfg.ConnBuffer),
 		ConnStallTimeout: a.cfg.ConnStallTimeout,
+		MaxConnections:   a.cfg.MaxConnections,
+		Limits:           a.limits,
 		Logger:           a.log.With(attrTunnel, t.id),
 		OnEvent:          a.eventHandler(t),
 	}

@@ -36,6 +36,9 @@ func newStore(stateDir string) (*store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create state directory %s (check state_dir is writable by the agent): %w", dir, err)
 	}
+	if err := restrictOwned(stateDir); err != nil {
+		return nil, err
+	}
 	if err := os.Chmod(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("restrict state directory %s: %w", dir, err)
 	}
@@ -112,4 +115,21 @@ func (s *store) load() (recs map[string]*record, bad []string, err error) {
 func tokenID(token string) string {
 	sum := sha256.Sum256([]byte("tunnel-agent/v1\x00" + token))
 	return hex.EncodeToString(sum[:12])
+}
+
+// restrictOwned makes state_dir 0700 when the agent owns it (it may have
+// been created 0755 by a package or by hand). A directory owned by someone
+// else (state_dir: /tmp, say) is left alone: tunnels/ below it is 0700.
+func restrictOwned(dir string) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("state directory %s: %w", dir, err)
+	}
+	if !ownedByMe(fi) || fi.Mode().Perm() == 0o700 {
+		return nil
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return fmt.Errorf("restrict state directory %s to mode 0700: %w", dir, err)
+	}
+	return nil
 }

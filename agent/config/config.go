@@ -31,6 +31,16 @@ const (
 	MinConnBuffer       ByteSize = 32 << 10
 	MaxConnBuffer       ByteSize = 64 << 20
 	MaxConnStallTimeout          = time.Minute
+	// DefaultMaxConnections (per tunnel, as the C++ localproxy),
+	// DefaultMaxTotalConnections and DefaultQueueBudget equal the agent/tunnel
+	// defaults of the same names. The budget fits a 64 MB device: 16
+	// connections' worth of conn_buffer.
+	DefaultMaxConnections               = 128
+	DefaultMaxTotalConnections          = 256
+	DefaultQueueBudget         ByteSize = 16 << 20
+	// Bounds of max_connections, max_total_connections and queue_budget.
+	MaxMaxConnections          = 65536
+	MaxQueueBudget    ByteSize = 1 << 30
 )
 
 // Sentinel errors.
@@ -97,8 +107,23 @@ type Config struct {
 	// (holding up every stream of that tunnel meanwhile), then that connection
 	// alone is reset. 32KiB..64MiB.
 	ConnBuffer ByteSize `yaml:"conn_buffer"`
-	// ConnStallTimeout: see ConnBuffer. 0..1m; 0 means the default (1s).
+	// ConnStallTimeout: see ConnBuffer. The waits of all connections of a
+	// tunnel share one window, so however many local services stop reading,
+	// the tunnel is held up for one ConnStallTimeout. 0..1m; 0 means the
+	// default (1s).
 	ConnStallTimeout time.Duration `yaml:"conn_stall_timeout"`
+	// MaxConnections caps the local connections of one tunnel; a connection
+	// over it is reset (the peer sees CONNECTION_RESET or STREAM_RESET) and a
+	// rate-limited warning is logged. 1..65536, default 128.
+	MaxConnections int `yaml:"max_connections"`
+	// MaxTotalConnections caps the local connections across all tunnels.
+	// 1..65536, default 256.
+	MaxTotalConnections int `yaml:"max_total_connections"`
+	// QueueBudget caps the bytes queued toward local connections across all
+	// tunnels (each connection also within conn_buffer); data that would
+	// pass it resets the connection it is for. conn_buffer..1GiB, default
+	// 16MiB.
+	QueueBudget ByteSize `yaml:"queue_budget"`
 }
 
 // Default returns a Config with every default filled in.
@@ -113,6 +138,10 @@ func Default() Config {
 
 		ConnBuffer:       DefaultConnBuffer,
 		ConnStallTimeout: DefaultConnStallTimeout,
+
+		MaxConnections:      DefaultMaxConnections,
+		MaxTotalConnections: DefaultMaxTotalConnections,
+		QueueBudget:         DefaultQueueBudget,
 	}
 }
 
@@ -165,6 +194,15 @@ func (c *Config) tunnelErrors() []error {
 	}
 	if c.ConnStallTimeout < 0 || c.ConnStallTimeout > MaxConnStallTimeout {
 		add("conn_stall_timeout: %s: must be between 0 and %s (e.g. 1s)", c.ConnStallTimeout, MaxConnStallTimeout)
+	}
+	if c.MaxConnections < 1 || c.MaxConnections > MaxMaxConnections {
+		add("max_connections: %d: must be between 1 and %d (default %d)", c.MaxConnections, MaxMaxConnections, DefaultMaxConnections)
+	}
+	if c.MaxTotalConnections < 1 || c.MaxTotalConnections > MaxMaxConnections {
+		add("max_total_connections: %d: must be between 1 and %d (default %d)", c.MaxTotalConnections, MaxMaxConnections, DefaultMaxTotalConnections)
+	}
+	if c.QueueBudget < c.ConnBuffer || c.QueueBudget > MaxQueueBudget {
+		add("queue_budget: %s: must be between conn_buffer (%s) and %s (default %s)", c.QueueBudget, c.ConnBuffer, MaxQueueBudget, DefaultQueueBudget)
 	}
 	if c.StateDir == "" {
 		add("state_dir: empty: set a writable directory, e.g. %s", DefaultStateDir)

@@ -57,6 +57,19 @@ func TestParse(t *testing.T) {
 		{name: "plaintext opt-in", yaml: validYAML + "data_endpoint: ws://127.0.0.1:1\nallow_plaintext_data_plane: true\n"},
 		{name: "bad proxy", yaml: validYAML + "https_proxy: socks5://x\n", wantErr: []string{"https_proxy"}},
 		{name: "client id with space", yaml: validYAML + "client_id: a b\n", wantErr: []string{"client_id"}},
+		{name: "limits", yaml: validYAML + "max_connections: 16\nmax_total_connections: 64\nqueue_budget: 8MiB\n", check: func(t *testing.T, c Config) {
+			if c.MaxConnections != 16 || c.MaxTotalConnections != 64 || c.QueueBudget != 8<<20 {
+				t.Errorf("limits %d %d %s", c.MaxConnections, c.MaxTotalConnections, c.QueueBudget)
+			}
+		}},
+		{name: "limit defaults", yaml: validYAML, check: func(t *testing.T, c Config) {
+			if c.MaxConnections != 128 || c.MaxTotalConnections != 256 || c.QueueBudget != 16<<20 {
+				t.Errorf("limits %d %d %s", c.MaxConnections, c.MaxTotalConnections, c.QueueBudget)
+			}
+		}},
+		{name: "zero max connections", yaml: validYAML + "max_connections: 0\n", wantErr: []string{"max_connections: 0"}},
+		{name: "huge total connections", yaml: validYAML + "max_total_connections: 100000\n", wantErr: []string{"max_total_connections"}},
+		{name: "budget below conn_buffer", yaml: validYAML + "conn_buffer: 4MiB\nqueue_budget: 1MiB\n", wantErr: []string{"queue_budget", "conn_buffer"}},
 		{name: "IPv6 endpoint", yaml: strings.Replace(validYAML, "abc-ats.iot.eu-west-1.amazonaws.com", "2001:db8::1", 1)},
 		{name: "bracketed IPv6 endpoint", yaml: strings.Replace(validYAML, "abc-ats.iot.eu-west-1.amazonaws.com", `"[2001:db8::1]"`, 1)},
 		{name: "IPv4 endpoint with port", yaml: strings.Replace(validYAML, "abc-ats.iot.eu-west-1.amazonaws.com", "10.0.0.1:8883", 1), wantErr: []string{"endpoint"}},

@@ -8,9 +8,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"regexp"
 	"strings"
 	"unicode"
+
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/protocol"
 )
 
 // Limits applied by Parse.
@@ -34,7 +37,6 @@ var (
 )
 
 var (
-	regionRe  = regexp.MustCompile(`^[a-z0-9-]+$`)
 	serviceRe = regexp.MustCompile(`^[a-zA-Z0-9:_-]{1,128}$`)
 )
 
@@ -51,24 +53,66 @@ func (n Notification) String() string {
 	return fmt.Sprintf("{mode=%s region=%s services=%v}", n.ClientMode, n.Region, n.Services)
 }
 
-// Parse decodes and validates a notification. Unknown keys are tolerated;
-// the error never contains the token.
+// Parse decodes and validates a notification. Keys are matched exactly, as
+// AWS sends them ("clientAccessToken", not "ClientAccessToken"); a key given
+// twice, or a known key in another case, is refused. Unknown keys are
+// tolerated; the error never contains the token.
 func Parse(payload []byte) (Notification, error) {
 	var n Notification
 	if len(payload) > MaxPayload {
 		return n, fmt.Errorf("%w: %d bytes, more than %d", ErrMalformed, len(payload), MaxPayload)
 	}
-	dec := json.NewDecoder(bytes.NewReader(payload))
-	if err := dec.Decode(&n); err != nil {
-		return Notification{}, fmt.Errorf("%w: not a JSON object of the expected shape: %s", ErrMalformed, jsonReason(err))
-	}
-	if dec.More() {
-		return Notification{}, fmt.Errorf("%w: trailing data after the JSON object", ErrMalformed)
+	if err := decodeExact(payload, &n); err != nil {
+		return Notification{}, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	if err := n.validate(); err != nil {
 		return Notification{}, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	return n, nil
+}
+
+// decodeExact decodes one JSON object into n, field by field, so that keys
+// match exactly and at most once (encoding/json folds case and lets the
+// last duplicate win).
+func decodeExact(payload []byte, n *Notification) error {
+	fields := map[string]any{
+		"clientAccessToken": &n.ClientAccessToken, "clientMode": &n.ClientMode,
+		"region": &n.Region, "services": &n.Services,
+	}
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return fmt.Errorf("not a JSON object of the expected shape: %s", jsonReason(err))
+	}
+	seen := make(map[string]bool, len(fields))
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return fmt.Errorf("not a JSON object of the expected shape: %s", jsonReason(err))
+		}
+		key, _ := tok.(string)
+		dst, known := fields[key]
+		if !known {
+			for k := range fields {
+				if strings.EqualFold(k, key) {
+					return fmt.Errorf("key %q: the key is %q (keys are case-sensitive)", truncate(key), k)
+				}
+			}
+			dst = new(json.RawMessage)
+		} else if seen[key] {
+			return fmt.Errorf("key %q appears twice", key)
+		}
+		seen[key] = true
+		if err := dec.Decode(dst); err != nil {
+			return fmt.Errorf("not a JSON object of the expected shape: %s", jsonReason(err))
+		}
+	}
+	if _, err := dec.Token(); err != nil {
+		return fmt.Errorf("not a JSON object of the expected shape: %s", jsonReason(err))
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("trailing data after the JSON object")
+	}
+	return nil
 }
 
 func (n *Notification) validate() error {
@@ -81,8 +125,10 @@ func (n *Notification) validate() error {
 		return fmt.Errorf("clientAccessToken longer than %d characters", MaxTokenLen)
 	case strings.IndexFunc(n.ClientAccessToken, notTokenRune) >= 0:
 		return errors.New("clientAccessToken contains spaces or control characters")
-	case !regionRe.MatchString(n.Region):
-		return fmt.Errorf("region %q does not match ^[a-z0-9-]+$", truncate(n.Region))
+	case !protocol.ValidRegion(n.Region):
+		return fmt.Errorf("region %q is not an AWS region name (like us-east-1)", truncate(n.Region))
+	case len(n.Services) == 0:
+		return errors.New("services is empty or missing: a tunnel has at least one service")
 	case len(n.Services) > MaxServices:
 		return fmt.Errorf("%d services, at most %d", len(n.Services), MaxServices)
 	}
@@ -117,6 +163,9 @@ func jsonReason(err error) string {
 	var se *json.SyntaxError
 	if errors.As(err, &se) {
 		return fmt.Sprintf("syntax error at offset %d", se.Offset)
+	}
+	if err == nil || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return "truncated or empty"
 	}
 	return "invalid JSON"
 }

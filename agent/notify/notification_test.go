@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/tunnel-agent/tunnel-agent/agent/notify/notifytest"
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/protocol"
 )
 
 const goodToken = "AQGAAXh0b2tlbi1mb3ItdGVzdHM"
@@ -21,10 +22,8 @@ func TestParseValid(t *testing.T) {
 			Notification{goodToken, "destination", "us-east-1", []string{"SSH"}}},
 		{"three services and unknown keys", `{"clientAccessToken":"` + goodToken + `","clientMode":"destination","region":"cn-north-1","services":["SSH","HTTP","a:b_c-d"],"extra":{"x":1}}`,
 			Notification{goodToken, "destination", "cn-north-1", []string{"SSH", "HTTP", "a:b_c-d"}}},
-		{"no services", `{"clientAccessToken":"` + goodToken + `","clientMode":"destination","region":"eu-west-1","services":[]}`,
-			Notification{goodToken, "destination", "eu-west-1", []string{}}},
-		{"services absent", `{"clientAccessToken":"` + goodToken + `","clientMode":"destination","region":"eu-west-1"}`,
-			Notification{goodToken, "destination", "eu-west-1", nil}},
+		{"keys in another order, unknown keys of every type", `{"services":["SSH"],"x":null,"y":[1,{"z":"w"}],"region":"us-gov-west-1","clientMode":"destination","clientAccessToken":"` + goodToken + `","n":1.5}`,
+			Notification{goodToken, "destination", "us-gov-west-1", []string{"SSH"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -83,7 +82,7 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
-		if n.ClientMode != "destination" || n.ClientAccessToken == "" || !regionRe.MatchString(n.Region) || len(n.Services) > MaxServices {
+		if n.ClientMode != "destination" || n.ClientAccessToken == "" || !protocol.ValidRegion(n.Region) || len(n.Services) > MaxServices {
 			t.Fatalf("accepted invalid notification %v", n)
 		}
 		if len(b) > MaxPayload {

@@ -2,6 +2,7 @@ package tunnel
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"strings"
 
@@ -49,7 +50,7 @@ func localAddr(services map[string]string, service string) string {
 
 func (l *link) onStreamStart(m *protocol.Message) {
 	if m.StreamID == 0 {
-		l.warn("start-id-0", "ignoring STREAM_START with stream id 0", logService, m.ServiceID)
+		l.warn(warnStartID0, "ignoring STREAM_START with stream id 0", logService, peerString(m.ServiceID))
 		return
 	}
 	l.mu.Lock()
@@ -83,10 +84,10 @@ func (l *link) outService(wire string) string {
 
 func (l *link) warnUnmapped(wire string) {
 	if wire == "" {
-		l.warn("unmapped-v1", "refusing a stream without a service id: several services are mapped and the tunnel does not name exactly one; map a single service to serve V1 peers")
+		l.warn(warnUnmappedV1, "refusing a stream without a service id: several services are mapped and the tunnel does not name exactly one; map a single service to serve V1 peers")
 		return
 	}
-	l.warn("unmapped:"+wire, "refusing a stream: the service is not in the agent's services map; add it to allow it", logService, wire)
+	l.warn(warnUnmapped, "refusing a stream: the service is not in the agent's services map; add it to allow it", logService, peerString(wire))
 }
 
 func (l *link) onConnectionStart(m *protocol.Message) {
@@ -97,7 +98,7 @@ func (l *link) onConnectionStart(m *protocol.Message) {
 		return // not the current stream
 	}
 	if m.ConnectionID == 0 {
-		l.warn("conn-id-0", "ignoring CONNECTION_START with connection id 0", logService, st.service, logStream, st.id)
+		l.warn(warnConnID0, "ignoring CONNECTION_START with connection id 0", logService, st.service, logStream, st.id)
 		return
 	}
 	if !st.v3 {
@@ -105,7 +106,7 @@ func (l *link) onConnectionStart(m *protocol.Message) {
 		return
 	}
 	if f := st.conns[m.ConnectionID]; f != nil {
-		l.warn("conn-reused", "the peer started a connection id that is already active: resetting it", logService, st.service, logConn, m.ConnectionID)
+		l.warn(warnConnReused, "the peer started a connection id that is already active: resetting it", logService, st.service, logConn, m.ConnectionID)
 		l.unregisterLocked(f)
 		l.sendCtrl(f.resetMessage())
 		f.abort("connection id reused by the peer")
@@ -123,27 +124,42 @@ func (l *link) onConnectionStart(m *protocol.Message) {
 // automatic source to fall back to one connection per stream.
 func (l *link) refuseConnectionStartLocked(st *stream, cid uint32) {
 	if l.version >= 3 {
-		l.warn("connstart-v2", "refusing CONNECTION_START on a stream started without a connection id",
+		l.warn(warnConnStartV2, "refusing CONNECTION_START on a stream started without a connection id",
 			logService, st.service, logStream, st.id, logConn, cid)
 		l.sendCtrl(&protocol.Message{Type: protocol.TypeConnectionReset, StreamID: st.id, ServiceID: st.out, ConnectionID: cid})
 		return
 	}
-	l.warn("connstart-v2", "resetting the stream on CONNECTION_START: this WebSocket speaks a subprotocol without connection ids",
+	l.warn(warnConnStartV2, "resetting the stream on CONNECTION_START: this WebSocket speaks a subprotocol without connection ids",
 		logService, st.service, logStream, st.id, logSubproto, l.ws.Subprotocol())
 	l.sendCtrl(&protocol.Message{Type: protocol.TypeStreamReset, StreamID: st.id, ServiceID: st.out})
 	l.closeStreamLocked(st, "stream reset: multiple connections need subprotocol 3.0")
 }
 
 // startDialLocked registers a connection and dials its local address in
-// the background; DATA that arrives meanwhile waits in its queue.
+// the background; DATA that arrives meanwhile waits in its queue. Over
+// MaxConnections or the agent-wide cap the connection is refused with its
+// reset (the stream's, for the first connection of a stream) and nil.
 func (l *link) startDialLocked(st *stream, cid uint32) *fwd {
-	f := l.newFwdLocked(st, cid)
-	if f == nil {
+	if !l.takeConnLocked(st) {
+		if st.v3 && len(st.conns) > 0 {
+			l.sendCtrl(&protocol.Message{Type: protocol.TypeConnectionReset, StreamID: st.id, ServiceID: st.out, ConnectionID: cid})
+			return nil
+		}
+		l.sendCtrl(&protocol.Message{Type: protocol.TypeStreamReset, StreamID: st.id, ServiceID: st.out})
+		if l.streams[st.wire] == st && len(st.conns) == 0 {
+			delete(l.streams, st.wire)
+		}
 		return nil
 	}
+	f := l.newFwdLocked(st, cid)
+	if f == nil {
+		l.s.cfg.Limits.releaseConn()
+		return nil
+	}
+	f.counted = true
 	f.local = localAddr(l.s.services(), st.service)
 	go func() {
-		conn, err := l.dialLocal(f.ctx, f.local)
+		conn, err := l.dialLimited(f.ctx, f.local)
 		if err != nil {
 			l.dialFailed(f, err)
 			return
@@ -159,6 +175,34 @@ func (l *link) startDialLocked(st *stream, cid uint32) *fwd {
 	return f
 }
 
+// takeConnLocked counts a new local connection against MaxConnections
+// (this tunnel) and the shared Limits, or logs why it cannot.
+func (l *link) takeConnLocked(st *stream) bool {
+	if len(l.live) >= l.s.cfg.MaxConnections {
+		l.warn(warnMaxConns, "refusing a connection: the tunnel has max_connections open; close some or raise max_connections",
+			logService, st.service, logStream, st.id, "max_connections", l.s.cfg.MaxConnections)
+		return false
+	}
+	if !l.s.cfg.Limits.takeConn() {
+		l.warn(warnMaxConns, "refusing a connection: the agent has max_total_connections open across its tunnels; close some or raise max_total_connections",
+			logService, st.service, logStream, st.id, "max_total_connections", l.s.cfg.Limits.maxConns)
+		return false
+	}
+	return true
+}
+
+// dialLimited dials once one of the shared dial slots is free; waiting for
+// the slot counts against DialTimeout.
+func (l *link) dialLimited(ctx context.Context, addr string) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, l.s.cfg.DialTimeout)
+	defer cancel()
+	if !l.s.cfg.Limits.acquireDial(ctx) {
+		return nil, fmt.Errorf("waiting for one of the agent's local dial slots: %w", context.Cause(ctx))
+	}
+	defer l.s.cfg.Limits.releaseDial()
+	return l.dialLocal(ctx, addr)
+}
+
 func (l *link) dialLocal(ctx context.Context, addr string) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, l.s.cfg.DialTimeout)
 	defer cancel()
@@ -169,19 +213,20 @@ func (l *link) dialLocal(ctx context.Context, addr string) (net.Conn, error) {
 	return d.DialContext(ctx, "tcp", addr)
 }
 
-// dialFailed answers a failed local dial: CONNECTION_RESET for a V3
-// CONNECTION_START, otherwise STREAM_RESET, which ends the whole stream.
+// dialFailed answers a failed local dial: CONNECTION_RESET for that
+// connection when its stream carries others (V3), otherwise STREAM_RESET,
+// which ends the stream.
 func (l *link) dialFailed(f *fwd, err error) {
 	l.mu.Lock()
 	was := l.unregisterLocked(f)
 	reset := f.resetMessage()
-	if was && !f.fromConnStart {
+	if was && !f.fromConnStart && len(f.st.conns) == 0 {
 		reset = &protocol.Message{Type: protocol.TypeStreamReset, StreamID: f.st.id, ServiceID: f.st.out}
 		l.closeStreamLocked(f.st, "the first connection of the stream could not be dialled")
 	}
 	l.mu.Unlock()
 	if was {
-		l.warn("dial:"+f.st.service, "cannot reach the local service: resetting the stream", logService, f.st.service,
+		l.warn(warnDial, "cannot reach the local service: resetting the connection", logService, f.st.service,
 			logLocal, f.local, logStream, f.st.id, logConn, f.connID, logErr, err)
 		l.send(reset)
 	}

@@ -1,6 +1,8 @@
 package tunnel
 
 import (
+	"log/slog"
+	"strconv"
 	"strings"
 
 	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/protocol"
@@ -29,19 +31,19 @@ func (l *link) dispatch(m *protocol.Message) {
 			l.onStreamStart(m)
 			return
 		}
-		l.warn("start-at-source", "ignoring STREAM_START from the destination: only a source may send it", logService, m.ServiceID, logStream, m.StreamID)
+		l.warn(warnStartAtSrc, "ignoring STREAM_START from the destination: only a source may send it", logService, peerString(m.ServiceID), logStream, m.StreamID)
 	case protocol.TypeConnectionStart:
 		if l.s.cfg.Mode == ModeDestination {
 			l.onConnectionStart(m)
 			return
 		}
-		l.warn("connstart-at-source", "ignoring CONNECTION_START from the destination: only a source may send it", logService, m.ServiceID, logStream, m.StreamID)
+		l.warn(warnConnAtSrc, "ignoring CONNECTION_START from the destination: only a source may send it", logService, peerString(m.ServiceID), logStream, m.StreamID)
 	case protocol.TypeStreamReset:
 		l.onStreamReset(m)
 	case protocol.TypeConnectionReset:
 		l.onConnectionReset(m)
 	case protocol.TypeSessionReset:
-		l.log.Info("the tunnel service reset the session: closing every stream")
+		l.limited(slog.LevelInfo, warnSessionReset, "the tunnel service reset the session: closing every stream")
 		l.mu.Lock()
 		l.closeStreamsLocked("session reset by the tunnel service")
 		l.mu.Unlock()
@@ -52,29 +54,48 @@ func (l *link) dispatch(m *protocol.Message) {
 			l.log.Debug("ignoring an ignorable message of unknown type", logType, m.Type)
 			return
 		}
-		l.warn("type:"+m.Type.String(), "skipping a message of unknown type", logType, m.Type)
+		l.warn(warnUnknownType, "skipping a message of unknown type", logType, m.Type)
 	}
 }
+
+// maxLoggedIDs bounds the service ids named in one log line or event.
+const maxLoggedIDs = 8
 
 func (l *link) onServiceIDs(m *protocol.Message) {
 	ids := append([]string(nil), m.AvailableServiceIDs...)
 	l.mu.Lock()
 	l.serviceIDs = ids
 	l.mu.Unlock()
-	l.log.Info("tunnel services announced", logServiceID, ids)
+	shown := boundedIDs(ids)
+	l.limited(slog.LevelInfo, warnServiceIDs, "tunnel services announced", logServiceID, shown, "count", len(ids))
 	_, unnamed := l.s.services()[Unnamed]
 	switch {
 	case unnamed && len(ids) != 1:
-		l.log.Warn("the unnamed service mapping serves a tunnel with exactly one service, and this one has not: name the services to forward (e.g. SSH=22,HTTP=80)", logServiceID, ids)
+		l.warn(warnServiceIDs, "the unnamed service mapping serves a tunnel with exactly one service, and this one has not: name the services to forward (e.g. SSH=22,HTTP=80)",
+			logServiceID, shown, "count", len(ids))
 	case !unnamed:
 		for _, id := range ids {
 			if _, ok := l.s.services()[id]; !ok {
-				l.log.Warn("the tunnel offers a service that is not in the services map; add it to allow it", logService, id)
+				l.warn(warnNotInMap, "the tunnel offers a service that is not in the services map; add it to allow it", logService, peerString(id))
 			}
 		}
 	}
-	l.s.emit(Event{Kind: EventServiceIDs, ChannelID: l.channelID, Reason: strings.Join(ids, ",")})
+	l.s.emit(Event{Kind: EventServiceIDs, ChannelID: l.channelID, Reason: strings.Join(shown, ",")})
 	l.s.setLink(l)
+}
+
+// boundedIDs is at most maxLoggedIDs of ids, each bounded by peerString,
+// with a last entry saying how many were left out.
+func boundedIDs(ids []string) []string {
+	n := min(len(ids), maxLoggedIDs)
+	out := make([]string, 0, n+1)
+	for _, id := range ids[:n] {
+		out = append(out, peerString(id))
+	}
+	if len(ids) > n {
+		out = append(out, "...("+strconv.Itoa(len(ids)-n)+" more)")
+	}
+	return out
 }
 
 // lookup finds the current stream for a message, applying the V1 fallback:
@@ -99,19 +120,31 @@ func (l *link) onData(m *protocol.Message) {
 	if f == nil {
 		return // stale (protocol.md §6.1) or unknown connection
 	}
+	if !l.carried.Load() {
+		l.carried.Store(true)
+	}
 	// Outside l.mu: a full queue makes this wait up to ConnStallTimeout.
-	if f.q.push(m.Payload, l.s.cfg.ConnStallTimeout) {
+	res := f.q.push(m.Payload, &l.gate)
+	if res == pushed {
 		return
 	}
 	l.mu.Lock()
 	was := l.unregisterLocked(f)
 	l.mu.Unlock()
-	if was {
-		l.warn("overflow:"+f.st.service, "resetting a connection whose local socket does not keep up: its buffer stayed full",
-			logService, f.st.service, logStream, f.st.id, logConn, f.connID, "limit", l.s.cfg.ConnBufferSize)
-		l.sendCtrl(f.resetMessage())
-		f.abort("local socket too slow: buffer full")
+	if !was {
+		return
 	}
+	if res == pushBudget {
+		l.warn(warnBudget, "resetting a connection: the agent's queue budget toward local connections is used up (queue_budget)",
+			logService, f.st.service, logStream, f.st.id, logConn, f.connID, "budget", l.s.cfg.Limits.Budget())
+		l.sendCtrl(f.resetMessage())
+		f.abort("agent queue budget used up")
+		return
+	}
+	l.warn(warnOverflow, "resetting a connection whose local socket does not keep up: its buffer stayed full",
+		logService, f.st.service, logStream, f.st.id, logConn, f.connID, "limit", l.s.cfg.ConnBufferSize)
+	l.sendCtrl(f.resetMessage())
+	f.abort("local socket too slow: buffer full")
 }
 
 func (l *link) dataTargetLocked(m *protocol.Message) *fwd {

@@ -26,10 +26,18 @@
 // Flow control: the protocol has none. Each local connection has a queue of
 // at most ConnBufferSize bytes toward its socket, drained by its own writer
 // goroutine, so a slow local socket does not stall the WebSocket reader or
-// other streams. When a queue is full, the reader waits at most
-// ConnStallTimeout for room (absorbing bursts), then resets that connection
-// alone. Memory per connection is bounded by twice ConnBufferSize plus one
-// frame; the frames waiting for the WebSocket writer are bounded per tunnel.
+// other streams. When a queue is full, the reader waits for room (absorbing
+// bursts) within one stall window shared by all connections (stallGate):
+// however many local sockets stop reading, the tunnel waits one
+// ConnStallTimeout, and each connection still full is reset alone. The
+// queues' buffers of every session sharing a Limits (the agent) are counted
+// against one byte budget; data that does not fit resets its connection.
+// Limits also caps the connections across sessions and the local dials in
+// flight, MaxConnections those of one tunnel. Control frames are sized to
+// their content and queued within maxCtrlBytes; at that bound the reader
+// stops reading until the writer has sent half. Log lines a peer can
+// trigger are rate-limited by kind, never keyed or sized by peer input
+// (ratelog.go).
 //
 // Destination mode dials the address mapped to the stream's service
 // ("host:port" or "unix:/path") in the background, buffering early DATA in

@@ -17,6 +17,13 @@ import (
 // after the stream was reset (protocol.md §9.5).
 const drainTimeout = 10 * time.Second
 
+// localWriteStall bounds one write to a local socket: a local service that
+// takes no queued data for this long is reset, so that it does not hold its
+// share of the queue budget (and its fd) for the tunnel's lifetime once the
+// peer stopped sending. Data arriving meanwhile resets it sooner
+// (ConnStallTimeout). A variable for tests.
+var localWriteStall = 2 * time.Minute
+
 // fwd is one local connection carried by a stream: the local reader turns
 // reads into DATA frames for the WebSocket writer; the local writer drains a
 // bounded queue filled by the WebSocket reader.
@@ -29,6 +36,7 @@ type fwd struct {
 	ctx           context.Context
 	cancel        context.CancelFunc
 	active        atomic.Bool // registered in st.conns
+	counted       bool        // holds one of Limits' connections
 	in, out       atomic.Int64
 	start         time.Time
 
@@ -47,6 +55,7 @@ type queue struct {
 	wake     chan struct{} // to the local writer: data or state change
 	room     chan struct{} // closed by the local writer when it took the queue
 
+	lim    *Limits         // the shared queue budget; len(buf) is reserved in it
 	raw    syscall.RawConn // nil: no direct writes (see push)
 	busy   bool            // the local writer is writing
 	direct bool            // push is writing directly
@@ -71,6 +80,7 @@ func (l *link) newFwdLocked(st *stream, cid uint32) *fwd {
 	f := &fwd{l: l, st: st, connID: cid, start: time.Now()}
 	f.ctx, f.cancel = context.WithCancel(l.ctx)
 	f.q.limit = l.s.cfg.ConnBufferSize
+	f.q.lim = l.s.cfg.Limits
 	f.q.wake = make(chan struct{}, 1)
 	f.q.count = &f.in
 	f.active.Store(true)
@@ -112,12 +122,21 @@ func (f *fwd) attach(c net.Conn) bool {
 
 func (f *fwd) signal() { f.q.signal() }
 
+// pushResult says what push did with the data.
+type pushResult int
+
+const (
+	pushed     pushResult = iota
+	pushFull              // the queue stayed full until the stall deadline
+	pushBudget            // the agent-wide queue budget has no room
+)
+
 // push queues p for the local socket. When nothing is queued and the local
 // writer is idle, it first tries one non-blocking write to the socket, which
 // saves waking the local writer; what the socket does not take is queued.
-// When the queue is full it waits up to stall for the local writer to take
-// it; false means it stayed full.
-func (q *queue) push(p []byte, stall time.Duration) bool {
+// When the queue is full it waits for the local writer to take it until the
+// link's stall deadline (see stallGate).
+func (q *queue) push(p []byte, gate *stallGate) pushResult {
 	q.mu.Lock()
 	if q.raw != nil && len(q.buf) == 0 && !q.busy && !q.aborted && !q.draining {
 		q.direct = true
@@ -133,13 +152,18 @@ func (q *queue) push(p []byte, stall time.Duration) bool {
 			if wake {
 				q.signal()
 			}
-			return true
+			return pushed
 		}
 	}
 	var timer *time.Timer
 	for len(q.buf)+len(p) > q.limit && !q.aborted && !q.draining {
 		if timer == nil {
-			timer = time.NewTimer(stall)
+			wait := gate.wait(time.Now())
+			if wait <= 0 {
+				q.mu.Unlock()
+				return pushFull
+			}
+			timer = time.NewTimer(wait)
 			defer timer.Stop()
 		}
 		if q.room == nil {
@@ -150,23 +174,53 @@ func (q *queue) push(p []byte, stall time.Duration) bool {
 		select {
 		case <-room:
 		case <-timer.C:
-			return false
+			gate.expired.Add(1)
+			return pushFull
 		}
 		q.mu.Lock()
 	}
 	if q.aborted || q.draining {
 		q.mu.Unlock()
 		q.signal()
-		return true
+		return pushed
 	}
-	if q.buf == nil {
-		q.buf = make([]byte, 0, max(len(p), 32<<10))
+	if !q.appendLocked(p) {
+		q.mu.Unlock()
+		return pushBudget
 	}
-	q.buf = append(q.buf, p...)
 	q.mu.Unlock()
 	q.signal()
+	return pushed
+}
+
+// appendLocked adds p to buf, growing it to at most limit bytes of capacity
+// (append's doubling would reach twice that). The capacity of the queue's
+// buffers is what the shared budget counts: false when it has no room for
+// the growth.
+func (q *queue) appendLocked(p []byte) bool {
+	need := len(q.buf) + len(p)
+	if need > cap(q.buf) {
+		n := min(max(need, 2*cap(q.buf), 32<<10), max(q.limit, need))
+		if !q.lim.reserve(n - cap(q.buf)) {
+			return false
+		}
+		nb := make([]byte, len(q.buf), n)
+		copy(nb, q.buf)
+		q.buf = nb
+	}
+	q.buf = append(q.buf, p...)
 	return true
 }
+
+// dropLocked forgets what is queued and gives its buffer back to the budget.
+func (q *queue) dropLocked() {
+	q.lim.release(cap(q.buf))
+	q.buf = nil
+}
+
+// keepSpare is the largest buffer a local writer keeps for its next write;
+// a larger one (after a burst) goes back to the budget.
+const keepSpare = 64 << 10
 
 func (q *queue) signal() {
 	select {
@@ -187,6 +241,7 @@ func (q *queue) freeRoomLocked() {
 func (f *fwd) abort(reason string) {
 	f.q.mu.Lock()
 	f.q.aborted = true
+	f.q.dropLocked()
 	f.q.freeRoomLocked()
 	if f.q.reason == "" {
 		f.q.reason = reason
@@ -292,6 +347,9 @@ func (f *fwd) readLocal() {
 			batch[k] = nb
 			k++
 		}
+		if !f.l.carried.Load() {
+			f.l.carried.Store(true)
+		}
 		ok := f.l.sendData(batch[:k])
 		clear(batch[:k])
 		if !ok {
@@ -305,8 +363,9 @@ func (f *fwd) readLocal() {
 }
 
 func (f *fwd) writeLocal() error {
-	var spare []byte
+	var spare []byte // swapped with q.buf; its capacity is counted in the budget
 	q := &f.q
+	defer func() { q.lim.release(cap(spare)) }()
 	for {
 		q.mu.Lock()
 		q.busy = false
@@ -324,8 +383,22 @@ func (f *fwd) writeLocal() error {
 		spare, q.buf = q.buf, spare[:0]
 		q.freeRoomLocked()
 		c := q.conn
+		if !q.draining { // else drainClose set the deadline
+			_ = c.SetWriteDeadline(time.Now().Add(localWriteStall))
+		}
 		q.mu.Unlock()
 		n, err := c.Write(spare)
+		if err == nil {
+			q.mu.Lock()
+			if !q.draining { // a lapsed deadline would fail push's direct writes
+				_ = c.SetWriteDeadline(time.Time{})
+			}
+			q.mu.Unlock()
+		}
+		if cap(spare) > keepSpare {
+			q.lim.release(cap(spare))
+			spare = nil
+		}
 		f.in.Add(int64(n))
 		if err != nil {
 			f.localEnded(err)
@@ -349,7 +422,11 @@ func (f *fwd) finish(err error) {
 	l.mu.Unlock()
 	f.q.mu.Lock()
 	reason := f.q.reason
+	f.q.dropLocked()
 	f.q.mu.Unlock()
+	if f.counted {
+		l.s.cfg.Limits.releaseConn()
+	}
 	if reason == "" && err != nil {
 		reason = err.Error()
 	}

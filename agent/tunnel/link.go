@@ -20,9 +20,11 @@ const (
 	// outQueue is the number of frames local readers may queue for the
 	// WebSocket writer (each at most ~63 KiB) before they block.
 	outQueue = 8
-	// maxCtrlQueue bounds control frames queued by the WebSocket reader; a
-	// peer that provokes more while the WebSocket cannot be written is dropped.
-	maxCtrlQueue = 4096
+	// maxCtrlBytes bounds the control frames queued by the WebSocket reader
+	// (each sized to its content, a few dozen bytes for a reset). When it
+	// is reached the reader stops reading until the writer sent half; a
+	// peer that does not read for PongTimeout meanwhile is dropped.
+	maxCtrlBytes = 256 << 10
 	closeGrace   = time.Second
 )
 
@@ -42,6 +44,7 @@ const (
 	logListen    = "listen_addr"
 	logReason    = "reason"
 	logServiceID = "service_ids"
+	logAttempt   = "attempt"
 )
 
 // errTunnelClosed: the service closed the WebSocket normally (the tunnel was
@@ -76,9 +79,25 @@ var framePool = sync.Pool{New: func() any { return &frameBuf{buf: make([]byte, f
 
 func getFrame() *frameBuf { return framePool.Get().(*frameBuf) }
 
+// putFrame returns a pooled frame; a frame sized to its content (see
+// encodeSmall) is left to the garbage collector.
 func putFrame(f *frameBuf) {
 	f.data, f.last = nil, false
-	framePool.Put(f)
+	if cap(f.buf) == frameBufSize {
+		framePool.Put(f)
+	}
+}
+
+// encodeSmall returns m as a frame of its own size, not a pooled
+// frameBufSize buffer: control frames wait in a queue that a peer can fill,
+// and must cost what they hold. nil (logged) if m cannot be encoded.
+func encodeSmall(m *protocol.Message, log *slog.Logger) *frameBuf {
+	b, err := protocol.AppendFrame(make([]byte, 0, protocol.LengthSize+m.Size()), m)
+	if err != nil {
+		log.Error("cannot encode a tunnel message", logType, m.Type, logErr, err)
+		return nil
+	}
+	return &frameBuf{data: b, last: endsMessage(m.Type)}
 }
 
 // link is one WebSocket connection of a Session and the streams over it.
@@ -96,7 +115,9 @@ type link struct {
 	out    chan *frameBuf // DATA and resets from local connections, in order
 	wg     sync.WaitGroup // local connections
 
-	rate rateLog
+	rate    rateLog
+	carried atomic.Bool // a DATA frame went either way (the link worked)
+	gate    stallGate   // of the reader's waits for full local queues
 
 	// wmu is held by the goroutine writing data messages: the writer, or a
 	// local reader writing its DATA directly while nothing is queued.
@@ -107,9 +128,13 @@ type link struct {
 	queued atomic.Int64
 	wdl    batchconn.WriteDeadline // of data messages (wmu)
 
-	ctrlMu sync.Mutex
-	ctrl   []*frameBuf   // control frames from the WebSocket reader (never blocks)
-	wake   chan struct{} // to the writer goroutine: frames queued by send or sendCtrl
+	ctrlMu    sync.Mutex
+	ctrl      []*frameBuf   // control frames from the WebSocket reader
+	ctrlBytes int           // their encoded size, at most maxCtrlBytes
+	ctrlPeak  int           // highest ctrlBytes (tests)
+	ctrlWait  bool          // the reader waits for ctrlRoom
+	ctrlRoom  chan struct{} // to the reader: the control queue drained
+	wake      chan struct{} // to the writer goroutine: frames queued by send or sendCtrl
 
 	// startMu makes registering a source client and queueing its
 	// STREAM_START/CONNECTION_START one step, so that clients accepted at the
@@ -137,10 +162,12 @@ func newLink(s *Session, ws *websocket.Conn, channelID string) *link {
 	}
 	return &link{
 		s: s, ws: ws, bc: batchconn.Of(ws), version: v, channelID: channelID,
-		log:     s.log.With(logChannel, channelID),
-		out:     make(chan *frameBuf, outQueue),
-		wake:    make(chan struct{}, 1),
-		streams: map[string]*stream{}, live: map[*fwd]struct{}{}, nextStream: map[string]int32{}, slots: map[string]chan struct{}{},
+		log:      s.log.With(logChannel, channelID),
+		gate:     stallGate{stall: s.cfg.ConnStallTimeout},
+		out:      make(chan *frameBuf, outQueue),
+		wake:     make(chan struct{}, 1),
+		ctrlRoom: make(chan struct{}, 1),
+		streams:  map[string]*stream{}, live: map[*fwd]struct{}{}, nextStream: map[string]int32{}, slots: map[string]chan struct{}{},
 	}
 }
 
@@ -173,6 +200,7 @@ func (l *link) serve(ctx context.Context) error {
 	g.Wait()
 	l.abortAll("the tunnel WebSocket closed")
 	l.wg.Wait()
+	l.rate.flush(time.Now(), l.log, true)
 	return context.Cause(l.ctx)
 }
 
@@ -185,7 +213,7 @@ func (l *link) readLoop() error {
 		case err == nil:
 			l.dispatch(&m)
 		case errors.Is(err, protocol.ErrMalformed), errors.Is(err, protocol.ErrPayloadTooLarge):
-			l.warn("malformed", "skipping a tunnel message that cannot be decoded", logErr, err)
+			l.warn(warnMalformed, "skipping a tunnel message that cannot be decoded", logErr, err)
 		default:
 			var ce *websocket.CloseError
 			if errors.As(err, &ce) && ce.Code == websocket.CloseNormalClosure {
@@ -212,6 +240,7 @@ func (l *link) writeLoop(parent context.Context) error {
 			}
 			return context.Cause(l.ctx)
 		case <-ping.C:
+			l.rate.flush(time.Now(), l.log, false)
 			payload := strconv.AppendInt(nil, time.Now().UnixMilli(), 10)
 			if err := l.ws.WriteControl(websocket.PingMessage, payload, time.Now().Add(l.s.cfg.PongTimeout)); err != nil {
 				return fmt.Errorf("send ping: %w", err)
@@ -340,45 +369,72 @@ func (l *link) popCtrl() *frameBuf {
 	f := l.ctrl[0]
 	l.ctrl[0] = nil
 	l.ctrl = l.ctrl[1:]
+	l.ctrlBytes -= len(f.data)
+	if len(l.ctrl) == 0 {
+		l.ctrl = nil // let a burst's backing array go
+	}
+	if l.ctrlWait && l.ctrlBytes <= maxCtrlBytes/2 {
+		l.ctrlWait = false
+		select {
+		case l.ctrlRoom <- struct{}{}:
+		default:
+		}
+	}
 	return f
 }
 
-// sendCtrl queues m for the WebSocket without blocking and wakes the
-// writer goroutine; used by the WebSocket reader, which must never wait
-// for a write.
+// sendCtrl queues m for the WebSocket and wakes the writer goroutine; used
+// by the WebSocket reader, which never waits for a write, only (when the
+// control queue is full) for the writer to drain it (see waitCtrlRoom).
 func (l *link) sendCtrl(m *protocol.Message) {
 	f := l.encode(m)
 	if f == nil {
 		return
 	}
-	l.ctrlMu.Lock()
-	full := len(l.ctrl) >= maxCtrlQueue
-	if !full {
-		l.ctrl = append(l.ctrl, f)
-		l.queued.Add(1)
-	}
-	l.ctrlMu.Unlock()
-	if full {
+	if !l.waitCtrlRoom(len(f.data)) {
 		putFrame(f)
-		l.cancel(errors.New("the peer provoked more control messages than the WebSocket can send"))
 		return
 	}
+	l.ctrl = append(l.ctrl, f)
+	l.ctrlBytes += len(f.data)
+	l.ctrlPeak = max(l.ctrlPeak, l.ctrlBytes)
+	l.queued.Add(1)
+	l.ctrlMu.Unlock()
 	l.wakeWriter()
 }
 
-// encode returns m as a pooled frame, or nil (logged) if it cannot be
-// encoded.
-func (l *link) encode(m *protocol.Message) *frameBuf {
-	f := getFrame()
-	var err error
-	if f.data, err = protocol.AppendFrame(f.buf[:0], m); err != nil {
-		putFrame(f)
-		l.log.Error("cannot encode a tunnel message", logType, m.Type, logErr, err)
-		return nil
+// waitCtrlRoom returns with ctrlMu held and room for n bytes in the control
+// queue. When the queue is full, the reader waits (reading nothing, which
+// holds the peer back) until the writer has sent half of it; if that takes
+// PongTimeout, the WebSocket is not being read and the link is dropped.
+// false: the link is closing (ctrlMu not held).
+func (l *link) waitCtrlRoom(n int) bool {
+	var timer *time.Timer
+	l.ctrlMu.Lock()
+	for l.ctrlBytes+n > maxCtrlBytes {
+		if timer == nil {
+			timer = time.NewTimer(l.s.cfg.PongTimeout)
+			defer timer.Stop()
+		}
+		l.ctrlWait = true
+		l.ctrlMu.Unlock()
+		l.wakeWriter()
+		select {
+		case <-l.ctrlRoom:
+		case <-timer.C:
+			l.cancel(errors.New("the peer provoked more control messages than the WebSocket can send"))
+			return false
+		case <-l.ctx.Done():
+			return false
+		}
+		l.ctrlMu.Lock()
 	}
-	f.last = endsMessage(m.Type)
-	return f
+	return true
 }
+
+// encode returns m as a frame sized to its content, or nil (logged) if it
+// cannot be encoded.
+func (l *link) encode(m *protocol.Message) *frameBuf { return encodeSmall(m, l.log) }
 
 func (l *link) wakeWriter() {
 	select {

@@ -1,41 +1,150 @@
 package tunnel
 
 import (
+	"context"
+	"log/slog"
+	"strconv"
 	"sync"
 	"time"
 )
 
-// warnEvery bounds how often one kind of peer-triggered warning is logged:
-// a misbehaving peer must not fill the device's flash with logs.
-const warnEvery = 10 * time.Second
+// Log flood limits: a misbehaving peer must not fill the device's flash
+// with logs, whatever it sends.
+const (
+	// warnEvery is the window of the per-kind line budget.
+	warnEvery = 10 * time.Second
+	// warnBurst is how many lines of one kind are written per window; the
+	// rest are counted and reported by one "more suppressed" line when the
+	// window is over.
+	warnBurst = 3
+	// maxWarnKinds bounds the kinds remembered; kinds are names from this
+	// package, never peer input, so the bound is only a safeguard.
+	maxWarnKinds = 64
+	// maxPeerString bounds a peer-supplied string in a log line.
+	maxPeerString = 64
+)
 
-// rateLog remembers when each kind of warning was last logged.
+// Kinds of rate-limited log lines. A kind never contains peer input.
+const (
+	warnUnmapped     = "unmapped"
+	warnUnmappedV1   = "unmapped-v1"
+	warnStartID0     = "start-id-0"
+	warnConnID0      = "conn-id-0"
+	warnConnReused   = "conn-reused"
+	warnConnStartV2  = "connstart-v2"
+	warnDial         = "dial"
+	warnOverflow     = "overflow"
+	warnBudget       = "queue-budget"
+	warnMaxConns     = "max-connections"
+	warnUnknownType  = "unknown-type"
+	warnMalformed    = "malformed"
+	warnStartAtSrc   = "start-at-source"
+	warnConnAtSrc    = "connstart-at-source"
+	warnServiceIDs   = "service-ids"
+	warnNotInMap     = "service-not-in-map"
+	warnUnnamedSrc   = "unnamed-source"
+	warnNotInTunnel  = "not-in-tunnel"
+	warnSessionReset = "session-reset"
+	warnOtherOverCap = "other"
+)
+
+// rateLog writes at most warnBurst lines per kind per warnEvery and counts
+// the rest.
 type rateLog struct {
-	mu         sync.Mutex
-	last       map[string]time.Time
-	suppressed map[string]int
+	mu    sync.Mutex
+	kinds map[string]*logKind
 }
 
-// warn logs msg unless a warning of the same key was logged less than
-// warnEvery ago; the next one logged says how many were suppressed.
-func (l *link) warn(key, msg string, args ...any) {
-	r := &l.rate
-	now := time.Now()
+type logKind struct {
+	start      time.Time // of the current window
+	written    int
+	suppressed int
+	level      slog.Level
+	msg        string // of the last suppressed line
+}
+
+// warn logs a peer-triggered warning, rate-limited by kind.
+func (l *link) warn(kind, msg string, args ...any) {
+	l.limited(slog.LevelWarn, kind, msg, args...)
+}
+
+// limited logs at level unless warnBurst lines of kind were already written
+// in the current window.
+func (l *link) limited(level slog.Level, kind, msg string, args ...any) {
+	if l.rate.allow(time.Now(), l.log, level, kind, msg) {
+		l.log.Log(context.Background(), level, msg, args...)
+	}
+}
+
+// allow reports whether a line of kind may be written now. It first
+// reports the suppressed lines of the window that ended, if any.
+func (r *rateLog) allow(now time.Time, log *slog.Logger, level slog.Level, kind, msg string) bool {
 	r.mu.Lock()
-	if r.last == nil {
-		r.last, r.suppressed = map[string]time.Time{}, map[string]int{}
+	if r.kinds == nil {
+		r.kinds = map[string]*logKind{}
 	}
-	if t, ok := r.last[key]; ok && now.Sub(t) < warnEvery {
-		r.suppressed[key]++
-		r.mu.Unlock()
-		return
+	k := r.kinds[kind]
+	if k == nil {
+		if len(r.kinds) >= maxWarnKinds {
+			kind = warnOtherOverCap
+			k = r.kinds[kind]
+		}
+		if k == nil {
+			k = &logKind{start: now}
+			r.kinds[kind] = k
+		}
 	}
-	r.last[key] = now
-	n := r.suppressed[key]
-	delete(r.suppressed, key)
+	var report int
+	var reportMsg string
+	var reportLevel slog.Level
+	if now.Sub(k.start) >= warnEvery {
+		report, reportMsg, reportLevel = k.suppressed, k.msg, k.level
+		k.start, k.written, k.suppressed = now, 0, 0
+	}
+	ok := k.written < warnBurst
+	if ok {
+		k.written++
+	} else {
+		k.suppressed++
+		k.msg, k.level = msg, level
+	}
 	r.mu.Unlock()
-	if n > 0 {
-		args = append(args, "suppressed", n)
+	if report > 0 {
+		logSuppressed(log, reportLevel, kind, reportMsg, report)
 	}
-	l.log.Warn(msg, args...)
+	return ok
+}
+
+// flush reports the suppressed lines of every window that is over (all:
+// of every window). Called periodically and when the link ends.
+func (r *rateLog) flush(now time.Time, log *slog.Logger, all bool) {
+	type line struct {
+		kind, msg string
+		level     slog.Level
+		n         int
+	}
+	var out []line
+	r.mu.Lock()
+	for kind, k := range r.kinds {
+		if k.suppressed > 0 && (all || now.Sub(k.start) >= warnEvery) {
+			out = append(out, line{kind, k.msg, k.level, k.suppressed})
+			k.start, k.written, k.suppressed = now, 0, 0
+		}
+	}
+	r.mu.Unlock()
+	for _, x := range out {
+		logSuppressed(log, x.level, x.kind, x.msg, x.n)
+	}
+}
+
+func logSuppressed(log *slog.Logger, level slog.Level, kind, msg string, n int) {
+	log.Log(context.Background(), level, strconv.Itoa(n)+" more suppressed: "+msg, "kind", kind, "suppressed", n)
+}
+
+// peerString bounds a string that came from the peer for a log line.
+func peerString(s string) string {
+	if len(s) <= maxPeerString {
+		return s
+	}
+	return s[:maxPeerString] + "...(" + strconv.Itoa(len(s)) + " bytes)"
 }

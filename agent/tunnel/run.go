@@ -49,11 +49,11 @@ func (s *Session) Run(ctx context.Context) error {
 			s.log.Error("giving up on the tunnel", logErr, err)
 			return err
 		}
-		if errors.Is(err, errConnected) {
+		if errors.Is(err, errHealthy) {
 			attempt = 0
 		}
 		delay := s.backoff(attempt)
-		s.log.Warn("tunnel connection failed; reconnecting", logErr, err, logDelay, delay)
+		s.log.Warn("tunnel connection failed; reconnecting", logErr, err, logDelay, delay, logAttempt, attempt+1)
 		s.emit(Event{Kind: EventReconnecting, Duration: delay, Err: err})
 		t := time.NewTimer(delay)
 		select {
@@ -65,8 +65,18 @@ func (s *Session) Run(ctx context.Context) error {
 	}
 }
 
-// errConnected marks the end of a link that was up (the backoff restarts).
-var errConnected = errors.New("tunnel connection lost")
+// errConnected marks the end of a link that was up; errHealthy one that
+// was up for healthyAfter or carried DATA, after which the backoff
+// restarts. A link that a broken or hostile service accepts and drops at
+// once keeps backing off.
+var (
+	errConnected = errors.New("tunnel connection lost")
+	errHealthy   = errors.New("tunnel connection lost after it worked")
+)
+
+// healthyAfter is how long a link must stay up, without DATA, for the
+// reconnect backoff to start over.
+const healthyAfter = 30 * time.Second
 
 func (s *Session) connectOnce(ctx context.Context, d *websocket.Dialer) error {
 	ws, channelID, err := s.dial(ctx, d)
@@ -76,7 +86,9 @@ func (s *Session) connectOnce(ctx context.Context, d *websocket.Dialer) error {
 	l := newLink(s, ws, channelID)
 	s.log.Info("tunnel connected", logChannel, channelID, logSubproto, ws.Subprotocol())
 	s.emit(Event{Kind: EventConnected, ChannelID: channelID, Subprotocol: ws.Subprotocol()})
+	up := time.Now()
 	err = l.serve(ctx)
+	healthy := l.carried.Load() || time.Since(up) >= healthyAfter
 	reason := "cancelled"
 	if ctx.Err() == nil {
 		reason = err.Error()
@@ -84,6 +96,9 @@ func (s *Session) connectOnce(ctx context.Context, d *websocket.Dialer) error {
 	s.emit(Event{Kind: EventDisconnected, ChannelID: channelID, Reason: reason, Err: err})
 	if errors.Is(err, errTunnelClosed) {
 		return err
+	}
+	if healthy {
+		return fmt.Errorf("%w: %w", errHealthy, err)
 	}
 	return fmt.Errorf("%w: %w", errConnected, err)
 }

@@ -383,7 +383,7 @@ func TestWarningsRateLimited(t *testing.T) {
 	}
 	p.send(&msg{Type: tStart, StreamID: 1, ServiceID: "SSH", ConnectionID: 1}, &msg{Type: tData, StreamID: 1, ServiceID: "SSH", ConnectionID: 1, Payload: []byte("x")})
 	p.expect(msg{Type: tData, StreamID: 1, ServiceID: "SSH", ConnectionID: 1})
-	if n := strings.Count(d.ev.logText(), "unknown type"); n != 1 {
-		t.Fatalf("%d warnings for 50 unknown messages, want 1", n)
+	if n := strings.Count(d.ev.logText(), "unknown type"); n != warnBurst {
+		t.Fatalf("%d warnings for 50 unknown messages, want %d", n, warnBurst)
 	}
 }

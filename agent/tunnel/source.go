@@ -91,7 +91,7 @@ func (l *link) serveSource(service string, c net.Conn) {
 		// The unnamed mapping is the tunnel's only service.
 		if len(l.serviceIDs) != 1 {
 			l.mu.Unlock()
-			l.warn("unnamed-source", "refusing a local connection: the unnamed service mapping needs a tunnel with exactly one service; name the services to forward (e.g. SSH=2222)",
+			l.warn(warnUnnamedSrc, "refusing a local connection: the unnamed service mapping needs a tunnel with exactly one service; name the services to forward (e.g. SSH=2222)",
 				logServiceID, l.serviceIDs)
 			_ = c.Close()
 			return
@@ -101,7 +101,7 @@ func (l *link) serveSource(service string, c net.Conn) {
 	if v > 1 && len(l.serviceIDs) > 0 && !slices.Contains(l.serviceIDs, service) {
 		l.mu.Unlock()
 		// The service would close the WebSocket for an undefined service id.
-		l.warn("not-in-tunnel:"+service, "refusing a local connection: the tunnel has no such service; open the tunnel with it",
+		l.warn(warnNotInTunnel, "refusing a local connection: the tunnel has no such service; open the tunnel with it",
 			logService, service, logServiceID, l.serviceIDs)
 		_ = c.Close()
 		return

@@ -102,8 +102,19 @@ type Config struct {
 	// hence every stream, for that long); if the queue is still full, that
 	// connection alone is reset. Default 1 MiB.
 	ConnBufferSize int
-	// ConnStallTimeout: see ConnBufferSize. Default 1 s.
+	// ConnStallTimeout: see ConnBufferSize. The waits of all connections
+	// share one window, so N stuck connections hold the tunnel up for one
+	// ConnStallTimeout, not N (see stallGate). Default 1 s.
 	ConnStallTimeout time.Duration
+	// MaxConnections caps the local connections of this tunnel
+	// (destination): a STREAM_START or CONNECTION_START over it is answered
+	// with a reset and a rate-limited warning. Default 128, as the C++
+	// localproxy.
+	MaxConnections int
+	// Limits are shared by every session of the process: connections in
+	// all tunnels, bytes queued toward local connections, local dials in
+	// flight. nil gives the session Limits of its own with the defaults.
+	Limits *Limits
 	// Logger receives the session's logs; nil discards them.
 	Logger *slog.Logger
 	// OnEvent receives lifecycle events. It is called synchronously from
@@ -134,7 +145,6 @@ var (
 
 var (
 	clientTokenRe = regexp.MustCompile(`^[a-zA-Z0-9-]{32,128}$`)
-	regionRe      = regexp.MustCompile(`^[a-z0-9-]{1,64}$`)
 	serviceRe     = regexp.MustCompile(`^[a-zA-Z0-9:_-]{1,128}$`)
 )
 
@@ -238,6 +248,12 @@ func applyDefaults(cfg *Config) error {
 	if cfg.ConnStallTimeout <= 0 {
 		cfg.ConnStallTimeout = DefaultStallTimeout
 	}
+	if cfg.MaxConnections <= 0 {
+		cfg.MaxConnections = DefaultMaxConnections
+	}
+	if cfg.Limits == nil {
+		cfg.Limits = NewLimits(0, 0, 0)
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -265,8 +281,8 @@ func parseClientType(s string) (int, error) {
 func endpointURL(cfg *Config) (string, error) {
 	ep := cfg.Endpoint
 	if ep == "" {
-		if !regionRe.MatchString(cfg.Region) {
-			return "", fmt.Errorf("region %q: set a region like us-east-1 or an endpoint", cfg.Region)
+		if !protocol.ValidRegion(cfg.Region) {
+			return "", fmt.Errorf("region %q is not an AWS region name: set a region like us-east-1 or an endpoint", peerString(cfg.Region))
 		}
 		ep = "data.tunneling.iot." + cfg.Region + ".amazonaws.com"
 		if strings.HasPrefix(cfg.Region, "cn-") {

@@ -141,6 +141,10 @@ func (s *settings) bindTyped() {
 		num("port", "port: MQTT `port`, 8883 or 443 (ALPN x-amzn-mqtt-ca) (default 8883)", func(c *config.Config, v int) { c.Port = v })
 	}
 	num("max-tunnels", fmt.Sprintf("max_tunnels: concurrent tunnel cap, a `number` (default %d)", config.DefaultMaxTunnels), func(c *config.Config, v int) { c.MaxTunnels = v })
+	num("max-connections", fmt.Sprintf("max_connections: local connections per tunnel, a `number` (default %d)", config.DefaultMaxConnections),
+		func(c *config.Config, v int) { c.MaxConnections = v })
+	num("max-total-connections", fmt.Sprintf("max_total_connections: local connections across all tunnels, a `number` (default %d)", config.DefaultMaxTotalConnections),
+		func(c *config.Config, v int) { c.MaxTotalConnections = v })
 	s.fs.Func("service", "services: `ID=ADDR` (repeatable; replaces the file's map), e.g. SSH=127.0.0.1:22", func(v string) error {
 		id, addr, ok := strings.Cut(v, "=")
 		if !ok {
@@ -167,6 +171,14 @@ func (s *settings) bindTyped() {
 			return err
 		}
 		s.later(func(c *config.Config) { c.ConnBuffer = n })
+		return nil
+	})
+	s.fs.Func("queue-budget", "queue_budget: `bytes` queued toward local connections across all tunnels, at least conn_buffer (default 16MiB)", func(v string) error {
+		n, err := config.ParseByteSize(v)
+		if err != nil {
+			return err
+		}
+		s.later(func(c *config.Config) { c.QueueBudget = n })
 		return nil
 	})
 	s.fs.Func("conn-stall-timeout", "conn_stall_timeout: `duration` to wait for room in a full conn_buffer before resetting that connection, 0..1m (default 1s)", func(v string) error {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -78,11 +79,32 @@ func cmdRun(args []string, logOut io.Writer, greengrass bool) error {
 		return err
 	}
 	d.wire()
+	limit := setMemoryLimit(d.cfg, os.Getenv("GOMEMLIMIT") != "")
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	d.log.Info("tunnel-agent starting", "version", version, "mode", name, "thing", d.cfg.ThingName,
-		"services", d.cfg.Services, "max_tunnels", d.cfg.MaxTunnels)
+		"services", d.cfg.Services, "max_tunnels", d.cfg.MaxTunnels, "max_connections", d.cfg.MaxConnections,
+		"max_total_connections", d.cfg.MaxTotalConnections, "queue_budget", d.cfg.QueueBudget.String(), "memory_limit", limit)
 	return d.runUntilSignal(ctx)
+}
+
+// memoryOverBudget is what the agent needs besides its queues: the
+// runtime, TLS, the idle connections (about 70 KiB each).
+const memoryOverBudget = 16 << 20
+
+// setMemoryLimit asks the Go garbage collector to keep the heap near
+// queue_budget + 16 MiB (a soft limit: the collector works harder near it,
+// nothing fails), unless GOMEMLIMIT is set. Without it the collector lets
+// the heap grow to twice what is live, so a flood that fills the queue
+// budget took the agent's RSS to 53 MiB instead of 29. It returns the
+// limit in effect, for the log.
+func setMemoryLimit(cfg config.Config, fromEnv bool) string {
+	if fromEnv {
+		return "GOMEMLIMIT=" + os.Getenv("GOMEMLIMIT")
+	}
+	limit := int64(cfg.QueueBudget) + memoryOverBudget
+	debug.SetMemoryLimit(limit)
+	return config.ByteSize(limit).String()
 }
 
 // wire connects the agent to systemd: READY=1 as soon as it runs, STATUS=
@@ -146,6 +168,7 @@ func (d *daemon) runUntilSignal(ctx context.Context) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+
 	done := make(chan error, 1)
 	go func() { done <- d.a.Run(ctx) }()
 	for {

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/protocol"
 )
 
 // Defaults applied by Config.setDefaults.
@@ -156,8 +158,8 @@ func (c *Config) setDefaults() error {
 
 func (c *Config) validate() error {
 	switch {
-	case !regionRe.MatchString(c.Region):
-		return fmt.Errorf("region %q must match ^[a-z0-9-]{1,64}$: %w", c.Region, ErrInvalidArgument)
+	case !protocol.ValidRegion(c.Region):
+		return fmt.Errorf("region %q is not an AWS region name (like us-east-1): %w", c.Region, ErrInvalidArgument)
 	case !accountRe.MatchString(c.AccountID):
 		return fmt.Errorf("account id %q must be 12 digits: %w", c.AccountID, ErrInvalidArgument)
 	case c.NoAuth && c.Credentials != nil:

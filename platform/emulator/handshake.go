@@ -25,7 +25,6 @@ const (
 
 var (
 	clientTokenRe = regexp.MustCompile(`^[a-zA-Z0-9-]{32,128}$`)
-	regionRe      = regexp.MustCompile(`^[a-z0-9-]{1,64}$`)
 	accountRe     = regexp.MustCompile(`^[0-9]{12}$`)
 	// subprotocols in order of preference: the highest offered one wins.
 	subprotocols = []string{protocol.SubprotocolV3, protocol.SubprotocolV2, protocol.SubprotocolV1}

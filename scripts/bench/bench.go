@@ -25,6 +25,7 @@ type bench struct {
 	sink     *server
 	echo     *server
 	gen      *server
+	stuck    *server // --hostile: accepts and never reads
 	children []*child
 	perfTop  string // perf report of the tunnel bulk runs (--perf)
 }

@@ -45,6 +45,9 @@ type options struct {
 	localproxy string
 	// noSizes skips the cross-builds of the size rows (tests only).
 	noSizes bool
+	// hostile runs the hostile-peer drills of issue 20 instead (see hostile.go).
+	hostile bool
+	drills  string // which of them: letters of ABC
 }
 
 // parseOptions reads the flags and LOCALPROXY (via getenv).
@@ -59,6 +62,9 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.BoolVar(&o.pprof, "pprof", false, "print how to profile the agent and the emulator, then exit")
 	fs.BoolVar(&o.perf, "perf", false, "build with symbols and run `perf record` on agent, emulator and proxy during the tunnel bulk runs; "+
 		"prints their top functions (figures are slower under perf: do not compare them with a normal run)")
+	fs.BoolVar(&o.hostile, "hostile", false, "run the hostile-peer drills (3000 connections, a 300 x 960 KB flood, 200,000 bad service ids) "+
+		"and print the agent's RSS and fds before, during and after; exit 1 when a bound is missed")
+	fs.StringVar(&o.drills, "drills", "ABC", "with --hostile: the drills to run (A connections, B flood, C service ids)")
 	fs.DurationVar(&o.budget, "budget", 0, "abort the measurements after this long, builds not counted "+
 		"(default 4m, quick 50s; with LOCALPROXY 8m, quick 100s)")
 	if err := fs.Parse(args); err != nil {
@@ -156,6 +162,14 @@ func run(ctx context.Context, stopSignals func(), o options) (bool, error) {
 	b.rep = &report{Started: time.Now().UTC(), Mode: mode, Reps: o.reps,
 		Machine:    machine{NProc: runtime.NumCPU(), CPUModel: cpuModel(), GoVersion: runtime.Version(), Kernel: kernelRelease(), LoadStart: loadAvg()},
 		LocalProxy: o.localproxy}
+	if o.hostile {
+		b.opts.noSizes = true
+		ok := b.runHostile(ctx)
+		for _, e := range b.rep.Errors {
+			fmt.Fprintln(os.Stderr, "bench:", e)
+		}
+		return ok && len(b.rep.Errors) == 0, nil
+	}
 	b.runAll(ctx)
 	b.rep.Seconds = time.Since(b.rep.Started).Seconds()
 	b.rep.Machine.LoadEnd = loadAvg()

@@ -30,7 +30,23 @@ func startServer(handle func(net.Conn)) (*server, error) {
 	return s, nil
 }
 
-func (s *server) Addr() string { return s.ln.Addr().String() }
+// startUnixServer is startServer on a unix socket at path.
+func startUnixServer(path string, handle func(net.Conn)) (*server, error) {
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	s := &server{ln: ln, handle: handle, conns: map[net.Conn]struct{}{}}
+	s.wg.Go(s.acceptLoop)
+	return s, nil
+}
+
+func (s *server) Addr() string {
+	if s.ln.Addr().Network() == "unix" {
+		return "unix:" + s.ln.Addr().String()
+	}
+	return s.ln.Addr().String()
+}
 
 func (s *server) acceptLoop() {
 	for {

@@ -92,24 +92,29 @@ func (b *bench) writeAgentConfig(emu emulatorInfo, cert, key string) (string, er
 		return "", fmt.Errorf("emulator MQTT address %q has no port", emu.MQTT)
 	}
 	q := func(s string) string { j, _ := json.Marshal(s); return string(j) } // JSON strings are YAML
-	cfg := strings.Join([]string{
+	services := []string{
+		"  " + svcSink + ": " + q(b.sink.Addr()),
+		"  " + svcEcho + ": " + q(b.echo.Addr()),
+		"  " + svcGen + ": " + q(b.gen.Addr()),
+	}
+	if b.stuck != nil {
+		services = append(services, "  "+svcStuck+": "+q(b.stuck.Addr()))
+	}
+	cfg := strings.Join(slices.Concat([]string{
 		"thing_name: " + benchThing,
 		"endpoint: " + q(host),
 		"port: " + port,
 		"cert: " + q(cert),
 		"key: " + q(key),
 		"root_ca: " + q(emu.CAFile),
-		"services:",
-		"  " + svcSink + ": " + q(b.sink.Addr()),
-		"  " + svcEcho + ": " + q(b.echo.Addr()),
-		"  " + svcGen + ": " + q(b.gen.Addr()),
+		"services:"}, services, []string{
 		"max_tunnels: 10",
 		"data_endpoint: " + q(emu.Data),
 		"ca_file: " + q(emu.CAFile),
 		"log_level: info",
 		"log_format: json",
 		"state_dir: " + q(filepath.Join(b.tmp, "agent-state")),
-	}, "\n") + "\n"
+	}), "\n") + "\n"
 	path := filepath.Join(b.tmp, "agent.yaml")
 	return path, os.WriteFile(path, []byte(cfg), 0o600)
 }
@@ -155,7 +160,7 @@ func agentEvent(name string) func(string) bool {
 
 // startAgent runs tunnel-agent and waits until it has subscribed.
 func (b *bench) startAgent(ctx context.Context, cfgPath string) (*child, error) {
-	c, err := b.start("tunnel-agent", b.bins["tunnel-agent"], []string{"run", "--config", cfgPath}, nil)
+	c, err := b.start("tunnel-agent", b.bins["tunnel-agent"], []string{"run", "--config", cfgPath}, strings.Fields(os.Getenv("BENCH_AGENT_ENV")))
 	if err != nil {
 		return nil, err
 	}

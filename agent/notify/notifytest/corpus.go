@@ -37,6 +37,18 @@ func BadPayloads() map[string]string {
 		"services not array": `{` + tok + `,"clientMode":"destination","region":"us-east-1","services":"SSH"}`,
 		"service number":     `{` + tok + `,"clientMode":"destination","region":"us-east-1","services":[22]}`,
 		"trailing garbage":   `{` + tok + `,"clientMode":"destination","region":"us-east-1","services":["SSH"]} {}`,
+		"key case":           `{"ClientAccessToken":"` + GoodToken + `","clientMode":"destination","region":"us-east-1","services":["SSH"]}`,
+		"region key case":    `{` + tok + `,"clientMode":"destination","Region":"us-east-1","services":["SSH"]}`,
+		"duplicate key":      `{` + tok + `,"clientMode":"destination","region":"us-east-1","region":"eu-west-1","services":["SSH"]}`,
+		"duplicate token":    `{` + tok + `,` + tok + `,"clientMode":"destination","region":"us-east-1","services":["SSH"]}`,
+		"services empty":     `{` + tok + `,"clientMode":"destination","region":"us-east-1","services":[]}`,
+		"services absent":    `{` + tok + `,"clientMode":"destination","region":"us-east-1"}`,
+		"services null":      `{` + tok + `,"clientMode":"destination","region":"us-east-1","services":null}`,
+		"region attacker":    `{` + tok + `,"clientMode":"destination","region":"attacker","services":["SSH"]}`,
+		"region s3":          `{` + tok + `,"clientMode":"destination","region":"s3","services":["SSH"]}`,
+		"region dash":        `{` + tok + `,"clientMode":"destination","region":"-","services":["SSH"]}`,
+		"region 64 chars":    `{` + tok + `,"clientMode":"destination","region":"` + strings.Repeat("a", 64) + `","services":["SSH"]}`,
+		"region 65 chars":    `{` + tok + `,"clientMode":"destination","region":"` + strings.Repeat("a", 65) + `","services":["SSH"]}`,
 		"oversized":          `{` + tok + `,"clientMode":"destination","region":"us-east-1","services":["SSH"],"pad":"` + strings.Repeat("x", 8<<10) + `"}`,
 	}
 }

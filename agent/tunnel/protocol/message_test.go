@@ -163,3 +163,18 @@ func equal(a, b *Message) bool {
 		(len(a.AvailableServiceIDs) == 0 && len(b.AvailableServiceIDs) == 0 ||
 			reflect.DeepEqual(a.AvailableServiceIDs, b.AvailableServiceIDs))
 }
+
+func TestValidRegion(t *testing.T) {
+	for _, r := range []string{"us-east-1", "eu-central-2", "ap-southeast-5", "us-gov-west-1", "cn-northwest-1",
+		"us-isob-east-1", "il-central-1", "mx-central-1", "ca-west-1", "ap-northeast-3"} {
+		if !ValidRegion(r) {
+			t.Errorf("ValidRegion(%q) = false", r)
+		}
+	}
+	for _, r := range []string{"", "attacker", "s3", "-", "US-EAST-1", "us-east-0", "us-east-1.evil.com", "us-east-1x",
+		"evil.com/x", "useast-1", "us-middle-1", strings.Repeat("a", 64), strings.Repeat("a", 65)} {
+		if ValidRegion(r) {
+			t.Errorf("ValidRegion(%q) = true", r)
+		}
+	}
+}
