@@ -64,9 +64,9 @@ require_certificate true
 		t.Cleanup(func() { cancel(); <-exited })
 		deadline := time.After(10 * time.Second)
 		for {
-			c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-			if err == nil {
-				c.Close()
+			// "running" comes once every listener is bound (a dial could
+			// reach whatever else took the port).
+			if strings.Contains(out.String(), "mosquitto version") && strings.Contains(out.String(), " running") {
 				return port
 			}
 			select {
