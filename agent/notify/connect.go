@@ -120,7 +120,7 @@ func (s *MQTTSource) session(ctx context.Context, deliver func([]byte) bool, rea
 	defer client.Disconnect(250)
 	s.log.Info("mqtt connected", "broker", c.addr, "client_id", c.cfg.ClientID)
 	s.state(StateInfo{State: StateConnected, Broker: c.addr})
-	if cause, ok := s.subscribe(ctx, client, c); !ok {
+	if cause, ok := s.subscribe(ctx, client, c, lost, connectedAt); !ok {
 		return outcome{cause: cause}
 	}
 	s.state(StateInfo{State: StateSubscribed, Broker: c.addr})
@@ -223,8 +223,9 @@ const subackPacketIDInUse = 0x91
 // subscribeAttempts bounds the SUBSCRIBEs sent for subackPacketIDInUse.
 const subscribeAttempts = 4
 
-// subscribe makes the subscription and checks the SUBACK code.
-func (s *MQTTSource) subscribe(ctx context.Context, cl mqtt.Client, c *conf) (Cause, bool) {
+// subscribe makes the subscription and checks the SUBACK code. A connection
+// lost meanwhile (lost) is classified like one lost later.
+func (s *MQTTSource) subscribe(ctx context.Context, cl mqtt.Client, c *conf, lost <-chan error, connectedAt time.Time) (Cause, bool) {
 	t := time.NewTimer(c.cfg.ConnectTimeout)
 	defer t.Stop()
 	var code byte
@@ -243,6 +244,9 @@ func (s *MQTTSource) subscribe(ctx context.Context, cl mqtt.Client, c *conf) (Ca
 			return Cause{}, false
 		case <-t.C:
 			return timeout, false
+		case err := <-lost:
+			up := time.Since(connectedAt)
+			return s.classify(c, err, true, up), false
 		case tok = <-toks:
 		}
 		select {
@@ -250,6 +254,9 @@ func (s *MQTTSource) subscribe(ctx context.Context, cl mqtt.Client, c *conf) (Ca
 			return Cause{}, false
 		case <-t.C:
 			return timeout, false
+		case err := <-lost:
+			up := time.Since(connectedAt)
+			return s.classify(c, err, true, up), false
 		case <-tok.Done():
 		}
 		if err := tok.Error(); err != nil {
