@@ -72,7 +72,7 @@ func StartBroker(t testing.TB, p *PKI, o BrokerOptions) *Broker {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := s.AddListener(listeners.NewNet("plain", pl)); err != nil {
+		if err := s.AddListener(mqttlisten.New("plain", pl, &s.Listeners.ClientsWg)); err != nil {
 			t.Fatal(err)
 		}
 		b.PlainAddr = pl.Addr().String()
