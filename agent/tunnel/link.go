@@ -75,7 +75,7 @@ func endsMessage(t protocol.Type) bool {
 
 const frameBufSize = protocol.DataHeadroom + protocol.MaxPayload + 256
 
-var framePool = sync.Pool{New: func() any { return &frameBuf{buf: make([]byte, frameBufSize)} }}
+var framePool = newFreeList(maxFreeFrames, func() any { return &frameBuf{buf: make([]byte, frameBufSize)} })
 
 func getFrame() *frameBuf { return framePool.Get().(*frameBuf) }
 

@@ -49,8 +49,9 @@ func (p *faultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func TestOpenTunnelAfterServerError(t *testing.T) {
-	e := startEmulator(t, emulator.Config{Region: "eu-west-1"}) // retryClient signs for eu-west-1
-	direct, err := New(Config{Region: "eu-west-1", Endpoint: e.APIURL(), Credentials: credentials.NewStaticCredentialsProvider("K", "S", "")})
+	// retryClient signs for eu-west-1; the emulator checks the SigV4 scope.
+	e := startEmulator(t, emulator.Config{Region: "eu-west-1"})
+	direct, err := New(Config{Endpoint: e.APIURL(), Region: "eu-west-1", Credentials: credentials.NewStaticCredentialsProvider("K", "S", "")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -233,7 +233,7 @@ func TestVerboseLogsRequestsWithoutSecrets(t *testing.T) {
 	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDVERBOSE")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "very-secret-key")
 	t.Setenv("AWS_SESSION_TOKEN", "session-token-secret")
-	e := startEmulator(t, emulator.Config{Region: "eu-west-1"})
+	e := startEmulator(t, emulator.Config{Region: "eu-west-1"}) // the emulator checks the SigV4 scope
 	var buf bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	c, err := Load(context.Background(), LoadOptions{Endpoint: e.APIURL(), Region: "eu-west-1", Logger: log})

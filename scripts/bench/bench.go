@@ -96,6 +96,8 @@ func (b *bench) runAll(ctx context.Context) {
 	b.measureLatency(ctx, st)
 	b.measureBulk(ctx, st)
 	b.addLPCrashRows(st)
+	b.measureIdle(ctx, st)
+	b.measureManyConns(ctx, st)
 	b.measureConnect(ctx, st)
 	b.measurePeak(st)
 	if ctx.Err() != nil {

@@ -34,7 +34,7 @@ func TestLocalProxyEndToEnd(t *testing.T) {
 	}
 	out := filepath.Join(dir, "out.json")
 	o := options{quick: true, out: out, reps: 1, bulk: 16 << 20, bulkMax: 2 * time.Second, latDur: 200 * time.Millisecond,
-		connects: 1, budget: 90 * time.Second, localproxy: wrapper, noSizes: true}
+		connects: 1, budget: 90 * time.Second, localproxy: wrapper, noSizes: true, lean: true}
 	ok, err := run(ctx, func() {}, o)
 	http.DefaultClient.CloseIdleConnections() // the API client's keep-alive connections (goleak)
 	if err != nil {

@@ -70,9 +70,9 @@ func TestParseOptionsLocalProxy(t *testing.T) {
 		wantErr    bool
 	}{
 		{"quick without", []string{"--quick"}, "", 50 * time.Second, false},
-		{"full without", nil, "", 240 * time.Second, false},
+		{"full without", nil, "", 360 * time.Second, false},
 		{"quick with", []string{"--quick"}, exe, 100 * time.Second, false},
-		{"full with", nil, exe, 480 * time.Second, false},
+		{"full with", nil, exe, 720 * time.Second, false},
 		{"explicit budget kept", []string{"--budget", "70s"}, exe, 70 * time.Second, false},
 		{"not executable", nil, filepath.Dir(exe), 0, true},
 	}

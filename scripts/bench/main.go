@@ -7,7 +7,7 @@
 // and the target of issue 7. It also writes the figures as JSON.
 //
 //	go run ./scripts/bench            # full: 5 repetitions, about 2-3 minutes, < 5 min
-//	go run ./scripts/bench --quick    # CI: < 60 s
+//	go run ./scripts/bench --quick    # CI: < 20 s
 //
 // With LOCALPROXY=<binary with the AWS localproxy command line> the tunnel
 // rows are also measured with that binary as the source and as the
@@ -45,6 +45,9 @@ type options struct {
 	localproxy string
 	// noSizes skips the cross-builds of the size rows (tests only).
 	noSizes bool
+	// lean skips the TLS floor chains, the idle and many-tunnel rows and
+	// the first-byte samples (tests of other rows only: less load, shorter).
+	lean bool
 	// hostile runs the hostile-peer drills of issue 20 instead (see hostile.go).
 	hostile bool
 	drills  string // which of them: letters of ABC
@@ -66,7 +69,7 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 		"and print the agent's RSS and fds before, during and after; exit 1 when a bound is missed")
 	fs.StringVar(&o.drills, "drills", "ABC", "with --hostile: the drills to run (A connections, B flood, C service ids)")
 	fs.DurationVar(&o.budget, "budget", 0, "abort the measurements after this long, builds not counted "+
-		"(default 4m, quick 50s; with LOCALPROXY 8m, quick 100s)")
+		"(default 6m, quick 50s; with LOCALPROXY 12m, quick 100s)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -74,7 +77,7 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	o.bulk, o.bulkMax, o.latDur, o.connects = 1<<30, 8*time.Second, 2*time.Second, 5
-	def, budget := 5, 240*time.Second
+	def, budget := 5, 360*time.Second
 	if o.quick {
 		o.bulk, o.bulkMax, o.latDur, o.connects = 128<<20, 3*time.Second, 500*time.Millisecond, 3
 		def, budget = 1, 50*time.Second

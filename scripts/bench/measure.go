@@ -7,6 +7,7 @@ import (
 	"math"
 	"net"
 	"os"
+	"strings"
 	"time"
 )
 
@@ -72,9 +73,10 @@ func (b *bench) measureLatency(ctx context.Context, st *stack) {
 		dir        []float64
 		limit      time.Duration
 		target     string
+		vsRelays   float64 // issue 19: added by the tunnel / added by the relays
 	}{
-		{"p50", tun.p50, chain.p50, direct.p50, 200 * time.Microsecond, "added < 200 µs"},
-		{"p99", tun.p99, chain.p99, direct.p99, 2 * time.Millisecond, "added < 2 ms"},
+		{"p50", tun.p50, chain.p50, direct.p50, 200 * time.Microsecond, "added < 200 µs", 1.15},
+		{"p99", tun.p99, chain.p99, direct.p99, 2 * time.Millisecond, "added < 2 ms", 1.3},
 	} {
 		dir := median(l.dir)
 		t, added := median(l.tun), median(l.tun)-dir
@@ -84,6 +86,10 @@ func (b *bench) measureLatency(ctx context.Context, st *stack) {
 		c := median(l.chain)
 		b.add(row{Section: secLatency, Metric: fmt.Sprintf("round trip %s, %d plain TCP relay processes (hop floor)", l.name, relayHops),
 			Unit: unitMicros, Value: c, Samples: l.chain, Baseline: dir, Note: addedNote(c - dir)})
+		r := row{Section: secLatency, Metric: fmt.Sprintf("round trip %s, added by the tunnel vs added by %d plain TCP relay processes", l.name, relayHops),
+			Unit: unitMicros, Value: added, Baseline: c - dir, BaselineLabel: "added by the relays", Target: fmt.Sprintf("<= %.2fx", l.vsRelays)}
+		r.Status = judge(r.ratio(), r.ratio() <= l.vsRelays)
+		b.add(r)
 	}
 	// Each hop costs at least one wake-up per direction; more means
 	// hand-offs between threads inside a process.
@@ -204,6 +210,16 @@ func (b *bench) measureBulk(ctx context.Context, st *stack) {
 	}
 	floorAddr, floor := b.startRelayFloor(ctx)
 	defer floor.stop()
+	tlsf := &tlsFloor{addrs: map[string]string{}, meters: map[string]*cpuMeter{}}
+	if !b.opts.lean {
+		tlsf = b.startTLSFloor(ctx)
+	}
+	defer tlsf.stop()
+	var pk peaks
+	var procs map[string]*child
+	if st != nil {
+		procs = map[string]*child{"tunnel-agent": st.agent, "tunnelctl proxy": st.proxy, "tunnel-emulator": st.emu}
+	}
 	perf := b.startPerf(st)
 	for rep := range b.opts.reps {
 		for _, d := range directions {
@@ -216,9 +232,15 @@ func (b *bench) measureBulk(ctx context.Context, st *stack) {
 				if floorAddr != "" && d.name == "upload" && streams == 1 {
 					b.failOn(b.bulkRun(ctx, d, directDial(floorAddr), 1, series, bulkKey{relayKey, 1, false, ""}, floor.meters, nil))
 				}
+				if streams == 1 {
+					tlsf.run(ctx, b, d, series)
+				}
 				if st != nil {
-					b.failOn(b.bulkRun(ctx, d, directDial(st.addrs[d.service]), streams, series, bulkKey{d.name, streams, true, ""},
+					key := bulkKey{d.name, streams, true, ""}
+					pk.reset(procs)
+					b.failOn(b.bulkRun(ctx, d, directDial(st.addrs[d.service]), streams, series, key,
 						[]*cpuMeter{agent, emu, proxy}, st.agent))
+					pk.record(key, procs)
 				}
 				for _, p := range lpPaths(st) {
 					b.lpBulk(ctx, st, p, d, streams, series)
@@ -229,7 +251,7 @@ func (b *bench) measureBulk(ctx context.Context, st *stack) {
 	perf.stop(ctx, b)
 	var direct, tunnel int64
 	for k, s := range series {
-		if k.dir == relayKey || k.path != "" {
+		if k.dir == relayKey || strings.HasPrefix(k.dir, tlsFloorKey) || k.path != "" {
 			continue
 		}
 		if k.tunnel {
@@ -243,7 +265,8 @@ func (b *bench) measureBulk(ctx context.Context, st *stack) {
 	if s := series[bulkKey{relayKey, 1, false, ""}]; s != nil {
 		relayBytes = s.bytes
 	}
-	b.addCPURows(self, floor, agent, emu, proxy, direct, relayBytes, tunnel)
+	b.addCPURows(self, floor, tlsf, agent, emu, proxy, direct, relayBytes, tunnel)
+	b.addPeakRows(&pk, st)
 	b.addLPBulkRows(lpPaths(st), series, proxy, agent, tunnel)
 }
 
@@ -339,20 +362,32 @@ func bulkStatus(s *bulkSeries, v float64, ok bool) string {
 	return judge(v, ok)
 }
 
-func (b *bench) addCPURows(self *cpuMeter, floor *relayFloor, agent, emu, proxy *cpuMeter, directBytes, relayBytes, tunnelBytes int64) {
-	base, label := perGiB(self, directBytes), "generator+sink, direct"
+// addCPURows adds the CPU per GiB of the plain relay, of each TLS floor
+// position, and of each tunnel process as a ratio to the TLS floor of its
+// position (target <= 2x).
+func (b *bench) addCPURows(self *cpuMeter, floor *relayFloor, tlsf *tlsFloor, agent, emu, proxy *cpuMeter, directBytes, relayBytes, tunnelBytes int64) {
+	plain, plainLabel := perGiB(self, directBytes), "generator+sink, direct"
 	if f := floor.perProcess(relayBytes); !math.IsNaN(f) {
-		base, label = f, "plain TCP relay process"
+		plain, plainLabel = f, "plain TCP relay process"
+		b.add(row{Section: secCPU, Metric: "plain TCP relay process CPU per GiB (io.Copy, no TLS)", Unit: unitCPUPerG, Value: f,
+			Baseline: perGiB(self, directBytes), BaselineLabel: "generator+sink, direct"})
+	}
+	for _, m := range tlsFloorModes {
+		b.add(row{Section: secCPU, Metric: fmt.Sprintf("TLS floor CPU per GiB, %s relay (in the %s's place)", m.mode, m.like),
+			Unit: unitCPUPerG, Value: tlsf.perGiB(m.like), Baseline: plain, BaselineLabel: plainLabel})
 	}
 	for _, p := range []struct {
-		name string
-		m    *cpuMeter
-	}{{"agent", agent}, {"emulator", emu}, {"tunnelctl proxy", proxy}} {
+		name, like string
+		m          *cpuMeter
+	}{{"agent", "agent", agent}, {"emulator", "emulator", emu}, {"tunnelctl proxy", "tunnelctl proxy", proxy}} {
 		var samples []float64
 		if p.m != nil {
 			samples = p.m.per
 		}
-		b.add(row{Section: secCPU, Metric: p.name + " CPU per GiB moved", Unit: unitCPUPerG, Value: perGiB(p.m, tunnelBytes),
-			Samples: samples, Baseline: base, BaselineLabel: label, Target: "report, drive down"})
+		v, base := perGiB(p.m, tunnelBytes), tlsf.perGiB(p.like)
+		r := row{Section: secCPU, Metric: p.name + " CPU per GiB moved", Unit: unitCPUPerG, Value: v,
+			Samples: samples, Baseline: base, BaselineLabel: "TLS floor (" + p.like + " position)", Target: "<= 2x TLS floor"}
+		r.Status = judge(r.ratio(), r.ratio() <= 2)
+		b.add(r)
 	}
 }

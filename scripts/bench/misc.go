@@ -26,6 +26,8 @@ func (b *bench) measureConnect(ctx context.Context, st *stack) {
 		for _, d := range st.connect {
 			samples = append(samples, float64(d))
 		}
+		defer b.addStartRow(st, base)
+		defer b.measureFirstByte(ctx, st)
 		for i := 1; i < b.opts.connects && ctx.Err() == nil; i++ {
 			b.progress("connect sample %d/%d", i+1, b.opts.connects)
 			d, tun, err := b.connectOnce(ctx, st)

@@ -20,6 +20,7 @@ type stack struct {
 	tunnel            openedTunnel
 	addrs             map[string]string // proxy listen address per service
 	connect           []time.Duration   // OpenTunnel -> agent connected samples
+	startToSubscribed time.Duration     // agent process start -> "subscribed" log event
 	// Resident memory baselines: agent idle, emulator and proxy with the
 	// tunnel open and no connections; agent with 1 tunnel, agent and proxy
 	// with idleConns idle connections (for the LOCALPROXY rows).
@@ -102,7 +103,7 @@ func (b *bench) startStack(ctx context.Context) (*stack, error) {
 	if err != nil {
 		return nil, err
 	}
-	if st.agent, err = b.startAgent(ctx, cfg); err != nil {
+	if st.agent, st.startToSubscribed, err = b.startAgent(ctx, cfg); err != nil {
 		return nil, err
 	}
 	return st, nil

@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -26,7 +25,8 @@ const (
 // relayChild forwards every connection to the address in relayChildEnv
 // until SIGTERM.
 func relayChild(to string) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	mode := os.Getenv(relayModeEnv)
+	ln, err := relayListen(mode)
 	if err != nil {
 		os.Exit(1)
 	}
@@ -40,14 +40,14 @@ func relayChild(to string) {
 		if err != nil {
 			break
 		}
-		wg.Go(func() { relayConn(ctx, c, to) })
+		wg.Go(func() { relayConn(ctx, c, mode, to) })
 	}
 	wg.Wait()
 }
 
-func relayConn(ctx context.Context, c net.Conn, to string) {
+func relayConn(ctx context.Context, c net.Conn, mode, to string) {
 	defer c.Close()
-	up, err := net.DialTimeout("tcp", to, 5*time.Second)
+	up, err := relayDial(mode, to)
 	if err != nil {
 		return
 	}
@@ -64,24 +64,16 @@ func relayConn(ctx context.Context, c net.Conn, to string) {
 // startRelayChain starts relayHops relays in front of to and returns the
 // address of the first and the relay processes.
 func (b *bench) startRelayChain(ctx context.Context, to string) (string, []*child, error) {
-	self, err := os.Executable()
-	if err != nil {
-		return "", nil, err
-	}
 	var relays []*child
 	for i := relayHops; i > 0; i-- {
-		c, err := b.start(fmt.Sprintf("relay-%d", i), self, nil, []string{relayChildEnv + "=" + to})
+		c, addr, err := b.startRelay(ctx, fmt.Sprintf("relay-%d", i), to, modeTCPToTCP)
+		if c != nil {
+			relays = append(relays, c)
+		}
 		if err != nil {
 			return "", relays, err
 		}
-		relays = append(relays, c)
-		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		line, _, err := c.waitLine(wctx, 0, func(l string) bool { return strings.HasPrefix(l, "ready ") })
-		cancel()
-		if err != nil {
-			return "", relays, fmt.Errorf("relay process: %w", err)
-		}
-		to = strings.TrimPrefix(line, "ready ")
+		to = addr
 	}
 	return to, relays, nil
 }

@@ -26,11 +26,12 @@ const (
 	secLatency    = "latency"
 	secMemory     = "memory"
 	secCPU        = "cpu"
+	secIdle       = "idle"
 	secConnect    = "connect"
 	secSize       = "size"
 )
 
-var sectionOrder = []string{secThroughput, secLatency, secMemory, secCPU, secConnect, secSize}
+var sectionOrder = []string{secThroughput, secLatency, secMemory, secCPU, secIdle, secConnect, secSize}
 
 // sortRows orders rows by section, keeping the order within a section.
 func sortRows(rows []row) {
@@ -45,6 +46,8 @@ const (
 	unitMicros  = "µs"    // nanoseconds, shown as microseconds
 	unitMillis  = "ms"    // nanoseconds, shown as milliseconds
 	unitMiB     = "MiB"   // bytes, shown as MiB
+	unitKiB     = "KiB"   // bytes, shown as KiB
+	unitSeconds = "s"     // seconds
 	unitMB      = "MB"    // bytes, shown as 10^6 bytes
 	unitCPUPerG = "s/GiB" // CPU seconds per GiB
 	unitCount   = "count" // a plain number
@@ -105,6 +108,10 @@ func formatValue(v float64, unit string) string {
 		return fmt.Sprintf("%.1f ms", v/1e6)
 	case unitMiB:
 		return fmt.Sprintf("%.1f MiB", v/(1<<20))
+	case unitKiB:
+		return fmt.Sprintf("%.1f KiB", v/(1<<10))
+	case unitSeconds:
+		return fmt.Sprintf("%.2f s", v)
 	case unitMB:
 		return fmt.Sprintf("%.2f MB", v/1e6)
 	case unitCPUPerG:
@@ -235,6 +242,7 @@ func (r *report) writeMarkdown(w io.Writer) {
 	}
 	sortRows(r.Rows)
 	fmt.Fprint(w, markdownTable(r.Rows))
+	fmt.Fprint(w, verdicts(r.Rows))
 	for _, e := range r.Errors {
 		fmt.Fprintf(w, "\n- error: %s", e)
 	}
@@ -249,4 +257,24 @@ func (r *report) writeJSON(path string) error {
 		return err
 	}
 	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// verdicts renders one line per row with a target: result, measurement,
+// value (and ratio), target.
+func verdicts(rows []row) string {
+	var b strings.Builder
+	for _, r := range rows {
+		if r.Target == "" {
+			continue
+		}
+		if b.Len() == 0 {
+			b.WriteString("\nVerdict per target:\n")
+		}
+		v := formatValue(r.Value, r.Unit)
+		if rt := r.ratio(); !math.IsNaN(rt) {
+			v += ", " + formatRatio(rt) + " of " + formatValue(r.Baseline, r.Unit)
+		}
+		fmt.Fprintf(&b, "%-4s %s: %s (target %s)\n", r.Status, r.Metric, v, r.Target)
+	}
+	return b.String()
 }

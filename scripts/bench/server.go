@@ -127,8 +127,11 @@ func handleGen(c net.Conn) {
 // handleEcho writes back what it reads.
 func handleEcho(c net.Conn) {
 	buf := make([]byte, 32<<10)
-	for {
+	for first := true; ; first = false {
 		n, err := c.Read(buf)
+		if first && n > 0 {
+			echoFirstByte.Store(time.Now().UnixNano())
+		}
 		if n > 0 {
 			if _, werr := c.Write(buf[:n]); werr != nil {
 				return

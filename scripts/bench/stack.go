@@ -158,18 +158,23 @@ func agentEvent(name string) func(string) bool {
 	}
 }
 
-// startAgent runs tunnel-agent and waits until it has subscribed.
-func (b *bench) startAgent(ctx context.Context, cfgPath string) (*child, error) {
+// startAgent runs tunnel-agent (with BENCH_AGENT_ENV added to its
+// environment) and waits until it has subscribed; it returns the time from
+// the process start to the "subscribed" event's timestamp.
+func (b *bench) startAgent(ctx context.Context, cfgPath string) (*child, time.Duration, error) {
+	t0 := time.Now()
 	c, err := b.start("tunnel-agent", b.bins["tunnel-agent"], []string{"run", "--config", cfgPath}, strings.Fields(os.Getenv("BENCH_AGENT_ENV")))
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	if _, _, err := c.waitLine(ctx, 0, agentEvent("subscribed")); err != nil {
-		return c, fmt.Errorf("waiting for tunnel-agent to subscribe: %w", err)
+	line, _, err := c.waitLine(ctx, 0, agentEvent("subscribed"))
+	if err != nil {
+		return c, 0, fmt.Errorf("waiting for tunnel-agent to subscribe: %w", err)
 	}
-	return c, nil
+	a, _ := parseAgentLine(line)
+	return c, a.Time.Sub(t0), nil
 }
 
 var proxyLineRe = regexp.MustCompile(`^([A-Za-z0-9:_-]+): listening on (\S+)`)

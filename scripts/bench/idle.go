@@ -1,0 +1,172 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Idle cost on a small device (issue 19): what an agent holding one idle
+// tunnel and its MQTT session costs per hour, and what each idle
+// connection costs in memory with many tunnels.
+
+// taskCPU is the CPU time every thread of pid has run so far, from
+// /proc/<pid>/task/*/schedstat (ns resolution, unlike the 10 ms ticks of
+// /proc/<pid>/stat).
+func taskCPU(pid int) time.Duration {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
+	var total time.Duration
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(b))
+		if len(f) == 0 {
+			continue
+		}
+		ns, _ := strconv.ParseInt(f[0], 10, 64)
+		total += time.Duration(ns)
+	}
+	return total
+}
+
+// idleWindow is how long the idle agent is watched: longer than one
+// WebSocket ping interval (20 s) in a full run.
+func (o options) idleWindow() time.Duration {
+	if o.quick {
+		return time.Second
+	}
+	return 25 * time.Second
+}
+
+// measureIdle watches the agent with the bench tunnel open (source
+// connected, no connection) and its MQTT session, and adds CPU seconds per
+// hour and wake-ups (context switches of all its threads) per second.
+func (b *bench) measureIdle(ctx context.Context, st *stack) {
+	if st == nil || ctx.Err() != nil || b.opts.lean {
+		return
+	}
+	w := b.opts.idleWindow()
+	b.progress("watching the idle agent for %s (1 tunnel, MQTT session)", w)
+	settle(ctx, w/4) // the end of the bulk runs
+	pid := st.agent.pid()
+	cpu0, sw0, t0 := taskCPU(pid), ctxSwitches([]int{pid}), time.Now()
+	settle(ctx, w)
+	if ctx.Err() != nil {
+		return
+	}
+	el := time.Since(t0)
+	cpuPerHour := (taskCPU(pid) - cpu0).Seconds() * float64(time.Hour) / float64(el)
+	wakeups := float64(ctxSwitches([]int{pid})-sw0) / el.Seconds()
+	r := row{Section: secIdle, Metric: fmt.Sprintf("idle agent CPU per hour (1 tunnel + MQTT session, watched %s)", w), Unit: unitSeconds,
+		Value: cpuPerHour, Baseline: math.NaN()}
+	if !b.opts.quick { // a 1 s window sees no ping: no verdict
+		r.Target, r.Status = "<= 0.5 s/hour", judge(cpuPerHour, cpuPerHour <= 0.5)
+	}
+	b.add(r)
+	b.add(row{Section: secIdle, Metric: "idle agent wake-ups per second (context switches, all threads)", Unit: unitCount,
+		Value: wakeups, Baseline: math.NaN()})
+}
+
+// manyShape is tunnels x idle connections per tunnel for the per-connection
+// memory row: the agent's max_tunnels is 10, and its default
+// max_total_connections (256) caps the connections across tunnels. Issue 19
+// asked for 10 x 100; raising the cap would not do either: every connection
+// that once queued a byte holds a 32 KiB share of queue_budget (16 MiB), so
+// the 513th of them is reset, and a larger budget raises the agent's memory
+// limit, which the peak rows measure with the defaults.
+func (o options) manyShape() (int, int) {
+	if o.quick {
+		return 2, 20
+	}
+	return 10, 25
+}
+
+// measureManyConns opens tunnels up to manyShape (each with its own
+// tunnelctl proxy), holds idle connections through each to the echo
+// service and adds the agent's RSS per idle connection.
+func (b *bench) measureManyConns(ctx context.Context, st *stack) {
+	if st == nil || ctx.Err() != nil || b.opts.lean {
+		return
+	}
+	tunnels, per := b.opts.manyShape()
+	b.progress("opening %d tunnels x %d idle connections", tunnels, per)
+	addrs := []string{st.addrs[svcEcho]}
+	var ids []string
+	var proxies []*child
+	defer func() {
+		for _, p := range proxies {
+			_ = p.stop()
+		}
+		for _, id := range ids {
+			b.closeAndWait(ctx, st, id)
+		}
+	}()
+	for i := 1; i < tunnels && ctx.Err() == nil; i++ {
+		_, tun, err := b.connectOnce(ctx, st)
+		if tun.TunnelID != "" {
+			ids = append(ids, tun.TunnelID)
+		}
+		if err != nil {
+			b.fail(err)
+			return
+		}
+		p, a, err := b.startProxy(ctx, st.info, tun.SourceAccessToken, fmt.Sprintf("tunnelctl proxy %d", i+1))
+		if p != nil {
+			proxies = append(proxies, p)
+		}
+		if err != nil {
+			b.fail(err)
+			return
+		}
+		wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		err = st.api.waitConnected(wctx, tun.TunnelID, true)
+		cancel()
+		if err != nil {
+			b.fail(err)
+			return
+		}
+		addrs = append(addrs, a[svcEcho])
+	}
+	settle(ctx, 500*time.Millisecond)
+	before := b.rss(st.agent)
+	conns := make([]net.Conn, 0, tunnels*per)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	for _, addr := range addrs {
+		for range per {
+			c, err := directDial(addr)(cctx)
+			if err == nil {
+				conns = append(conns, c)
+				err = pingConn(cctx, c, 10*time.Second)
+			}
+			if err != nil {
+				b.fail(fmt.Errorf("idle connection %d of %d tunnels: %w", len(conns), tunnels, err))
+				return
+			}
+		}
+	}
+	settle(ctx, 500*time.Millisecond)
+	after := b.rss(st.agent)
+	perConn := (after - before) / float64(len(conns))
+	b.add(row{Section: secIdle, Metric: fmt.Sprintf("agent RSS with %d tunnels x %d idle connections", tunnels, per), Unit: unitMiB,
+		Value: after, Baseline: before, BaselineLabel: fmt.Sprintf("%d tunnels, no connection", tunnels)})
+	r := row{Section: secIdle, Metric: fmt.Sprintf("agent RSS per idle connection (%d tunnels x %d)", tunnels, per), Unit: unitKiB,
+		Value: perConn, Baseline: math.NaN()}
+	if !b.opts.quick { // 40 connections are within the noise of RSS: no verdict
+		r.Target, r.Status = "<= 16 KiB", judge(perConn, perConn <= 16<<10)
+	}
+	b.add(r)
+}
