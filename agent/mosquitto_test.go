@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -37,14 +38,17 @@ func startMosquitto(t *testing.T, p *notifytest.PKI) (plain, tlsPort int) {
 			t.Skip("mosquitto not installed (apt-get install mosquitto); skipping the external-broker test")
 		}
 	}
-	plain, tlsPort = freePort(t), freePort(t)
 	me, err := user.Current()
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Run as the test's user: mosquitto started as root would otherwise
-	// drop to "mosquitto", which cannot read the test's private files.
-	conf := fmt.Sprintf(`user %s
+	// mosquitto cannot be handed a listener: it gets ports that were free a
+	// moment ago, and others if something took one in between.
+	for try := 1; ; try++ {
+		plain, tlsPort = freePort(t), freePort(t)
+		// Run as the test's user: mosquitto started as root would otherwise
+		// drop to "mosquitto", which cannot read the test's private files.
+		conf := fmt.Sprintf(`user %s
 per_listener_settings false
 allow_anonymous true
 persistence false
@@ -56,33 +60,43 @@ certfile %s
 keyfile %s
 require_certificate true
 `, me.Username, plain, tlsPort, p.CAFile, p.ServerCertFile, p.ServerKeyFile)
-	path := filepath.Join(t.TempDir(), "mosquitto.conf")
-	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin, "-c", path)
-	out := &logBuf{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cancel(); _ = cmd.Wait() })
-	deadline := time.Now().Add(10 * time.Second)
-	for _, port := range []int{plain, tlsPort} {
+		path := filepath.Join(t.TempDir(), "mosquitto.conf")
+		if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		cmd := exec.CommandContext(ctx, bin, "-c", path)
+		out := &logBuf{}
+		cmd.Stdout, cmd.Stderr = out, out
+		if err := cmd.Start(); err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		exited := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(exited) }()
+		t.Cleanup(func() { cancel(); <-exited })
+		deadline := time.After(10 * time.Second)
 		for {
-			c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-			if err == nil {
-				c.Close()
-				break
+			// "running" comes once every listener is bound (a dial could
+			// reach whatever else took a port).
+			if strings.Contains(out.String(), "mosquitto version") && strings.Contains(out.String(), " running") {
+				return plain, tlsPort
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("mosquitto not listening on %d: %s", port, out.String())
+			select {
+			case <-exited:
+				if strings.Contains(out.String(), "Address already in use") && try < 3 {
+					t.Logf("port %d or %d taken before mosquitto bound it; other ports", plain, tlsPort)
+				} else {
+					t.Fatalf("mosquitto exited: %s", out.String())
+				}
+			case <-deadline:
+				t.Fatalf("mosquitto not listening on %d and %d: %s", plain, tlsPort, out.String())
+			case <-time.After(20 * time.Millisecond):
+				continue
 			}
-			time.Sleep(20 * time.Millisecond)
+			break
 		}
 	}
-	return plain, tlsPort
 }
 
 // The same end-to-end path with mosquitto instead of the embedded broker.

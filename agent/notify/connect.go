@@ -124,7 +124,7 @@ func (s *MQTTSource) session(ctx context.Context, deliver func([]byte) bool, rea
 	defer s.client.Store(nil)
 	s.log.Info("mqtt connected", attrBroker, c.addr, attrClientID, c.cfg.ClientID)
 	s.state(StateInfo{State: StateConnected, Broker: c.addr})
-	if cause, ok := s.subscribe(ctx, client, c); !ok {
+	if cause, ok := s.subscribe(ctx, client, c, lost, connectedAt); !ok {
 		return outcome{cause: cause}
 	}
 	s.state(StateInfo{State: StateSubscribed, Broker: c.addr})
@@ -183,6 +183,7 @@ func (s *MQTTSource) options(c *conf, at *attempt, deliver func([]byte) bool, lo
 		SetOrderMatters(true).
 		SetKeepAlive(c.cfg.KeepAlive).
 		SetConnectTimeout(c.cfg.ConnectTimeout).
+		SetWriteTimeout(c.cfg.ConnectTimeout). // bounds a Subscribe stuck on a lost connection
 		SetConnectRetry(false).
 		SetAutoReconnect(false). // Run reconnects, with jitter and a cause
 		SetResumeSubs(false).
@@ -215,25 +216,65 @@ func (s *MQTTSource) options(c *conf, at *attempt, deliver func([]byte) bool, lo
 	return o
 }
 
-// subscribe makes the subscription and checks the SUBACK code.
-func (s *MQTTSource) subscribe(ctx context.Context, cl mqtt.Client, c *conf) (Cause, bool) {
-	tok := cl.Subscribe(c.topic, 1, nil)
+// subackPacketIDInUse is MQTT 5's SUBACK code "packet identifier in use".
+// mochi-mqtt (the emulator's embedded broker) sends it to MQTT 3.1.1
+// clients too, when the SUBSCRIBE's packet id equals the id of a QoS 1
+// message it is redelivering to us from the stored session. The two
+// directions number their packets independently [MQTT-2.3.1], so this is
+// no refusal: the subscription is asked for again (paho takes the next id).
+const subackPacketIDInUse = 0x91
+
+// subscribeAttempts bounds the SUBSCRIBEs sent for subackPacketIDInUse.
+const subscribeAttempts = 4
+
+// subscribe makes the subscription and checks the SUBACK code. A connection
+// lost meanwhile (lost) is classified like one lost later.
+func (s *MQTTSource) subscribe(ctx context.Context, cl mqtt.Client, c *conf, lost <-chan error, connectedAt time.Time) (Cause, bool) {
 	t := time.NewTimer(c.cfg.ConnectTimeout)
 	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return Cause{}, false
-	case <-t.C:
-		return Cause{Kind: CauseTimeout, Detail: "no SUBACK within " + c.cfg.ConnectTimeout.String(),
-			Hint: "the broker did not answer the subscription; reconnecting"}, false
-	case <-tok.Done():
-	}
-	if err := tok.Error(); err != nil {
-		return Cause{Kind: CauseLost, Detail: "subscribe: " + err.Error(), Hint: "reconnecting", Err: err}, false
-	}
-	code := byte(0)
-	if st, isSub := tok.(*mqtt.SubscribeToken); isSub {
-		code = st.Result()[c.topic]
+	var code byte
+	timeout := Cause{Kind: CauseTimeout, Detail: "no SUBACK within " + c.cfg.ConnectTimeout.String(),
+		Hint: "the broker did not answer the subscription; reconnecting"}
+	for try := 1; ; try++ {
+		// paho's Subscribe itself blocks (up to its WriteTimeout) when the
+		// connection is lost under it, e.g. taken over by another client
+		// with our id: it runs aside so that ctx and the timeout still
+		// end the wait.
+		toks := make(chan mqtt.Token, 1)
+		go func() { toks <- cl.Subscribe(c.topic, 1, nil) }()
+		var tok mqtt.Token
+		select {
+		case <-ctx.Done():
+			return Cause{}, false
+		case <-t.C:
+			return timeout, false
+		case err := <-lost:
+			up := time.Since(connectedAt)
+			return s.classify(c, err, true, up), false
+		case tok = <-toks:
+		}
+		select {
+		case <-ctx.Done():
+			return Cause{}, false
+		case <-t.C:
+			return timeout, false
+		case err := <-lost:
+			up := time.Since(connectedAt)
+			return s.classify(c, err, true, up), false
+		case <-tok.Done():
+		}
+		if err := tok.Error(); err != nil {
+			return Cause{Kind: CauseLost, Detail: "subscribe: " + err.Error(), Hint: "reconnecting", Err: err}, false
+		}
+		code = 0
+		if st, isSub := tok.(*mqtt.SubscribeToken); isSub {
+			code = st.Result()[c.topic]
+		}
+		if code != subackPacketIDInUse || try == subscribeAttempts {
+			break
+		}
+		s.log.Debug("the broker reports the SUBSCRIBE's packet id in use (a redelivery took it); subscribing again",
+			"topic", c.topic, "attempt", try)
 	}
 	if code <= 2 {
 		s.log.Info("subscribed", attrTopic, c.topic, attrQoS, code)

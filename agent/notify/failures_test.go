@@ -7,6 +7,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -24,15 +25,11 @@ type failureCase struct {
 	hint string // the hint must contain this
 }
 
-// refusedPort returns a loopback port nothing listens on.
+// refusedPort returns a loopback port nothing listens on, held for the test.
 func refusedPort(t *testing.T) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	return port
+	_, port, _ := net.SplitHostPort(tunneltest.RefusedAddr(t))
+	n, _ := strconv.Atoi(port)
+	return n
 }
 
 // brokerFailures are the cases against the in-process (mochi) broker.

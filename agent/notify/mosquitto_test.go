@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -27,12 +28,15 @@ func startMosquitto(t *testing.T, p *notifytest.PKI, extra string) int {
 		}
 		bin = "/usr/sbin/mosquitto"
 	}
-	port := refusedPort(t)
 	me, err := user.Current()
 	if err != nil {
 		t.Fatal(err)
 	}
-	conf := fmt.Sprintf(`user %s
+	// mosquitto cannot be handed a listener: it gets a port that was free a
+	// moment ago, and another one if something took it in between.
+	for try := 1; ; try++ {
+		port := freePort(t)
+		conf := fmt.Sprintf(`user %s
 per_listener_settings false
 persistence false
 log_dest stderr
@@ -43,30 +47,53 @@ keyfile %s
 require_certificate true
 %s
 `, me.Username, port, p.CAFile, p.ServerCertFile, p.ServerKeyFile, extra)
-	path := filepath.Join(t.TempDir(), "mosquitto.conf")
-	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+		path := filepath.Join(t.TempDir(), "mosquitto.conf")
+		if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		cmd := exec.CommandContext(ctx, bin, "-c", path)
+		out := &tunneltest.SyncBuffer{}
+		cmd.Stdout, cmd.Stderr = out, out
+		if err := cmd.Start(); err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		exited := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(exited) }()
+		t.Cleanup(func() { cancel(); <-exited })
+		deadline := time.After(10 * time.Second)
+		for {
+			// "running" comes once every listener is bound (a dial could
+			// reach whatever else took the port).
+			if strings.Contains(out.String(), "mosquitto version") && strings.Contains(out.String(), " running") {
+				return port
+			}
+			select {
+			case <-exited:
+				if strings.Contains(out.String(), "Address already in use") && try < 3 {
+					t.Logf("port %d taken before mosquitto bound it; another port", port)
+				} else {
+					t.Fatalf("mosquitto exited: %s", out.String())
+				}
+			case <-deadline:
+				t.Fatalf("mosquitto not listening on %d: %s", port, out.String())
+			case <-time.After(20 * time.Millisecond):
+				continue
+			}
+			break
+		}
+	}
+}
+
+// freePort returns a loopback port that was free a moment ago.
+func freePort(t *testing.T) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin, "-c", path)
-	out := &tunneltest.SyncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cancel(); _ = cmd.Wait() })
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err == nil {
-			c.Close()
-			return port
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("mosquitto not listening on %d: %s", port, out.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // The same failures against mosquitto (OpenSSL's TLS alerts and CONNACK

@@ -138,9 +138,19 @@ func TestDestinationDialFailure(t *testing.T) {
 	_ = ln.Close()
 	p.send(&msg{Type: tConnStart, StreamID: 1, ServiceID: "SSH", ConnectionID: 2})
 	p.expect(msg{Type: tConnReset, StreamID: 1, ServiceID: "SSH", ConnectionID: 2})
-	failed := d.ev.wait(t, "failed dial event", func(e Event) bool { return e.Kind == EventStreamClosed && e.Err != nil })
-	if failed.Service != "DOWN" {
-		t.Fatalf("failed event %+v", failed)
+	// Each failed dial is reported with its error. The events come from the
+	// connections' own goroutines, so they are waited for one by one: their
+	// order is not the order of the frames.
+	for _, want := range []struct {
+		service string
+		conn    uint32
+	}{{"DOWN", 1}, {"SSH", 2}} {
+		failed := d.ev.wait(t, "failed dial event for "+want.service, func(e Event) bool {
+			return e.Kind == EventStreamClosed && e.Service == want.service && e.ConnectionID == want.conn
+		})
+		if failed.Err == nil || !strings.Contains(failed.Err.Error(), "connection refused") {
+			t.Fatalf("failed dial event %+v, want the dial error", failed)
+		}
 	}
 	p.send(&msg{Type: tData, StreamID: 1, ServiceID: "SSH", ConnectionID: 1, Payload: []byte("ok")})
 	buf := make([]byte, 2)

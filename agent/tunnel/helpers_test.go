@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -248,16 +247,8 @@ func (p *rawPeer) next() protocol.Message {
 	}
 }
 
-// closedAddr returns an address nothing listens on.
-func closedAddr(t testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	return addr
-}
+// closedAddr returns an address nothing listens on, held for the test.
+func closedAddr(t testing.TB) string { return tunneltest.RefusedAddr(t) }
 
 func waitUntil(t testing.TB, what string, cond func() bool) {
 	t.Helper()

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -203,11 +204,9 @@ func TestJournaldPriorities(t *testing.T) {
 	t.Logf("first lines:\n%s", strings.Join(strings.SplitN(out, "\n", 3)[:2], "\n"))
 }
 
+// refusedPort returns a loopback port nothing listens on, held for the test.
 func refusedPort(t *testing.T) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	_, port, _ := net.SplitHostPort(tunneltest.RefusedAddr(t))
+	n, _ := strconv.Atoi(port)
+	return n
 }

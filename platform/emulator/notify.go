@@ -6,13 +6,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
-	"github.com/mochi-mqtt/server/v2/listeners"
+
+	"github.com/tunnel-agent/tunnel-agent/platform/emulator/mqttlisten"
 )
 
 // DefaultNotifyTopicFormat is the AWS IoT reserved notify topic; %s is the thing name.
@@ -79,18 +81,29 @@ func newBroker(cfg *Config, ca *CA, cert tls.Certificate, log *slog.Logger) (*br
 		ClientAuth:   tls.RequireAndVerifyClientCert,
 		MinVersion:   tls.VersionTLS12,
 	}
-	mtls := listeners.NewTCP(listeners.Config{ID: "mtls", Address: cfg.MQTTAddr, TLSConfig: tlsCfg})
+	// mqttlisten rather than mochi's listeners: Close without a data race.
+	ln, err := net.Listen("tcp", cfg.MQTTAddr)
+	if err != nil {
+		return nil, fmt.Errorf("listen for mqtt (mutual TLS) on %s: %w", cfg.MQTTAddr, err)
+	}
+	mtls := mqttlisten.New("mtls", tls.NewListener(ln, tlsCfg), &srv.Listeners.ClientsWg)
 	if err := srv.AddListener(mtls); err != nil {
+		_ = ln.Close()
 		return nil, fmt.Errorf("listen for mqtt (mutual TLS) on %s: %w", cfg.MQTTAddr, err)
 	}
 	b := &broker{srv: srv, addr: mtls.Address()}
 	if cfg.MQTTPlainAddr != "" {
-		plain := listeners.NewTCP(listeners.Config{ID: "plain", Address: cfg.MQTTPlainAddr})
-		if err := srv.AddListener(plain); err != nil {
-			srv.Listeners.CloseAll(func(string) {})
-			return nil, fmt.Errorf("listen for plain mqtt on %s: %w", cfg.MQTTPlainAddr, err)
+		pln, err := net.Listen("tcp", cfg.MQTTPlainAddr)
+		if err == nil {
+			plain := mqttlisten.New("plain", pln, &srv.Listeners.ClientsWg)
+			if err = srv.AddListener(plain); err == nil {
+				b.plainAddr = plain.Address()
+				return b, nil
+			}
+			_ = pln.Close()
 		}
-		b.plainAddr = plain.Address()
+		srv.Listeners.CloseAll(func(string) {})
+		return nil, fmt.Errorf("listen for plain mqtt on %s: %w", cfg.MQTTPlainAddr, err)
 	}
 	return b, nil
 }

@@ -11,8 +11,9 @@ import (
 
 	mqttsrv "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
-	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/tunnel-agent/tunnel-agent/platform/emulator/mqttlisten"
 )
 
 // Broker is an in-process MQTT broker speaking mutual TLS on loopback.
@@ -62,7 +63,7 @@ func StartBroker(t testing.TB, p *PKI, o BrokerOptions) *Broker {
 	if err := s.AddHook(&policy{o: o}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.AddListener(listeners.NewNet("tls", ln)); err != nil {
+	if err := s.AddListener(mqttlisten.New("tls", ln, &s.Listeners.ClientsWg)); err != nil {
 		t.Fatal(err)
 	}
 	b := &Broker{Server: s, Addr: ln.Addr().String()}
@@ -71,7 +72,7 @@ func StartBroker(t testing.TB, p *PKI, o BrokerOptions) *Broker {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := s.AddListener(listeners.NewNet("plain", pl)); err != nil {
+		if err := s.AddListener(mqttlisten.New("plain", pl, &s.Listeners.ClientsWg)); err != nil {
 			t.Fatal(err)
 		}
 		b.PlainAddr = pl.Addr().String()
@@ -92,7 +93,8 @@ func StartBroker(t testing.TB, p *PKI, o BrokerOptions) *Broker {
 	return b
 }
 
-// Close stops the broker; calling it twice is harmless.
+// Close stops the broker and waits for its connections to end; calling it
+// twice is harmless.
 func (b *Broker) Close() { b.once.Do(func() { _ = b.Server.Close() }) }
 
 // Port is the broker's TCP port.
