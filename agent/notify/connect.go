@@ -274,7 +274,7 @@ func (s *MQTTSource) subscribe(ctx context.Context, cl mqtt.Client, c *conf, los
 			break
 		}
 		s.log.Debug("the broker reports the SUBSCRIBE's packet id in use (a redelivery took it); subscribing again",
-			"topic", c.topic, "attempt", try)
+			attrTopic, c.topic, attrAttempt, try)
 	}
 	if code <= 2 {
 		s.log.Info("subscribed", attrTopic, c.topic, attrQoS, code)
