@@ -54,6 +54,11 @@ type queue struct {
 	reason   string
 	wake     chan struct{} // to the local writer: data or state change
 	room     chan struct{} // closed by the local writer when it took the queue
+	took     time.Time     // when the local writer last took the queue (see stallGate)
+	// sending: the local reader holds data for the tunnel and waits for
+	// the WebSocket. A local service that stops reading meanwhile (an echo,
+	// any request/response protocol) waits for us, it is not stuck.
+	sending atomic.Bool
 
 	lim    *Limits         // the shared queue budget; len(buf) is reserved in it
 	raw    syscall.RawConn // nil: no direct writes (see push)
@@ -83,6 +88,9 @@ func (l *link) newFwdLocked(st *stream, cid uint32) *fwd {
 	f.q.lim = l.s.cfg.Limits
 	f.q.wake = make(chan struct{}, 1)
 	f.q.count = &f.in
+	// A new connection is not stuck: while it dials, its queue fills with
+	// no local writer to take it (see stallGate).
+	f.q.took = f.start
 	f.active.Store(true)
 	st.conns[cid] = f
 	l.live[f] = struct{}{}
@@ -158,7 +166,11 @@ func (q *queue) push(p []byte, gate *stallGate) pushResult {
 	var timer *time.Timer
 	for len(q.buf)+len(p) > q.limit && !q.aborted && !q.draining {
 		if timer == nil {
-			wait := gate.wait(time.Now())
+			now, took := time.Now(), q.took
+			if q.sending.Load() {
+				took = now
+			}
+			wait := gate.wait(now, took)
 			if wait <= 0 {
 				q.mu.Unlock()
 				return pushFull
@@ -350,7 +362,9 @@ func (f *fwd) readLocal() {
 		if !f.l.carried.Load() {
 			f.l.carried.Store(true)
 		}
+		f.q.sending.Store(true)
 		ok := f.l.sendData(batch[:k])
+		f.q.sending.Store(false)
 		clear(batch[:k])
 		if !ok {
 			return
@@ -381,6 +395,7 @@ func (f *fwd) writeLocal() error {
 		}
 		q.busy = true
 		spare, q.buf = q.buf, spare[:0]
+		q.took = time.Now()
 		q.freeRoomLocked()
 		c := q.conn
 		if !q.draining { // else drainClose set the deadline
