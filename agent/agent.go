@@ -25,6 +25,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tunnel-agent/tunnel-agent/agent/audit"
 	"github.com/tunnel-agent/tunnel-agent/agent/config"
 	"github.com/tunnel-agent/tunnel-agent/agent/notify"
 	"github.com/tunnel-agent/tunnel-agent/agent/tunnel"
@@ -73,6 +74,8 @@ type Agent struct {
 	ready     chan struct{}
 	readyOnce sync.Once
 	readyHook atomic.Pointer[func()]
+	eventHook atomic.Pointer[func(audit.Event)]
+	view      view          // what Snapshot reports
 	started   func()        // after the state is loaded (set before Run)
 	beat      func()        // from the event loop every beatEvery
 	beatEvery time.Duration // 0: no heartbeat
@@ -112,7 +115,7 @@ func New(cfg config.Config, src notify.Source, log *slog.Logger) (*Agent, error)
 	if src == nil || log == nil {
 		return nil, errors.New("agent: a notification source and a logger are required")
 	}
-	return &Agent{
+	a := &Agent{
 		cfg: cfg, src: src, log: log, now: time.Now,
 		newSession: newTunnelSession,
 		limits:     tunnel.NewLimits(cfg.MaxTotalConnections, int64(cfg.QueueBudget), tunnel.DefaultMaxDials),
@@ -122,7 +125,9 @@ func New(cfg config.Config, src notify.Source, log *slog.Logger) (*Agent, error)
 		tunnels:    make(map[string]*tunnelEntry),
 		endings:    make(chan ending),
 		reloads:    make(chan reloadRequest),
-	}, nil
+	}
+	a.viewConfig(cfg.MaxTunnels)
+	return a, nil
 }
 
 // Ready is closed after the first successful subscription.
@@ -211,7 +216,11 @@ func (a *Agent) shutdown(cancel context.CancelFunc) {
 func (a *Agent) deliver(payload []byte) bool {
 	n, err := notify.Parse(payload)
 	if err != nil {
-		a.drops.warn(a.log, err, len(payload))
+		ev := audit.Event{Event: audit.NotificationDropped, Reason: err.Error()}
+		if !a.drops.warn(a.log, err, len(payload)) {
+			ev.Event = audit.NotificationDroppedQuiet // counted, not published: junk must not crowd out the trail
+		}
+		a.emit(ev)
 		return true
 	}
 	select {
@@ -228,7 +237,8 @@ func (a *Agent) deliver(payload []byte) bool {
 		return false
 	case <-t.C:
 		a.log.Warn("notification not taken: agent busy (queue full); it stays unacknowledged and the broker delivers it again",
-			attrEvent, "notification.deferred")
+			attrEvent, audit.NotificationDeferred)
+		a.emit(audit.Event{Event: audit.NotificationDeferred, Reason: audit.ReasonQueueFull})
 		return false
 	}
 }
@@ -242,7 +252,9 @@ type dropLog struct {
 	suppressed  int
 }
 
-func (d *dropLog) warn(log *slog.Logger, reason error, size int) {
+// warn logs the drop unless too many were logged lately; it reports
+// whether it did.
+func (d *dropLog) warn(log *slog.Logger, reason error, size int) bool {
 	d.mu.Lock()
 	now := time.Now()
 	if now.Sub(d.windowStart) >= dropWarnWindow {
@@ -251,7 +263,7 @@ func (d *dropLog) warn(log *slog.Logger, reason error, size int) {
 	if d.logged >= dropWarnBurst {
 		d.suppressed++
 		d.mu.Unlock()
-		return
+		return false
 	}
 	d.logged++
 	n := d.suppressed
@@ -262,6 +274,7 @@ func (d *dropLog) warn(log *slog.Logger, reason error, size int) {
 		attrs = append(attrs, "suppressed", n)
 	}
 	log.Warn("notification dropped", attrs...)
+	return true
 }
 
 func (a *Agent) onReady() {

@@ -1,8 +1,11 @@
 package agent
 
 import (
-	"log/slog"
+	"errors"
 	"time"
+
+	"github.com/tunnel-agent/tunnel-agent/agent/audit"
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel"
 )
 
 // Log attribute keys (the audit trail's schema).
@@ -23,28 +26,53 @@ const (
 	attrChannel   = "channel_id"
 	attrErr       = "err"
 	attrHint      = "hint"
+	attrLifetime  = "local_lifetime"
+	attrProtocol  = "protocol"
 )
 
 // Audit event names: one per tunnel opened/closed and per stream
 // started/ended. None carries a token.
 const (
-	evTunnelOpened = "tunnel.opened"
-	evTunnelClosed = "tunnel.closed"
-	evStreamStart  = "stream.started"
-	evStreamEnd    = "stream.ended"
+	evTunnelOpened = audit.TunnelOpened
+	evTunnelClosed = audit.TunnelClosed
+	evStreamStart  = audit.StreamStarted
+	evStreamEnd    = audit.StreamEnded
 )
 
 func (a *Agent) auditTunnelOpened(t *tunnelEntry, resumed bool) {
-	a.log.Info("tunnel opened", attrEvent, evTunnelOpened, attrTunnel, t.id,
-		attrServices, t.rec.Services, attrRegion, t.rec.Region, attrResumed, resumed,
-		slog.Time("expires", t.rec.Expires))
+	e := audit.Event{Event: audit.TunnelOpened, Tunnel: t.id, Services: t.rec.Services, Region: t.rec.Region, Resumed: resumed}
+	attrs := []any{attrEvent, evTunnelOpened, attrTunnel, t.id, attrServices, t.rec.Services, attrRegion, t.rec.Region, attrResumed, resumed}
+	// Only the local lifetime is known here: the service's expiry (the
+	// lifetime given to OpenTunnel) never reaches the device.
+	if a.cfg.MaxTunnelLifetime > 0 {
+		left := t.rec.Expires.Sub(a.now()).Round(time.Second)
+		e.LocalLifetime = left.String()
+		attrs = append(attrs, attrLifetime, e.LocalLifetime)
+	}
+	a.log.Info("tunnel opened", attrs...)
+	a.emit(e)
 }
 
+// auditTunnelClosed reports the end of a tunnel and takes it out of the
+// view (first, so that the event's observers see it gone).
 func (a *Agent) auditTunnelClosed(t *tunnelEntry, reason string, err error) {
+	d := time.Since(t.started)
+	channel := a.channelOf(t.id)
+	a.viewEnd(t.id, reason, err)
+	e := audit.Event{Event: audit.TunnelClosed, Tunnel: t.id, ChannelID: channel, Services: t.rec.Services,
+		Reason: reason, DurationMS: d.Milliseconds()}
 	attrs := []any{attrEvent, evTunnelClosed, attrTunnel, t.id, attrServices, t.rec.Services,
-		attrReason, reason, attrDuration, time.Since(t.started).Round(time.Millisecond).String()}
+		attrReason, reason, attrDuration, d.Round(time.Millisecond).String()}
+	if e.ChannelID != "" {
+		attrs = append(attrs, attrChannel, e.ChannelID)
+	}
 	if err != nil {
-		attrs = append(attrs, attrErr, err.Error())
+		e.Err = err.Error()
+		attrs = append(attrs, attrErr, e.Err)
+		if he, ok := errors.AsType[*tunnel.HandshakeError](err); ok {
+			e.Status = he.StatusCode
+		}
 	}
 	a.log.Info("tunnel closed", attrs...)
+	a.emit(e)
 }

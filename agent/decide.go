@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tunnel-agent/tunnel-agent/agent/audit"
 	"github.com/tunnel-agent/tunnel-agent/agent/notify"
 	"github.com/tunnel-agent/tunnel-agent/agent/tunnel"
 )
@@ -19,19 +20,22 @@ func (a *Agent) handle(ctx context.Context, n notify.Notification) {
 	log := a.log.With(attrTunnel, id)
 	if _, ok := a.tunnels[id]; ok {
 		log.Info("duplicate notification ignored: tunnel already open", attrEvent, "notification.duplicate")
+		a.emit(audit.Event{Event: audit.NotificationDup, Tunnel: id, Reason: "tunnel already open"})
 		return
 	}
 	if a.wasEnded(id) {
 		log.Info("notification for an ended tunnel ignored", attrEvent, "notification.duplicate")
+		a.emit(audit.Event{Event: audit.NotificationDup, Tunnel: id, Reason: "tunnel ended"})
 		return
 	}
-	if !a.allowedServices(log, n.Services) {
+	if !a.allowedServices(log, id, n.Services) {
 		a.rememberEnded(id)
 		return
 	}
 	if len(a.tunnels) >= a.cfg.MaxTunnels && !a.makeRoom(log, n) {
 		log.Warn("tunnel refused: max_tunnels reached; close a tunnel or raise max_tunnels",
 			attrEvent, "tunnel.refused", "max_tunnels", a.cfg.MaxTunnels, attrServices, n.Services)
+		a.emit(audit.Event{Event: audit.TunnelRefused, Tunnel: id, Services: n.Services, Region: n.Region, Reason: audit.ReasonMaxTunnels})
 		return
 	}
 	now := a.now()
@@ -48,7 +52,7 @@ func (a *Agent) handle(ctx context.Context, n notify.Notification) {
 
 // allowedServices logs every requested service missing from the allow-list
 // and reports whether the tunnel can serve anything at all.
-func (a *Agent) allowedServices(log *slog.Logger, services []string) bool {
+func (a *Agent) allowedServices(log *slog.Logger, id string, services []string) bool {
 	allowed := 0
 	for _, s := range services {
 		if _, ok := a.cfg.Services[s]; ok {
@@ -58,10 +62,12 @@ func (a *Agent) allowedServices(log *slog.Logger, services []string) bool {
 		log.Warn("tunnel asks for a service that is not in the services map; its connections will be refused",
 			attrEvent, "service.refused", attrService, s,
 			attrHint, fmt.Sprintf("to allow it, add `%s: <host:port or unix:/path>` under services: in the config", s))
+		a.emit(audit.Event{Event: audit.ServiceRefused, Tunnel: id, Service: s, Reason: "not in the services map"})
 	}
 	if len(services) > 0 && allowed == 0 {
 		log.Error("tunnel refused: none of its services is in the services map",
 			attrEvent, "tunnel.refused", attrServices, services)
+		a.emit(audit.Event{Event: audit.TunnelRefused, Tunnel: id, Services: services, Reason: audit.ReasonNoService})
 		return false
 	}
 	return true
@@ -119,12 +125,14 @@ func (a *Agent) start(ctx context.Context, id string, rec *record, resumed bool)
 	tctx, stop := context.WithDeadlineCause(tctx, rec.Expires, errExpired)
 	t.cancel = func(cause error) { cancel(cause); stop() }
 	a.tunnels[id] = t
+	a.viewStart(t, resumed)
 	a.auditTunnelOpened(t, resumed)
 	// The session is built here, on the loop's goroutine, which owns a.cfg.
 	sess, err := a.newSession(a.sessionSpec(t))
 	t.sess = sess
 	a.wg.Go(func() {
 		if err == nil {
+			a.viewSession(id, sess)
 			err = sess.Run(tctx)
 		}
 		t.cancel(nil)

@@ -60,6 +60,7 @@ func (a *Agent) applyReload(cfg config.Config) reloadResult {
 	changed := ChangedKeys(a.cfg, cfg)
 	servicesChanged := !maps.Equal(a.cfg.Services, cfg.Services)
 	a.cfg = cfg
+	a.viewConfig(cfg.MaxTunnels)
 	if servicesChanged {
 		for _, t := range a.tunnels {
 			s, ok := t.sess.(interface{ SetServices(map[string]string) error })

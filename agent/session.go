@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/tunnel-agent/tunnel-agent/agent/audit"
 	"github.com/tunnel-agent/tunnel-agent/agent/tunnel"
 )
 
@@ -47,33 +48,64 @@ func (a *Agent) sessionSpec(t *tunnelEntry) tunnel.Config {
 	return c
 }
 
-// eventHandler writes the stream audit events; it never blocks.
+// eventHandler writes the stream audit events and keeps the tunnel's
+// status current; it never blocks.
 func (a *Agent) eventHandler(t *tunnelEntry) func(tunnel.Event) {
 	log := a.log.With(attrTunnel, t.id)
 	return func(e tunnel.Event) {
+		ev := audit.Event{Tunnel: t.id, ChannelID: e.ChannelID, Service: e.Service, LocalAddr: e.LocalAddr,
+			StreamID: e.StreamID, ConnID: e.ConnectionID, Reason: e.Reason}
 		switch e.Kind {
-		case tunnel.EventConnected: // the session logs it too
+		case tunnel.EventConnected:
 			t.connected.Store(true)
 			t.wasConnected.Store(true)
-			log.Debug("tunnel connected", attrEvent, "tunnel.connected", attrChannel, e.ChannelID)
+			a.viewConnected(t.id, e)
+			ev.Event, ev.Protocol = audit.TunnelConnected, protocolVersion(e.Subprotocol)
+			// The session logs it at info, with the channel id.
+			log.Debug("tunnel connected", attrEvent, ev.Event, attrChannel, e.ChannelID, attrProtocol, ev.Protocol)
 		case tunnel.EventDisconnected:
 			t.connected.Store(false)
-			log.Debug("tunnel disconnected", attrEvent, "tunnel.disconnected", attrReason, e.Reason)
+			a.viewUpdate(t.id, func(s *TunnelStatus) { s.State, s.ConnectedSince, s.LastError = "reconnecting", time.Time{}, e.Reason })
+			ev.Event = audit.TunnelDisconnected
+			log.Debug("tunnel disconnected", attrEvent, ev.Event, attrChannel, e.ChannelID, attrReason, e.Reason)
 		case tunnel.EventStreamOpened:
+			ev.Event = audit.StreamStarted
 			log.Info("stream started", attrEvent, evStreamStart, attrService, e.Service, attrLocalAddr, e.LocalAddr,
-				attrStream, e.StreamID, attrConn, e.ConnectionID)
+				attrStream, e.StreamID, attrConn, e.ConnectionID, attrChannel, e.ChannelID)
 		case tunnel.EventStreamClosed:
+			ev.Event, ev.BytesIn, ev.BytesOut, ev.DurationMS = audit.StreamEnded, e.BytesIn, e.BytesOut, e.Duration.Milliseconds()
 			attrs := []any{attrEvent, evStreamEnd, attrService, e.Service, attrLocalAddr, e.LocalAddr,
 				attrStream, e.StreamID, attrConn, e.ConnectionID, attrBytesIn, e.BytesIn, attrBytesOut, e.BytesOut,
-				attrDuration, e.Duration.Round(time.Millisecond).String(), attrReason, e.Reason}
+				attrDuration, e.Duration.Round(time.Millisecond).String(), attrReason, e.Reason, attrChannel, e.ChannelID}
 			if e.Err != nil {
-				attrs = append(attrs, attrErr, e.Err.Error())
+				ev.Err = e.Err.Error()
+				attrs = append(attrs, attrErr, ev.Err)
 			}
 			log.Info("stream ended", attrs...)
+		case tunnel.EventReconnecting:
+			ev.Event, ev.DurationMS = audit.TunnelReconnecting, e.Duration.Milliseconds()
+			if e.Err != nil {
+				ev.Err = e.Err.Error()
+				a.viewUpdate(t.id, func(s *TunnelStatus) { s.LastError = ev.Err })
+			}
+			log.Debug("tunnel reconnecting", attrEvent, ev.Event, attrReason, e.Reason)
 		default:
 			log.Debug("tunnel event", attrEvent, "tunnel."+e.Kind.String(), attrReason, e.Reason)
+			return
 		}
+		a.emit(ev)
 	}
+}
+
+// viewConnected records a (re)connection of the tunnel's WebSocket.
+func (a *Agent) viewConnected(id string, e tunnel.Event) {
+	now := a.now()
+	a.viewUpdate(id, func(s *TunnelStatus) {
+		if !s.ConnectedSince.IsZero() || s.ChannelID != "" || s.State == "reconnecting" {
+			s.Reconnects++
+		}
+		s.State, s.ConnectedSince, s.ChannelID, s.Protocol = "connected", now, e.ChannelID, protocolVersion(e.Subprotocol)
+	})
 }
 
 // isRejected reports a final handshake refusal (4xx).

@@ -1,8 +1,6 @@
 package agent
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/tunnel-agent/tunnel-agent/agent/audit"
 )
 
 // record is what the agent keeps on disk per tunnel so that a restart
@@ -111,11 +111,9 @@ func (s *store) load() (recs map[string]*record, bad []string, err error) {
 
 // tokenID names a tunnel by a hash of its access token: stable across
 // duplicate notifications and restarts, safe to log and to use as a file
-// name, and it reveals nothing of the token.
-func tokenID(token string) string {
-	sum := sha256.Sum256([]byte("tunnel-agent/v1\x00" + token))
-	return hex.EncodeToString(sum[:12])
-}
+// name, and it reveals nothing of the token (audit.TunnelID, which
+// tunnelctl prints too).
+func tokenID(token string) string { return audit.TunnelID(token) }
 
 // restrictOwned makes state_dir 0700 when the agent owns it (it may have
 // been created 0755 by a package or by hand). A directory owned by someone

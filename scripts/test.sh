@@ -79,6 +79,14 @@ STATICCHECK_VERSION=${STATICCHECK_VERSION:-v0.8.2}
 st_lint() {
 	local rc=0
 	go run "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION" ./... || rc=1
+	# A go build in the wrong folder writes a binary that git add -A then commits.
+	local bins
+	bins=$(git ls-files -z | xargs -0 -r grep -lI --null -L '' -- 2>/dev/null | xargs -0 -r file -N | grep -E ': *ELF ' | cut -d: -f1)
+	if [ -n "$bins" ]; then
+		echo "lint: compiled binaries are tracked by git (git rm --cached them):" >&2
+		sed 's/^/  /' <<<"$bins" >&2
+		rc=1
+	fi
 	if ! go mod tidy -diff; then
 		echo "go.mod/go.sum are not tidy: run go mod tidy" >&2
 		rc=1

@@ -112,6 +112,18 @@ type Config struct {
 	// the tunnel is held up for one ConnStallTimeout. 0..1m; 0 means the
 	// default (1s).
 	ConnStallTimeout time.Duration `yaml:"conn_stall_timeout"`
+	// ControlSocket is the read-only Unix socket `tunnel-agent status`
+	// asks (mode 0660); "off" disables it.
+	ControlSocket string `yaml:"control_socket"`
+	// MetricsListen serves Prometheus metrics on a loopback host:port or
+	// unix:/path; empty (the default) serves none.
+	MetricsListen string `yaml:"metrics_listen"`
+	// AuditTopic, when set, is where every audit event is also published
+	// (QoS 1, JSON); {thing} stands for the thing name.
+	AuditTopic string `yaml:"audit_topic"`
+	// AuditQueue bounds the audit events kept while they cannot be
+	// published; the oldest are dropped (and counted) beyond it.
+	AuditQueue int `yaml:"audit_queue"`
 	// MaxConnections caps the local connections of one tunnel; a connection
 	// over it is reset (the peer sees CONNECTION_RESET or STREAM_RESET) and a
 	// rate-limited warning is logged. 1..65536, default 128.
@@ -139,6 +151,8 @@ func Default() Config {
 		ConnBuffer:       DefaultConnBuffer,
 		ConnStallTimeout: DefaultConnStallTimeout,
 
+		ControlSocket:       DefaultControlSocket,
+		AuditQueue:          DefaultAuditQueue,
 		MaxConnections:      DefaultMaxConnections,
 		MaxTotalConnections: DefaultMaxTotalConnections,
 		QueueBudget:         DefaultQueueBudget,
@@ -216,6 +230,7 @@ func (c *Config) tunnelErrors() []error {
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		add("log_format: %q: must be text or json", c.LogFormat)
 	}
+	errs = append(errs, c.observeErrors()...)
 	return errs
 }
 

@@ -96,6 +96,7 @@ func (s *MQTTSource) Check(ctx context.Context) error {
 }
 
 func (s *MQTTSource) state(i StateInfo) {
+	s.book.note(i, s.current())
 	if f := s.current().cfg.OnState; f != nil {
 		f(i)
 	}
@@ -118,6 +119,8 @@ func (s *MQTTSource) session(ctx context.Context, deliver func([]byte) bool, rea
 	}
 	connectedAt := time.Now()
 	defer client.Disconnect(250)
+	s.client.Store(&client)
+	defer s.client.Store(nil)
 	s.log.Info("mqtt connected", "broker", c.addr, "client_id", c.cfg.ClientID)
 	s.state(StateInfo{State: StateConnected, Broker: c.addr})
 	if cause, ok := s.subscribe(ctx, client, c); !ok {

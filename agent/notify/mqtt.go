@@ -15,7 +15,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
 )
 
 // ALPNProtocol is what AWS IoT needs to speak MQTT on port 443.
@@ -86,6 +89,9 @@ type MQTTSource struct {
 	mu  sync.Mutex
 	cur *conf
 
+	book   stateBook                   // for State
+	client atomic.Pointer[mqtt.Client] // the connected client, for Publish
+
 	// Owned by Run's goroutine.
 	lastKind   CauseKind
 	lastWarn   time.Time
@@ -108,7 +114,10 @@ func NewMQTTSource(cfg MQTTConfig) (*MQTTSource, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &MQTTSource{cur: c, log: c.cfg.Logger, reconf: make(chan struct{}, 1)}, nil
+	s := &MQTTSource{cur: c, log: c.cfg.Logger, reconf: make(chan struct{}, 1)}
+	s.book.s = SourceState{Kind: "mqtt", Broker: c.addr, ClientID: c.cfg.ClientID, Topic: c.topic,
+		State: StateConnecting.String(), Since: time.Now()}
+	return s, nil
 }
 
 func newConf(cfg MQTTConfig) (*conf, error) {

@@ -94,6 +94,7 @@ func (l *link) newFwdLocked(st *stream, cid uint32) *fwd {
 	f.active.Store(true)
 	st.conns[cid] = f
 	l.live[f] = struct{}{}
+	l.s.stats.track(f)
 	l.wg.Add(1)
 	return f
 }
@@ -423,6 +424,7 @@ func (f *fwd) writeLocal() error {
 }
 
 func (f *fwd) opened() {
+	f.l.s.stats.opened(f.st.service)
 	f.l.log.Debug("stream opened", logService, f.st.service, logLocal, f.local, logStream, f.st.id, logConn, f.connID)
 	f.l.s.emit(Event{Kind: EventStreamOpened, ChannelID: f.l.channelID, Service: f.st.service, LocalAddr: f.local,
 		StreamID: f.st.id, ConnectionID: f.connID})
@@ -435,6 +437,7 @@ func (f *fwd) finish(err error) {
 	l.mu.Lock()
 	delete(l.live, f)
 	l.mu.Unlock()
+	l.s.stats.untrack(f)
 	f.q.mu.Lock()
 	reason := f.q.reason
 	f.q.dropLocked()

@@ -165,6 +165,8 @@ type Session struct {
 	changed chan struct{} // closed and replaced whenever cur changes
 	used    bool
 	closed  bool
+
+	stats statsBook // per-service counts for Stats
 }
 
 // New validates cfg, fills defaults and, in source mode, binds the listeners.

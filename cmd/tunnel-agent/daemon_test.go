@@ -156,10 +156,12 @@ func TestRunReadinessAndSIGTERM(t *testing.T) {
 	pki := notifytest.NewPKI(t, "pi-1")
 	b := notifytest.StartBroker(t, pki, notifytest.BrokerOptions{})
 	n := listenNotify(t)
-	p := startAgentProc(t, []string{"NOTIFY_SOCKET=" + n.path}, mqttArgs(pki, b.Port(), t)...)
+	control := filepath.Join(t.TempDir(), "control.sock")
+	p := startAgentProc(t, []string{"NOTIFY_SOCKET=" + n.path}, append(mqttArgs(pki, b.Port(), t), "--control-socket", control)...)
 	n.waitFor(t, "READY=1", 15*time.Second)
 	st, _ := n.waitFor(t, "STATUS=mqtt: subscribed", 15*time.Second)
 	t.Logf("%q", st)
+	checkStatusCommand(t, control)
 	p.stop(t)
 	n.waitFor(t, "STOPPING=1", 5*time.Second)
 	if !strings.Contains(p.stderr.String(), "subscribed") {

@@ -48,6 +48,7 @@ func cmdPrintUnit(args []string, stdout io.Writer) error {
 func commandDocs() []cmddoc.Command {
 	var kind string
 	check, _, _ := checkConfigFlags()
+	status, _, _, _ := statusFlags()
 	none := func(name string) *flag.FlagSet { return flag.NewFlagSet(name, flag.ContinueOnError) }
 	cmds := []struct {
 		name, args, summary string
@@ -60,7 +61,7 @@ func commandDocs() []cmddoc.Command {
 		{"uninstall", "", "stop, disable and remove the unit that install wrote", none("uninstall")},
 		{"start", "", "start the installed service", none("start")},
 		{"stop", "", "stop the installed service", none("stop")},
-		{"status", "", "show whether the service is active", none("status")},
+		{"status", "", "what the running agent is doing: its notification source, live tunnels with connections and bytes per service, ended tunnels (asks the control socket)", status},
 		{"print-unit", "", "print the systemd unit, or with --init an init script, to install by hand", printUnitFlags(&kind)},
 		{"example-config", "", "print the commented example configuration (" + service.ConfigPath + ")", none("example-config")},
 		{"completion", "bash|zsh|fish", "print the shell completion script", none("completion")},

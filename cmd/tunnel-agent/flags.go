@@ -98,6 +98,9 @@ var stringFlags = []stringFlag{
 	{"log-level", "log_level: `level`: debug, info, warn or error (default " + config.DefaultLogLevel + ")", func(c *config.Config, v string) { c.LogLevel = v }},
 	{"log-format", "log_format: `format`: text or json (default " + config.DefaultLogFormat + ")", func(c *config.Config, v string) { c.LogFormat = v }},
 	{"state-dir", "state_dir: `directory` for resumable tunnels (default " + config.DefaultStateDir + ")", func(c *config.Config, v string) { c.StateDir = v }},
+	{"control-socket", "control_socket: the status socket `path`, or off (default " + config.DefaultControlSocket + ")", func(c *config.Config, v string) { c.ControlSocket = v }},
+	{"metrics-listen", "metrics_listen: Prometheus metrics on a loopback `host:port` or unix:/path (default off)", func(c *config.Config, v string) { c.MetricsListen = v }},
+	{"audit-topic", "audit_topic: also publish the audit events to this `topic`, e.g. tunnel-agent/{thing}/events (default off)", func(c *config.Config, v string) { c.AuditTopic = v }},
 }
 
 func newSettings(name string, greengrass bool) *settings {
@@ -141,6 +144,7 @@ func (s *settings) bindTyped() {
 		num("port", "port: MQTT `port`, 8883 or 443 (ALPN x-amzn-mqtt-ca) (default 8883)", func(c *config.Config, v int) { c.Port = v })
 	}
 	num("max-tunnels", fmt.Sprintf("max_tunnels: concurrent tunnel cap, a `number` (default %d)", config.DefaultMaxTunnels), func(c *config.Config, v int) { c.MaxTunnels = v })
+	num("audit-queue", fmt.Sprintf("audit_queue: audit events kept while offline, a `number` (default %d)", config.DefaultAuditQueue), func(c *config.Config, v int) { c.AuditQueue = v })
 	num("max-connections", fmt.Sprintf("max_connections: local connections per tunnel, a `number` (default %d)", config.DefaultMaxConnections),
 		func(c *config.Config, v int) { c.MaxConnections = v })
 	num("max-total-connections", fmt.Sprintf("max_total_connections: local connections across all tunnels, a `number` (default %d)", config.DefaultMaxTotalConnections),

@@ -25,7 +25,8 @@ commands:
   check-config  check the configuration, certificates and file access; --connect also tries the broker
   install       install and enable the systemd service (binary at /usr/local/bin/tunnel-agent)
   uninstall     disable and remove the systemd service
-  start | stop | status   control the installed service
+  status        what the running agent is doing: tunnels, connections, bytes (--json)
+  start | stop  control the installed service
   print-unit    print the systemd unit (--init sysv|procd: the init script) to install by hand
   example-config  print the commented example configuration
   completion    print shell completion (bash, zsh, fish)
@@ -51,6 +52,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		err = cmdRun(rest, stderr, false)
 	case "greengrass":
 		err = cmdRun(rest, stdout, true)
+	case service.ActionStatus:
+		err = cmdStatus(rest, stdout)
 	case "check-config":
 		err = cmdCheckConfig(rest, stdout)
 	case accessCommand:
@@ -65,7 +68,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		err = cmdCompletion(rest, stdout)
 	case "man":
 		err = manPage().WriteMan(stdout, sourceDate())
-	case service.ActionInstall, service.ActionUninstall, service.ActionStart, service.ActionStop, service.ActionStatus:
+	case service.ActionInstall, service.ActionUninstall, service.ActionStart, service.ActionStop:
 		err = cmdControl(cmd, rest, stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)

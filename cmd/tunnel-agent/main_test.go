@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -132,5 +133,39 @@ func TestEveryKeyHasAFlag(t *testing.T) {
 		if s.fs.Lookup(name) == nil {
 			t.Errorf("config key %s has no --%s flag", key, name)
 		}
+	}
+}
+
+// checkStatusCommand runs `tunnel-agent status` against a running agent.
+func checkStatusCommand(t *testing.T, socket string) {
+	t.Helper()
+	out, errOut, rc := run("status", "--json", "--socket", socket)
+	if rc != 0 {
+		t.Fatalf("status --json: rc %d: %s", rc, errOut)
+	}
+	var st struct {
+		Thing   string
+		Source  struct{ State, Topic string }
+		Tunnels []any
+	}
+	if err := json.Unmarshal([]byte(out), &st); err != nil || st.Thing != "pi-1" || st.Source.State != "subscribed" ||
+		st.Source.Topic != "$aws/things/pi-1/tunnels/notify" || st.Tunnels == nil {
+		t.Fatalf("status --json: %v\n%s", err, out)
+	}
+	out, _, rc = run("status", "--socket", socket)
+	if rc != 0 || !strings.Contains(out, "source: mqtt localhost:") || !strings.Contains(out, "tunnels: 0 live (max 10)") {
+		t.Fatalf("status: rc %d\n%s", rc, out)
+	}
+	t.Logf("tunnel-agent status:\n%s", out)
+}
+
+// Without a daemon, status says so in one line and exits 1.
+func TestStatusWithoutDaemon(t *testing.T) {
+	out, errOut, rc := run("status", "--socket", filepath.Join(t.TempDir(), "none.sock"))
+	if rc != 1 || out != "" || strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, "tunnel-agent is not running") {
+		t.Fatalf("rc %d, stdout %q, stderr %q", rc, out, errOut)
+	}
+	if _, errOut, rc := run("status", "extra"); rc == 0 || !strings.Contains(errOut, "no arguments") {
+		t.Fatalf("status extra: rc %d %q", rc, errOut)
 	}
 }

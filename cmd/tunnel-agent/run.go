@@ -32,6 +32,7 @@ type daemon struct {
 	log     *slog.Logger
 	status  *service.StatusLine
 	greenGG bool
+	obs     *observers
 }
 
 // cmdRun runs the agent until SIGTERM/SIGINT; SIGHUP reloads the
@@ -78,6 +79,9 @@ func cmdRun(args []string, logOut io.Writer, greengrass bool) error {
 	if d.a, err = agent.New(d.cfg, src, d.log); err != nil {
 		return err
 	}
+	if d.obs, err = newObservers(d.cfg, src, d.a, d.log, d.status); err != nil {
+		return err
+	}
 	d.wire()
 	limit := setMemoryLimit(d.cfg, os.Getenv("GOMEMLIMIT") != "")
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
@@ -121,6 +125,7 @@ func (d *daemon) wire() {
 		}
 	})
 	d.a.OnReady(func() {
+		d.obs.onReady()
 		if d.mqtt == nil {
 			d.status.Set("notifications", "subscribed")
 		}
@@ -170,7 +175,7 @@ func (d *daemon) runUntilSignal(ctx context.Context) error {
 	defer signal.Stop(hup)
 
 	done := make(chan error, 1)
-	go func() { done <- d.a.Run(ctx) }()
+	go func() { done <- d.obs.runWith(ctx, d.a) }()
 	for {
 		select {
 		case err := <-done:
@@ -201,6 +206,9 @@ func (d *daemon) reload() {
 	cfg, err := d.loadForReload()
 	if err == nil && cfg.StateDir != d.cfg.StateDir {
 		err = fmt.Errorf("%w: state_dir (%s to %s): restart the agent to move it", agent.ErrNeedsRestart, d.cfg.StateDir, cfg.StateDir)
+	}
+	if err == nil {
+		err = observersChanged(d.cfg, cfg)
 	}
 	if err == nil && d.mqtt != nil {
 		_, err = d.mqtt.Reconfigure(d.mqttConfig(cfg))

@@ -108,6 +108,14 @@ Flags:
 		cfg.ClientIDs[thing] = append(cfg.ClientIDs[thing], id)
 		return nil
 	})
+	fs.Func("mqtt-publish-topic", "FORMAT: also let each thing publish to this topic, %s standing for the thing "+
+		"(repeatable; tunnel-agent's audit_topic needs tunnel-agent/%s/events)", func(v string) error {
+		if strings.Count(v, "%s") != 1 || strings.ContainsAny(v, "+#") {
+			return fmt.Errorf("want a topic with one %%s for the thing and no wildcards, got %q", v)
+		}
+		cfg.PublishTopicFormats = append(cfg.PublishTopicFormats, v)
+		return nil
+	})
 	fs.BoolVar(&cfg.NoAuth, "no-auth", false, "accept API requests without checking their SigV4 signature")
 	fs.StringVar(&credFile, "credentials", "", "verify SigV4 signatures with the access keys in this file (AWS shared credentials format: aws_access_key_id, aws_secret_access_key); "+
 		"without it the Authorization header's form, scope and date are checked, not the signature")

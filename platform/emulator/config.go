@@ -70,6 +70,11 @@ type Config struct {
 	// ClientIDs lists, per thing, client ids it may connect with besides
 	// its thing name (a policy's iot:Connect on client/<id>).
 	ClientIDs map[string][]string
+	// PublishTopicFormats are topics a thing may publish to (%s is the
+	// thing name), as an extra iot:Publish statement allows: the README's
+	// statement for tunnel-agent's audit_topic is "tunnel-agent/%s/events".
+	// By default a thing may publish nowhere.
+	PublishTopicFormats []string
 
 	MQTTURL           string // tcp://host:port or ssl://host:port: external broker instead of the embedded one
 	NotifyTopicFormat string // default DefaultNotifyTopicFormat; must contain one %s

@@ -66,7 +66,7 @@ func newBroker(cfg *Config, ca *CA, cert tls.Certificate, log *slog.Logger) (*br
 	// AWS IoT Core answers a refused subscription with 0x80, the only
 	// failure code of MQTT 3.1.1 (mochi would send 0x87).
 	srv.Options.Capabilities.Compatibilities.ObscureNotAuthorized = true
-	var hook mqtt.Hook = &thingPolicy{topicFormat: cfg.NotifyTopicFormat, clientIDs: cfg.ClientIDs, log: log}
+	var hook mqtt.Hook = &thingPolicy{topicFormat: cfg.NotifyTopicFormat, clientIDs: cfg.ClientIDs, publish: cfg.PublishTopicFormats, log: log}
 	if cfg.BrokerAllowAll {
 		hook = new(auth.AllowHook)
 	}

@@ -21,8 +21,10 @@ import (
 //     connection is closed without a CONNACK, as AWS IoT Core does.
 //   - iot:Subscribe and iot:Receive only on the thing's own notify topic
 //     (no wildcards). Another filter gets SUBACK 0x80.
-//   - No iot:Publish: a device that publishes is disconnected, as AWS IoT
-//     Core disconnects an MQTT 3.1.1 client for an unauthorized publish.
+//   - No iot:Publish, except to the topics of Config.PublishTopicFormats (the
+//     README's extra statement for audit_topic): a device that publishes
+//     elsewhere is disconnected, as AWS IoT Core disconnects an MQTT 3.1.1
+//     client for an unauthorized publish.
 //
 // The plain listener (debugging only) is not restricted; neither are the
 // emulator's own inline client and a client presenting the emulator's
@@ -36,6 +38,7 @@ type thingPolicy struct {
 	mqtt.HookBase
 	topicFormat string
 	clientIDs   map[string][]string
+	publish     []string // topic formats a thing may publish to (%s: thing)
 	log         *slog.Logger
 }
 
@@ -83,6 +86,9 @@ func (h *thingPolicy) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool
 	}
 	own := strings.Replace(h.topicFormat, "%s", thing, 1)
 	if !write && thing != "" && topic == own {
+		return true
+	}
+	if write && thing != "" && slices.ContainsFunc(h.publish, func(f string) bool { return strings.Replace(f, "%s", thing, 1) == topic }) {
 		return true
 	}
 	action := "iot:Subscribe/iot:Receive"

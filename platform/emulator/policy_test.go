@@ -91,3 +91,33 @@ func TestBrokerAllowAll(t *testing.T) {
 		t.Fatalf("notification %+v", n)
 	}
 }
+
+// TestThingPolicyPublishTopic: with the README's iot:Publish statement for
+// audit_topic, a thing may publish to its own audit topic, not another's.
+func TestThingPolicyPublishTopic(t *testing.T) {
+	env := startEmulator(t, func(c *Config) { c.PublishTopicFormats = []string{"tunnel-agent/%s/events"} })
+	url := "ssl://" + env.e.MQTTAddr()
+	pi1 := deviceTLS(t, env.e, "pi-1")
+	lost := make(chan struct{}, 1)
+	opts := paho.NewClientOptions().AddBroker(url).SetClientID("pi-1").SetTLSConfig(pi1).SetAutoReconnect(false).
+		SetConnectionLostHandler(func(paho.Client, error) { lost <- struct{}{} })
+	p := paho.NewClient(opts)
+	if tok := p.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
+	defer p.Disconnect(100)
+	if tok := p.Publish("tunnel-agent/pi-1/events", 1, false, []byte(`{"event":"x"}`)); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("publish to the own audit topic: %v", tok.Error())
+	}
+	select {
+	case <-lost:
+		t.Fatal("disconnected for publishing to its own audit topic")
+	default:
+	}
+	p.Publish("tunnel-agent/pi-2/events", 1, false, []byte(`{}`))
+	select {
+	case <-lost:
+	case <-time.After(10 * time.Second):
+		t.Fatal("publishing to another thing's audit topic was not refused")
+	}
+}

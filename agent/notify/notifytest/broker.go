@@ -17,10 +17,15 @@ import (
 
 // Broker is an in-process MQTT broker speaking mutual TLS on loopback.
 type Broker struct {
-	Server *mqttsrv.Server
-	Addr   string // 127.0.0.1:port
-	once   sync.Once
+	Server    *mqttsrv.Server
+	Addr      string // 127.0.0.1:port
+	PlainAddr string // plain TCP listener, when BrokerOptions.PlainAddr was set
+	once      sync.Once
 }
+
+// Subscriber subscribes inside the broker (its inline client) to a topic
+// filter; handler gets each payload published to it.
+type Subscriber func(filter string, handler func(payload []byte)) error
 
 // BrokerOptions tune StartBroker.
 type BrokerOptions struct {
@@ -29,6 +34,12 @@ type BrokerOptions struct {
 	// DenySubscribe makes the broker refuse every subscription (SUBACK 0x80),
 	// as AWS IoT does when the policy lacks iot:Subscribe.
 	DenySubscribe bool
+	// PlainAddr, when set, adds a plain TCP listener ("127.0.0.1:0" picks a
+	// port), e.g. for the emulator's --mqtt-url.
+	PlainAddr string
+	// Setup runs before the broker serves: subscriptions made there see
+	// every message, also right after a restart.
+	Setup func(Subscriber)
 	// CloseOnConnect makes the broker close the connection after CONNECT
 	// without a CONNACK, as AWS IoT does when the policy denies iot:Connect.
 	CloseOnConnect bool
@@ -54,10 +65,29 @@ func StartBroker(t testing.TB, p *PKI, o BrokerOptions) *Broker {
 	if err := s.AddListener(listeners.NewNet("tls", ln)); err != nil {
 		t.Fatal(err)
 	}
+	b := &Broker{Server: s, Addr: ln.Addr().String()}
+	if o.PlainAddr != "" {
+		pl, err := net.Listen("tcp", o.PlainAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.AddListener(listeners.NewNet("plain", pl)); err != nil {
+			t.Fatal(err)
+		}
+		b.PlainAddr = pl.Addr().String()
+	}
+	if o.Setup != nil {
+		id := 0
+		o.Setup(func(filter string, handler func([]byte)) error {
+			id++
+			return s.Subscribe(filter, id, func(_ *mqttsrv.Client, _ packets.Subscription, pk packets.Packet) {
+				handler(bytes.Clone(pk.Payload))
+			})
+		})
+	}
 	if err := s.Serve(); err != nil {
 		t.Fatal(err)
 	}
-	b := &Broker{Server: s, Addr: ln.Addr().String()}
 	t.Cleanup(b.Close)
 	return b
 }

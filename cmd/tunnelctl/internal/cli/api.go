@@ -204,7 +204,12 @@ func oneID(fs *flag.FlagSet, args []string) (string, error) {
 
 func (a *App) cmdDescribe(ctx context.Context, g *globals, args []string) error {
 	fs := g.flagSet("describe", a.Stderr)
+	tokenDir := fs.String("token-file-dir", "", "DIR given to open/rotate: show the device log id from the destination token file there")
 	id, err := oneID(fs, args)
+	if err != nil {
+		return err
+	}
+	logID, err := deviceLogIDFromDir(*tokenDir, id)
 	if err != nil {
 		return err
 	}
@@ -217,9 +222,12 @@ func (a *App) cmdDescribe(ctx context.Context, g *globals, args []string) error 
 		return err
 	}
 	if g.json {
-		return a.printJSON(out)
+		return a.printJSON(struct {
+			*awsapi.DescribeTunnelOutput
+			DeviceLogID string `json:"deviceLogId,omitempty"`
+		}{out, logID})
 	}
-	a.printTunnel(&out.Tunnel)
+	a.printTunnel(&out.Tunnel, logID)
 	return nil
 }
 

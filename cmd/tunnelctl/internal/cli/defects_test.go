@@ -131,7 +131,7 @@ func TestEndpointFromEnvironmentAndProfile(t *testing.T) {
 	t.Setenv("AWS_ENDPOINT_URL_IOTSECURETUNNELING", "")
 	t.Setenv("AWS_ENDPOINT_URL", "")
 
-	cfg := "[profile emu]\nregion = eu-west-1\nendpoint_url = " + e.APIURL() + "\ntunnel_data_endpoint = " + e.DataEndpoint() +
+	cfg := "[profile emu]\nregion = us-east-1\nendpoint_url = " + e.APIURL() + "\ntunnel_data_endpoint = " + e.DataEndpoint() +
 		"\nca_bundle = " + e.CAFile() + "\n"
 	if err := os.WriteFile(os.Getenv("AWS_CONFIG_FILE"), []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

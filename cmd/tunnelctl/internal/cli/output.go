@@ -17,15 +17,21 @@ func (a *App) printJSON(v any) error {
 }
 
 func (a *App) printOpen(g *globals, in *awsapi.OpenTunnelInput, out *awsapi.OpenTunnelOutput, files tokenFiles) error {
+	logID := deviceLogID(out.DestinationAccessToken)
 	if g.json {
 		if files.Source != "" { // the tokens went to files: no empty token fields
 			return a.printJSON(struct {
 				TunnelID  string `json:"tunnelId"`
 				TunnelARN string `json:"tunnelArn"`
 				tokenFiles
-			}{out.TunnelID, out.TunnelARN, files})
+				DeviceLogID string `json:"deviceLogId,omitempty"`
+			}{out.TunnelID, out.TunnelARN, files, logID})
 		}
-		return a.printJSON(out)
+		return a.printJSON(struct {
+			*awsapi.OpenTunnelOutput
+			tokenFiles
+			DeviceLogID string `json:"deviceLogId,omitempty"`
+		}{out, files, logID})
 	}
 	w := tabwriter.NewWriter(a.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "Tunnel opened:\t%s\n", out.TunnelID)
@@ -35,6 +41,9 @@ func (a *App) printOpen(g *globals, in *awsapi.OpenTunnelInput, out *awsapi.Open
 			fmt.Fprintf(w, "Thing:\t%s (sent the destination token over MQTT)\n", dc.ThingName)
 		}
 		fmt.Fprintf(w, "Services:\t%s\n", strings.Join(dc.Services, ", "))
+	}
+	if logID != "" {
+		fmt.Fprint(w, deviceLogLine(logID))
 	}
 	if tc := in.TimeoutConfig; tc != nil {
 		fmt.Fprintf(w, "Lifetime:\t%s\n", fmtMinutes(tc.MaxLifetimeTimeoutMinutes))
@@ -79,7 +88,8 @@ func fmtConn(cs *awsapi.ConnectionState) string {
 	return cs.Status + " since " + fmtTime(cs.LastUpdatedAt)
 }
 
-func (a *App) printTunnel(t *awsapi.Tunnel) {
+// printTunnel shows a tunnel; logID, when known, is the id its device logs.
+func (a *App) printTunnel(t *awsapi.Tunnel, logID string) {
 	w := tabwriter.NewWriter(a.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "Tunnel:\t%s\n", t.TunnelID)
 	fmt.Fprintf(w, "ARN:\t%s\n", t.TunnelARN)
@@ -89,6 +99,9 @@ func (a *App) printTunnel(t *awsapi.Tunnel) {
 			fmt.Fprintf(w, "Thing:\t%s\n", dc.ThingName)
 		}
 		fmt.Fprintf(w, "Services:\t%s\n", strings.Join(dc.Services, ", "))
+	}
+	if logID != "" {
+		fmt.Fprint(w, deviceLogLine(logID))
 	}
 	fmt.Fprintf(w, "Source:\t%s\n", fmtConn(t.SourceConnectionState))
 	fmt.Fprintf(w, "Destination:\t%s\n", fmtConn(t.DestinationConnectionState))

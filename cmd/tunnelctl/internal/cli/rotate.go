@@ -51,6 +51,7 @@ func (a *App) cmdRotate(ctx context.Context, g *globals, args []string) error {
 	if err != nil {
 		return fmt.Errorf("tokens of %s were rotated but %w; rotate again", id, err)
 	}
+	logID := deviceLogID(out.DestinationAccessToken)
 	if g.json {
 		if files.Source != "" || files.Destination != "" {
 			out.SourceAccessToken, out.DestinationAccessToken = "", ""
@@ -58,11 +59,15 @@ func (a *App) cmdRotate(ctx context.Context, g *globals, args []string) error {
 		return a.printJSON(struct {
 			*awsapi.RotateTunnelAccessTokenOutput
 			tokenFiles
-		}{out, files})
+			DeviceLogID string `json:"deviceLogId,omitempty"`
+		}{out, files, logID})
 	}
 	fmt.Fprintf(a.Stdout, "Rotated the %s access token(s) of tunnel %s.\n", in.ClientMode, id)
 	if in.DestinationConfig != nil && in.DestinationConfig.ThingName != "" {
 		fmt.Fprintf(a.Stdout, "%s was sent the new destination token over MQTT.\n", in.DestinationConfig.ThingName)
+	}
+	if logID != "" {
+		fmt.Fprintf(a.Stdout, "%s", strings.Replace(deviceLogLine(logID), "\t", " ", 1))
 	}
 	a.printTokens(out.SourceAccessToken, out.DestinationAccessToken, files)
 	return nil
