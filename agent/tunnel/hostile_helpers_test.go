@@ -163,19 +163,30 @@ func hostileService(t *testing.T, frames func(i int) []byte) (endpoint string, s
 func TestStallGate(t *testing.T) {
 	g := stallGate{stall: time.Second}
 	t0 := time.Unix(1000, 0)
+	const never = -1 // the queue's writer never took it
 	steps := []struct {
-		at   time.Duration
-		want time.Duration
+		at, took time.Duration // took: when the queue's writer last took it
+		want     time.Duration
 	}{
-		{0, time.Second}, // first stall opens a window
-		{300 * time.Millisecond, 700 * time.Millisecond}, // a second stuck queue shares it
-		{time.Second, 0},               // window over: reset at once
-		{1500 * time.Millisecond, 0},   // still within the cool-down
-		{2 * time.Second, time.Second}, // a new window
+		{0, never, time.Second},                                 // first stall opens a window
+		{300 * time.Millisecond, never, 700 * time.Millisecond}, // a second stuck queue shares it
+		{time.Second, never, 0},                                 // window over: reset at once
+		{1500 * time.Millisecond, -time.Second, 0},              // still within the cool-down
+		// A queue whose writer took it after the window opened drains:
+		// it waits a stall of its own rather than being reset at once.
+		{1600 * time.Millisecond, 1200 * time.Millisecond, time.Second},
+		{1900 * time.Millisecond, never, 700 * time.Millisecond},        // a stuck one shares that window
+		{2700 * time.Millisecond, time.Second, 0},                       // not taken since 1.6 s: stuck
+		{4 * time.Second, never, time.Second},                           // a new window
+		{4500 * time.Millisecond, 4200 * time.Millisecond, time.Second}, // moving, within a window
 	}
 	for _, s := range steps {
-		if got := g.wait(t0.Add(s.at)); got != s.want {
-			t.Errorf("at %v: wait %v, want %v", s.at, got, s.want)
+		var took time.Time
+		if s.took != never {
+			took = t0.Add(s.took)
+		}
+		if got := g.wait(t0.Add(s.at), took); got != s.want {
+			t.Errorf("at %v (taken at %v): wait %v, want %v", s.at, s.took, got, s.want)
 		}
 	}
 }

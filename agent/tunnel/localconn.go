@@ -57,6 +57,9 @@ func (l *link) newLocalConnLocked(st *stream, cid uint32) *localConn {
 	f.q.lim = l.s.cfg.Limits
 	f.q.wake = make(chan struct{}, 1)
 	f.q.count = &f.bytesIn
+	// A new connection is not stuck: while it dials, its queue fills with
+	// no local writer to take it (see stallGate).
+	f.q.took = f.start
 	f.active.Store(true)
 	st.conns[cid] = f
 	l.live[f] = struct{}{}
@@ -215,7 +218,9 @@ func (f *localConn) readLocal() {
 		if !f.l.carried.Load() {
 			f.l.carried.Store(true)
 		}
+		f.q.sending.Store(true)
 		ok := f.l.w.sendData(batch[:k])
+		f.q.sending.Store(false)
 		clear(batch[:k])
 		if !ok {
 			return
@@ -246,6 +251,7 @@ func (f *localConn) writeLocal() error {
 		}
 		q.busy = true
 		spare, q.buf = q.buf, spare[:0]
+		q.took = time.Now()
 		q.freeRoomLocked()
 		c := q.conn
 		if q.state != connDraining { // else drainClose set the deadline

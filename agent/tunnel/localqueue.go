@@ -65,6 +65,11 @@ type queue struct {
 	reason string
 	wake   chan struct{} // to the local writer: data or state change
 	room   chan struct{} // closed by the local writer when it took the queue
+	took   time.Time     // when the local writer last took the queue (see stallGate)
+	// sending: the local reader holds data for the tunnel and waits for
+	// the WebSocket. A local service that stops reading meanwhile (an echo,
+	// any request/response protocol) waits for us, it is not stuck.
+	sending atomic.Bool
 
 	lim    *Limits         // the shared queue budget; len(buf) is reserved in it
 	raw    syscall.RawConn // nil: no direct writes (see push)
@@ -118,7 +123,11 @@ func (q *queue) push(p []byte, gate *stallGate) pushResult {
 	var timer *time.Timer
 	for len(q.buf)+len(p) > q.limit && !q.closing() {
 		if timer == nil {
-			wait := gate.wait(time.Now())
+			now, took := time.Now(), q.took
+			if q.sending.Load() {
+				took = now
+			}
+			wait := gate.wait(now, took)
 			if wait <= 0 {
 				q.mu.Unlock()
 				return pushFull

@@ -1,0 +1,57 @@
+package tunnel
+
+import (
+	"bytes"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// TestPushAfterAnotherStall: a queue found full in the cool-down after
+// another connection's stall window is not reset when its local side
+// moved since the window opened; one that is stuck is. Before, every
+// queue found full in the cool-down was reset at once: in
+// TestIntegrationV3 (about 1 run in 8), the 8 MiB echo connection, whose
+// STREAM_START the reader reached only after the never-reading service's
+// window, filled its queue while still dialling and was reset at once.
+func TestPushAfterAnotherStall(t *testing.T) {
+	tests := []struct {
+		name    string
+		moving  bool // the local writer took the queue (or the connection started) after the window opened
+		sending bool // the local reader waits for the WebSocket
+		want    pushResult
+	}{
+		{"draining or new connection waits for room", true, false, pushed},
+		{"service waiting for its replies to leave waits for room", false, true, pushed},
+		{"stuck queue is reset at once", false, false, pushFull},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				const limit = 64 << 10
+				g := stallGate{stall: time.Second}
+				now := time.Now()
+				g.until = now.Add(-100 * time.Millisecond) // another queue's window just closed
+				q := &queue{limit: limit, lim: NewLimits(0, 0, 0), wake: make(chan struct{}, 1),
+					buf: bytes.Repeat([]byte("x"), limit)}
+				q.took = now.Add(-2 * time.Second) // before the window opened
+				if tt.moving {
+					q.took = now.Add(-50 * time.Millisecond)
+				}
+				q.sending.Store(tt.sending)
+				res := make(chan pushResult, 1)
+				go func() { res <- q.push([]byte("more"), &g) }()
+				synctest.Wait()
+				// The local writer takes the queue, as a draining one does.
+				q.mu.Lock()
+				q.buf = nil
+				q.took = time.Now()
+				q.freeRoomLocked()
+				q.mu.Unlock()
+				if got := <-res; got != tt.want {
+					t.Errorf("push = %v, want %v", got, tt.want)
+				}
+			})
+		})
+	}
+}
