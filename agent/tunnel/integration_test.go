@@ -79,7 +79,9 @@ func transfer(addr string, n int64, seed uint64) error {
 		return err
 	}
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(60 * time.Second))
+	// A transfer fails when it stops moving, not when it is slow: under qemu
+	// on a loaded machine the whole run can take minutes.
+	c = progressConn{c}
 	sent, got := sha256.New(), sha256.New()
 	var werr error
 	var wg sync.WaitGroup
@@ -96,6 +98,22 @@ func transfer(addr string, n int64, seed uint64) error {
 		return errors.New("SHA-256 of the echoed bytes differs from what was sent")
 	}
 	return nil
+}
+
+// progressConn gives each Read and Write its own deadline, so a connection
+// fails after progressIdle without progress however long it runs.
+type progressConn struct{ net.Conn }
+
+const progressIdle = 2 * time.Minute
+
+func (c progressConn) Read(p []byte) (int, error) {
+	_ = c.SetReadDeadline(time.Now().Add(progressIdle))
+	return c.Conn.Read(p)
+}
+
+func (c progressConn) Write(p []byte) (int, error) {
+	_ = c.SetWriteDeadline(time.Now().Add(progressIdle))
+	return c.Conn.Write(p)
 }
 
 func seedBytes(s uint64) [32]byte {
