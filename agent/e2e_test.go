@@ -1,9 +1,7 @@
 package agent
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -163,24 +161,10 @@ func (r *runningAgent) stop(t *testing.T) {
 // api calls the emulator's control plane.
 func (w *world) api(op string, in any) map[string]any {
 	w.t.Helper()
-	b, _ := json.Marshal(in)
-	req, _ := http.NewRequest(http.MethodPost, w.emu.APIURL()+"/", bytes.NewReader(b))
-	req.Header.Set("Content-Type", "application/x-amz-json-1.1")
-	req.Header.Set("X-Amz-Target", "IoTSecuredTunneling."+op)
-	if err := emulator.SignRequest(req, b, "AKIDAGENTE2E", "agent-e2e-secret", emulator.DefaultRegion, time.Now()); err != nil {
-		w.t.Fatal(err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	defer resp.Body.Close()
 	var out map[string]any
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		w.t.Fatalf("%s: HTTP %d: %s", op, resp.StatusCode, body)
+	if err := emulator.CallAPI(context.Background(), http.DefaultClient, w.emu.APIURL(), emulator.DefaultRegion, op, in, &out); err != nil {
+		w.t.Fatal(err)
 	}
-	_ = json.Unmarshal(body, &out)
 	for _, k := range []string{"sourceAccessToken", "destinationAccessToken"} {
 		if s, ok := out[k].(string); ok {
 			w.addSecret(s)

@@ -163,36 +163,21 @@ type opened struct{ id, src, dst string }
 // open calls OpenTunnel on the emulator.
 func (r *rig) open(services ...string) opened {
 	r.t.Helper()
-	b, _ := json.Marshal(map[string]any{"destinationConfig": map[string]any{"thingName": thing, "services": services}})
-	out := r.call("OpenTunnel", b)
+	out := r.call("OpenTunnel", map[string]any{"destinationConfig": map[string]any{"thingName": thing, "services": services}})
 	return opened{id: out["tunnelId"].(string), src: out["sourceAccessToken"].(string), dst: out["destinationAccessToken"].(string)}
 }
 
 func (r *rig) close(id string) {
 	r.t.Helper()
-	b, _ := json.Marshal(map[string]any{"tunnelId": id})
-	r.call("CloseTunnel", b)
+	r.call("CloseTunnel", map[string]any{"tunnelId": id})
 }
 
-func (r *rig) call(op string, body []byte) map[string]any {
+func (r *rig) call(op string, in any) map[string]any {
 	r.t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, r.emu.APIURL()+"/", bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/x-amz-json-1.1")
-	req.Header.Set("X-Amz-Target", "IoTSecuredTunneling."+op)
-	if err := emulator.SignRequest(req, body, "AKIDCONTROLE2E", "control-e2e-secret", emulator.DefaultRegion, time.Now()); err != nil {
-		r.t.Fatal(err)
-	}
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		r.t.Fatalf("%s: HTTP %d: %s", op, resp.StatusCode, b)
-	}
 	var out map[string]any
-	_ = json.Unmarshal(b, &out)
+	if err := emulator.CallAPI(context.Background(), httpClient, r.emu.APIURL(), emulator.DefaultRegion, op, in, &out); err != nil {
+		r.t.Fatal(err)
+	}
 	return out
 }
 

@@ -2,9 +2,7 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -61,20 +59,9 @@ func (w *reloadWorld) write(t *testing.T, extra string) {
 // open makes a tunnel for the services and returns a running source session.
 func (w *reloadWorld) open(t *testing.T, services ...string) *tunnel.Session {
 	t.Helper()
-	in, _ := json.Marshal(map[string]any{"destinationConfig": map[string]any{"thingName": "pi-1", "services": services}})
-	req, _ := http.NewRequest(http.MethodPost, w.emu.APIURL()+"/", bytes.NewReader(in))
-	req.Header.Set("Content-Type", "application/x-amz-json-1.1")
-	req.Header.Set("X-Amz-Target", "IoTSecuredTunneling.OpenTunnel")
-	if err := emulator.SignRequest(req, in, "AKIDRELOAD", "reload-secret", emulator.DefaultRegion, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
+	in := map[string]any{"destinationConfig": map[string]any{"thingName": "pi-1", "services": services}}
 	var out struct{ SourceAccessToken string }
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || out.SourceAccessToken == "" {
+	if err := emulator.CallAPI(context.Background(), http.DefaultClient, w.emu.APIURL(), emulator.DefaultRegion, "OpenTunnel", in, &out); err != nil || out.SourceAccessToken == "" {
 		t.Fatalf("OpenTunnel: %v", err)
 	}
 	m := map[string]string{}

@@ -12,7 +12,6 @@ import (
 	mrand "math/rand/v2"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -144,20 +143,9 @@ func subscribeDevice(t *testing.T, e *emulator.Emulator, thing string) <-chan []
 
 func apiCall(t *testing.T, e *emulator.Emulator, op, body string) map[string]any {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, e.APIURL()+"/", strings.NewReader(body))
-	req.Header.Set("X-Amz-Target", "IoTSecuredTunneling."+op)
-	req.Header.Set("Content-Type", "application/x-amz-json-1.1")
-	if err := emulator.SignRequest(req, []byte(body), "AKIDE2E", "e2e-secret", emulator.DefaultRegion, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
 	var out map[string]any
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("%s: %d %v %v", op, resp.StatusCode, out, err)
+	if err := emulator.CallAPI(context.Background(), http.DefaultClient, e.APIURL(), emulator.DefaultRegion, op, json.RawMessage(body), &out); err != nil {
+		t.Fatal(err)
 	}
 	return out
 }

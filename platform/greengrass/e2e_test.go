@@ -1,9 +1,7 @@
 package greengrass
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -177,22 +175,10 @@ func (w *e2eWorld) startAgent(t *testing.T) (*agent.Agent, *Source, *agentRun) {
 // openTunnel calls the emulator's OpenTunnel and returns the source token.
 func (w *e2eWorld) openTunnel(t *testing.T, services ...string) string {
 	t.Helper()
-	body, _ := json.Marshal(map[string]any{"destinationConfig": map[string]any{
-		"thingName": testThing, "services": services}})
-	req, _ := http.NewRequest(http.MethodPost, w.emu.APIURL()+"/", bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/x-amz-json-1.1")
-	req.Header.Set("X-Amz-Target", "IoTSecuredTunneling.OpenTunnel")
-	if err := emulator.SignRequest(req, body, "AKIDGGE2E", "gg-e2e-secret", emulator.DefaultRegion, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
+	in := map[string]any{"destinationConfig": map[string]any{"thingName": testThing, "services": services}}
 	var out struct{ SourceAccessToken, DestinationAccessToken string }
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("OpenTunnel: HTTP %d, %v", resp.StatusCode, err)
+	if err := emulator.CallAPI(context.Background(), http.DefaultClient, w.emu.APIURL(), emulator.DefaultRegion, "OpenTunnel", in, &out); err != nil {
+		t.Fatalf("OpenTunnel: %v", err)
 	}
 	w.secrets = append(w.secrets, out.SourceAccessToken, out.DestinationAccessToken)
 	return out.SourceAccessToken

@@ -1,11 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"time"
 
@@ -13,8 +10,7 @@ import (
 )
 
 // apiClient calls the emulator's awsJson1.1 control plane with plain JSON
-// POSTs, SigV4-signed with a bench key (the emulator checks the header's
-// form, scope and date).
+// POSTs, SigV4-signed with test keys (emulator.CallAPI).
 type apiClient struct {
 	url  string
 	http *http.Client
@@ -25,38 +21,7 @@ func newAPIClient(url string) *apiClient {
 }
 
 func (a *apiClient) call(ctx context.Context, op string, in, out any) error {
-	body, err := json.Marshal(in)
-	if err != nil {
-		return err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.url+"/", bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/x-amz-json-1.1")
-	req.Header.Set("X-Amz-Target", "IoTSecuredTunneling."+op)
-	if err := emulator.SignRequest(req, body, "AKIDBENCH", "bench-secret", emulator.DefaultRegion, time.Now()); err != nil {
-		return err
-	}
-	resp, err := a.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("%s: %w", op, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return fmt.Errorf("%s: read response: %w", op, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: HTTP %d: %s", op, resp.StatusCode, bytes.TrimSpace(b))
-	}
-	if out == nil {
-		return nil
-	}
-	if err := json.Unmarshal(b, out); err != nil {
-		return fmt.Errorf("%s: decode response: %w", op, err)
-	}
-	return nil
+	return emulator.CallAPI(ctx, a.http, a.url, emulator.DefaultRegion, op, in, out)
 }
 
 // openedTunnel is the OpenTunnel response (tokens are secrets: never print).

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -165,24 +164,6 @@ func deniedTopic() string { return "$aws/things/" + thing + "/jobs/notify" }
 // openTunnel calls the emulator's OpenTunnel for thing: the emulator
 // publishes the destination token on the notify topic, as AWS does.
 func (w *world) openTunnel(ctx context.Context) error {
-	body, _ := json.Marshal(map[string]any{"destinationConfig": map[string]any{
-		"thingName": thing, "services": []string{"SSH"}}})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.emu.APIURL()+"/", bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/x-amz-json-1.1")
-	req.Header.Set("X-Amz-Target", "IoTSecuredTunneling.OpenTunnel")
-	if err := emulator.SignRequest(req, body, "AKIDGGSDK", "gg-sdk-secret", emulator.DefaultRegion, time.Now()); err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("OpenTunnel: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("OpenTunnel: HTTP %d", resp.StatusCode)
-	}
-	return nil
+	in := map[string]any{"destinationConfig": map[string]any{"thingName": thing, "services": []string{"SSH"}}}
+	return emulator.CallAPI(ctx, http.DefaultClient, w.emu.APIURL(), emulator.DefaultRegion, "OpenTunnel", in, nil)
 }
