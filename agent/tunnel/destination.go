@@ -25,9 +25,9 @@ func (l *link) resolveService(wire string) (string, bool) {
 			return id, true
 		}
 	}
-	if len(l.serviceIDs) == 1 {
-		_, ok := svcs[l.serviceIDs[0]]
-		return l.serviceIDs[0], ok
+	if len(l.streams.serviceIDs) == 1 {
+		_, ok := svcs[l.streams.serviceIDs[0]]
+		return l.streams.serviceIDs[0], ok
 	}
 	return "", false
 }
@@ -36,7 +36,7 @@ func (l *link) resolveService(wire string) (string, bool) {
 // service id: it is configured and the tunnel announced that id alone.
 func (l *link) unnamedIsLocked(id string) bool {
 	_, unnamed := l.s.services()[Unnamed]
-	return unnamed && len(l.serviceIDs) == 1 && l.serviceIDs[0] == id
+	return unnamed && len(l.streams.serviceIDs) == 1 && l.streams.serviceIDs[0] == id
 }
 
 // localAddr is the address mapped to a service id, or to the unnamed
@@ -53,23 +53,23 @@ func (l *link) onStreamStart(m *protocol.Message) {
 		l.warn(warnStartID0, "ignoring STREAM_START with stream id 0", logService, peerString(m.ServiceID))
 		return
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	l.streams.mu.Lock()
+	defer l.streams.mu.Unlock()
 	service, ok := l.resolveService(m.ServiceID)
 	if !ok {
 		l.warnUnmapped(m.ServiceID)
 		l.w.sendCtrl(&protocol.Message{Type: protocol.TypeStreamReset, StreamID: m.StreamID, ServiceID: l.outService(m.ServiceID)})
 		return
 	}
-	if old := l.streams[m.ServiceID]; old != nil {
+	if old := l.streams.byService[m.ServiceID]; old != nil {
 		// A new stream replaces the active one at once (PROTOCOL.md §6.2).
-		l.closeStreamLocked(old, "replaced by a new stream")
+		l.streams.closeStreamLocked(old, "replaced by a new stream")
 	}
 	// Our own connection's subprotocol bounds what we may send: no service
 	// id on 1.0, no connection id or CONNECTION_* on 1.0/2.0.
 	st := &stream{wire: m.ServiceID, sendID: l.outService(m.ServiceID), service: service, id: m.StreamID,
 		v3: m.ConnectionID != 0 && l.version.HasConnectionIDs(), conns: map[uint32]*localConn{}}
-	l.streams[m.ServiceID] = st
+	l.streams.byService[m.ServiceID] = st
 	l.startDialLocked(st, max(m.ConnectionID, 1))
 }
 
@@ -91,9 +91,9 @@ func (l *link) warnUnmapped(wire string) {
 }
 
 func (l *link) onConnectionStart(m *protocol.Message) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	st := l.lookup(m)
+	l.streams.mu.Lock()
+	defer l.streams.mu.Unlock()
+	st := l.streams.lookup(m)
 	if st == nil {
 		return // not the current stream
 	}
@@ -107,7 +107,7 @@ func (l *link) onConnectionStart(m *protocol.Message) {
 	}
 	if f := st.conns[m.ConnectionID]; f != nil {
 		l.warn(warnConnReused, "the peer started a connection id that is already active: resetting it", logService, st.service, logConn, m.ConnectionID)
-		l.unregisterLocked(f)
+		l.streams.unregisterLocked(f)
 		l.w.sendCtrl(f.resetMessage())
 		f.abort("connection id reused by the peer")
 		return
@@ -132,7 +132,7 @@ func (l *link) refuseConnectionStartLocked(st *stream, cid uint32) {
 	l.warn(warnConnStartV2, "resetting the stream on CONNECTION_START: this WebSocket speaks a subprotocol without connection ids",
 		logService, st.service, logStream, st.id, logSubproto, l.ws.Subprotocol())
 	l.w.sendCtrl(&protocol.Message{Type: protocol.TypeStreamReset, StreamID: st.id, ServiceID: st.sendID})
-	l.closeStreamLocked(st, "stream reset: multiple connections need subprotocol 3.0")
+	l.streams.closeStreamLocked(st, "stream reset: multiple connections need subprotocol 3.0")
 }
 
 // startDialLocked registers a connection and dials its local address in
@@ -146,8 +146,8 @@ func (l *link) startDialLocked(st *stream, cid uint32) *localConn {
 			return nil
 		}
 		l.w.sendCtrl(&protocol.Message{Type: protocol.TypeStreamReset, StreamID: st.id, ServiceID: st.sendID})
-		if l.streams[st.wire] == st && len(st.conns) == 0 {
-			delete(l.streams, st.wire)
+		if l.streams.byService[st.wire] == st && len(st.conns) == 0 {
+			delete(l.streams.byService, st.wire)
 		}
 		return nil
 	}
@@ -178,7 +178,7 @@ func (l *link) startDialLocked(st *stream, cid uint32) *localConn {
 // takeConnLocked counts a new local connection against MaxConnections
 // (this tunnel) and the shared Limits, or logs why it cannot.
 func (l *link) takeConnLocked(st *stream) bool {
-	if len(l.live) >= l.s.cfg.MaxConnections {
+	if len(l.streams.live) >= l.s.cfg.MaxConnections {
 		l.warn(warnMaxConns, "refusing a connection: the tunnel has max_connections open; close some or raise max_connections",
 			logService, st.service, logStream, st.id, "max_connections", l.s.cfg.MaxConnections)
 		return false
@@ -217,14 +217,14 @@ func (l *link) dialLocal(ctx context.Context, addr string) (net.Conn, error) {
 // connection when its stream carries others (V3), otherwise STREAM_RESET,
 // which ends the stream.
 func (l *link) dialFailed(f *localConn, err error) {
-	l.mu.Lock()
-	was := l.unregisterLocked(f)
+	l.streams.mu.Lock()
+	was := l.streams.unregisterLocked(f)
 	reset := f.resetMessage()
 	if was && !f.fromConnStart && len(f.st.conns) == 0 {
 		reset = &protocol.Message{Type: protocol.TypeStreamReset, StreamID: f.st.id, ServiceID: f.st.sendID}
-		l.closeStreamLocked(f.st, "the first connection of the stream could not be dialled")
+		l.streams.closeStreamLocked(f.st, "the first connection of the stream could not be dialled")
 	}
-	l.mu.Unlock()
+	l.streams.mu.Unlock()
 	if was {
 		l.warn(warnDial, "cannot reach the local service: resetting the connection", logService, f.st.service,
 			logLocal, f.local, logStream, f.st.id, logConn, f.connID, logErr, err)

@@ -31,9 +31,9 @@ func (l *link) dispatch(m *protocol.Message) {
 		l.onConnectionReset(m)
 	case protocol.TypeSessionReset:
 		l.limited(slog.LevelInfo, warnSessionReset, "the tunnel service reset the session: closing every stream")
-		l.mu.Lock()
-		l.closeStreamsLocked("session reset by the tunnel service")
-		l.mu.Unlock()
+		l.streams.mu.Lock()
+		l.streams.closeStreamsLocked("session reset by the tunnel service")
+		l.streams.mu.Unlock()
 	case protocol.TypeServiceIDs:
 		l.onServiceIDs(m)
 	default:
@@ -50,9 +50,9 @@ const maxLoggedIDs = 8
 
 func (l *link) onServiceIDs(m *protocol.Message) {
 	ids := append([]string(nil), m.AvailableServiceIDs...)
-	l.mu.Lock()
-	l.serviceIDs = ids
-	l.mu.Unlock()
+	l.streams.mu.Lock()
+	l.streams.serviceIDs = ids
+	l.streams.mu.Unlock()
 	shown := boundedIDs(ids)
 	l.limited(slog.LevelInfo, warnServiceIDs, "tunnel services announced", logServiceID, shown, "count", len(ids))
 	_, unnamed := l.s.services()[Unnamed]
@@ -86,23 +86,23 @@ func boundedIDs(ids []string) []string {
 }
 
 func (l *link) onData(m *protocol.Message) {
-	l.mu.Lock()
-	f := l.dataTargetLocked(m)
-	l.mu.Unlock()
+	l.streams.mu.Lock()
+	f := l.streams.dataTargetLocked(m)
+	l.streams.mu.Unlock()
 	if f == nil {
 		return // stale (PROTOCOL.md §6.1) or unknown connection
 	}
 	if !l.carried.Load() {
 		l.carried.Store(true)
 	}
-	// Outside l.mu: a full queue makes this wait up to ConnStallTimeout.
+	// Outside l.streams.mu: a full queue makes this wait up to ConnStallTimeout.
 	res := f.q.push(m.Payload, &l.gate)
 	if res == pushed {
 		return
 	}
-	l.mu.Lock()
-	was := l.unregisterLocked(f)
-	l.mu.Unlock()
+	l.streams.mu.Lock()
+	was := l.streams.unregisterLocked(f)
+	l.streams.mu.Unlock()
 	if !was {
 		return
 	}
@@ -120,27 +120,27 @@ func (l *link) onData(m *protocol.Message) {
 }
 
 func (l *link) onStreamReset(m *protocol.Message) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	st := l.lookup(m)
+	l.streams.mu.Lock()
+	defer l.streams.mu.Unlock()
+	st := l.streams.lookup(m)
 	if st == nil {
 		return
 	}
-	l.peerEvidenceLocked(st, 0, true)
-	l.closeStreamLocked(st, "stream reset by the peer")
+	l.streams.peerEvidenceLocked(st, 0, true)
+	l.streams.closeStreamLocked(st, "stream reset by the peer")
 }
 
 func (l *link) onConnectionReset(m *protocol.Message) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	st := l.lookup(m)
+	l.streams.mu.Lock()
+	defer l.streams.mu.Unlock()
+	st := l.streams.lookup(m)
 	if st == nil {
 		return
 	}
 	cid := max(m.ConnectionID, 1)
-	l.peerEvidenceLocked(st, cid, false)
+	l.streams.peerEvidenceLocked(st, cid, false)
 	if f := st.conns[cid]; f != nil {
-		l.unregisterLocked(f)
+		l.streams.unregisterLocked(f)
 		f.drainClose("connection reset by the peer")
 	}
 }

@@ -43,8 +43,7 @@ func FuzzDispatch(f *testing.F) {
 			t.Fatal(err)
 		}
 		defer s.Close()
-		l := &link{s: s, log: s.log, version: protocol.V3,
-			streams: map[string]*stream{}, live: map[*localConn]struct{}{}, nextStream: map[string]int32{}, slots: map[string]chan struct{}{}}
+		l := &link{s: s, log: s.log, version: protocol.V3, streams: newStreamTable(s.log, sourceMode)}
 		l.ctx, l.cancel = context.WithCancelCause(context.Background())
 		l.w = newWritePath(l.ctx, l.cancel, &memConn{}, nil, l.log, time.Second)
 		fr := protocol.NewFrameReader(bytes.NewReader(in))
@@ -60,7 +59,7 @@ func FuzzDispatch(f *testing.F) {
 			l.dispatch(&m)
 		}
 		l.cancel(errors.New("done"))
-		l.abortAll("done")
+		l.streams.abortAll("done")
 		l.wg.Wait()
 	})
 }

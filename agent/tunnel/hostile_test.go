@@ -282,10 +282,10 @@ func TestHostileDialFailureKeepsOtherConnections(t *testing.T) {
 	// The dial of the stream's first connection fails after the second
 	// connected (a slow dial that times out): only it is reset.
 	l := curLink(d.s)
-	l.mu.Lock()
-	st := l.streams["SSH"]
+	l.streams.mu.Lock()
+	st := l.streams.byService["SSH"]
 	f := l.newLocalConnLocked(st, 3) // a stream's first connection: not fromConnStart
-	l.mu.Unlock()
+	l.streams.mu.Unlock()
 	l.dialFailed(f, errors.New("dial timed out"))
 	p.expect(msg{Type: tConnReset, StreamID: 1, ServiceID: "SSH", ConnectionID: 3})
 	p.send(&msg{Type: tData, StreamID: 1, ServiceID: "SSH", ConnectionID: 2, Payload: []byte("still")})

@@ -116,14 +116,7 @@ type link struct {
 	// CONNECTION_START overtaking its STREAM_START is dropped by the peer).
 	startMu sync.Mutex
 
-	mu         sync.Mutex
-	down       bool
-	streams    map[string]*stream      // by service id as on the wire
-	live       map[*localConn]struct{} // every local connection not yet finished
-	serviceIDs []string
-	nextStream map[string]int32         // source: last stream id per service
-	slots      map[string]chan struct{} // source V1/V2: one connection per service
-	peer       peerVersion              // source auto: what the destination proved to speak
+	streams *streamTable // its own lock; see its lock order
 }
 
 func newLink(s *Session, ws *websocket.Conn, channelID string) *link {
@@ -131,11 +124,11 @@ func newLink(s *Session, ws *websocket.Conn, channelID string) *link {
 	if !ok {
 		v = protocol.V3
 	}
+	log := s.log.With(logChannel, channelID)
 	return &link{
-		s: s, ws: ws, bc: batchconn.Of(ws), version: v, channelID: channelID,
-		log:     s.log.With(logChannel, channelID),
+		s: s, ws: ws, bc: batchconn.Of(ws), version: v, channelID: channelID, log: log,
 		gate:    stallGate{stall: s.cfg.ConnStallTimeout},
-		streams: map[string]*stream{}, live: map[*localConn]struct{}{}, nextStream: map[string]int32{}, slots: map[string]chan struct{}{},
+		streams: newStreamTable(log, s.cfg.Mode == ModeSource && s.version == 0),
 	}
 }
 
@@ -167,7 +160,7 @@ func (l *link) serve(ctx context.Context) error {
 	}
 	_ = l.ws.Close()
 	g.Wait()
-	l.abortAll("the tunnel WebSocket closed")
+	l.streams.abortAll("the tunnel WebSocket closed")
 	l.wg.Wait()
 	l.rate.flush(time.Now(), l.log, true)
 	return context.Cause(l.ctx)

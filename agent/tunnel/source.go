@@ -77,7 +77,7 @@ func (l *link) sourceVersionLocked() protocol.Version {
 	v := l.s.version
 	if v == 0 {
 		v = protocol.V3
-		if l.peer == peerV2 {
+		if l.streams.peer == peerV2 {
 			v = protocol.V2
 		}
 	}
@@ -85,33 +85,33 @@ func (l *link) sourceVersionLocked() protocol.Version {
 }
 
 func (l *link) serveSource(service string, c net.Conn) {
-	l.mu.Lock()
+	l.streams.mu.Lock()
 	v := l.sourceVersionLocked()
 	if service == Unnamed && v.HasServiceIDs() {
 		// The unnamed mapping is the tunnel's only service.
-		if len(l.serviceIDs) != 1 {
-			l.mu.Unlock()
+		if len(l.streams.serviceIDs) != 1 {
+			l.streams.mu.Unlock()
 			l.warn(warnUnnamedSrc, "refusing a local connection: the unnamed service mapping needs a tunnel with exactly one service; name the services to forward (e.g. SSH=2222)",
-				logServiceID, l.serviceIDs)
+				logServiceID, l.streams.serviceIDs)
 			_ = c.Close()
 			return
 		}
-		service = l.serviceIDs[0]
+		service = l.streams.serviceIDs[0]
 	}
-	if v.HasServiceIDs() && len(l.serviceIDs) > 0 && !slices.Contains(l.serviceIDs, service) {
-		l.mu.Unlock()
+	if v.HasServiceIDs() && len(l.streams.serviceIDs) > 0 && !slices.Contains(l.streams.serviceIDs, service) {
+		l.streams.mu.Unlock()
 		// The service would close the WebSocket for an undefined service id.
 		l.warn(warnNotInTunnel, "refusing a local connection: the tunnel has no such service; open the tunnel with it",
-			logService, service, logServiceID, l.serviceIDs)
+			logService, service, logServiceID, l.streams.serviceIDs)
 		_ = c.Close()
 		return
 	}
-	slot := l.slots[service]
+	slot := l.streams.slots[service]
 	if slot == nil {
 		slot = make(chan struct{}, 1)
-		l.slots[service] = slot
+		l.streams.slots[service] = slot
 	}
-	l.mu.Unlock()
+	l.streams.mu.Unlock()
 	if !v.HasConnectionIDs() {
 		// V1/V2 carry one connection per stream: later clients wait their turn.
 		select {
@@ -142,26 +142,26 @@ func (l *link) serveSource(service string, c net.Conn) {
 // registerSource creates the stream or V3 connection for a new client and
 // returns it with the STREAM_START or CONNECTION_START that announces it.
 func (l *link) registerSource(service string, v protocol.Version, c net.Conn) (*localConn, *protocol.Message) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	l.streams.mu.Lock()
+	defer l.streams.mu.Unlock()
 	wire := service
 	if v == protocol.V1 {
 		wire = ""
 	}
-	st := l.streams[wire]
+	st := l.streams.byService[wire]
 	if st != nil && (!v.HasConnectionIDs() || !st.v3) {
-		l.closeStreamLocked(st, "replaced by a new stream")
+		l.streams.closeStreamLocked(st, "replaced by a new stream")
 		st = nil
 	}
 	typ := protocol.TypeConnectionStart
 	if st == nil {
-		id := l.nextStream[service] + 1
+		id := l.streams.nextStream[service] + 1
 		if id <= 0 {
 			id = 1
 		}
-		l.nextStream[service] = id
+		l.streams.nextStream[service] = id
 		st = &stream{wire: wire, sendID: wire, service: service, id: id, v3: v.HasConnectionIDs(), conns: map[uint32]*localConn{}}
-		l.streams[wire] = st
+		l.streams.byService[wire] = st
 		typ = protocol.TypeStreamStart
 	}
 	st.nextConn++
