@@ -50,7 +50,7 @@ func localAddr(services map[string]string, service string) string {
 
 func (l *link) onStreamStart(m *protocol.Message) {
 	if m.StreamID == 0 {
-		l.warn(warnStartID0, "ignoring STREAM_START with stream id 0", logService, peerString(m.ServiceID))
+		l.rate.warn(warnStartID0, "ignoring STREAM_START with stream id 0", logService, peerString(m.ServiceID))
 		return
 	}
 	l.streams.mu.Lock()
@@ -84,10 +84,10 @@ func (l *link) outService(wire string) string {
 
 func (l *link) warnUnmapped(wire string) {
 	if wire == "" {
-		l.warn(warnUnmappedV1, "refusing a stream without a service id: several services are mapped and the tunnel does not name exactly one; map a single service to serve V1 peers")
+		l.rate.warn(warnUnmappedV1, "refusing a stream without a service id: several services are mapped and the tunnel does not name exactly one; map a single service to serve V1 peers")
 		return
 	}
-	l.warn(warnUnmapped, "refusing a stream: the service is not in the agent's services map; add it to allow it", logService, peerString(wire))
+	l.rate.warn(warnUnmapped, "refusing a stream: the service is not in the agent's services map; add it to allow it", logService, peerString(wire))
 }
 
 func (l *link) onConnectionStart(m *protocol.Message) {
@@ -98,7 +98,7 @@ func (l *link) onConnectionStart(m *protocol.Message) {
 		return // not the current stream
 	}
 	if m.ConnectionID == 0 {
-		l.warn(warnConnID0, "ignoring CONNECTION_START with connection id 0", logService, st.service, logStream, st.id)
+		l.rate.warn(warnConnID0, "ignoring CONNECTION_START with connection id 0", logService, st.service, logStream, st.id)
 		return
 	}
 	if !st.v3 {
@@ -106,7 +106,7 @@ func (l *link) onConnectionStart(m *protocol.Message) {
 		return
 	}
 	if f := st.conns[m.ConnectionID]; f != nil {
-		l.warn(warnConnReused, "the peer started a connection id that is already active: resetting it", logService, st.service, logConn, m.ConnectionID)
+		l.rate.warn(warnConnReused, "the peer started a connection id that is already active: resetting it", logService, st.service, logConn, m.ConnectionID)
 		l.streams.unregisterLocked(f)
 		l.w.sendCtrl(f.resetMessage())
 		f.abort("connection id reused by the peer")
@@ -124,12 +124,12 @@ func (l *link) onConnectionStart(m *protocol.Message) {
 // automatic source to fall back to one connection per stream.
 func (l *link) refuseConnectionStartLocked(st *stream, cid uint32) {
 	if l.version.HasConnectionIDs() {
-		l.warn(warnConnStartV2, "refusing CONNECTION_START on a stream started without a connection id",
+		l.rate.warn(warnConnStartV2, "refusing CONNECTION_START on a stream started without a connection id",
 			logService, st.service, logStream, st.id, logConn, cid)
 		l.w.sendCtrl(&protocol.Message{Type: protocol.TypeConnectionReset, StreamID: st.id, ServiceID: st.sendID, ConnectionID: cid})
 		return
 	}
-	l.warn(warnConnStartV2, "resetting the stream on CONNECTION_START: this WebSocket speaks a subprotocol without connection ids",
+	l.rate.warn(warnConnStartV2, "resetting the stream on CONNECTION_START: this WebSocket speaks a subprotocol without connection ids",
 		logService, st.service, logStream, st.id, logSubproto, l.ws.Subprotocol())
 	l.w.sendCtrl(&protocol.Message{Type: protocol.TypeStreamReset, StreamID: st.id, ServiceID: st.sendID})
 	l.streams.closeStreamLocked(st, "stream reset: multiple connections need subprotocol 3.0")
@@ -179,12 +179,12 @@ func (l *link) startDialLocked(st *stream, cid uint32) *localConn {
 // (this tunnel) and the shared Limits, or logs why it cannot.
 func (l *link) takeConnLocked(st *stream) bool {
 	if len(l.streams.live) >= l.s.cfg.MaxConnections {
-		l.warn(warnMaxConns, "refusing a connection: the tunnel has max_connections open; close some or raise max_connections",
+		l.rate.warn(warnMaxConns, "refusing a connection: the tunnel has max_connections open; close some or raise max_connections",
 			logService, st.service, logStream, st.id, "max_connections", l.s.cfg.MaxConnections)
 		return false
 	}
 	if !l.s.cfg.Limits.takeConn() {
-		l.warn(warnMaxConns, "refusing a connection: the agent has max_total_connections open across its tunnels; close some or raise max_total_connections",
+		l.rate.warn(warnMaxConns, "refusing a connection: the agent has max_total_connections open across its tunnels; close some or raise max_total_connections",
 			logService, st.service, logStream, st.id, "max_total_connections", l.s.cfg.Limits.maxConns)
 		return false
 	}
@@ -226,7 +226,7 @@ func (l *link) dialFailed(f *localConn, err error) {
 	}
 	l.streams.mu.Unlock()
 	if was {
-		l.warn(warnDial, "cannot reach the local service: resetting the connection", logService, f.st.service,
+		l.rate.warn(warnDial, "cannot reach the local service: resetting the connection", logService, f.st.service,
 			logLocal, f.local, logStream, f.st.id, logConn, f.connID, logErr, err)
 		l.w.send(reset)
 	}

@@ -18,19 +18,19 @@ func (l *link) dispatch(m *protocol.Message) {
 			l.onStreamStart(m)
 			return
 		}
-		l.warn(warnStartAtSrc, "ignoring STREAM_START from the destination: only a source may send it", logService, peerString(m.ServiceID), logStream, m.StreamID)
+		l.rate.warn(warnStartAtSrc, "ignoring STREAM_START from the destination: only a source may send it", logService, peerString(m.ServiceID), logStream, m.StreamID)
 	case protocol.TypeConnectionStart:
 		if l.s.cfg.Mode == ModeDestination {
 			l.onConnectionStart(m)
 			return
 		}
-		l.warn(warnConnAtSrc, "ignoring CONNECTION_START from the destination: only a source may send it", logService, peerString(m.ServiceID), logStream, m.StreamID)
+		l.rate.warn(warnConnAtSrc, "ignoring CONNECTION_START from the destination: only a source may send it", logService, peerString(m.ServiceID), logStream, m.StreamID)
 	case protocol.TypeStreamReset:
 		l.onStreamReset(m)
 	case protocol.TypeConnectionReset:
 		l.onConnectionReset(m)
 	case protocol.TypeSessionReset:
-		l.limited(slog.LevelInfo, warnSessionReset, "the tunnel service reset the session: closing every stream")
+		l.rate.limited(slog.LevelInfo, warnSessionReset, "the tunnel service reset the session: closing every stream")
 		l.streams.mu.Lock()
 		l.streams.closeStreamsLocked("session reset by the tunnel service")
 		l.streams.mu.Unlock()
@@ -41,7 +41,7 @@ func (l *link) dispatch(m *protocol.Message) {
 			l.log.Debug("ignoring an ignorable message of unknown type", logType, m.Type)
 			return
 		}
-		l.warn(warnUnknownType, "skipping a message of unknown type", logType, m.Type)
+		l.rate.warn(warnUnknownType, "skipping a message of unknown type", logType, m.Type)
 	}
 }
 
@@ -54,16 +54,16 @@ func (l *link) onServiceIDs(m *protocol.Message) {
 	l.streams.serviceIDs = ids
 	l.streams.mu.Unlock()
 	shown := boundedIDs(ids)
-	l.limited(slog.LevelInfo, warnServiceIDs, "tunnel services announced", logServiceID, shown, "count", len(ids))
+	l.rate.limited(slog.LevelInfo, warnServiceIDs, "tunnel services announced", logServiceID, shown, "count", len(ids))
 	_, unnamed := l.s.services()[Unnamed]
 	switch {
 	case unnamed && len(ids) != 1:
-		l.warn(warnServiceIDs, "the unnamed service mapping serves a tunnel with exactly one service, and this one has not: name the services to forward (e.g. SSH=22,HTTP=80)",
+		l.rate.warn(warnServiceIDs, "the unnamed service mapping serves a tunnel with exactly one service, and this one has not: name the services to forward (e.g. SSH=22,HTTP=80)",
 			logServiceID, shown, "count", len(ids))
 	case !unnamed:
 		for _, id := range ids {
 			if _, ok := l.s.services()[id]; !ok {
-				l.warn(warnNotInMap, "the tunnel offers a service that is not in the services map; add it to allow it", logService, peerString(id))
+				l.rate.warn(warnNotInMap, "the tunnel offers a service that is not in the services map; add it to allow it", logService, peerString(id))
 			}
 		}
 	}
@@ -107,13 +107,13 @@ func (l *link) onData(m *protocol.Message) {
 		return
 	}
 	if res == pushBudget {
-		l.warn(warnBudget, "resetting a connection: the agent's queue budget toward local connections is used up (queue_budget)",
+		l.rate.warn(warnBudget, "resetting a connection: the agent's queue budget toward local connections is used up (queue_budget)",
 			logService, f.st.service, logStream, f.st.id, logConn, f.connID, "budget", l.s.cfg.Limits.Budget())
 		l.w.sendCtrl(f.resetMessage())
 		f.abort("agent queue budget used up")
 		return
 	}
-	l.warn(warnOverflow, "resetting a connection whose local socket does not keep up: its buffer stayed full",
+	l.rate.warn(warnOverflow, "resetting a connection whose local socket does not keep up: its buffer stayed full",
 		logService, f.st.service, logStream, f.st.id, logConn, f.connID, "limit", l.s.cfg.ConnBufferSize)
 	l.w.sendCtrl(f.resetMessage())
 	f.abort("local socket too slow: buffer full")

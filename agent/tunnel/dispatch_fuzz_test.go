@@ -43,7 +43,7 @@ func FuzzDispatch(f *testing.F) {
 			t.Fatal(err)
 		}
 		defer s.Close()
-		l := &link{s: s, log: s.log, version: protocol.V3, streams: newStreamTable(s.log, sourceMode)}
+		l := &link{s: s, log: s.log, version: protocol.V3, rate: rateLog{log: s.log}, streams: newStreamTable(s.log, sourceMode)}
 		l.ctx, l.cancel = context.WithCancelCause(context.Background())
 		l.w = newWritePath(l.ctx, l.cancel, &memConn{}, nil, l.log, time.Second)
 		fr := protocol.NewFrameReader(bytes.NewReader(in))

@@ -194,20 +194,20 @@ func TestStallGate(t *testing.T) {
 func TestRateLogBounded(t *testing.T) {
 	var buf bytes.Buffer
 	log := slogText(&buf)
-	var r rateLog
+	r := rateLog{log: log}
 	t0 := time.Unix(1000, 0)
 	for i := range 1000 {
-		if r.allow(t0.Add(time.Duration(i)*time.Millisecond), log, 0, warnUnmapped, "x") {
+		if r.allow(t0.Add(time.Duration(i)*time.Millisecond), 0, warnUnmapped, "x") {
 			log.Info("x")
 		}
 	}
 	for i := range 1000 { // many kinds: the map stays bounded
-		r.allow(t0, log, 0, "kind"+strconv.Itoa(i), "y")
+		r.allow(t0, 0, "kind"+strconv.Itoa(i), "y")
 	}
 	if len(r.kinds) > maxWarnKinds+1 {
 		t.Errorf("%d kinds remembered", len(r.kinds))
 	}
-	r.flush(t0.Add(time.Minute), log, false)
+	r.flush(t0.Add(time.Minute), false)
 	if n := strings.Count(buf.String(), "msg=x"); n != warnBurst {
 		t.Errorf("%d lines of one kind, want %d", n, warnBurst)
 	}

@@ -127,6 +127,7 @@ func newLink(s *Session, ws *websocket.Conn, channelID string) *link {
 	log := s.log.With(logChannel, channelID)
 	return &link{
 		s: s, ws: ws, bc: batchconn.Of(ws), version: v, channelID: channelID, log: log,
+		rate:    rateLog{log: log},
 		gate:    stallGate{stall: s.cfg.ConnStallTimeout},
 		streams: newStreamTable(log, s.cfg.Mode == ModeSource && s.version == 0),
 	}
@@ -162,7 +163,7 @@ func (l *link) serve(ctx context.Context) error {
 	g.Wait()
 	l.streams.abortAll("the tunnel WebSocket closed")
 	l.wg.Wait()
-	l.rate.flush(time.Now(), l.log, true)
+	l.rate.flush(time.Now(), true)
 	return context.Cause(l.ctx)
 }
 
@@ -175,7 +176,7 @@ func (l *link) readLoop() error {
 		case err == nil:
 			l.dispatch(&m)
 		case errors.Is(err, protocol.ErrMalformed), errors.Is(err, protocol.ErrPayloadTooLarge):
-			l.warn(warnMalformed, "skipping a tunnel message that cannot be decoded", logErr, err)
+			l.rate.warn(warnMalformed, "skipping a tunnel message that cannot be decoded", logErr, err)
 		default:
 			var ce *websocket.CloseError
 			if errors.As(err, &ce) && ce.Code == websocket.CloseNormalClosure {
@@ -202,7 +203,7 @@ func (l *link) writeLoop(parent context.Context) error {
 			}
 			return context.Cause(l.ctx)
 		case <-ping.C:
-			l.rate.flush(time.Now(), l.log, false)
+			l.rate.flush(time.Now(), false)
 			payload := strconv.AppendInt(nil, time.Now().UnixMilli(), 10)
 			if err := l.ws.WriteControl(websocket.PingMessage, payload, time.Now().Add(l.s.cfg.PongTimeout)); err != nil {
 				return fmt.Errorf("send ping: %w", err)

@@ -91,7 +91,7 @@ func (l *link) serveSource(service string, c net.Conn) {
 		// The unnamed mapping is the tunnel's only service.
 		if len(l.streams.serviceIDs) != 1 {
 			l.streams.mu.Unlock()
-			l.warn(warnUnnamedSrc, "refusing a local connection: the unnamed service mapping needs a tunnel with exactly one service; name the services to forward (e.g. SSH=2222)",
+			l.rate.warn(warnUnnamedSrc, "refusing a local connection: the unnamed service mapping needs a tunnel with exactly one service; name the services to forward (e.g. SSH=2222)",
 				logServiceID, l.streams.serviceIDs)
 			_ = c.Close()
 			return
@@ -101,7 +101,7 @@ func (l *link) serveSource(service string, c net.Conn) {
 	if v.HasServiceIDs() && len(l.streams.serviceIDs) > 0 && !slices.Contains(l.streams.serviceIDs, service) {
 		l.streams.mu.Unlock()
 		// The service would close the WebSocket for an undefined service id.
-		l.warn(warnNotInTunnel, "refusing a local connection: the tunnel has no such service; open the tunnel with it",
+		l.rate.warn(warnNotInTunnel, "refusing a local connection: the tunnel has no such service; open the tunnel with it",
 			logService, service, logServiceID, l.streams.serviceIDs)
 		_ = c.Close()
 		return
