@@ -15,13 +15,13 @@ func (l *link) dispatch(m *protocol.Message) {
 		l.onData(m)
 	case protocol.TypeStreamStart:
 		if l.s.cfg.Mode == ModeDestination {
-			l.onStreamStart(m)
+			l.dest.onStreamStart(m)
 			return
 		}
 		l.rate.warn(warnStartAtSrc, "ignoring STREAM_START from the destination: only a source may send it", logService, peerString(m.ServiceID), logStream, m.StreamID)
 	case protocol.TypeConnectionStart:
 		if l.s.cfg.Mode == ModeDestination {
-			l.onConnectionStart(m)
+			l.dest.onConnectionStart(m)
 			return
 		}
 		l.rate.warn(warnConnAtSrc, "ignoring CONNECTION_START from the destination: only a source may send it", logService, peerString(m.ServiceID), logStream, m.StreamID)

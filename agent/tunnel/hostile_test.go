@@ -286,7 +286,7 @@ func TestHostileDialFailureKeepsOtherConnections(t *testing.T) {
 	st := l.streams.byService["SSH"]
 	f := l.newLocalConnLocked(st, 3) // a stream's first connection: not fromConnStart
 	l.streams.mu.Unlock()
-	l.dialFailed(f, errors.New("dial timed out"))
+	l.dest.dialFailed(f, errors.New("dial timed out"))
 	p.expect(msg{Type: tConnReset, StreamID: 1, ServiceID: "SSH", ConnectionID: 3})
 	p.send(&msg{Type: tData, StreamID: 1, ServiceID: "SSH", ConnectionID: 2, Payload: []byte("still")})
 	if got := p.expect(msg{Type: tData, StreamID: 1, ServiceID: "SSH", ConnectionID: 2}); string(got.Payload) != "still" {

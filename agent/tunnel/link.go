@@ -117,6 +117,7 @@ type link struct {
 	startMu sync.Mutex
 
 	streams *streamTable // its own lock; see its lock order
+	dest    destinationSide
 }
 
 func newLink(s *Session, ws *websocket.Conn, channelID string) *link {
@@ -125,12 +126,14 @@ func newLink(s *Session, ws *websocket.Conn, channelID string) *link {
 		v = protocol.V3
 	}
 	log := s.log.With(logChannel, channelID)
-	return &link{
+	l := &link{
 		s: s, ws: ws, bc: batchconn.Of(ws), version: v, channelID: channelID, log: log,
 		rate:    rateLog{log: log},
 		gate:    stallGate{stall: s.cfg.ConnStallTimeout},
 		streams: newStreamTable(log, s.cfg.Mode == ModeSource && s.version == 0),
 	}
+	l.dest.l = l
+	return l
 }
 
 // serve runs the link until the WebSocket fails or ctx ends, then resets
