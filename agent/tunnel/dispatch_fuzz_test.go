@@ -44,7 +44,7 @@ func FuzzDispatch(f *testing.F) {
 		}
 		defer s.Close()
 		l := &link{s: s, log: s.log, version: protocol.V3, rate: rateLog{log: s.log}, streams: newStreamTable(s.log, sourceMode)}
-		l.dest.l = l
+		l.dest.l, l.src.l = l, l
 		l.ctx, l.cancel = context.WithCancelCause(context.Background())
 		l.w = newWritePath(l.ctx, l.cancel, &memConn{}, nil, l.log, time.Second)
 		fr := protocol.NewFrameReader(bytes.NewReader(in))

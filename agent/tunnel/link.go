@@ -110,14 +110,9 @@ type link struct {
 	carried atomic.Bool // a DATA frame went either way (the link worked)
 	gate    stallGate   // of the reader's waits for full local queues
 
-	// startMu makes registering a source client and queueing its
-	// STREAM_START/CONNECTION_START one step, so that clients accepted at the
-	// same moment announce themselves in the order they were numbered (a
-	// CONNECTION_START overtaking its STREAM_START is dropped by the peer).
-	startMu sync.Mutex
-
 	streams *streamTable // its own lock; see its lock order
 	dest    destinationSide
+	src     sourceSide
 }
 
 func newLink(s *Session, ws *websocket.Conn, channelID string) *link {
@@ -132,7 +127,7 @@ func newLink(s *Session, ws *websocket.Conn, channelID string) *link {
 		gate:    stallGate{stall: s.cfg.ConnStallTimeout},
 		streams: newStreamTable(log, s.cfg.Mode == ModeSource && s.version == 0),
 	}
-	l.dest.l = l
+	l.dest.l, l.src.l = l, l
 	return l
 }
 
