@@ -67,7 +67,7 @@ func (s *Session) handleAccepted(ctx context.Context, service string, c net.Conn
 		_ = c.Close()
 		return
 	}
-	l.src.serveSource(service, c)
+	l.src.serveClient(service, c)
 }
 
 // sourceSide is a link's source role: it turns each accepted local client
@@ -87,10 +87,10 @@ type sourceSide struct {
 	startMu sync.Mutex
 }
 
-// sourceVersion is the message format toward the destination: the
+// versionLocked is the message format toward the destination: the
 // configured client type (auto = V3), capped by the negotiated subprotocol
 // and by a destination that proved to be V2 (see peerVersion).
-func (src *sourceSide) sourceVersionLocked() protocol.Version {
+func (src *sourceSide) versionLocked() protocol.Version {
 	v := src.l.s.version
 	if v == 0 {
 		v = protocol.V3
@@ -101,9 +101,11 @@ func (src *sourceSide) sourceVersionLocked() protocol.Version {
 	return min(v, src.l.version)
 }
 
-func (src *sourceSide) serveSource(service string, c net.Conn) {
+// serveClient carries one accepted local client of service over the
+// tunnel until it ends.
+func (src *sourceSide) serveClient(service string, c net.Conn) {
 	src.l.streams.mu.Lock()
-	v := src.sourceVersionLocked()
+	v := src.versionLocked()
 	if service == Unnamed && v.HasServiceIDs() {
 		// The unnamed mapping is the tunnel's only service.
 		if len(src.l.streams.serviceIDs) != 1 {
@@ -140,7 +142,7 @@ func (src *sourceSide) serveSource(service string, c net.Conn) {
 		}
 	}
 	src.startMu.Lock()
-	f, start := src.registerSource(service, v, c)
+	f, start := src.register(service, v, c)
 	if f == nil {
 		src.startMu.Unlock()
 		_ = c.Close()
@@ -156,9 +158,9 @@ func (src *sourceSide) serveSource(service string, c net.Conn) {
 	f.run()
 }
 
-// registerSource creates the stream or V3 connection for a new client and
+// register creates the stream or V3 connection for a new client and
 // returns it with the STREAM_START or CONNECTION_START that announces it.
-func (src *sourceSide) registerSource(service string, v protocol.Version, c net.Conn) (*localConn, *protocol.Message) {
+func (src *sourceSide) register(service string, v protocol.Version, c net.Conn) (*localConn, *protocol.Message) {
 	src.l.streams.mu.Lock()
 	defer src.l.streams.mu.Unlock()
 	wire := service
