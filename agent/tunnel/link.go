@@ -91,8 +91,13 @@ func encodeSmall(m *protocol.Message, log *slog.Logger) *frameBuf {
 	return &frameBuf{data: b, last: endsMessage(m.Type)}
 }
 
-// link is one WebSocket connection of a Session and the streams over it.
-// Stream state is reset when the link ends.
+// link is one WebSocket connection of a Session. It owns the WebSocket's
+// lifecycle (serve: its reader, its writer goroutine and pings, the wait for
+// every local connection) and dispatches what the reader decodes to its
+// parts: the streams over it (streamTable), the destination or source role
+// (destinationSide, sourceSide) and the write path. Everything is reset
+// when the link ends. Each part's doc comment says what it owns and its
+// lock order.
 type link struct {
 	s         *Session
 	ws        *websocket.Conn
@@ -110,9 +115,9 @@ type link struct {
 	carried atomic.Bool // a DATA frame went either way (the link worked)
 	gate    stallGate   // of the reader's waits for full local queues
 
-	streams *streamTable // its own lock; see its lock order
-	dest    destinationSide
-	src     sourceSide
+	streams *streamTable    // streams and local connections (its mu)
+	dest    destinationSide // destination mode: answers starts
+	src     sourceSide      // source mode: accepted clients become starts
 }
 
 func newLink(s *Session, ws *websocket.Conn, channelID string) *link {

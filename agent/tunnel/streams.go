@@ -28,8 +28,9 @@ type stream struct {
 //
 // mu guards every field below it; methods named ...Locked expect it held.
 // Lock order: the source's startMu, then mu, then a connection's queue
-// lock or the write path's locks (see writePath). Nothing under mu waits
-// for the WebSocket reader.
+// lock or the write path's locks (see writePath). A holder of mu may wait
+// for the writer goroutine to make room in the write path's queues (send,
+// sendCtrl), which is safe because the writer takes no lock of the table.
 type streamTable struct {
 	log       *slog.Logger
 	learnPeer bool // source with DestinationClientType auto (see peerVersion)
