@@ -1,10 +1,12 @@
 package tunnel
 
 import (
+	"context"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -114,6 +116,12 @@ type Config struct {
 	// OnEvent receives lifecycle events. It is called synchronously from
 	// session goroutines and must not block.
 	OnEvent func(Event)
+
+	// netDial, when set, opens the connection the WebSocket runs over in
+	// place of a TCP dial (see Session.dialer). It is the tests' seam: an
+	// in-memory connection lets a session run in a testing/synctest bubble,
+	// where the ping, pong and write timeouts run on a fake clock.
+	netDial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Unnamed is the service id of an unnamed mapping (see Config.Services).

@@ -23,6 +23,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/protocol"
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/tunneltest"
 )
 
 func hostileFull() bool { return os.Getenv("TUNNEL_HOSTILE_FULL") != "" }
@@ -122,16 +123,32 @@ func maxLines(elapsed time.Duration) int {
 }
 
 // hostileService is a WebSocket server playing a tunneling service that
-// floods the destination with what frames returns and never reads.
-func hostileService(t *testing.T, frames func(i int) []byte) (endpoint string, stop func()) {
+// floods the destination with what frames returns and never reads. It
+// listens on loopback, or in memory with mem (for a synctest bubble;
+// point Config.netDial at the listener's Dial).
+func hostileService(t *testing.T, mem bool, frames func(i int) []byte) (endpoint string, ln *tunneltest.MemListener, stop func()) {
 	up := websocket.Upgrader{Subprotocols: []string{protocol.SubprotocolV3}}
+	// The service's write deadline bounds a test that went wrong; in a
+	// bubble the agent's timeouts, longer than waitFor by default, must
+	// come first.
+	writeFor := waitFor
+	if mem {
+		writeFor = time.Hour
+	}
 	done := make(chan struct{})
-	var wg sync.WaitGroup
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		conns []*websocket.Conn // hijacked: the server does not close them
+	)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ws, err := up.Upgrade(w, r, nil)
 		if err != nil {
 			return
 		}
+		mu.Lock()
+		conns = append(conns, ws)
+		mu.Unlock()
 		wg.Add(1)
 		defer wg.Done()
 		defer func() { _ = ws.Close() }()
@@ -146,15 +163,32 @@ func hostileService(t *testing.T, frames func(i int) []byte) (endpoint string, s
 				return
 			default:
 			}
-			_ = ws.SetWriteDeadline(time.Now().Add(waitFor))
+			_ = ws.SetWriteDeadline(time.Now().Add(writeFor))
 			if ws.WriteMessage(websocket.BinaryMessage, frames(i)) != nil {
 				return
 			}
 		}
-	}))
-	return "ws://" + srv.Listener.Addr().String(), func() {
+	})
+	// A handler may be stuck writing to a peer that stopped reading.
+	closeConns := func() {
 		close(done)
-		srv.CloseClientConnections()
+		mu.Lock()
+		for _, ws := range conns {
+			_ = ws.NetConn().Close()
+		}
+		mu.Unlock()
+	}
+	if mem {
+		ln, stopMem := serveMem("hostile.test:80", h)
+		return "ws://" + ln.Addr().String(), ln, func() {
+			closeConns()
+			stopMem()
+			wg.Wait()
+		}
+	}
+	srv := httptest.NewServer(h)
+	return "ws://" + srv.Listener.Addr().String(), nil, func() {
+		closeConns()
 		srv.Close()
 		wg.Wait()
 	}

@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -240,9 +241,36 @@ func TestHostileStallWindow(t *testing.T) {
 	}
 }
 
+// TestHostileControlQueue: a service that sends STREAM_STARTs for unknown
+// services without end and never reads fills the control queue (the
+// resets) up to its cap, no further, and is dropped PongTimeout after the
+// writer got stuck. In memory in a synctest bubble with the default
+// intervals, where the drop comes exactly PongTimeout after the link came
+// up (the flood fills everything at once); then over loopback TCP with
+// short ones.
 func TestHostileControlQueue(t *testing.T) {
+	tests := []struct {
+		name       string
+		mem        bool
+		ping, pong time.Duration
+	}{
+		{"in memory, default intervals", true, 0, 0},
+		{"loopback", false, 250 * time.Millisecond, 500 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.mem {
+				synctest.Test(t, func(t *testing.T) { hostileControlQueue(t, tt.mem, tt.ping, tt.pong) })
+				return
+			}
+			hostileControlQueue(t, tt.mem, tt.ping, tt.pong)
+		})
+	}
+}
+
+func hostileControlQueue(t *testing.T, mem bool, ping, pong time.Duration) {
 	long := strings.Repeat("u", 120) // a reset of ~130 bytes each
-	ep, stop := hostileService(t, func(i int) []byte {
+	ep, ln, stop := hostileService(t, mem, func(i int) []byte {
 		var b []byte
 		for j := range 500 {
 			b, _ = protocol.AppendFrame(b, &msg{Type: tStart, StreamID: int32(j + 1), ServiceID: long + strconv.Itoa(i%1000)})
@@ -252,24 +280,40 @@ func TestHostileControlQueue(t *testing.T) {
 	defer stop()
 	cfg := Config{Mode: ModeDestination, Endpoint: ep, AccessToken: dstToken, AllowPlaintext: true,
 		Proxy: func(*http.Request) (*url.URL, error) { return nil, nil }, Services: map[string]string{"SSH": "127.0.0.1:1"},
-		ReconnectMin: time.Second, ReconnectMax: time.Second, PingInterval: 500 * time.Millisecond, PongTimeout: 2 * time.Second}
+		ReconnectMin: time.Second, ReconnectMax: time.Second, PingInterval: ping, PongTimeout: pong}
+	if ln != nil {
+		cfg.netDial = ln.Dial
+	}
 	before := measure()
 	d := start(t, cfg)
-	d.ev.wait(t, "connected", isKind(EventConnected))
+	_, up := d.ev.waitAt(t, "connected", isKind(EventConnected))
 	waitUntil(t, "link ready", func() bool { return curLink(d.s) != nil })
 	l := curLink(d.s)
-	ev := d.ev.wait(t, "disconnected", isKind(EventDisconnected))
+	if mem {
+		time.Sleep(d.s.cfg.PongTimeout) // (waitAt gives up after waitFor)
+	}
+	ev, down := d.ev.waitAt(t, "disconnected", isKind(EventDisconnected))
 	during := measure()
+	_ = d.stop(t) // before the service stops: it waits for its handlers
 	l.w.ctrlMu.Lock()
 	peak := l.w.ctrlPeak
 	l.w.ctrlMu.Unlock()
-	t.Logf("control flood from a service that never reads: control queue peak %d bytes (cap %d), link dropped (%s); before %v, at drop %v",
-		peak, maxCtrlBytes, ev.Reason, before, during)
+	t.Logf("control flood from a service that never reads: control queue peak %d bytes (cap %d), link dropped after %v (%s); before %v, at drop %v",
+		peak, maxCtrlBytes, down.Sub(up), ev.Reason, before, during)
 	if peak > maxCtrlBytes {
 		t.Errorf("control queue peak %d bytes, cap %d", peak, maxCtrlBytes)
 	}
 	if during.heap > before.heap+32<<20 {
 		t.Errorf("heap grew from %d to %d MiB", before.heap>>20, during.heap>>20)
+	}
+	if !mem {
+		return
+	}
+	if peak < maxCtrlBytes-256 {
+		t.Errorf("control queue peak %d bytes: the flood did not fill it to the cap %d", peak, maxCtrlBytes)
+	}
+	if got := down.Sub(up); got != d.s.cfg.PongTimeout {
+		t.Errorf("link dropped %v after it came up, want PongTimeout = %v", got, d.s.cfg.PongTimeout)
 	}
 }
 
