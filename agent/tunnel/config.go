@@ -117,10 +117,12 @@ type Config struct {
 	// session goroutines and must not block.
 	OnEvent func(Event)
 
-	// netDial, when set, opens the connection the WebSocket runs over in
-	// place of a TCP dial (see Session.dialer). It is the tests' seam: an
-	// in-memory connection lets a session run in a testing/synctest bubble,
-	// where the ping, pong and write timeouts run on a fake clock.
+	// netDial, when set, opens every connection the session dials in place
+	// of a net.Dialer: the one the WebSocket runs over (see Session.dialer)
+	// and a destination's local ones (network "tcp" or "unix"). It is the
+	// tests' seam: in-memory connections let a session run in a
+	// testing/synctest bubble, where the ping, pong, stall and write
+	// timeouts run on a fake clock.
 	netDial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 

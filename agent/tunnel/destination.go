@@ -206,11 +206,14 @@ func (l *link) dialLimited(ctx context.Context, addr string) (net.Conn, error) {
 func (l *link) dialLocal(ctx context.Context, addr string) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, l.s.cfg.DialTimeout)
 	defer cancel()
-	var d net.Dialer
-	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
-		return d.DialContext(ctx, "unix", path)
+	dial := l.s.cfg.netDial
+	if dial == nil {
+		dial = (&net.Dialer{}).DialContext
 	}
-	return d.DialContext(ctx, "tcp", addr)
+	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+		return dial(ctx, "unix", path)
+	}
+	return dial(ctx, "tcp", addr)
 }
 
 // dialFailed answers a failed local dial: CONNECTION_RESET for that

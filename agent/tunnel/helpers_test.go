@@ -141,8 +141,8 @@ func testConfig(r *relay, mode Mode, services map[string]string) Config {
 	cfg := Config{Mode: mode, Endpoint: r.endpoint(), AccessToken: tok, RootCAs: r.pool(), AllowPlaintext: true,
 		Proxy: func(*http.Request) (*url.URL, error) { return nil, nil }, Services: services,
 		ReconnectMin: 10 * time.Millisecond, ReconnectMax: 50 * time.Millisecond, DialTimeout: 2 * time.Second}
-	if r.mem != nil {
-		cfg.netDial = r.mem.Dial
+	if r.net != nil {
+		cfg.netDial = r.net.Dial
 	}
 	return cfg
 }
@@ -188,8 +188,8 @@ func dialPeer(t testing.TB, r *relay, mode string, subprotocols ...string) *rawP
 		subprotocols = []string{protocol.SubprotocolV3}
 	}
 	d := websocket.Dialer{Subprotocols: subprotocols, TLSClientConfig: &tls.Config{RootCAs: r.pool()}}
-	if r.mem != nil {
-		d.NetDialContext = r.mem.Dial
+	if r.net != nil {
+		d.NetDialContext = r.net.Dial
 	}
 	ws, _, err := d.Dial(r.url(mode), http.Header{"access-token": {tok}, "client-token": {"peer-client-token-0123456789abcdef0123"}})
 	if err != nil {
@@ -203,7 +203,7 @@ func dialPeer(t testing.TB, r *relay, mode string, subprotocols ...string) *rawP
 	p := &rawPeer{t: t, ws: ws, msgs: make(chan protocol.Message, 1024), done: make(chan struct{}), sub: ws.Subprotocol()}
 	go func() {
 		defer close(p.done)
-		fr := protocol.NewFrameReader(newWSReader(ws, time.Minute))
+		fr := protocol.NewFrameReader(newWSReader(ws, time.Hour)) // (fake time in a bubble)
 		for {
 			var m protocol.Message
 			if err := fr.ReadMessage(&m); err != nil {

@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -50,7 +51,13 @@ func (u usage) String() string {
 // raw source peer speaking 3.0.
 func hostileDestination(t *testing.T, services map[string]string, tune func(*Config), tunnelServices ...string) (*running, *rawPeer) {
 	t.Helper()
-	r := newRelay(t, true, tunnelServices...)
+	return hostileDestinationOn(t, newRelay(t, true, tunnelServices...), services, tune)
+}
+
+// hostileDestinationOn is hostileDestination with a relay of the caller's
+// (newMemRelay, in a synctest bubble).
+func hostileDestinationOn(t *testing.T, r *relay, services map[string]string, tune func(*Config)) (*running, *rawPeer) {
+	t.Helper()
 	cfg := testConfig(r, ModeDestination, services)
 	tune(&cfg)
 	d := start(t, cfg)
@@ -88,6 +95,23 @@ func stuckService(t *testing.T) string {
 		}
 	})
 	return "unix:" + path
+}
+
+// memStuckService is stuckService on the in-memory network n, at addr:
+// it accepts and never reads (tunneltest.MemBufSize buffered per
+// connection).
+func memStuckService(t *testing.T, n *tunneltest.MemNet, addr string) string {
+	t.Helper()
+	done := make(chan struct{})
+	tunneltest.ServeListener(t, n.Listen(addr), func(net.Conn) { <-done })
+	t.Cleanup(func() { close(done) }) // runs before ServeListener's, which waits for the handlers
+	return addr
+}
+
+// memEcho is tunneltest.Echo on the in-memory network n, at addr.
+func memEcho(t *testing.T, n *tunneltest.MemNet, addr string) string {
+	t.Helper()
+	return tunneltest.ServeListener(t, n.Listen(addr), func(c net.Conn) { _, _ = io.Copy(c, c) })
 }
 
 // countResets drains the peer's messages until want resets of typ arrived.
@@ -179,7 +203,7 @@ func hostileService(t *testing.T, mem bool, frames func(i int) []byte) (endpoint
 		mu.Unlock()
 	}
 	if mem {
-		ln, stopMem := serveMem("hostile.test:80", h)
+		ln, stopMem := serveMem(tunneltest.NewMemListener("hostile.test:80"), h)
 		return "ws://" + ln.Addr().String(), ln, func() {
 			closeConns()
 			stopMem()

@@ -202,11 +202,43 @@ func TestHostileServiceIDsMessage(t *testing.T) {
 	}
 }
 
+// TestHostileStallWindow: ten local connections that stop reading while
+// the peer floods them share one stall window: they are all reset, and a
+// probe on another service is answered, after about one ConnStallTimeout,
+// not ten. In memory in a synctest bubble with the default 1 s, where the
+// time is exact; then over loopback with unix sockets and 300 ms.
 func TestHostileStallWindow(t *testing.T) {
+	tests := []struct {
+		name  string
+		mem   bool
+		stall time.Duration // 0: the default
+	}{
+		{"in memory, default stall", true, 0},
+		{"loopback", false, 300 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.mem {
+				synctest.Test(t, func(t *testing.T) {
+					r := newMemRelay(t, "SSH", "ECHO")
+					services := map[string]string{"SSH": memStuckService(t, r.net, "stuck.test:1"), "ECHO": memEcho(t, r.net, "echo.test:7")}
+					hostileStallWindow(t, r, services, tt.stall, true)
+				})
+				return
+			}
+			r := newRelay(t, true, "SSH", "ECHO")
+			hostileStallWindow(t, r, map[string]string{"SSH": stuckService(t), "ECHO": tunneltest.Echo(t)}, tt.stall, false)
+		})
+	}
+}
+
+// hostileStallWindow runs the attack; exact: in a bubble, where the
+// elapsed time is exactly one window.
+func hostileStallWindow(t *testing.T, r *relay, services map[string]string, stall time.Duration, exact bool) {
 	const stuck = 10
-	d, p := hostileDestination(t, map[string]string{"SSH": stuckService(t), "ECHO": tunneltest.Echo(t)}, func(c *Config) {
-		c.ConnBufferSize, c.ConnStallTimeout = 64<<10, 300*time.Millisecond
-	}, "SSH", "ECHO")
+	d, p := hostileDestinationOn(t, r, services, func(c *Config) {
+		c.ConnBufferSize, c.ConnStallTimeout = 64<<10, stall
+	})
 	p.send(&msg{Type: tStart, StreamID: 1, ServiceID: "ECHO", ConnectionID: 1},
 		&msg{Type: tStart, StreamID: 1, ServiceID: "SSH", ConnectionID: 1})
 	for cid := uint32(2); cid <= stuck; cid++ {
@@ -238,6 +270,9 @@ func TestHostileStallWindow(t *testing.T) {
 		stuck, waits, windows, elapsed.Round(time.Millisecond))
 	if waits > windows {
 		t.Errorf("%d waits ran to the deadline in %d windows: the stall is not shared", waits, windows)
+	}
+	if exact && elapsed != l.gate.stall {
+		t.Errorf("all reset and the probe answered after %v, want one ConnStallTimeout (%v)", elapsed, l.gate.stall)
 	}
 }
 
@@ -375,17 +410,49 @@ func TestHostileBackoffAfterInstantDrop(t *testing.T) {
 
 // A local service that stops reading while data is queued for it is reset
 // after localWriteStall even when the peer sends nothing more: it does not
-// hold its queue budget and fd for the tunnel's lifetime.
+// hold its queue budget and fd for the tunnel's lifetime. In memory in a
+// synctest bubble with the default 2 minutes, where the reset comes
+// exactly then; then over a unix socket with 300 ms.
 func TestHostileStuckLocalWriterReset(t *testing.T) {
-	old := localWriteStall
-	localWriteStall = 300 * time.Millisecond
-	defer func() { localWriteStall = old }()
+	t.Run("in memory, default stall", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			r := newMemRelay(t, "SSH")
+			hostileStuckLocalWriter(t, r, memStuckService(t, r.net, "stuck.test:1"), true)
+		})
+	})
+	t.Run("unix socket", func(t *testing.T) {
+		old := localWriteStall
+		localWriteStall = 300 * time.Millisecond
+		defer func() { localWriteStall = old }()
+		hostileStuckLocalWriter(t, newRelay(t, true, "SSH"), stuckService(t), false)
+	})
+}
+
+func hostileStuckLocalWriter(t *testing.T, r *relay, service string, exact bool) {
 	lim := NewLimits(0, 0, 0)
-	d, p := hostileDestination(t, map[string]string{"SSH": stuckService(t)}, func(c *Config) { c.Limits = lim }, "SSH")
+	d, p := hostileDestinationOn(t, r, map[string]string{"SSH": service}, func(c *Config) { c.Limits = lim })
 	chunk := bytes.Repeat([]byte("x"), protocol.MaxPayload)
 	p.send(&msg{Type: tStart, StreamID: 1, ServiceID: "SSH", ConnectionID: 1})
 	for range 8 { // 512 KiB: past the socket buffers, within conn_buffer
 		p.send(&msg{Type: tData, StreamID: 1, ServiceID: "SSH", ConnectionID: 1, Payload: chunk})
+	}
+	if exact {
+		synctest.Wait() // the local write is stuck now
+		time.Sleep(localWriteStall - time.Nanosecond)
+		synctest.Wait()
+		for len(p.msgs) > 0 {
+			if m := <-p.msgs; m.Type != protocol.TypeServiceIDs {
+				t.Fatalf("%v to the peer a moment before localWriteStall", m.Type)
+			}
+		}
+		if n := lim.Connections(); n != 1 {
+			t.Fatalf("%d connections a moment before localWriteStall, want 1", n)
+		}
+		time.Sleep(time.Nanosecond)
+		synctest.Wait()
+		if len(p.msgs) == 0 {
+			t.Fatalf("no reset when localWriteStall (%v) ran out", localWriteStall)
+		}
 	}
 	p.expect(msg{Type: tConnReset, StreamID: 1, ServiceID: "SSH", ConnectionID: 1})
 	waitUntil(t, "budget and connection released", func() bool { return lim.Queued() == 0 && lim.Connections() == 0 })

@@ -27,6 +27,7 @@ import (
 type relay struct {
 	srv      *httptest.Server        // on loopback; nil in memory
 	mem      *tunneltest.MemListener // in memory (newMemRelay); nil on loopback
+	net      *tunneltest.MemNet      // the network mem is on; local services can join it
 	memStop  func()                  // stops the in-memory server
 	services []string
 	split    bool
@@ -75,7 +76,8 @@ func newRelay(t testing.TB, tls bool, services ...string) *relay {
 // there).
 func newMemRelay(t testing.TB, services ...string) *relay {
 	r := emptyRelay(services)
-	r.mem, r.memStop = serveMem("relay.test:80", http.HandlerFunc(r.handle))
+	r.net = &tunneltest.MemNet{}
+	r.mem, r.memStop = serveMem(r.net.Listen("relay.test:80"), http.HandlerFunc(r.handle))
 	t.Cleanup(r.shutdown)
 	return r
 }
@@ -86,9 +88,8 @@ func emptyRelay(services []string) *relay {
 		conns: map[string]*relayConn{}, lastHeaders: map[string]http.Header{}}
 }
 
-// serveMem serves h on a new in-memory listener named addr until stop.
-func serveMem(addr string, h http.Handler) (ln *tunneltest.MemListener, stop func()) {
-	ln = tunneltest.NewMemListener(addr)
+// serveMem serves h on an in-memory listener until stop.
+func serveMem(ln *tunneltest.MemListener, h http.Handler) (_ *tunneltest.MemListener, stop func()) {
 	hs := &http.Server{Handler: h}
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = hs.Serve(ln) })

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -225,4 +226,37 @@ func (l *MemListener) Dial(ctx context.Context, _, _ string) (net.Conn, error) {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// MemNet is an in-memory network: MemListeners by address, and a Dial
+// that reaches them. The zero value is ready to use.
+type MemNet struct {
+	mu sync.Mutex
+	ls map[string]*MemListener
+}
+
+// Listen returns a new listener at addr ("host:port", or a unix socket
+// path), replacing any listener there.
+func (n *MemNet) Listen(addr string) *MemListener {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.ls == nil {
+		n.ls = map[string]*MemListener{}
+	}
+	ln := NewMemListener(addr)
+	n.ls[addr] = ln
+	return ln
+}
+
+// Dial connects to the listener at addr, whatever the network; the
+// connection is refused when nothing listens there. It fits
+// websocket.Dialer.NetDialContext and http.Transport.DialContext.
+func (n *MemNet) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	n.mu.Lock()
+	ln := n.ls[addr]
+	n.mu.Unlock()
+	if ln == nil {
+		return nil, &net.OpError{Op: "dial", Net: network, Addr: memAddr(addr), Err: syscall.ECONNREFUSED}
+	}
+	return ln.Dial(ctx, network, addr)
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"syscall"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -130,6 +131,40 @@ func TestMemListener(t *testing.T) {
 		}
 		if _, err := ln.Dial(t.Context(), "tcp", ""); !errors.Is(err, net.ErrClosed) {
 			t.Fatalf("Dial after Close = %v", err)
+		}
+	})
+}
+
+func TestMemNet(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var n MemNet
+		for _, name := range []string{"a.test:1", "/run/b.sock"} {
+			ServeListener(t, n.Listen(name), func(c net.Conn) { _, _ = io.WriteString(c, name) })
+		}
+		tests := []struct {
+			network, addr string
+			want          string // "" : refused
+		}{
+			{"tcp", "a.test:1", "a.test:1"},
+			{"unix", "/run/b.sock", "/run/b.sock"},
+			{"tcp", "c.test:1", ""},
+		}
+		for _, tt := range tests {
+			c, err := n.Dial(t.Context(), tt.network, tt.addr)
+			if tt.want == "" {
+				if !errors.Is(err, syscall.ECONNREFUSED) {
+					t.Errorf("Dial %s = %v, want connection refused", tt.addr, err)
+				}
+				continue
+			}
+			if err != nil {
+				t.Fatalf("Dial %s: %v", tt.addr, err)
+			}
+			got, err := io.ReadAll(c)
+			if string(got) != tt.want || err != nil {
+				t.Errorf("Dial %s reached %q (%v), want %q", tt.addr, got, err, tt.want)
+			}
+			_ = c.Close()
 		}
 	})
 }

@@ -27,6 +27,11 @@ func Serve(t testing.TB, handler func(net.Conn)) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ServeListener(t, ln, handler)
+}
+
+// ServeListener is Serve on a listener of the caller's (a MemListener, say).
+func ServeListener(t testing.TB, ln net.Listener, handler func(net.Conn)) string {
 	var (
 		wg    sync.WaitGroup
 		mu    sync.Mutex
