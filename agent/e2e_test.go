@@ -153,8 +153,8 @@ func (r *runningAgent) stop(t *testing.T) {
 		if err != nil {
 			t.Errorf("agent Run: %v", err)
 		}
-	case <-time.After(5 * time.Second):
-		t.Error("agent did not stop within 5 s")
+	case <-time.After(30 * time.Second):
+		t.Error("agent did not stop within 30 s")
 	}
 }
 

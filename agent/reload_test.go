@@ -35,7 +35,7 @@ func TestReload(t *testing.T) {
 		if !maps.Equal(got, next.Services) {
 			t.Errorf("live tunnel got services %v", got)
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(20 * time.Second):
 		t.Fatal("the live tunnel did not get the new services")
 	}
 	// The next tunnel is built with the new map.

@@ -157,7 +157,7 @@ func TestSIGHUPReload(t *testing.T) {
 	w.write(t, fmt.Sprintf("services: {ECHO: %q, ECHO2: %q}\nlog_level: debug\n", w.echo, w.echo2))
 	p.hup(t)
 	p.waitLog(t, `"msg":"configuration reloaded"`, 10*time.Second)
-	n.waitFor(t, "RELOADING=1", 5*time.Second)
+	n.waitFor(t, "RELOADING=1", 15*time.Second)
 	if err := live.roundTrip("after adding a service"); err != nil {
 		t.Fatalf("live connection broken by the reload: %v", err)
 	}

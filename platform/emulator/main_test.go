@@ -212,10 +212,10 @@ func (env *testEnv) open(t testing.TB, body string) opened {
 	return opened{id: r.str("tunnelId"), arn: r.str("tunnelArn"), src: r.str("sourceAccessToken"), dst: r.str("destinationAccessToken")}
 }
 
-// waitFor polls cond until it holds, for up to 10 s.
+// waitFor polls cond until it holds, for up to 20 s.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	tunneltest.WaitFor(t, 10*time.Second, what, cond)
+	tunneltest.WaitFor(t, 20*time.Second, what, cond)
 }
 
 func readAllString(r io.Reader) string {
