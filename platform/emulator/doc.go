@@ -130,6 +130,8 @@
 // sends, and the sender blocks while it is full, so a slow client slows its
 // peer down instead of growing memory. A client that stops reading for a
 // minute is dropped, which frees the peer blocked on it. Pings and close
-// frames go through WriteControl. Messages keep their order: a direct write
-// happens only when the queue is empty and no one else is writing.
+// frames go through WriteControl; a close frame that joined the writer's
+// batch is flushed before the connection closes. Messages keep their order:
+// a direct write happens only when the queue is empty and no one else is
+// writing.
 package emulator

@@ -213,6 +213,12 @@ func (p *peer) shutdown(code int, reason string) {
 		if code != 0 {
 			msg := websocket.FormatCloseMessage(code, truncate(reason, 120))
 			_ = p.conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(closeWriteLimit))
+			if p.bc != nil {
+				// With the writer in a batch the close frame joined it:
+				// without this it would go down with the connection, and
+				// the client would see an abnormal closure (1006).
+				_ = p.bc.Flush()
+			}
 		}
 		_ = p.conn.Close()
 	})

@@ -84,6 +84,15 @@ func (c *Conn) EndBatch() error {
 	return c.flushLocked()
 }
 
+// Flush writes out what the batch in progress holds, without ending it: a
+// close frame that joined another goroutine's batch must leave before the
+// connection is closed under it.
+func (c *Conn) Flush() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.flushLocked()
+}
+
 func (c *Conn) flushLocked() error {
 	if len(c.buf) == 0 {
 		return nil

@@ -130,6 +130,50 @@ func TestBatchHeldUntilEnd(t *testing.T) {
 	}
 }
 
+// TestFlushKeepsBatch: Flush sends what the batch holds (a close frame that
+// joined it) and the batch goes on holding later writes until EndBatch.
+func TestFlushKeepsBatch(t *testing.T) {
+	a, b := net.Pipe()
+	defer b.Close()
+	c := New(a)
+	defer c.Close()
+	read := func(n int) chan []byte {
+		done := make(chan []byte, 1)
+		go func() {
+			buf := make([]byte, n)
+			_, _ = io.ReadFull(b, buf)
+			done <- buf
+		}()
+		return done
+	}
+	c.StartBatch()
+	if _, err := c.Write([]byte("close")); err != nil {
+		t.Fatal(err)
+	}
+	done := read(5)
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-done; string(got) != "close" {
+		t.Fatalf("got %q after Flush, want %q", got, "close")
+	}
+	if _, err := c.Write([]byte("more")); err != nil {
+		t.Fatal(err)
+	}
+	_ = b.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	if n, err := b.Read(make([]byte, 8)); err == nil {
+		t.Fatalf("read %d bytes of the batch after Flush, before EndBatch", n)
+	}
+	_ = b.SetReadDeadline(time.Time{})
+	done = read(4)
+	if err := c.EndBatch(); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-done; string(got) != "more" {
+		t.Fatalf("got %q after EndBatch, want %q", got, "more")
+	}
+}
+
 // TestEndBatchError: a write error of the batch is reported by EndBatch.
 func TestEndBatchError(t *testing.T) {
 	a, b := net.Pipe()
