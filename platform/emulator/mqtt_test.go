@@ -35,10 +35,10 @@ func connectDevice(t *testing.T, broker string, tlsCfg *tls.Config, clientID str
 	t.Helper()
 	d := &device{msgs: make(chan []byte, 10)}
 	opts := paho.NewClientOptions().AddBroker(broker).SetClientID(clientID).SetTLSConfig(tlsCfg).
-		SetCleanSession(clean).SetAutoReconnect(false).SetConnectTimeout(5 * time.Second).
+		SetCleanSession(clean).SetAutoReconnect(false).SetConnectTimeout(15 * time.Second). // a TLS handshake under -race on a loaded machine
 		SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) { d.msgs <- m.Payload() })
 	d.c = paho.NewClient(opts)
-	if tok := d.c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+	if tok := d.c.Connect(); !tok.WaitTimeout(20*time.Second) || tok.Error() != nil {
 		t.Fatalf("device connect to %s: %v", broker, tok.Error())
 	}
 	return d
