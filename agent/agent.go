@@ -20,7 +20,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,12 +46,7 @@ var (
 var takeWait = 2 * time.Second
 
 const (
-	inboxSize   = 64
-	endedMemory = 256
-	// neverConnectedGrace is how long a tunnel that has never connected
-	// (unresolvable or unreachable data endpoint) holds its max_tunnels
-	// slot against a new notification.
-	neverConnectedGrace = 2 * time.Minute
+	inboxSize = 64
 	// At most dropWarnBurst malformed notifications are logged per
 	// dropWarnWindow; the first line after that says how many were not.
 	dropWarnBurst  = 32
@@ -88,23 +82,6 @@ type Agent struct {
 	replaced []*tunnelEntry // cancelled for a rotation, ending pending
 	endings  chan ending
 	wg       sync.WaitGroup
-}
-
-type tunnelEntry struct {
-	id           string
-	rec          *record
-	started      time.Time
-	resumed      bool
-	cancel       context.CancelCauseFunc
-	sess         runner
-	connected    atomic.Bool
-	wasConnected atomic.Bool
-}
-
-type ending struct {
-	id  string
-	err error
-	ctx context.Context
 }
 
 // New checks the configuration and returns an Agent. log must not be nil.
@@ -281,14 +258,5 @@ func (a *Agent) onReady() {
 	a.readyOnce.Do(func() { close(a.ready) })
 	if f := a.readyHook.Load(); f != nil && *f != nil {
 		(*f)()
-	}
-}
-
-func (a *Agent) wasEnded(id string) bool { return slices.Contains(a.ended, id) }
-
-func (a *Agent) rememberEnded(id string) {
-	a.ended = append(a.ended, id)
-	if len(a.ended) > endedMemory {
-		a.ended = a.ended[len(a.ended)-endedMemory:]
 	}
 }

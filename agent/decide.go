@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strings"
 	"time"
 
@@ -74,51 +73,6 @@ func (a *Agent) allowedServices(log *slog.Logger, id string, services []string) 
 	return true
 }
 
-// makeRoom frees a slot for a notification at the cap by replacing a
-// tunnel that looks like this one's previous token (same region and
-// services) and is not connected or, failing that, the oldest tunnel that
-// has not connected once in neverConnectedGrace (its data endpoint cannot
-// be reached: it must not starve tunnels that can). It reports whether a
-// slot was freed.
-func (a *Agent) makeRoom(log *slog.Logger, n notify.Notification) bool {
-	var rotated, stale *tunnelEntry
-	now := a.now()
-	for _, t := range a.tunnels {
-		if t.connected.Load() {
-			continue
-		}
-		if t.rec.Region == n.Region && sameSet(t.rec.Services, n.Services) && (rotated == nil || t.started.Before(rotated.started)) {
-			rotated = t
-		}
-		if !t.wasConnected.Load() && now.Sub(t.started) >= neverConnectedGrace && (stale == nil || t.started.Before(stale.started)) {
-			stale = t
-		}
-	}
-	old := rotated
-	switch {
-	case rotated != nil:
-		log.Info("replacing a disconnected tunnel with the same services (token rotation)", attrReplaced, rotated.id)
-	case stale != nil:
-		old = stale
-		log.Warn("replacing a tunnel that has not connected since it started: max_tunnels reached",
-			attrEvent, "tunnel.replaced", attrReplaced, stale.id, attrNotConnectedFor, now.Sub(stale.started).Round(time.Second).String())
-	default:
-		return false
-	}
-	old.cancel(errReplaced)
-	// Not counted from now on; its ending still arrives and is handled.
-	delete(a.tunnels, old.id)
-	a.replaced = append(a.replaced, old)
-	return true
-}
-
-func sameSet(a, b []string) bool {
-	x, y := slices.Clone(a), slices.Clone(b)
-	slices.Sort(x)
-	slices.Sort(y)
-	return slices.Equal(x, y)
-}
-
 // start runs one tunnel session in its own goroutine.
 func (a *Agent) start(ctx context.Context, id string, rec *record, resumed bool) {
 	t := &tunnelEntry{id: id, rec: rec, started: a.now(), resumed: resumed}
@@ -182,16 +136,6 @@ func (a *Agent) warnTokenTaken(t *tunnelEntry, err error) {
 		attrEvent, "tunnel.token_taken", attrTunnel, t.id,
 		attrHint, "disable the AWS IoT Device Client's tunneling feature (tunneling.enabled: false) or remove the Greengrass "+
 			"aws.greengrass.SecureTunneling component; only one client may serve a thing's notify topic (see README, Migrating)")
-}
-
-func (a *Agent) takeReplaced(id string) *tunnelEntry {
-	for i, t := range a.replaced {
-		if t.id == id {
-			a.replaced = slices.Delete(a.replaced, i, i+1)
-			return t
-		}
-	}
-	return nil
 }
 
 // classify names why a session ended and whether the tunnel is over for

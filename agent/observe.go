@@ -233,3 +233,14 @@ func protocolVersion(subprotocol string) string {
 	}
 	return subprotocol
 }
+
+// viewConnected records a (re)connection of the tunnel's WebSocket.
+func (a *Agent) viewConnected(id string, e tunnel.Event) {
+	now := a.now()
+	a.viewUpdate(id, func(s *TunnelStatus) {
+		if !s.ConnectedSince.IsZero() || s.ChannelID != "" || s.State == "reconnecting" {
+			s.Reconnects++
+		}
+		s.State, s.ConnectedSince, s.ChannelID, s.Protocol = "connected", now, e.ChannelID, protocolVersion(e.Subprotocol)
+	})
+}

@@ -97,16 +97,5 @@ func (a *Agent) eventHandler(t *tunnelEntry) func(tunnel.Event) {
 	}
 }
 
-// viewConnected records a (re)connection of the tunnel's WebSocket.
-func (a *Agent) viewConnected(id string, e tunnel.Event) {
-	now := a.now()
-	a.viewUpdate(id, func(s *TunnelStatus) {
-		if !s.ConnectedSince.IsZero() || s.ChannelID != "" || s.State == "reconnecting" {
-			s.Reconnects++
-		}
-		s.State, s.ConnectedSince, s.ChannelID, s.Protocol = "connected", now, e.ChannelID, protocolVersion(e.Subprotocol)
-	})
-}
-
 // isRejected reports a final handshake refusal (4xx).
 func isRejected(err error) bool { return errors.Is(err, tunnel.ErrRejected) }
