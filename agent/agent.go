@@ -76,12 +76,10 @@ type Agent struct {
 	reloads   chan reloadRequest
 
 	// Owned by the Run goroutine.
-	store    *store
-	tunnels  map[string]*tunnelEntry
-	ended    []string       // recently ended tunnel ids, oldest first
-	replaced []*tunnelEntry // cancelled for a rotation, ending pending
-	endings  chan ending
-	wg       sync.WaitGroup
+	store   *store
+	reg     *registry
+	endings chan ending
+	wg      sync.WaitGroup
 }
 
 // New checks the configuration and returns an Agent. log must not be nil.
@@ -99,7 +97,7 @@ func New(cfg config.Config, src notify.Source, log *slog.Logger) (*Agent, error)
 		inbox:      make(chan notify.Notification, inboxSize),
 		quit:       make(chan struct{}),
 		ready:      make(chan struct{}),
-		tunnels:    make(map[string]*tunnelEntry),
+		reg:        newRegistry(cfg.MaxTunnels),
 		endings:    make(chan ending),
 		reloads:    make(chan reloadRequest),
 	}
@@ -179,7 +177,7 @@ func (a *Agent) shutdown(cancel context.CancelFunc) {
 	// A cancelled parent tells finish that the agent is stopping: the state stays.
 	stopping, stop := context.WithCancel(context.Background())
 	stop()
-	for len(a.tunnels)+len(a.replaced) > 0 {
+	for a.reg.pending() > 0 {
 		a.finish(stopping, <-a.endings)
 	}
 	a.wg.Wait()

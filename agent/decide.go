@@ -18,23 +18,23 @@ import (
 func (a *Agent) handle(ctx context.Context, n notify.Notification) {
 	id := tokenID(n.ClientAccessToken)
 	log := a.log.With(attrTunnel, id)
-	if _, ok := a.tunnels[id]; ok {
+	if a.reg.has(id) {
 		log.Info("duplicate notification ignored: tunnel already open", attrEvent, "notification.duplicate")
 		a.emit(audit.Event{Event: audit.NotificationDup, Tunnel: id, Reason: "tunnel already open"})
 		return
 	}
-	if a.wasEnded(id) {
+	if a.reg.wasEnded(id) {
 		log.Info("notification for an ended tunnel ignored", attrEvent, "notification.duplicate")
 		a.emit(audit.Event{Event: audit.NotificationDup, Tunnel: id, Reason: "tunnel ended"})
 		return
 	}
 	if !a.allowedServices(log, id, n.Services) {
-		a.rememberEnded(id)
+		a.reg.rememberEnded(id)
 		return
 	}
-	if len(a.tunnels) >= a.cfg.MaxTunnels && !a.makeRoom(log, n) {
+	if a.reg.full() && !a.reg.makeRoom(log, n, a.now()) {
 		log.Warn("tunnel refused: max_tunnels reached; close a tunnel or raise max_tunnels",
-			attrEvent, "tunnel.refused", attrMaxTunnels, a.cfg.MaxTunnels, attrServices, n.Services)
+			attrEvent, "tunnel.refused", attrMaxTunnels, a.reg.cap, attrServices, n.Services)
 		a.emit(audit.Event{Event: audit.TunnelRefused, Tunnel: id, Services: n.Services, Region: n.Region, Reason: audit.ReasonMaxTunnels})
 		return
 	}
@@ -79,7 +79,7 @@ func (a *Agent) start(ctx context.Context, id string, rec *record, resumed bool)
 	tctx, cancel := context.WithCancelCause(ctx)
 	tctx, stop := context.WithDeadlineCause(tctx, rec.Expires, errExpired)
 	t.cancel = func(cause error) { cancel(cause); stop() }
-	a.tunnels[id] = t
+	a.reg.add(t)
 	a.viewStart(t, resumed)
 	a.auditTunnelOpened(t, resumed)
 	// The session is built here, on the loop's goroutine, which owns a.cfg.
@@ -98,10 +98,8 @@ func (a *Agent) start(ctx context.Context, id string, rec *record, resumed bool)
 // finish records a tunnel's end. parent is the agent's context (nil when
 // shutting down): if it is done, the tunnel's state is kept for resuming.
 func (a *Agent) finish(parent context.Context, e ending) {
-	t, ok := a.tunnels[e.id]
-	if ok {
-		delete(a.tunnels, e.id)
-	} else if t = a.takeReplaced(e.id); t == nil {
+	t := a.reg.take(e.id)
+	if t == nil {
 		return
 	}
 	reason, final := classify(e, parent)
@@ -112,7 +110,7 @@ func (a *Agent) finish(parent context.Context, e ending) {
 	if err := a.store.remove(e.id); err != nil {
 		a.log.Error("cannot remove tunnel state", attrTunnel, e.id, attrErr, err)
 	}
-	a.rememberEnded(e.id)
+	a.reg.rememberEnded(e.id)
 	a.auditTunnelClosed(t, reason, e.err)
 	a.warnTokenTaken(t, e.err)
 }

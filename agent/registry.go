@@ -2,7 +2,9 @@ package agent
 
 import (
 	"context"
+	"iter"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -18,6 +20,26 @@ const (
 	neverConnectedGrace = 2 * time.Minute
 )
 
+// registry owns the tunnels the agent serves and the max_tunnels cap: the
+// live tunnels by id, the tunnels replaced for a rotation whose sessions
+// have not returned yet, and the ids of recently ended tunnels (a
+// notification for one of them is a duplicate). Only the Run goroutine
+// touches it, so it has no lock; other goroutines see the tunnels through
+// the view that Snapshot reads (observe.go).
+type registry struct {
+	cap      int                     // max_tunnels; a reload may change it
+	tunnels  map[string]*tunnelEntry // live, counted against cap
+	replaced []*tunnelEntry          // cancelled for a rotation, ending pending
+	ended    []string                // recently ended tunnel ids, oldest first
+}
+
+func newRegistry(maxTunnels int) *registry {
+	return &registry{cap: maxTunnels, tunnels: make(map[string]*tunnelEntry)}
+}
+
+// tunnelEntry is one tunnel in the registry. The Run goroutine sets its
+// plain fields before the session starts and never changes them after;
+// connected and wasConnected are set by the session's event handler.
 type tunnelEntry struct {
 	id           string
 	rec          *record
@@ -29,18 +51,54 @@ type tunnelEntry struct {
 	wasConnected atomic.Bool
 }
 
+// ending is a session's return, sent by its goroutine to the Run goroutine.
 type ending struct {
 	id  string
 	err error
 	ctx context.Context
 }
 
-func (a *Agent) wasEnded(id string) bool { return slices.Contains(a.ended, id) }
+// has reports whether id is a live tunnel.
+func (r *registry) has(id string) bool {
+	_, ok := r.tunnels[id]
+	return ok
+}
 
-func (a *Agent) rememberEnded(id string) {
-	a.ended = append(a.ended, id)
-	if len(a.ended) > endedMemory {
-		a.ended = a.ended[len(a.ended)-endedMemory:]
+// full reports whether the live tunnels reach the cap.
+func (r *registry) full() bool { return len(r.tunnels) >= r.cap }
+
+// pending counts the tunnels whose sessions have not returned: the live
+// ones and the replaced ones.
+func (r *registry) pending() int { return len(r.tunnels) + len(r.replaced) }
+
+// live returns the live tunnels, in no order.
+func (r *registry) live() iter.Seq[*tunnelEntry] { return maps.Values(r.tunnels) }
+
+// add makes t a live tunnel.
+func (r *registry) add(t *tunnelEntry) { r.tunnels[t.id] = t }
+
+// take removes the tunnel id, live or replaced, and returns it; nil if
+// the registry does not hold it.
+func (r *registry) take(id string) *tunnelEntry {
+	if t, ok := r.tunnels[id]; ok {
+		delete(r.tunnels, id)
+		return t
+	}
+	for i, t := range r.replaced {
+		if t.id == id {
+			r.replaced = slices.Delete(r.replaced, i, i+1)
+			return t
+		}
+	}
+	return nil
+}
+
+func (r *registry) wasEnded(id string) bool { return slices.Contains(r.ended, id) }
+
+func (r *registry) rememberEnded(id string) {
+	r.ended = append(r.ended, id)
+	if len(r.ended) > endedMemory {
+		r.ended = r.ended[len(r.ended)-endedMemory:]
 	}
 }
 
@@ -50,10 +108,9 @@ func (a *Agent) rememberEnded(id string) {
 // has not connected once in neverConnectedGrace (its data endpoint cannot
 // be reached: it must not starve tunnels that can). It reports whether a
 // slot was freed.
-func (a *Agent) makeRoom(log *slog.Logger, n notify.Notification) bool {
+func (r *registry) makeRoom(log *slog.Logger, n notify.Notification, now time.Time) bool {
 	var rotated, stale *tunnelEntry
-	now := a.now()
-	for _, t := range a.tunnels {
+	for _, t := range r.tunnels {
 		if t.connected.Load() {
 			continue
 		}
@@ -77,8 +134,8 @@ func (a *Agent) makeRoom(log *slog.Logger, n notify.Notification) bool {
 	}
 	old.cancel(errReplaced)
 	// Not counted from now on; its ending still arrives and is handled.
-	delete(a.tunnels, old.id)
-	a.replaced = append(a.replaced, old)
+	delete(r.tunnels, old.id)
+	r.replaced = append(r.replaced, old)
 	return true
 }
 
@@ -87,14 +144,4 @@ func sameSet(a, b []string) bool {
 	slices.Sort(x)
 	slices.Sort(y)
 	return slices.Equal(x, y)
-}
-
-func (a *Agent) takeReplaced(id string) *tunnelEntry {
-	for i, t := range a.replaced {
-		if t.id == id {
-			a.replaced = slices.Delete(a.replaced, i, i+1)
-			return t
-		}
-	}
-	return nil
 }
