@@ -65,11 +65,10 @@ type Agent struct {
 	inbox     chan notify.Notification
 	quit      chan struct{} // closed when Run stops taking notifications
 	drops     dropLog
+	obs       *observations // log lines, audit events and what Snapshot reports
 	ready     chan struct{}
 	readyOnce sync.Once
 	readyHook atomic.Pointer[func()]
-	eventHook atomic.Pointer[func(audit.Event)]
-	view      view          // what Snapshot reports
 	started   func()        // after the state is loaded (set before Run)
 	beat      func()        // from the event loop every beatEvery
 	beatEvery time.Duration // 0: no heartbeat
@@ -101,7 +100,8 @@ func New(cfg config.Config, src notify.Source, log *slog.Logger) (*Agent, error)
 		endings:    make(chan ending),
 		reloads:    make(chan reloadRequest),
 	}
-	a.viewConfig(cfg.MaxTunnels)
+	// now is read through a: tests set a.now after New.
+	a.obs = &observations{log: log, now: func() time.Time { return a.now() }, max: cfg.MaxTunnels}
 	return a, nil
 }
 
@@ -195,7 +195,7 @@ func (a *Agent) deliver(payload []byte) bool {
 		if !a.drops.warn(a.log, err, len(payload)) {
 			ev.Event = audit.NotificationDroppedQuiet // counted, not published: junk must not crowd out the trail
 		}
-		a.emit(ev)
+		a.obs.emit(ev)
 		return true
 	}
 	select {
@@ -213,7 +213,7 @@ func (a *Agent) deliver(payload []byte) bool {
 	case <-t.C:
 		a.log.Warn("notification not taken: agent busy (queue full); it stays unacknowledged and the broker delivers it again",
 			attrEvent, audit.NotificationDeferred)
-		a.emit(audit.Event{Event: audit.NotificationDeferred, Reason: audit.ReasonQueueFull})
+		a.obs.emit(audit.Event{Event: audit.NotificationDeferred, Reason: audit.ReasonQueueFull})
 		return false
 	}
 }

@@ -20,12 +20,12 @@ func (a *Agent) handle(ctx context.Context, n notify.Notification) {
 	log := a.log.With(attrTunnel, id)
 	if a.reg.has(id) {
 		log.Info("duplicate notification ignored: tunnel already open", attrEvent, "notification.duplicate")
-		a.emit(audit.Event{Event: audit.NotificationDup, Tunnel: id, Reason: "tunnel already open"})
+		a.obs.emit(audit.Event{Event: audit.NotificationDup, Tunnel: id, Reason: "tunnel already open"})
 		return
 	}
 	if a.reg.wasEnded(id) {
 		log.Info("notification for an ended tunnel ignored", attrEvent, "notification.duplicate")
-		a.emit(audit.Event{Event: audit.NotificationDup, Tunnel: id, Reason: "tunnel ended"})
+		a.obs.emit(audit.Event{Event: audit.NotificationDup, Tunnel: id, Reason: "tunnel ended"})
 		return
 	}
 	if !a.allowedServices(log, id, n.Services) {
@@ -35,7 +35,7 @@ func (a *Agent) handle(ctx context.Context, n notify.Notification) {
 	if a.reg.full() && !a.reg.makeRoom(log, n, a.now()) {
 		log.Warn("tunnel refused: max_tunnels reached; close a tunnel or raise max_tunnels",
 			attrEvent, "tunnel.refused", attrMaxTunnels, a.reg.cap, attrServices, n.Services)
-		a.emit(audit.Event{Event: audit.TunnelRefused, Tunnel: id, Services: n.Services, Region: n.Region, Reason: audit.ReasonMaxTunnels})
+		a.obs.emit(audit.Event{Event: audit.TunnelRefused, Tunnel: id, Services: n.Services, Region: n.Region, Reason: audit.ReasonMaxTunnels})
 		return
 	}
 	now := a.now()
@@ -62,12 +62,12 @@ func (a *Agent) allowedServices(log *slog.Logger, id string, services []string) 
 		log.Warn("tunnel asks for a service that is not in the services map; its connections will be refused",
 			attrEvent, "service.refused", attrService, s,
 			attrHint, fmt.Sprintf("to allow it, add `%s: <host:port or unix:/path>` under services: in the config", s))
-		a.emit(audit.Event{Event: audit.ServiceRefused, Tunnel: id, Service: s, Reason: "not in the services map"})
+		a.obs.emit(audit.Event{Event: audit.ServiceRefused, Tunnel: id, Service: s, Reason: "not in the services map"})
 	}
 	if len(services) > 0 && allowed == 0 {
 		log.Error("tunnel refused: none of its services is in the services map",
 			attrEvent, "tunnel.refused", attrServices, services)
-		a.emit(audit.Event{Event: audit.TunnelRefused, Tunnel: id, Services: services, Reason: audit.ReasonNoService})
+		a.obs.emit(audit.Event{Event: audit.TunnelRefused, Tunnel: id, Services: services, Reason: audit.ReasonNoService})
 		return false
 	}
 	return true
@@ -80,14 +80,18 @@ func (a *Agent) start(ctx context.Context, id string, rec *record, resumed bool)
 	tctx, stop := context.WithDeadlineCause(tctx, rec.Expires, errExpired)
 	t.cancel = func(cause error) { cancel(cause); stop() }
 	a.reg.add(t)
-	a.viewStart(t, resumed)
-	a.auditTunnelOpened(t, resumed)
+	var local time.Duration // max_tunnel_lifetime, when set
+	if a.cfg.MaxTunnelLifetime > 0 {
+		local = a.cfg.Lifetime()
+	}
+	a.obs.tunnelOpened(t, local)
 	// The session is built here, on the loop's goroutine, which owns a.cfg.
-	sess, err := a.newSession(a.sessionSpec(t))
+	log := a.log.With(attrTunnel, id)
+	sess, err := a.newSession(sessionConfig(&a.cfg, a.limits, t, log, a.obs.sessionEvents(t, log)))
 	t.sess = sess
 	a.wg.Go(func() {
 		if err == nil {
-			a.viewSession(id, sess)
+			a.obs.attachStats(id, sess)
 			err = sess.Run(tctx)
 		}
 		t.cancel(nil)
@@ -104,14 +108,14 @@ func (a *Agent) finish(parent context.Context, e ending) {
 	}
 	reason, final := classify(e, parent)
 	if !final {
-		a.auditTunnelClosed(t, reason, nil)
+		a.obs.tunnelClosed(t, reason, nil)
 		return
 	}
 	if err := a.store.remove(e.id); err != nil {
 		a.log.Error("cannot remove tunnel state", attrTunnel, e.id, attrErr, err)
 	}
 	a.reg.rememberEnded(e.id)
-	a.auditTunnelClosed(t, reason, e.err)
+	a.obs.tunnelClosed(t, reason, e.err)
 	a.warnTokenTaken(t, e.err)
 }
 

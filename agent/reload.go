@@ -61,7 +61,7 @@ func (a *Agent) applyReload(cfg config.Config) reloadResult {
 	servicesChanged := !maps.Equal(a.cfg.Services, cfg.Services)
 	a.cfg = cfg
 	a.reg.cap = cfg.MaxTunnels
-	a.viewConfig(cfg.MaxTunnels)
+	a.obs.setMax(cfg.MaxTunnels)
 	if servicesChanged {
 		for t := range a.reg.live() {
 			s, ok := t.sess.(interface{ SetServices(map[string]string) error })
