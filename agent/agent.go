@@ -13,6 +13,15 @@
 // notification may replace an existing tunnel of the same region and
 // services that is not connected (the usual rotation case); otherwise it is
 // refused.
+//
+// Roles: Run's event loop is the one goroutine that decides (dedupe,
+// rotation, cap, allow-list), resumes, reloads and ends tunnels; it alone
+// owns the registry (the tunnel entries and the max_tunnels cap,
+// registry.go) and the state store, so neither has a lock. What other
+// goroutines see or are told, Snapshot's view, the audit events and the
+// sessions' event handlers, goes through observations (observe.go), which
+// decides nothing and never blocks. Each session's tunnel.Config is built
+// by sessionConfig (session.go).
 package agent
 
 import (
@@ -53,7 +62,9 @@ const (
 	dropWarnWindow = time.Minute
 )
 
-// Agent receives notifications from a Source and serves tunnels.
+// Agent receives notifications from a Source and serves tunnels. Its
+// unexported methods run on the Run goroutine, except deliver and onReady,
+// which the source calls from its own.
 type Agent struct {
 	cfg        config.Config
 	src        notify.Source
