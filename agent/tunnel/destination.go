@@ -217,11 +217,14 @@ func (d *destinationSide) dialLimited(ctx context.Context, addr string) (net.Con
 func (d *destinationSide) dialLocal(ctx context.Context, addr string) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, d.l.s.cfg.DialTimeout)
 	defer cancel()
-	var dialer net.Dialer
-	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
-		return dialer.DialContext(ctx, "unix", path)
+	dial := d.l.s.cfg.netDial
+	if dial == nil {
+		dial = (&net.Dialer{}).DialContext
 	}
-	return dialer.DialContext(ctx, "tcp", addr)
+	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+		return dial(ctx, "unix", path)
+	}
+	return dial(ctx, "tcp", addr)
 }
 
 // dialFailed answers a failed local dial: CONNECTION_RESET for that
