@@ -1,6 +1,8 @@
-// Package memtrim gives back the resident pages of the program's own code
-// and read-only data, which count in its RSS although the kernel can drop
-// and re-read them at any time.
+// Package memtrim keeps a long-running tunnel process small: it gives back
+// the resident pages of the program's own code and read-only data (which
+// count in its RSS although the kernel can drop and re-read them at any
+// time), and DemandLimit keeps the Go memory limit just above what the
+// connections hold.
 //
 // A Go binary of 8-12 MB is almost wholly resident after start-up (the
 // kernel maps up to 64 KiB around each page fault, from the page cache):

@@ -119,6 +119,7 @@ func (a *App) cmdProxy(ctx context.Context, g *globals, args []string) error {
 	sess, err := tunnel.New(tunnel.Config{
 		Mode: tunnel.ModeSource, Endpoint: d.endpoint, Region: d.region, AccessToken: token, ClientToken: clientToken,
 		CAFile: d.caFile, RootCAs: d.roots, Services: svc, DestinationClientType: strings.ToUpper(*clientType), Logger: log, ConnBufferSize: *bufSize << 20,
+		Limits: a.proxyLimits(),
 		OnEvent: func(e tunnel.Event) {
 			if e.Kind == tunnel.EventConnected {
 				trim.Soon()
@@ -137,6 +138,30 @@ func (a *App) cmdProxy(ctx context.Context, g *globals, args []string) error {
 		return err
 	}
 	return runSession(ctx, sess, tunnel.ModeSource, a.Stderr)
+}
+
+// The proxy's Go memory limit: proxyMemoryBase with no connection, plus
+// proxyMemoryPerConn for each, plus the bytes queued toward local clients
+// (see proxyLimits).
+const (
+	proxyMemoryBase    = 14 << 20
+	proxyMemoryPerConn = 64 << 10
+	memoryStep         = 1 << 20 // the granularity of the limit's moves
+)
+
+// proxyLimits returns the session's Limits (the defaults) and, in the real
+// process unless GOMEMLIMIT is set, makes the Go memory limit follow what
+// the connections hold: the heap of a bulk transfer stays small, and a
+// client that falls behind (up to the 16 MiB queue budget) or many
+// connections do not make the collector run continuously. See
+// platform/memtrim.DemandLimit.
+func (a *App) proxyLimits() *tunnel.Limits {
+	lim := tunnel.NewLimits(0, 0, 0)
+	if a.limitMemory && a.Getenv("GOMEMLIMIT") == "" {
+		q := memtrim.NewDemandLimit(proxyMemoryBase, memoryStep, lim.Demand)
+		lim.Watch(memoryStep, proxyMemoryPerConn, q.Update)
+	}
+	return lim
 }
 
 // proxyDataPlane finds the data plane of proxy. "--endpoint HOST:PORT" (no
