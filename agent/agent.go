@@ -123,6 +123,11 @@ func (a *Agent) Ready() <-chan struct{} { return a.ready }
 // (e.g. to report readiness to systemd). Set it before Run.
 func (a *Agent) OnReady(f func()) { a.readyHook.Store(&f) }
 
+// Limits are the bounds every tunnel session shares (connections, the
+// queue budget); tunnel-agent watches the bytes queued to set its memory
+// limit. Call Limits.Watch before Run.
+func (a *Agent) Limits() *tunnel.Limits { return a.limits }
+
 // OnStarted sets a function called once Run has loaded the state and
 // started the notification source (connecting in the background): the
 // moment to tell systemd READY=1. Set it before Run.

@@ -268,6 +268,7 @@ func (f *localConn) writeLocal() error {
 		}
 		if cap(spare) > keepSpare {
 			q.lim.release(cap(spare))
+			putQueueBuf(spare)
 			spare = nil
 		}
 		f.bytesIn.Add(int64(n))

@@ -169,12 +169,12 @@ func (q *queue) push(p []byte, gate *stallGate) pushResult {
 func (q *queue) appendLocked(p []byte) bool {
 	need := len(q.buf) + len(p)
 	if need > cap(q.buf) {
-		n := min(max(need, 2*cap(q.buf), 32<<10), max(q.limit, need))
+		n := min(queueBufSize(max(need, 2*cap(q.buf), minQueueBuf)), max(q.limit, need))
 		if !q.lim.reserve(n - cap(q.buf)) {
 			return false
 		}
-		nb := make([]byte, len(q.buf), n)
-		copy(nb, q.buf)
+		nb := append(getQueueBuf(n), q.buf...)
+		putQueueBuf(q.buf)
 		q.buf = nb
 	}
 	q.buf = append(q.buf, p...)
@@ -184,6 +184,7 @@ func (q *queue) appendLocked(p []byte) bool {
 // dropLocked forgets what is queued and gives its buffer back to the budget.
 func (q *queue) dropLocked() {
 	q.lim.release(cap(q.buf))
+	putQueueBuf(q.buf)
 	q.buf = nil
 }
 
