@@ -170,7 +170,9 @@ func (l *link) startDialLocked(st *stream, cid uint32) *localConn {
 			return
 		}
 		f.opened()
-		f.run()
+		// A new goroutine for the relay: the dial grew this one's stack,
+		// which an idle connection would otherwise hold.
+		go f.run()
 	}()
 	return f
 }
