@@ -12,6 +12,7 @@ import (
 	"github.com/tunnel-agent/tunnel-agent/agent/notify"
 	"github.com/tunnel-agent/tunnel-agent/agent/notify/notifytest"
 	"github.com/tunnel-agent/tunnel-agent/agent/tunnel"
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/tunneltest"
 )
 
 // Issue 20 item 4: a burst of notifications through a real broker is not
@@ -65,12 +66,8 @@ func TestNotificationBurstNotLost(t *testing.T) {
 		b.Publish(t, notify.Topic("pi-1"), []byte(fmt.Sprintf(
 			`{"clientAccessToken":"AQGAAXh0b2tlbi0%04d","clientMode":"destination","region":"us-east-1","services":["SSH"]}`, i)))
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for strings.Count(logs.String(), `"event":"tunnel.opened"`) < valid {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d tunnels opened", strings.Count(logs.String(), `"event":"tunnel.opened"`), valid)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !tunneltest.Poll(60*time.Second, func() bool { return strings.Count(logs.String(), `"event":"tunnel.opened"`) >= valid }) {
+		t.Fatalf("%d of %d tunnels opened", strings.Count(logs.String(), `"event":"tunnel.opened"`), valid)
 	}
 	l := logs.String()
 	opened, deferred := strings.Count(l, `"event":"tunnel.opened"`), strings.Count(l, `"event":"notification.deferred"`)

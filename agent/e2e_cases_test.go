@@ -113,16 +113,13 @@ func TestE2ERestartResumesAndOfflineNotification(t *testing.T) {
 	w.startAgent()
 	w.logs.waitLog(t, `"resumed":true`)
 	retryEcho(t, src.Addr("ECHO").String())
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		body, err := httpGet(src2.Addr("HTTP").String())
-		if err == nil && body == "hello from /hello" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("offline-published tunnel never served: %v %q", err, body)
-		}
-		time.Sleep(50 * time.Millisecond)
+	var body string
+	var err error
+	if !tunneltest.Poll(20*time.Second, func() bool {
+		body, err = httpGet(src2.Addr("HTTP").String())
+		return err == nil && body == "hello from /hello"
+	}) {
+		t.Fatalf("offline-published tunnel never served: %v %q", err, body)
 	}
 	if strings.Contains(w.logs.String(), "rejected by service") {
 		t.Error("resume needed a new token")
@@ -183,17 +180,13 @@ func TestE2ELocalLifetime(t *testing.T) {
 		t.Errorf("state files %v", files)
 	}
 	// The service sees the destination gone.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	var st map[string]any
+	if !tunneltest.Poll(10*time.Second, func() bool {
 		d := w.api("DescribeTunnel", map[string]any{"tunnelId": tun.id})
 		tn, _ := d["tunnel"].(map[string]any)
-		st, _ := tn["destinationConnectionState"].(map[string]any)
-		if st["status"] == "DISCONNECTED" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("destination still connected after its local lifetime: %v", st)
-		}
-		time.Sleep(20 * time.Millisecond)
+		st, _ = tn["destinationConnectionState"].(map[string]any)
+		return st["status"] == "DISCONNECTED"
+	}) {
+		t.Fatalf("destination still connected after its local lifetime: %v", st)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/tunnel-agent/tunnel-agent/agent/notify/notifytest"
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/tunneltest"
 	"github.com/tunnel-agent/tunnel-agent/platform/emulator"
 )
 
@@ -33,15 +34,12 @@ func TestE2EMosquitto(t *testing.T) {
 	tun2 := w.open("HTTP")
 	src2 := w.source(tun2.srcToken, "HTTP")
 	w.startAgent()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		body, err := httpGet(src2.Addr("HTTP").String())
-		if err == nil && body == "hello from /hello" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("notification published while offline never served: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
+	var err error
+	if !tunneltest.Poll(20*time.Second, func() bool {
+		var body string
+		body, err = httpGet(src2.Addr("HTTP").String())
+		return err == nil && body == "hello from /hello"
+	}) {
+		t.Fatalf("notification published while offline never served: %v", err)
 	}
 }

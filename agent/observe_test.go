@@ -8,6 +8,7 @@ import (
 
 	"github.com/tunnel-agent/tunnel-agent/agent/audit"
 	"github.com/tunnel-agent/tunnel-agent/agent/config"
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/tunneltest"
 )
 
 type eventRec struct {
@@ -33,17 +34,11 @@ func (r *eventRec) names() string {
 
 func waitSnap(t *testing.T, a *Agent, what string, ok func(Snapshot) bool) Snapshot {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		s := a.Snapshot()
-		if ok(s) {
-			return s
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s: %+v", what, s)
-		}
-		time.Sleep(5 * time.Millisecond)
+	var s Snapshot
+	if !tunneltest.Poll(10*time.Second, func() bool { s = a.Snapshot(); return ok(s) }) {
+		t.Fatalf("timed out waiting for %s: %+v", what, s)
 	}
+	return s
 }
 
 // The snapshot and the events of one tunnel's life with a local lifetime,
@@ -62,16 +57,16 @@ func TestSnapshotAndEvents(t *testing.T) {
 	if tu.ID != id || tu.ChannelID != "ch" || tu.LocalLifetime != "5m0s" || err != nil || left <= 0 || left > 5*time.Minute {
 		t.Fatalf("tunnel: %+v", tu)
 	}
+	// The snapshot shows the state before the event is sent (from the
+	// session's goroutine, not the loop that handles the next ones).
+	tunneltest.WaitFor(t, 10*time.Second, "the tunnel.connected event", func() bool { return strings.Contains(rec.names(), "tunnel.connected") })
 	h.publish("not json")
 	h.publish(note("tok-1", "SSH"))
 	h.publish(note("tok-2", "SSH"))      // over max_tunnels
 	h.publish(note("tok-3", "UNMAPPED")) // no allowed service
 	// Handled in order: once the last one is, the others were.
-	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(rec.names(), audit.ReasonNoService); {
-		if time.Now().After(deadline) {
-			t.Fatalf("events: %s", rec.names())
-		}
-		time.Sleep(5 * time.Millisecond)
+	if !tunneltest.Poll(10*time.Second, func() bool { return strings.Contains(rec.names(), audit.ReasonNoService) }) {
+		t.Fatalf("events: %s", rec.names())
 	}
 	s.result <- nil
 	snap = waitSnap(t, h.agent, "ended", func(s Snapshot) bool { return len(s.Tunnels) == 0 && len(s.Ended) == 1 })

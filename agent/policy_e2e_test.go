@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tunnel-agent/tunnel-agent/agent/notify"
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/tunneltest"
 	"github.com/tunnel-agent/tunnel-agent/platform/emulator"
 )
 
@@ -86,17 +87,11 @@ func TestE2EBrokerPolicy(t *testing.T) {
 			}
 			out := w.api("OpenTunnel", map[string]any{"destinationConfig": map[string]any{"thingName": "pi-2", "services": []string{"ECHO"}}})
 			id := out["tunnelId"].(string)
-			deadline := time.Now().Add(20 * time.Second)
-			for {
+			if !tunneltest.Poll(20*time.Second, func() bool {
 				d := w.api("DescribeTunnel", map[string]any{"tunnelId": id})
-				st := d["tunnel"].(map[string]any)["destinationConnectionState"].(map[string]any)["status"]
-				if st == "CONNECTED" {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("the agent did not connect to pi-2's tunnel; log:\n%s", w.logs.String())
-				}
-				time.Sleep(20 * time.Millisecond)
+				return d["tunnel"].(map[string]any)["destinationConnectionState"].(map[string]any)["status"] == "CONNECTED"
+			}) {
+				t.Fatalf("the agent did not connect to pi-2's tunnel; log:\n%s", w.logs.String())
 			}
 		})
 	}

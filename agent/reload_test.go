@@ -11,6 +11,7 @@ import (
 
 	"github.com/tunnel-agent/tunnel-agent/agent/config"
 	"github.com/tunnel-agent/tunnel-agent/agent/tunnel"
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/tunneltest"
 )
 
 func TestReload(t *testing.T) {
@@ -85,12 +86,8 @@ func TestHeartbeatAndStarted(t *testing.T) {
 		a.OnStarted(func() { started.Store(true) })
 	}
 	h.start()
-	deadline := time.Now().Add(10 * time.Second)
-	for beats.Load() < 3 || !started.Load() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d heartbeats, started %v", beats.Load(), started.Load())
-		}
-		time.Sleep(5 * time.Millisecond)
+	if !tunneltest.Poll(10*time.Second, func() bool { return beats.Load() >= 3 && started.Load() }) {
+		t.Fatalf("%d heartbeats, started %v", beats.Load(), started.Load())
 	}
 }
 

@@ -28,11 +28,7 @@ func (b Backoff) Delay(n int) time.Duration {
 	if ceiling <= 0 {
 		return 0
 	}
-	r := b.Rand
-	if r == nil {
-		r = rand.Int64N
-	}
-	return time.Duration(r(int64(ceiling)))
+	return time.Duration(b.rand(int64(ceiling)))
 }
 
 // HalfJitter returns a wait before retry n (n >= 1) uniform in
@@ -44,11 +40,15 @@ func (b Backoff) HalfJitter(n int) time.Duration {
 	if ceiling <= 0 {
 		return 0
 	}
-	r := b.Rand
-	if r == nil {
-		r = rand.Int64N
+	return ceiling/2 + time.Duration(b.rand(int64(ceiling/2)+1))
+}
+
+// rand returns a uniform value in [0, n) from Rand, or from math/rand/v2.
+func (b Backoff) rand(n int64) int64 {
+	if b.Rand != nil {
+		return b.Rand(n)
 	}
-	return ceiling/2 + time.Duration(r(int64(ceiling/2)+1))
+	return rand.Int64N(n)
 }
 
 // Ceiling is the upper bound of Delay(n): Min·2^(n-1) capped at Max.

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -212,18 +213,12 @@ func (r *rig) status() Status {
 
 func (r *rig) waitStatus(what string, ok func(Status) bool) Status {
 	r.t.Helper()
-	deadline := time.Now().Add(waitFor)
-	for {
-		st := r.status()
-		if ok(st) {
-			return st
-		}
-		if time.Now().After(deadline) {
-			b, _ := json.MarshalIndent(st, "", "  ")
-			r.t.Fatalf("timed out waiting for %s; status:\n%s", what, b)
-		}
-		time.Sleep(20 * time.Millisecond)
+	var st Status
+	if !tunneltest.Poll(waitFor, func() bool { st = r.status(); return ok(st) }) {
+		b, _ := json.MarshalIndent(st, "", "  ")
+		r.t.Fatalf("timed out waiting for %s; status:\n%s", what, b)
 	}
+	return st
 }
 
 func (r *rig) queuedEvents() []audit.Event {
@@ -343,9 +338,10 @@ func subscribe(t *testing.T, addr string) *subscriber {
 func checkAudit(t *testing.T, r *rig, got func() []audit.Event) []audit.Event {
 	t.Helper()
 	var uniq []audit.Event
-	deadline := time.Now().Add(waitFor)
-	for {
-		want := r.queuedEvents()
+	var want []audit.Event
+	var disorder string
+	complete := tunneltest.Poll(waitFor, func() bool {
+		want = r.queuedEvents()
 		uniq = uniq[:0]
 		var last uint64
 		for _, e := range got() {
@@ -353,26 +349,28 @@ func checkAudit(t *testing.T, r *rig, got func() []audit.Event) []audit.Event {
 				continue // a QoS 1 repeat
 			}
 			if e.Seq < last {
-				t.Fatalf("audit events out of order: seq %d after %d", e.Seq, last)
+				disorder = fmt.Sprintf("audit events out of order: seq %d after %d", e.Seq, last)
+				return true
 			}
 			uniq = append(uniq, e)
 			last = e.Seq
 		}
-		if len(uniq) == len(want) && len(want) > 0 {
-			for i, e := range uniq {
-				w := want[i]
-				if e.Seq != uint64(i+1) || e.Event != w.Event || e.Tunnel != w.Tunnel || e.Service != w.Service ||
-					e.BytesIn != w.BytesIn || e.Thing != thing {
-					t.Fatalf("audit event %d: got %+v, want %+v", i+1, e, w)
-				}
-			}
-			return uniq
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("subscriber has %d distinct audit events, the agent queued %d; queue %+v", len(uniq), len(want), r.queue.Stats())
-		}
-		time.Sleep(20 * time.Millisecond)
+		return len(uniq) == len(want) && len(want) > 0
+	})
+	if disorder != "" {
+		t.Fatal(disorder)
 	}
+	if !complete {
+		t.Fatalf("subscriber has %d distinct audit events, the agent queued %d; queue %+v", len(uniq), len(want), r.queue.Stats())
+	}
+	for i, e := range uniq {
+		w := want[i]
+		if e.Seq != uint64(i+1) || e.Event != w.Event || e.Tunnel != w.Tunnel || e.Service != w.Service ||
+			e.BytesIn != w.BytesIn || e.Thing != thing {
+			t.Fatalf("audit event %d: got %+v, want %+v", i+1, e, w)
+		}
+	}
+	return uniq
 }
 
 func tunnelByID(st Status, id string) *agent.TunnelStatus {

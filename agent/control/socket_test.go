@@ -18,6 +18,7 @@ import (
 	"github.com/tunnel-agent/tunnel-agent/agent"
 	"github.com/tunnel-agent/tunnel-agent/agent/audit"
 	"github.com/tunnel-agent/tunnel-agent/agent/tunnel"
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/tunneltest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -137,12 +138,11 @@ func TestSocketManyIdleClients(t *testing.T) {
 	// One more: busy. (The slots fill in accept order, so this waits until
 	// the server has taken all the idle ones.)
 	var busy map[string]any
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+	tunneltest.Poll(10*time.Second, func() bool {
 		busy = ask(t, path, "status\n")
-		if e, _ := busy["error"].(string); strings.Contains(e, "busy") {
-			break
-		}
-	}
+		e, _ := busy["error"].(string)
+		return strings.Contains(e, "busy")
+	})
 	if e, _ := busy["error"].(string); !strings.Contains(e, "busy") {
 		t.Fatalf("answer with %d idle clients: %v, want busy", MaxClients, busy)
 	}
@@ -151,12 +151,9 @@ func TestSocketManyIdleClients(t *testing.T) {
 	}
 	conns = nil
 	var err error
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
-		if _, err = Query(t.Context(), path); err == nil {
-			return
-		}
+	if !tunneltest.Poll(10*time.Second, func() bool { _, err = Query(t.Context(), path); return err == nil }) {
+		t.Fatalf("status after the idle clients left: %v", err)
 	}
-	t.Fatalf("status after the idle clients left: %v", err)
 }
 
 func TestSocketConcurrentStatus(t *testing.T) {

@@ -135,12 +135,8 @@ func TestMQTTBrokerDownAtBootAndRestart(t *testing.T) {
 
 	logs := &tunneltest.SyncBuffer{}
 	r := startSourceLog(t, p, port, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	deadline := time.Now().Add(15 * time.Second)
-	for !strings.Contains(logs.String(), "cause=tcp_refused") {
-		if time.Now().After(deadline) {
-			t.Fatalf("no warning while the broker is down:\n%s", logs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !tunneltest.Poll(15*time.Second, func() bool { return strings.Contains(logs.String(), "cause=tcp_refused") }) {
+		t.Fatalf("no warning while the broker is down:\n%s", logs.String())
 	}
 	select {
 	case <-r.ready:

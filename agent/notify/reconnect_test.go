@@ -72,28 +72,30 @@ func TestMQTTDuplicateClientID(t *testing.T) {
 }
 
 func waitTakeovers(t *testing.T, logsA, logsB *tunneltest.SyncBuffer) {
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	var n, maxAttempt int
+	var badHint string
+	done := tunneltest.Poll(20*time.Second, func() bool {
 		all := append(parseRetries(t, logsA.String()), parseRetries(t, logsB.String())...)
-		n, maxAttempt := 0, 0
+		n, maxAttempt = 0, 0
 		for _, l := range all {
 			if l.Cause == string(CauseTakenOver) {
 				n++
 				maxAttempt = max(maxAttempt, l.Attempt)
 				if !strings.Contains(l.Hint, "client_id") || !strings.Contains(l.Hint, "Device Client") {
-					t.Fatalf("hint %q does not say what to do", l.Hint)
+					badHint = l.Hint
+					return true
 				}
 			}
 		}
-		if n >= 4 && maxAttempt >= 3 {
-			t.Logf("%d take-overs logged, attempts up to %d", n, maxAttempt)
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("take-overs %d, max attempt %d:\nA:\n%s\nB:\n%s", n, maxAttempt, logsA.String(), logsB.String())
-		}
-		time.Sleep(20 * time.Millisecond)
+		return n >= 4 && maxAttempt >= 3
+	})
+	if badHint != "" {
+		t.Fatalf("hint %q does not say what to do", badHint)
 	}
+	if !done {
+		t.Fatalf("take-overs %d, max attempt %d:\nA:\n%s\nB:\n%s", n, maxAttempt, logsA.String(), logsB.String())
+	}
+	t.Logf("%d take-overs logged, attempts up to %d", n, maxAttempt)
 }
 
 // A notification the agent cannot take is not acknowledged; the source

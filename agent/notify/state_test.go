@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tunnel-agent/tunnel-agent/agent/notify/notifytest"
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/tunneltest"
 )
 
 // The MQTT source reports its state and publishes at QoS 1 on its own
@@ -46,10 +47,7 @@ func TestMQTTStateAndPublish(t *testing.T) {
 		t.Fatalf("broker got %q", m)
 	}
 	b.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for src.State().State == StateSubscribed.String() && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	tunneltest.Poll(10*time.Second, func() bool { return src.State().State != StateSubscribed.String() })
 	if st := src.State(); st.State == StateSubscribed.String() || st.LastError == "" {
 		t.Fatalf("state after the broker went: %+v", st)
 	}

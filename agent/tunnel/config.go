@@ -1,10 +1,12 @@
 package tunnel
 
 import (
+	"context"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -114,6 +116,14 @@ type Config struct {
 	// OnEvent receives lifecycle events. It is called synchronously from
 	// session goroutines and must not block.
 	OnEvent func(Event)
+
+	// netDial, when set, opens every connection the session dials in place
+	// of a net.Dialer: the one the WebSocket runs over (see Session.dialer)
+	// and a destination's local ones (network "tcp" or "unix"). It is the
+	// tests' seam: in-memory connections let a session run in a
+	// testing/synctest bubble, where the ping, pong, stall and write
+	// timeouts run on a fake clock.
+	netDial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Unnamed is the service id of an unnamed mapping (see Config.Services).

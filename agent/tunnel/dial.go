@@ -64,7 +64,8 @@ func (e *HandshakeError) Hint() string {
 func (e *HandshakeError) Unwrap() error { return ErrRejected }
 
 // dialer builds the WebSocket dialer: TLS 1.2+ with system roots (or
-// cfg.RootCAs) plus cfg.CAFile, the configured proxy, and a write buffer that
+// cfg.RootCAs) plus cfg.CAFile, the configured proxy, TCP connections with
+// batched writes (batchconn; cfg.netDial in tests), and a write buffer that
 // holds a whole protocol-sized message so each message is one frame.
 func (s *Session) dialer() (*websocket.Dialer, error) {
 	pool := s.cfg.RootCAs
@@ -88,9 +89,13 @@ func (s *Session) dialer() (*websocket.Dialer, error) {
 			return nil, fmt.Errorf("CA file %s holds no PEM certificate", s.cfg.CAFile)
 		}
 	}
+	netDial := s.cfg.netDial
+	if netDial == nil {
+		netDial = batchconn.Dial()
+	}
 	return &websocket.Dialer{
 		Proxy:            s.cfg.Proxy,
-		NetDialContext:   batchconn.Dial(),
+		NetDialContext:   netDial,
 		TLSClientConfig:  &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool},
 		HandshakeTimeout: handshakeTimeout,
 		Subprotocols:     protocol.Subprotocols,

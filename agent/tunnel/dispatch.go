@@ -8,19 +8,6 @@ import (
 	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/protocol"
 )
 
-// stream is the current stream of one service on a link.
-type stream struct {
-	wire    string // service id as the peer sends it ("" for a V1 peer)
-	sendID  string // service id we send (wire, or "" on a 1.0 WebSocket)
-	service string // configured service id
-	id      int32
-	v3      bool // connection ids are in use
-	conns   map[uint32]*localConn
-	// source side
-	nextConn uint32
-	heard    bool // the destination sent DATA or a CONNECTION_RESET on it (peerVersion)
-}
-
 // dispatch handles one message from the WebSocket reader goroutine.
 func (l *link) dispatch(m *protocol.Message) {
 	switch m.Type {
@@ -28,25 +15,25 @@ func (l *link) dispatch(m *protocol.Message) {
 		l.onData(m)
 	case protocol.TypeStreamStart:
 		if l.s.cfg.Mode == ModeDestination {
-			l.onStreamStart(m)
+			l.dest.onStreamStart(m)
 			return
 		}
-		l.warn(warnStartAtSrc, "ignoring STREAM_START from the destination: only a source may send it", logService, peerString(m.ServiceID), logStream, m.StreamID)
+		l.rate.warn(warnStartAtSrc, "ignoring STREAM_START from the destination: only a source may send it", logService, peerString(m.ServiceID), logStream, m.StreamID)
 	case protocol.TypeConnectionStart:
 		if l.s.cfg.Mode == ModeDestination {
-			l.onConnectionStart(m)
+			l.dest.onConnectionStart(m)
 			return
 		}
-		l.warn(warnConnAtSrc, "ignoring CONNECTION_START from the destination: only a source may send it", logService, peerString(m.ServiceID), logStream, m.StreamID)
+		l.rate.warn(warnConnAtSrc, "ignoring CONNECTION_START from the destination: only a source may send it", logService, peerString(m.ServiceID), logStream, m.StreamID)
 	case protocol.TypeStreamReset:
 		l.onStreamReset(m)
 	case protocol.TypeConnectionReset:
 		l.onConnectionReset(m)
 	case protocol.TypeSessionReset:
-		l.limited(slog.LevelInfo, warnSessionReset, "the tunnel service reset the session: closing every stream")
-		l.mu.Lock()
-		l.closeStreamsLocked("session reset by the tunnel service")
-		l.mu.Unlock()
+		l.rate.limited(slog.LevelInfo, warnSessionReset, "the tunnel service reset the session: closing every stream")
+		l.streams.mu.Lock()
+		l.streams.closeStreamsLocked("session reset by the tunnel service")
+		l.streams.mu.Unlock()
 	case protocol.TypeServiceIDs:
 		l.onServiceIDs(m)
 	default:
@@ -54,7 +41,7 @@ func (l *link) dispatch(m *protocol.Message) {
 			l.log.Debug("ignoring an ignorable message of unknown type", logType, m.Type)
 			return
 		}
-		l.warn(warnUnknownType, "skipping a message of unknown type", logType, m.Type)
+		l.rate.warn(warnUnknownType, "skipping a message of unknown type", logType, m.Type)
 	}
 }
 
@@ -63,20 +50,20 @@ const maxLoggedIDs = 8
 
 func (l *link) onServiceIDs(m *protocol.Message) {
 	ids := append([]string(nil), m.AvailableServiceIDs...)
-	l.mu.Lock()
-	l.serviceIDs = ids
-	l.mu.Unlock()
+	l.streams.mu.Lock()
+	l.streams.serviceIDs = ids
+	l.streams.mu.Unlock()
 	shown := boundedIDs(ids)
-	l.limited(slog.LevelInfo, warnServiceIDs, "tunnel services announced", logServiceID, shown, "count", len(ids))
+	l.rate.limited(slog.LevelInfo, warnServiceIDs, "tunnel services announced", logServiceID, shown, "count", len(ids))
 	_, unnamed := l.s.services()[Unnamed]
 	switch {
 	case unnamed && len(ids) != 1:
-		l.warn(warnServiceIDs, "the unnamed service mapping serves a tunnel with exactly one service, and this one has not: name the services to forward (e.g. SSH=22,HTTP=80)",
+		l.rate.warn(warnServiceIDs, "the unnamed service mapping serves a tunnel with exactly one service, and this one has not: name the services to forward (e.g. SSH=22,HTTP=80)",
 			logServiceID, shown, "count", len(ids))
 	case !unnamed:
 		for _, id := range ids {
 			if _, ok := l.s.services()[id]; !ok {
-				l.warn(warnNotInMap, "the tunnel offers a service that is not in the services map; add it to allow it", logService, peerString(id))
+				l.rate.warn(warnNotInMap, "the tunnel offers a service that is not in the services map; add it to allow it", logService, peerString(id))
 			}
 		}
 	}
@@ -98,131 +85,62 @@ func boundedIDs(ids []string) []string {
 	return out
 }
 
-// lookup finds the current stream for a message, applying the V1 fallback:
-// a message without a service id belongs to the only stream, if there is one.
-func (l *link) lookup(m *protocol.Message) *stream {
-	st := l.streams[m.ServiceID]
-	if st == nil && m.ServiceID == "" && len(l.streams) == 1 {
-		for _, only := range l.streams {
-			st = only
-		}
-	}
-	if st == nil || st.id != m.StreamID {
-		return nil
-	}
-	return st
-}
-
 func (l *link) onData(m *protocol.Message) {
-	l.mu.Lock()
-	f := l.dataTargetLocked(m)
-	l.mu.Unlock()
+	l.streams.mu.Lock()
+	f := l.streams.dataTargetLocked(m)
+	l.streams.mu.Unlock()
 	if f == nil {
 		return // stale (PROTOCOL.md §6.1) or unknown connection
 	}
 	if !l.carried.Load() {
 		l.carried.Store(true)
 	}
-	// Outside l.mu: a full queue makes this wait up to ConnStallTimeout.
+	// Outside l.streams.mu: a full queue makes this wait up to ConnStallTimeout.
 	res := f.q.push(m.Payload, &l.gate)
 	if res == pushed {
 		return
 	}
-	l.mu.Lock()
-	was := l.unregisterLocked(f)
-	l.mu.Unlock()
+	l.streams.mu.Lock()
+	was := l.streams.unregisterLocked(f)
+	l.streams.mu.Unlock()
 	if !was {
 		return
 	}
 	if res == pushBudget {
-		l.warn(warnBudget, "resetting a connection: the agent's queue budget toward local connections is used up (queue_budget)",
+		l.rate.warn(warnBudget, "resetting a connection: the agent's queue budget toward local connections is used up (queue_budget)",
 			logService, f.st.service, logStream, f.st.id, logConn, f.connID, "budget", l.s.cfg.Limits.Budget())
 		l.w.sendCtrl(f.resetMessage())
 		f.abort("agent queue budget used up")
 		return
 	}
-	l.warn(warnOverflow, "resetting a connection whose local socket does not keep up: its buffer stayed full",
+	l.rate.warn(warnOverflow, "resetting a connection whose local socket does not keep up: its buffer stayed full",
 		logService, f.st.service, logStream, f.st.id, logConn, f.connID, "limit", l.s.cfg.ConnBufferSize)
 	l.w.sendCtrl(f.resetMessage())
 	f.abort("local socket too slow: buffer full")
 }
 
-func (l *link) dataTargetLocked(m *protocol.Message) *localConn {
-	st := l.lookup(m)
-	if st == nil {
-		return nil
-	}
-	l.peerEvidenceLocked(st, m.ConnectionID, false)
-	return st.conns[max(m.ConnectionID, 1)]
-}
-
 func (l *link) onStreamReset(m *protocol.Message) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	st := l.lookup(m)
+	l.streams.mu.Lock()
+	defer l.streams.mu.Unlock()
+	st := l.streams.lookup(m)
 	if st == nil {
 		return
 	}
-	l.peerEvidenceLocked(st, 0, true)
-	l.closeStreamLocked(st, "stream reset by the peer")
+	l.streams.peerEvidenceLocked(st, 0, true)
+	l.streams.closeStreamLocked(st, "stream reset by the peer")
 }
 
 func (l *link) onConnectionReset(m *protocol.Message) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	st := l.lookup(m)
+	l.streams.mu.Lock()
+	defer l.streams.mu.Unlock()
+	st := l.streams.lookup(m)
 	if st == nil {
 		return
 	}
 	cid := max(m.ConnectionID, 1)
-	l.peerEvidenceLocked(st, cid, false)
+	l.streams.peerEvidenceLocked(st, cid, false)
 	if f := st.conns[cid]; f != nil {
-		l.unregisterLocked(f)
+		l.streams.unregisterLocked(f)
 		f.drainClose("connection reset by the peer")
 	}
-}
-
-// closeStreamLocked ends every connection of st, draining pending local
-// writes, and forgets the stream.
-func (l *link) closeStreamLocked(st *stream, reason string) {
-	for _, f := range st.conns {
-		f.active.Store(false)
-		f.drainClose(reason)
-	}
-	clear(st.conns)
-	if l.streams[st.wire] == st {
-		delete(l.streams, st.wire)
-	}
-}
-
-func (l *link) closeStreamsLocked(reason string) {
-	for _, st := range l.streams {
-		l.closeStreamLocked(st, reason)
-	}
-}
-
-// unregisterLocked removes f from its stream. For V1/V2 streams the
-// connection is the stream, so the stream ends too.
-func (l *link) unregisterLocked(f *localConn) bool {
-	if !f.active.Swap(false) {
-		return false
-	}
-	st := f.st
-	delete(st.conns, f.connID)
-	if !st.v3 && l.streams[st.wire] == st {
-		delete(l.streams, st.wire)
-	}
-	return true
-}
-
-// abortAll closes every local connection at once: the link is gone.
-func (l *link) abortAll(reason string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.down = true
-	for f := range l.live {
-		f.active.Store(false)
-		f.abort(reason)
-	}
-	clear(l.streams)
 }

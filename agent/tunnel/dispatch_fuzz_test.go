@@ -43,8 +43,8 @@ func FuzzDispatch(f *testing.F) {
 			t.Fatal(err)
 		}
 		defer s.Close()
-		l := &link{s: s, log: s.log, version: protocol.V3,
-			streams: map[string]*stream{}, live: map[*localConn]struct{}{}, nextStream: map[string]int32{}, slots: map[string]chan struct{}{}}
+		l := &link{s: s, log: s.log, version: protocol.V3, rate: rateLog{log: s.log}, streams: newStreamTable(s.log, sourceMode)}
+		l.dest.l, l.src.l = l, l
 		l.ctx, l.cancel = context.WithCancelCause(context.Background())
 		l.w = newWritePath(l.ctx, l.cancel, &memConn{}, nil, l.log, time.Second)
 		fr := protocol.NewFrameReader(bytes.NewReader(in))
@@ -60,7 +60,7 @@ func FuzzDispatch(f *testing.F) {
 			l.dispatch(&m)
 		}
 		l.cancel(errors.New("done"))
-		l.abortAll("done")
+		l.streams.abortAll("done")
 		l.wg.Wait()
 	})
 }

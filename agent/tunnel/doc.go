@@ -15,6 +15,15 @@
 //
 // # Concurrency
 //
+// A link (link.go) is one WebSocket: it runs the reader and the writer
+// goroutine and dispatches each message (dispatch.go) to its parts, each a
+// type whose doc comment says what it owns and its lock order: the
+// streamTable (streams.go), the link's streams and local connections under
+// one mutex; destinationSide (destination.go), which answers starts by
+// dialling; sourceSide (source.go), which turns accepted clients into
+// starts; the writePath (writepath.go); and rateLog (ratelog.go), the log
+// lines a peer can trigger.
+//
 // Goroutines per WebSocket (a link): one reader, which decodes frames and
 // dispatches them and never waits for a write; one writer goroutine, which
 // sends the pings and the frames queued by code that must not write itself;
@@ -59,9 +68,10 @@
 //     control queue of at most 256 KiB; when that is full it stops reading
 //     until the writer has sent half, and a peer that does not read for
 //     PongTimeout meanwhile is dropped.
-//   - Lock order: startMu, then mu (link state), then a connection's queue
-//     lock or the write mutex; the write mutex is never held while taking mu,
-//     and ctrlMu is a leaf.
+//   - Lock order: the source's startMu (sourceSide), then the link's
+//     streamTable mu, then a connection's queue lock or the write mutex; the
+//     write mutex is never held while taking the streamTable's mu, and
+//     ctrlMu and the rate-limited log's mu are leaves.
 //   - A STREAM_START, CONNECTION_START or STREAM_RESET is always the last
 //     frame of its message: the C++ localproxy processes nothing after one of
 //     those until the next message arrives, so a DATA frame behind it would

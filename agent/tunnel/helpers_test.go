@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -27,6 +26,7 @@ const waitFor = 15 * time.Second
 type eventLog struct {
 	mu     sync.Mutex
 	events []Event
+	at     []time.Time // when each event came
 	logs   bytes.Buffer
 	wake   chan struct{}
 }
@@ -36,6 +36,7 @@ func newEventLog() *eventLog { return &eventLog{wake: make(chan struct{}, 1)} }
 func (e *eventLog) add(ev Event) {
 	e.mu.Lock()
 	e.events = append(e.events, ev)
+	e.at = append(e.at, time.Now())
 	e.mu.Unlock()
 	select {
 	case e.wake <- struct{}{}:
@@ -58,13 +59,22 @@ func (e *eventLog) logText() string {
 // wait returns the first event (from the start) matching pred.
 func (e *eventLog) wait(t testing.TB, what string, pred func(Event) bool) Event {
 	t.Helper()
+	ev, _ := e.waitAt(t, what, pred)
+	return ev
+}
+
+// waitAt is wait that also returns when the event came (on the fake clock
+// in a synctest bubble).
+func (e *eventLog) waitAt(t testing.TB, what string, pred func(Event) bool) (Event, time.Time) {
+	t.Helper()
 	deadline := time.After(waitFor)
 	for {
 		e.mu.Lock()
-		for _, ev := range e.events {
+		for i, ev := range e.events {
 			if pred(ev) {
+				at := e.at[i]
 				e.mu.Unlock()
-				return ev
+				return ev, at
 			}
 		}
 		e.mu.Unlock()
@@ -128,9 +138,13 @@ func testConfig(r *relay, mode Mode, services map[string]string) Config {
 	if mode == ModeSource {
 		tok = srcToken
 	}
-	return Config{Mode: mode, Endpoint: r.endpoint(), AccessToken: tok, RootCAs: r.pool(), AllowPlaintext: true,
+	cfg := Config{Mode: mode, Endpoint: r.endpoint(), AccessToken: tok, RootCAs: r.pool(), AllowPlaintext: true,
 		Proxy: func(*http.Request) (*url.URL, error) { return nil, nil }, Services: services,
 		ReconnectMin: 10 * time.Millisecond, ReconnectMax: 50 * time.Millisecond, DialTimeout: 2 * time.Second}
+	if r.net != nil {
+		cfg.netDial = r.net.Dial
+	}
+	return cfg
 }
 
 func start(t testing.TB, cfg Config) *running {
@@ -174,8 +188,10 @@ func dialPeer(t testing.TB, r *relay, mode string, subprotocols ...string) *rawP
 		subprotocols = []string{protocol.SubprotocolV3}
 	}
 	d := websocket.Dialer{Subprotocols: subprotocols, TLSClientConfig: &tls.Config{RootCAs: r.pool()}}
-	u := strings.Replace(r.srv.URL, "http", "ws", 1) + "/tunnel?local-proxy-mode=" + mode
-	ws, _, err := d.Dial(u, http.Header{"access-token": {tok}, "client-token": {"peer-client-token-0123456789abcdef0123"}})
+	if r.net != nil {
+		d.NetDialContext = r.net.Dial
+	}
+	ws, _, err := d.Dial(r.url(mode), http.Header{"access-token": {tok}, "client-token": {"peer-client-token-0123456789abcdef0123"}})
 	if err != nil {
 		t.Fatalf("peer dial: %v", err)
 	}
@@ -187,7 +203,7 @@ func dialPeer(t testing.TB, r *relay, mode string, subprotocols ...string) *rawP
 	p := &rawPeer{t: t, ws: ws, msgs: make(chan protocol.Message, 1024), done: make(chan struct{}), sub: ws.Subprotocol()}
 	go func() {
 		defer close(p.done)
-		fr := protocol.NewFrameReader(newWSReader(ws, time.Minute))
+		fr := protocol.NewFrameReader(newWSReader(ws, time.Hour)) // (fake time in a bubble)
 		for {
 			var m protocol.Message
 			if err := fr.ReadMessage(&m); err != nil {

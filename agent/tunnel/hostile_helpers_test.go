@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -23,6 +24,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/protocol"
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/tunneltest"
 )
 
 func hostileFull() bool { return os.Getenv("TUNNEL_HOSTILE_FULL") != "" }
@@ -49,7 +51,13 @@ func (u usage) String() string {
 // raw source peer speaking 3.0.
 func hostileDestination(t *testing.T, services map[string]string, tune func(*Config), tunnelServices ...string) (*running, *rawPeer) {
 	t.Helper()
-	r := newRelay(t, true, tunnelServices...)
+	return hostileDestinationOn(t, newRelay(t, true, tunnelServices...), services, tune)
+}
+
+// hostileDestinationOn is hostileDestination with a relay of the caller's
+// (newMemRelay, in a synctest bubble).
+func hostileDestinationOn(t *testing.T, r *relay, services map[string]string, tune func(*Config)) (*running, *rawPeer) {
+	t.Helper()
 	cfg := testConfig(r, ModeDestination, services)
 	tune(&cfg)
 	d := start(t, cfg)
@@ -89,6 +97,23 @@ func stuckService(t *testing.T) string {
 	return "unix:" + path
 }
 
+// memStuckService is stuckService on the in-memory network n, at addr:
+// it accepts and never reads (tunneltest.MemBufSize buffered per
+// connection).
+func memStuckService(t *testing.T, n *tunneltest.MemNet, addr string) string {
+	t.Helper()
+	done := make(chan struct{})
+	tunneltest.ServeListener(t, n.Listen(addr), func(net.Conn) { <-done })
+	t.Cleanup(func() { close(done) }) // runs before ServeListener's, which waits for the handlers
+	return addr
+}
+
+// memEcho is tunneltest.Echo on the in-memory network n, at addr.
+func memEcho(t *testing.T, n *tunneltest.MemNet, addr string) string {
+	t.Helper()
+	return tunneltest.ServeListener(t, n.Listen(addr), func(c net.Conn) { _, _ = io.Copy(c, c) })
+}
+
 // countResets drains the peer's messages until want resets of typ arrived.
 func countResets(t *testing.T, p *rawPeer, typ protocol.Type, want int) map[uint32]bool {
 	t.Helper()
@@ -122,16 +147,32 @@ func maxLines(elapsed time.Duration) int {
 }
 
 // hostileService is a WebSocket server playing a tunneling service that
-// floods the destination with what frames returns and never reads.
-func hostileService(t *testing.T, frames func(i int) []byte) (endpoint string, stop func()) {
+// floods the destination with what frames returns and never reads. It
+// listens on loopback, or in memory with mem (for a synctest bubble;
+// point Config.netDial at the listener's Dial).
+func hostileService(t *testing.T, mem bool, frames func(i int) []byte) (endpoint string, ln *tunneltest.MemListener, stop func()) {
 	up := websocket.Upgrader{Subprotocols: []string{protocol.SubprotocolV3}}
+	// The service's write deadline bounds a test that went wrong; in a
+	// bubble the agent's timeouts, longer than waitFor by default, must
+	// come first.
+	writeFor := waitFor
+	if mem {
+		writeFor = time.Hour
+	}
 	done := make(chan struct{})
-	var wg sync.WaitGroup
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		conns []*websocket.Conn // hijacked: the server does not close them
+	)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ws, err := up.Upgrade(w, r, nil)
 		if err != nil {
 			return
 		}
+		mu.Lock()
+		conns = append(conns, ws)
+		mu.Unlock()
 		wg.Add(1)
 		defer wg.Done()
 		defer func() { _ = ws.Close() }()
@@ -146,15 +187,32 @@ func hostileService(t *testing.T, frames func(i int) []byte) (endpoint string, s
 				return
 			default:
 			}
-			_ = ws.SetWriteDeadline(time.Now().Add(waitFor))
+			_ = ws.SetWriteDeadline(time.Now().Add(writeFor))
 			if ws.WriteMessage(websocket.BinaryMessage, frames(i)) != nil {
 				return
 			}
 		}
-	}))
-	return "ws://" + srv.Listener.Addr().String(), func() {
+	})
+	// A handler may be stuck writing to a peer that stopped reading.
+	closeConns := func() {
 		close(done)
-		srv.CloseClientConnections()
+		mu.Lock()
+		for _, ws := range conns {
+			_ = ws.NetConn().Close()
+		}
+		mu.Unlock()
+	}
+	if mem {
+		ln, stopMem := serveMem(tunneltest.NewMemListener("hostile.test:80"), h)
+		return "ws://" + ln.Addr().String(), ln, func() {
+			closeConns()
+			stopMem()
+			wg.Wait()
+		}
+	}
+	srv := httptest.NewServer(h)
+	return "ws://" + srv.Listener.Addr().String(), nil, func() {
+		closeConns()
 		srv.Close()
 		wg.Wait()
 	}
@@ -194,20 +252,20 @@ func TestStallGate(t *testing.T) {
 func TestRateLogBounded(t *testing.T) {
 	var buf bytes.Buffer
 	log := slogText(&buf)
-	var r rateLog
+	r := rateLog{log: log}
 	t0 := time.Unix(1000, 0)
 	for i := range 1000 {
-		if r.allow(t0.Add(time.Duration(i)*time.Millisecond), log, 0, warnUnmapped, "x") {
+		if r.allow(t0.Add(time.Duration(i)*time.Millisecond), 0, warnUnmapped, "x") {
 			log.Info("x")
 		}
 	}
 	for i := range 1000 { // many kinds: the map stays bounded
-		r.allow(t0, log, 0, "kind"+strconv.Itoa(i), "y")
+		r.allow(t0, 0, "kind"+strconv.Itoa(i), "y")
 	}
 	if len(r.kinds) > maxWarnKinds+1 {
 		t.Errorf("%d kinds remembered", len(r.kinds))
 	}
-	r.flush(t0.Add(time.Minute), log, false)
+	r.flush(t0.Add(time.Minute), false)
 	if n := strings.Count(buf.String(), "msg=x"); n != warnBurst {
 		t.Errorf("%d lines of one kind, want %d", n, warnBurst)
 	}

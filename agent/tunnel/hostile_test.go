@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -201,11 +202,43 @@ func TestHostileServiceIDsMessage(t *testing.T) {
 	}
 }
 
+// TestHostileStallWindow: ten local connections that stop reading while
+// the peer floods them share one stall window: they are all reset, and a
+// probe on another service is answered, after about one ConnStallTimeout,
+// not ten. In memory in a synctest bubble with the default 1 s, where the
+// time is exact; then over loopback with unix sockets and 300 ms.
 func TestHostileStallWindow(t *testing.T) {
+	tests := []struct {
+		name  string
+		mem   bool
+		stall time.Duration // 0: the default
+	}{
+		{"in memory, default stall", true, 0},
+		{"loopback", false, 300 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.mem {
+				synctest.Test(t, func(t *testing.T) {
+					r := newMemRelay(t, "SSH", "ECHO")
+					services := map[string]string{"SSH": memStuckService(t, r.net, "stuck.test:1"), "ECHO": memEcho(t, r.net, "echo.test:7")}
+					hostileStallWindow(t, r, services, tt.stall, true)
+				})
+				return
+			}
+			r := newRelay(t, true, "SSH", "ECHO")
+			hostileStallWindow(t, r, map[string]string{"SSH": stuckService(t), "ECHO": tunneltest.Echo(t)}, tt.stall, false)
+		})
+	}
+}
+
+// hostileStallWindow runs the attack; exact: in a bubble, where the
+// elapsed time is exactly one window.
+func hostileStallWindow(t *testing.T, r *relay, services map[string]string, stall time.Duration, exact bool) {
 	const stuck = 10
-	d, p := hostileDestination(t, map[string]string{"SSH": stuckService(t), "ECHO": tunneltest.Echo(t)}, func(c *Config) {
-		c.ConnBufferSize, c.ConnStallTimeout = 64<<10, 300*time.Millisecond
-	}, "SSH", "ECHO")
+	d, p := hostileDestinationOn(t, r, services, func(c *Config) {
+		c.ConnBufferSize, c.ConnStallTimeout = 64<<10, stall
+	})
 	p.send(&msg{Type: tStart, StreamID: 1, ServiceID: "ECHO", ConnectionID: 1},
 		&msg{Type: tStart, StreamID: 1, ServiceID: "SSH", ConnectionID: 1})
 	for cid := uint32(2); cid <= stuck; cid++ {
@@ -238,11 +271,41 @@ func TestHostileStallWindow(t *testing.T) {
 	if waits > windows {
 		t.Errorf("%d waits ran to the deadline in %d windows: the stall is not shared", waits, windows)
 	}
+	if exact && elapsed != l.gate.stall {
+		t.Errorf("all reset and the probe answered after %v, want one ConnStallTimeout (%v)", elapsed, l.gate.stall)
+	}
 }
 
+// TestHostileControlQueue: a service that sends STREAM_STARTs for unknown
+// services without end and never reads fills the control queue (the
+// resets) up to its cap, no further, and is dropped PongTimeout after the
+// writer got stuck. In memory in a synctest bubble with the default
+// intervals, where the drop comes exactly PongTimeout after the link came
+// up (the flood fills everything at once); then over loopback TCP with
+// short ones.
 func TestHostileControlQueue(t *testing.T) {
+	tests := []struct {
+		name       string
+		mem        bool
+		ping, pong time.Duration
+	}{
+		{"in memory, default intervals", true, 0, 0},
+		{"loopback", false, 250 * time.Millisecond, 500 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.mem {
+				synctest.Test(t, func(t *testing.T) { hostileControlQueue(t, tt.mem, tt.ping, tt.pong) })
+				return
+			}
+			hostileControlQueue(t, tt.mem, tt.ping, tt.pong)
+		})
+	}
+}
+
+func hostileControlQueue(t *testing.T, mem bool, ping, pong time.Duration) {
 	long := strings.Repeat("u", 120) // a reset of ~130 bytes each
-	ep, stop := hostileService(t, func(i int) []byte {
+	ep, ln, stop := hostileService(t, mem, func(i int) []byte {
 		var b []byte
 		for j := range 500 {
 			b, _ = protocol.AppendFrame(b, &msg{Type: tStart, StreamID: int32(j + 1), ServiceID: long + strconv.Itoa(i%1000)})
@@ -252,24 +315,40 @@ func TestHostileControlQueue(t *testing.T) {
 	defer stop()
 	cfg := Config{Mode: ModeDestination, Endpoint: ep, AccessToken: dstToken, AllowPlaintext: true,
 		Proxy: func(*http.Request) (*url.URL, error) { return nil, nil }, Services: map[string]string{"SSH": "127.0.0.1:1"},
-		ReconnectMin: time.Second, ReconnectMax: time.Second, PingInterval: 500 * time.Millisecond, PongTimeout: 2 * time.Second}
+		ReconnectMin: time.Second, ReconnectMax: time.Second, PingInterval: ping, PongTimeout: pong}
+	if ln != nil {
+		cfg.netDial = ln.Dial
+	}
 	before := measure()
 	d := start(t, cfg)
-	d.ev.wait(t, "connected", isKind(EventConnected))
+	_, up := d.ev.waitAt(t, "connected", isKind(EventConnected))
 	waitUntil(t, "link ready", func() bool { return curLink(d.s) != nil })
 	l := curLink(d.s)
-	ev := d.ev.wait(t, "disconnected", isKind(EventDisconnected))
+	if mem {
+		time.Sleep(d.s.cfg.PongTimeout) // (waitAt gives up after waitFor)
+	}
+	ev, down := d.ev.waitAt(t, "disconnected", isKind(EventDisconnected))
 	during := measure()
+	_ = d.stop(t) // before the service stops: it waits for its handlers
 	l.w.ctrlMu.Lock()
 	peak := l.w.ctrlPeak
 	l.w.ctrlMu.Unlock()
-	t.Logf("control flood from a service that never reads: control queue peak %d bytes (cap %d), link dropped (%s); before %v, at drop %v",
-		peak, maxCtrlBytes, ev.Reason, before, during)
+	t.Logf("control flood from a service that never reads: control queue peak %d bytes (cap %d), link dropped after %v (%s); before %v, at drop %v",
+		peak, maxCtrlBytes, down.Sub(up), ev.Reason, before, during)
 	if peak > maxCtrlBytes {
 		t.Errorf("control queue peak %d bytes, cap %d", peak, maxCtrlBytes)
 	}
 	if during.heap > before.heap+32<<20 {
 		t.Errorf("heap grew from %d to %d MiB", before.heap>>20, during.heap>>20)
+	}
+	if !mem {
+		return
+	}
+	if peak < maxCtrlBytes-256 {
+		t.Errorf("control queue peak %d bytes: the flood did not fill it to the cap %d", peak, maxCtrlBytes)
+	}
+	if got := down.Sub(up); got != d.s.cfg.PongTimeout {
+		t.Errorf("link dropped %v after it came up, want PongTimeout = %v", got, d.s.cfg.PongTimeout)
 	}
 }
 
@@ -282,11 +361,11 @@ func TestHostileDialFailureKeepsOtherConnections(t *testing.T) {
 	// The dial of the stream's first connection fails after the second
 	// connected (a slow dial that times out): only it is reset.
 	l := curLink(d.s)
-	l.mu.Lock()
-	st := l.streams["SSH"]
+	l.streams.mu.Lock()
+	st := l.streams.byService["SSH"]
 	f := l.newLocalConnLocked(st, 3) // a stream's first connection: not fromConnStart
-	l.mu.Unlock()
-	l.dialFailed(f, errors.New("dial timed out"))
+	l.streams.mu.Unlock()
+	l.dest.dialFailed(f, errors.New("dial timed out"))
 	p.expect(msg{Type: tConnReset, StreamID: 1, ServiceID: "SSH", ConnectionID: 3})
 	p.send(&msg{Type: tData, StreamID: 1, ServiceID: "SSH", ConnectionID: 2, Payload: []byte("still")})
 	if got := p.expect(msg{Type: tData, StreamID: 1, ServiceID: "SSH", ConnectionID: 2}); string(got.Payload) != "still" {
@@ -331,17 +410,49 @@ func TestHostileBackoffAfterInstantDrop(t *testing.T) {
 
 // A local service that stops reading while data is queued for it is reset
 // after localWriteStall even when the peer sends nothing more: it does not
-// hold its queue budget and fd for the tunnel's lifetime.
+// hold its queue budget and fd for the tunnel's lifetime. In memory in a
+// synctest bubble with the default 2 minutes, where the reset comes
+// exactly then; then over a unix socket with 300 ms.
 func TestHostileStuckLocalWriterReset(t *testing.T) {
-	old := localWriteStall
-	localWriteStall = 300 * time.Millisecond
-	defer func() { localWriteStall = old }()
+	t.Run("in memory, default stall", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			r := newMemRelay(t, "SSH")
+			hostileStuckLocalWriter(t, r, memStuckService(t, r.net, "stuck.test:1"), true)
+		})
+	})
+	t.Run("unix socket", func(t *testing.T) {
+		old := localWriteStall
+		localWriteStall = 300 * time.Millisecond
+		defer func() { localWriteStall = old }()
+		hostileStuckLocalWriter(t, newRelay(t, true, "SSH"), stuckService(t), false)
+	})
+}
+
+func hostileStuckLocalWriter(t *testing.T, r *relay, service string, exact bool) {
 	lim := NewLimits(0, 0, 0)
-	d, p := hostileDestination(t, map[string]string{"SSH": stuckService(t)}, func(c *Config) { c.Limits = lim }, "SSH")
+	d, p := hostileDestinationOn(t, r, map[string]string{"SSH": service}, func(c *Config) { c.Limits = lim })
 	chunk := bytes.Repeat([]byte("x"), protocol.MaxPayload)
 	p.send(&msg{Type: tStart, StreamID: 1, ServiceID: "SSH", ConnectionID: 1})
 	for range 8 { // 512 KiB: past the socket buffers, within conn_buffer
 		p.send(&msg{Type: tData, StreamID: 1, ServiceID: "SSH", ConnectionID: 1, Payload: chunk})
+	}
+	if exact {
+		synctest.Wait() // the local write is stuck now
+		time.Sleep(localWriteStall - time.Nanosecond)
+		synctest.Wait()
+		for len(p.msgs) > 0 {
+			if m := <-p.msgs; m.Type != protocol.TypeServiceIDs {
+				t.Fatalf("%v to the peer a moment before localWriteStall", m.Type)
+			}
+		}
+		if n := lim.Connections(); n != 1 {
+			t.Fatalf("%d connections a moment before localWriteStall, want 1", n)
+		}
+		time.Sleep(time.Nanosecond)
+		synctest.Wait()
+		if len(p.msgs) == 0 {
+			t.Fatalf("no reset when localWriteStall (%v) ran out", localWriteStall)
+		}
 	}
 	p.expect(msg{Type: tConnReset, StreamID: 1, ServiceID: "SSH", ConnectionID: 1})
 	waitUntil(t, "budget and connection released", func() bool { return lim.Queued() == 0 && lim.Connections() == 0 })

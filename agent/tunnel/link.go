@@ -91,8 +91,13 @@ func encodeSmall(m *protocol.Message, log *slog.Logger) *frameBuf {
 	return &frameBuf{data: b, last: endsMessage(m.Type)}
 }
 
-// link is one WebSocket connection of a Session and the streams over it.
-// Stream state is reset when the link ends.
+// link is one WebSocket connection of a Session. It owns the WebSocket's
+// lifecycle (serve: its reader, its writer goroutine and pings, the wait for
+// every local connection) and dispatches what the reader decodes to its
+// parts: the streams over it (streamTable), the destination or source role
+// (destinationSide, sourceSide) and the write path. Everything is reset
+// when the link ends. Each part's doc comment says what it owns and its
+// lock order.
 type link struct {
 	s         *Session
 	ws        *websocket.Conn
@@ -110,20 +115,9 @@ type link struct {
 	carried atomic.Bool // a DATA frame went either way (the link worked)
 	gate    stallGate   // of the reader's waits for full local queues
 
-	// startMu makes registering a source client and queueing its
-	// STREAM_START/CONNECTION_START one step, so that clients accepted at the
-	// same moment announce themselves in the order they were numbered (a
-	// CONNECTION_START overtaking its STREAM_START is dropped by the peer).
-	startMu sync.Mutex
-
-	mu         sync.Mutex
-	down       bool
-	streams    map[string]*stream      // by service id as on the wire
-	live       map[*localConn]struct{} // every local connection not yet finished
-	serviceIDs []string
-	nextStream map[string]int32         // source: last stream id per service
-	slots      map[string]chan struct{} // source V1/V2: one connection per service
-	peer       peerVersion              // source auto: what the destination proved to speak
+	streams *streamTable    // streams and local connections (its mu)
+	dest    destinationSide // destination mode: answers starts
+	src     sourceSide      // source mode: accepted clients become starts
 }
 
 func newLink(s *Session, ws *websocket.Conn, channelID string) *link {
@@ -131,12 +125,15 @@ func newLink(s *Session, ws *websocket.Conn, channelID string) *link {
 	if !ok {
 		v = protocol.V3
 	}
-	return &link{
-		s: s, ws: ws, bc: batchconn.Of(ws), version: v, channelID: channelID,
-		log:     s.log.With(logChannel, channelID),
+	log := s.log.With(logChannel, channelID)
+	l := &link{
+		s: s, ws: ws, bc: batchconn.Of(ws), version: v, channelID: channelID, log: log,
+		rate:    rateLog{log: log},
 		gate:    stallGate{stall: s.cfg.ConnStallTimeout},
-		streams: map[string]*stream{}, live: map[*localConn]struct{}{}, nextStream: map[string]int32{}, slots: map[string]chan struct{}{},
+		streams: newStreamTable(log, s.cfg.Mode == ModeSource && s.version == 0),
 	}
+	l.dest.l, l.src.l = l, l
+	return l
 }
 
 // serve runs the link until the WebSocket fails or ctx ends, then resets
@@ -167,9 +164,9 @@ func (l *link) serve(ctx context.Context) error {
 	}
 	_ = l.ws.Close()
 	g.Wait()
-	l.abortAll("the tunnel WebSocket closed")
+	l.streams.abortAll("the tunnel WebSocket closed")
 	l.wg.Wait()
-	l.rate.flush(time.Now(), l.log, true)
+	l.rate.flush(time.Now(), true)
 	return context.Cause(l.ctx)
 }
 
@@ -182,7 +179,7 @@ func (l *link) readLoop() error {
 		case err == nil:
 			l.dispatch(&m)
 		case errors.Is(err, protocol.ErrMalformed), errors.Is(err, protocol.ErrPayloadTooLarge):
-			l.warn(warnMalformed, "skipping a tunnel message that cannot be decoded", logErr, err)
+			l.rate.warn(warnMalformed, "skipping a tunnel message that cannot be decoded", logErr, err)
 		default:
 			var ce *websocket.CloseError
 			if errors.As(err, &ce) && ce.Code == websocket.CloseNormalClosure {
@@ -209,7 +206,7 @@ func (l *link) writeLoop(parent context.Context) error {
 			}
 			return context.Cause(l.ctx)
 		case <-ping.C:
-			l.rate.flush(time.Now(), l.log, false)
+			l.rate.flush(time.Now(), false)
 			payload := strconv.AppendInt(nil, time.Now().UnixMilli(), 10)
 			if err := l.ws.WriteControl(websocket.PingMessage, payload, time.Now().Add(l.s.cfg.PongTimeout)); err != nil {
 				return fmt.Errorf("send ping: %w", err)

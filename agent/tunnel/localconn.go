@@ -48,7 +48,7 @@ type localConn struct {
 // newLocalConnLocked registers a connection with its stream and the link's wait
 // group, or returns nil when the link is shutting down.
 func (l *link) newLocalConnLocked(st *stream, cid uint32) *localConn {
-	if l.down {
+	if l.streams.down {
 		return nil
 	}
 	f := &localConn{l: l, st: st, connID: cid, start: time.Now()}
@@ -62,7 +62,7 @@ func (l *link) newLocalConnLocked(st *stream, cid uint32) *localConn {
 	f.q.took = f.start
 	f.active.Store(true)
 	st.conns[cid] = f
-	l.live[f] = struct{}{}
+	l.streams.live[f] = struct{}{}
 	l.s.stats.track(f)
 	l.wg.Add(1)
 	return f
@@ -148,9 +148,9 @@ func (f *localConn) drainClose(reason string) {
 // reset after the DATA already queued, and pending writes drain.
 func (f *localConn) localEnded(err error) {
 	l := f.l
-	l.mu.Lock()
-	was := l.unregisterLocked(f)
-	l.mu.Unlock()
+	l.streams.mu.Lock()
+	was := l.streams.unregisterLocked(f)
+	l.streams.mu.Unlock()
 	if !was {
 		return
 	}
@@ -302,9 +302,9 @@ func (f *localConn) opened() {
 func (f *localConn) finish(err error) {
 	f.cancel()
 	l := f.l
-	l.mu.Lock()
-	delete(l.live, f)
-	l.mu.Unlock()
+	l.streams.mu.Lock()
+	delete(l.streams.live, f)
+	l.streams.mu.Unlock()
 	l.s.stats.untrack(f)
 	f.q.mu.Lock()
 	f.q.setStateLocked(connFinished)

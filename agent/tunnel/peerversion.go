@@ -38,35 +38,35 @@ func (v peerVersion) String() string {
 // peerEvidenceLocked records what a message from the destination on st
 // says about its version (source mode, automatic client type only).
 // connID is the message's connection id; reset marks a STREAM_RESET.
-func (l *link) peerEvidenceLocked(st *stream, connID uint32, reset bool) {
-	if l.s.cfg.Mode != ModeSource || l.s.version != 0 {
+func (t *streamTable) peerEvidenceLocked(st *stream, connID uint32, reset bool) {
+	if !t.learnPeer {
 		return
 	}
 	switch {
-	case reset && !st.heard && l.peer != peerUnknown:
-		l.setPeerLocked(peerUnknown, st.service, "a stream it never answered was reset: the destination may have reconnected")
+	case reset && !st.heard && t.peer != peerUnknown:
+		t.setPeerLocked(peerUnknown, st.service, "a stream it never answered was reset: the destination may have reconnected")
 	case reset:
 	case connID != 0:
-		l.setPeerLocked(peerV3, st.service, "it sent a connection id")
+		t.setPeerLocked(peerV3, st.service, "it sent a connection id")
 	case st.v3:
-		l.setPeerLocked(peerV2, st.service, "it sent DATA without a connection id")
+		t.setPeerLocked(peerV2, st.service, "it sent DATA without a connection id")
 	}
 	if !reset {
 		st.heard = true
 	}
 }
 
-func (l *link) setPeerLocked(v peerVersion, service, why string) {
-	if l.peer == v {
+func (t *streamTable) setPeerLocked(v peerVersion, service, why string) {
+	if t.peer == v {
 		return
 	}
-	l.peer = v
+	t.peer = v
 	switch v {
 	case peerV2:
-		l.log.Info("the destination speaks V2: using one connection per stream", logService, service, logReason, why)
+		t.log.Info("the destination speaks V2: using one connection per stream", logService, service, logReason, why)
 	case peerV3:
-		l.log.Debug("the destination speaks V3", logService, service, logReason, why)
+		t.log.Debug("the destination speaks V3", logService, service, logReason, why)
 	default:
-		l.log.Info("deciding the destination's protocol version again; speaking V3 until it shows", logService, service, logReason, why)
+		t.log.Info("deciding the destination's protocol version again; speaking V3 until it shows", logService, service, logReason, why)
 	}
 }

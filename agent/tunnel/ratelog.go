@@ -48,9 +48,11 @@ const (
 	warnOtherOverCap = "other"
 )
 
-// rateLog writes at most warnBurst lines per kind per warnEvery and counts
-// the rest.
+// rateLog writes at most warnBurst lines per kind per warnEvery to log and
+// counts the rest. mu is a leaf: no line is written while it is held.
 type rateLog struct {
+	log *slog.Logger
+
 	mu    sync.Mutex
 	kinds map[string]*logKind
 }
@@ -64,21 +66,21 @@ type logKind struct {
 }
 
 // warn logs a peer-triggered warning, rate-limited by kind.
-func (l *link) warn(kind, msg string, args ...any) {
-	l.limited(slog.LevelWarn, kind, msg, args...)
+func (r *rateLog) warn(kind, msg string, args ...any) {
+	r.limited(slog.LevelWarn, kind, msg, args...)
 }
 
 // limited logs at level unless warnBurst lines of kind were already written
 // in the current window.
-func (l *link) limited(level slog.Level, kind, msg string, args ...any) {
-	if l.rate.allow(time.Now(), l.log, level, kind, msg) {
-		l.log.Log(context.Background(), level, msg, args...)
+func (r *rateLog) limited(level slog.Level, kind, msg string, args ...any) {
+	if r.allow(time.Now(), level, kind, msg) {
+		r.log.Log(context.Background(), level, msg, args...)
 	}
 }
 
 // allow reports whether a line of kind may be written now. It first
 // reports the suppressed lines of the window that ended, if any.
-func (r *rateLog) allow(now time.Time, log *slog.Logger, level slog.Level, kind, msg string) bool {
+func (r *rateLog) allow(now time.Time, level slog.Level, kind, msg string) bool {
 	r.mu.Lock()
 	if r.kinds == nil {
 		r.kinds = map[string]*logKind{}
@@ -110,14 +112,14 @@ func (r *rateLog) allow(now time.Time, log *slog.Logger, level slog.Level, kind,
 	}
 	r.mu.Unlock()
 	if report > 0 {
-		logSuppressed(log, reportLevel, kind, reportMsg, report)
+		logSuppressed(r.log, reportLevel, kind, reportMsg, report)
 	}
 	return ok
 }
 
 // flush reports the suppressed lines of every window that is over (all:
 // of every window). Called periodically and when the link ends.
-func (r *rateLog) flush(now time.Time, log *slog.Logger, all bool) {
+func (r *rateLog) flush(now time.Time, all bool) {
 	type line struct {
 		kind, msg string
 		level     slog.Level
@@ -133,7 +135,7 @@ func (r *rateLog) flush(now time.Time, log *slog.Logger, all bool) {
 	}
 	r.mu.Unlock()
 	for _, x := range out {
-		logSuppressed(log, x.level, x.kind, x.msg, x.n)
+		logSuppressed(r.log, x.level, x.kind, x.msg, x.n)
 	}
 }
 

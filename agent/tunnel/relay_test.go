@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/protocol"
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/tunneltest"
 )
 
 // relay is a minimal stand-in for the tunneling service: token and
@@ -23,7 +25,10 @@ import (
 // forwards the WebSocket bytes of one mode to the other, optionally
 // re-chunked at random boundaries (frames then span messages).
 type relay struct {
-	srv      *httptest.Server
+	srv      *httptest.Server        // on loopback; nil in memory
+	mem      *tunneltest.MemListener // in memory (newMemRelay); nil on loopback
+	net      *tunneltest.MemNet      // the network mem is on; local services can join it
+	memStop  func()                  // stops the in-memory server
 	services []string
 	split    bool
 
@@ -37,6 +42,7 @@ type relay struct {
 	reject      func(r *http.Request) (int, string)
 	lastHeaders map[string]http.Header
 	handshakes  atomic.Int32
+	pongs       atomic.Int64 // pings answered
 }
 
 type relayConn struct {
@@ -54,9 +60,7 @@ const (
 )
 
 func newRelay(t testing.TB, tls bool, services ...string) *relay {
-	r := &relay{services: services, tokens: map[string]string{srcToken: "source", dstToken: "destination"},
-		clientToks: map[string]string{}, used: map[string]bool{}, subproto: map[string]string{},
-		conns: map[string]*relayConn{}, lastHeaders: map[string]http.Header{}}
+	r := emptyRelay(services)
 	if tls {
 		r.srv = httptest.NewTLSServer(http.HandlerFunc(r.handle))
 	} else {
@@ -66,16 +70,53 @@ func newRelay(t testing.TB, tls bool, services ...string) *relay {
 	return r
 }
 
+// newMemRelay is a relay on an in-memory listener, plaintext: sessions
+// made with testConfig and peers made with dialPeer reach it without the
+// network, so a test can run in a testing/synctest bubble (create it
+// there).
+func newMemRelay(t testing.TB, services ...string) *relay {
+	r := emptyRelay(services)
+	r.net = &tunneltest.MemNet{}
+	r.mem, r.memStop = serveMem(r.net.Listen("relay.test:80"), http.HandlerFunc(r.handle))
+	t.Cleanup(r.shutdown)
+	return r
+}
+
+func emptyRelay(services []string) *relay {
+	return &relay{services: services, tokens: map[string]string{srcToken: "source", dstToken: "destination"},
+		clientToks: map[string]string{}, used: map[string]bool{}, subproto: map[string]string{},
+		conns: map[string]*relayConn{}, lastHeaders: map[string]http.Header{}}
+}
+
+// serveMem serves h on an in-memory listener until stop.
+func serveMem(ln *tunneltest.MemListener, h http.Handler) (_ *tunneltest.MemListener, stop func()) {
+	hs := &http.Server{Handler: h}
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = hs.Serve(ln) })
+	return ln, func() { _ = hs.Close(); wg.Wait() }
+}
+
 func (r *relay) endpoint() string {
-	if r.srv.TLS != nil {
+	switch {
+	case r.mem != nil:
+		return "ws://" + r.mem.Addr().String()
+	case r.srv.TLS != nil:
 		return r.srv.Listener.Addr().String()
 	}
 	return "ws://" + r.srv.Listener.Addr().String()
 }
 
+// url is the relay's WebSocket URL for mode.
+func (r *relay) url(mode string) string {
+	if r.mem != nil {
+		return "ws://" + r.mem.Addr().String() + "/tunnel?local-proxy-mode=" + mode
+	}
+	return strings.Replace(r.srv.URL, "http", "ws", 1) + "/tunnel?local-proxy-mode=" + mode
+}
+
 func (r *relay) pool() *x509.CertPool {
 	p := x509.NewCertPool()
-	if r.srv.TLS == nil {
+	if r.srv == nil || r.srv.TLS == nil {
 		return p
 	}
 	p.AddCert(r.srv.Certificate())
@@ -88,6 +129,10 @@ func (r *relay) shutdown() {
 		c.stop()
 	}
 	r.mu.Unlock()
+	if r.mem != nil {
+		r.memStop()
+		return
+	}
 	r.srv.CloseClientConnections()
 	r.srv.Close()
 }
@@ -165,6 +210,7 @@ func (r *relay) handle(w http.ResponseWriter, req *http.Request) {
 		if c.frozen.Load() {
 			return nil
 		}
+		r.pongs.Add(1)
 		return ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
 	})
 	r.mu.Lock()
@@ -284,15 +330,14 @@ func (c *relayConn) stop() {
 // conn waits for the current connection of a mode: the client may see the
 // handshake complete before the handler registered the connection.
 func (r *relay) conn(mode string) *relayConn {
-	for deadline := time.Now().Add(waitFor); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
+	var c *relayConn
+	tunneltest.Poll(waitFor, func() bool {
 		r.mu.Lock()
-		c := r.conns[mode]
-		r.mu.Unlock()
-		if c != nil {
-			return c
-		}
-	}
-	return nil
+		defer r.mu.Unlock()
+		c = r.conns[mode]
+		return c != nil
+	})
+	return c
 }
 
 // drop cuts the connection of a mode without a close frame.

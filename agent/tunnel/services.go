@@ -42,12 +42,12 @@ func (s *Session) SetServices(m map[string]string) error {
 	if l == nil {
 		return nil
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, st := range l.streams {
+	l.streams.mu.Lock()
+	defer l.streams.mu.Unlock()
+	for _, st := range l.streams.byService {
 		if localAddr(next, st.service) == "" {
 			l.w.sendCtrl(&protocol.Message{Type: protocol.TypeStreamReset, StreamID: st.id, ServiceID: st.sendID})
-			l.closeStreamLocked(st, ReasonServiceRemoved)
+			l.streams.closeStreamLocked(st, ReasonServiceRemoved)
 		}
 	}
 	return nil

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/protocol"
@@ -234,43 +235,105 @@ func TestTunnelClosedEndsRun(t *testing.T) {
 	}
 }
 
-// TestDeadConnectionDetected: with pings unanswered and no traffic, the
-// WebSocket is declared dead and re-established.
-func TestDeadConnectionDetected(t *testing.T) {
-	r := newRelay(t, true, "SSH")
-	cfg := testConfig(r, ModeDestination, map[string]string{"SSH": "127.0.0.1:22"})
-	cfg.PingInterval, cfg.PongTimeout = 50*time.Millisecond, 400*time.Millisecond
-	d := start(t, cfg)
-	d.ev.wait(t, "connected", isKind(EventConnected))
-	r.freeze("destination")
-	ev := d.ev.wait(t, "disconnected", isKind(EventDisconnected))
-	if !strings.Contains(ev.Reason, "timeout") {
-		t.Fatalf("disconnect reason %q, want a timeout", ev.Reason)
+// TestPingTimeouts runs a destination in a synctest bubble over an
+// in-memory connection, where the ping ticker and the read deadline run on
+// the fake clock: with pings answered an idle link stays up indefinitely,
+// and once they go unanswered it is declared dead exactly PongTimeout after
+// the last pong, and re-established. The cases with the default intervals
+// (20 s, 45 s) take as long in real time as the ones with short ones.
+func TestPingTimeouts(t *testing.T) {
+	tests := []struct {
+		name        string
+		ping, pong  time.Duration // 0: the defaults
+		freezeAfter time.Duration // the relay stops answering pings; 0: never
+		watch       time.Duration // how long the link is watched when never frozen
+	}{
+		{"defaults, answered, an hour", 0, 0, 0, time.Hour},
+		{"defaults, unanswered after 10m10s", 0, 0, 10*time.Minute + 10*time.Second, 0},
+		{"short, answered, a minute", 50 * time.Millisecond, 400 * time.Millisecond, 0, time.Minute},
+		{"short, unanswered at once", 50 * time.Millisecond, 400 * time.Millisecond, time.Nanosecond, 0},
 	}
-	waitUntil(t, "reconnected", func() bool { return d.ev.count(EventConnected) == 2 })
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				r := newMemRelay(t, "SSH")
+				cfg := testConfig(r, ModeDestination, map[string]string{"SSH": "127.0.0.1:22"})
+				cfg.PingInterval, cfg.PongTimeout = tt.ping, tt.pong
+				d := start(t, cfg)
+				_, up := d.ev.waitAt(t, "connected", isKind(EventConnected))
+				ping, pong := d.s.cfg.PingInterval, d.s.cfg.PongTimeout
+				if tt.freezeAfter == 0 {
+					time.Sleep(tt.watch + ping/2)
+					if n := d.ev.count(EventDisconnected); n != 0 {
+						t.Fatalf("idle link with answered pings dropped after %v: %s", time.Since(up), d.ev.logText())
+					}
+					if got, want := r.pongs.Load(), int64(tt.watch/ping); got != want {
+						t.Errorf("%d pings answered in %v, want one per %v: %d", got, tt.watch, ping, want)
+					}
+					return
+				}
+				time.Sleep(tt.freezeAfter)
+				r.freeze("destination")
+				lastPong := up.Add(time.Since(up) / ping * ping) // the last ping before the freeze was answered
+				time.Sleep(pong)                                 // (waitAt gives up after waitFor)
+				ev, down := d.ev.waitAt(t, "disconnected", isKind(EventDisconnected))
+				if !strings.Contains(ev.Reason, "timeout") {
+					t.Fatalf("disconnect reason %q, want a timeout", ev.Reason)
+				}
+				if got := down.Sub(lastPong); got != pong {
+					t.Errorf("declared dead %v after the last pong, want PongTimeout = %v", got, pong)
+				}
+				waitUntil(t, "reconnected", func() bool { return d.ev.count(EventConnected) == 2 })
+			})
+		})
+	}
 }
 
-// TestPingsKeepIdleConnectionAlive: pings answered by pongs keep an idle
-// connection up well past PongTimeout.
+// TestPingsOverTLS is TestPingTimeouts over loopback TCP and TLS, in real
+// time: pongs that come back through TLS keep the link up past
+// PongTimeout, and without them it is declared dead and re-established.
 //
-// The WebSocket read deadline is wall-clock time over real TLS on loopback
-// (no synctest bubble), so a stall of the whole test process longer than
-// PongTimeout ends the connection however many pongs are queued in the
-// socket: with 200 ms that happened under -race on the loaded machine.
-// PongTimeout is one second (50 pings), which no scheduler stall reaches,
-// and the connection is watched for 2.5 of them.
-func TestPingsKeepIdleConnectionAlive(t *testing.T) {
-	r := newRelay(t, true, "SSH")
-	cfg := testConfig(r, ModeDestination, map[string]string{"SSH": "127.0.0.1:22"})
-	cfg.PingInterval, cfg.PongTimeout = 20*time.Millisecond, time.Second
-	d := start(t, cfg)
-	d.ev.wait(t, "connected", isKind(EventConnected))
-	deadline := time.Now().Add(5 * cfg.PongTimeout / 2)
-	for time.Now().Before(deadline) {
-		if d.ev.count(EventDisconnected) != 0 {
-			t.Fatalf("idle connection dropped: %s", d.ev.logText())
-		}
-		time.Sleep(20 * time.Millisecond)
+// The read deadline is wall-clock time here, so a stall of the whole test
+// process longer than PongTimeout ends a link however many pongs are
+// queued in its socket (with 200 ms that happened under -race on the
+// loaded machine). The link with answered pings therefore has a
+// PongTimeout of one second (50 pings) and is watched only until it
+// outlived it by a quarter: that it survives at all past PongTimeout shows
+// the pongs extend the deadline. The two cases run in parallel.
+func TestPingsOverTLS(t *testing.T) {
+	tests := []struct {
+		name       string
+		ping, pong time.Duration
+		answered   bool
+	}{
+		{"answered", 20 * time.Millisecond, time.Second, true},
+		{"unanswered", 50 * time.Millisecond, 400 * time.Millisecond, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r := newRelay(t, true, "SSH")
+			cfg := testConfig(r, ModeDestination, map[string]string{"SSH": "127.0.0.1:22"})
+			cfg.PingInterval, cfg.PongTimeout = tt.ping, tt.pong
+			d := start(t, cfg)
+			_, up := d.ev.waitAt(t, "connected", isKind(EventConnected))
+			if tt.answered {
+				outlived := func() bool { return time.Since(up) > 5*tt.pong/4 }
+				if tunneltest.Poll(waitFor, func() bool { return d.ev.count(EventDisconnected) != 0 || outlived() }); !outlived() {
+					t.Fatalf("idle link with answered pings dropped after %v: %s", time.Since(up), d.ev.logText())
+				}
+				if d.ev.count(EventDisconnected) != 0 || r.pongs.Load() == 0 {
+					t.Fatalf("%d pings answered, link dropped: %s", r.pongs.Load(), d.ev.logText())
+				}
+				return
+			}
+			r.freeze("destination")
+			ev := d.ev.wait(t, "disconnected", isKind(EventDisconnected))
+			if !strings.Contains(ev.Reason, "timeout") {
+				t.Fatalf("disconnect reason %q, want a timeout", ev.Reason)
+			}
+			waitUntil(t, "reconnected", func() bool { return d.ev.count(EventConnected) == 2 })
+		})
 	}
 }
 

@@ -67,70 +67,89 @@ func (s *Session) handleAccepted(ctx context.Context, service string, c net.Conn
 		_ = c.Close()
 		return
 	}
-	l.serveSource(service, c)
+	l.src.serveClient(service, c)
 }
 
-// sourceVersion is the message format toward the destination: the
+// sourceSide is a link's source role: it turns each accepted local client
+// into a STREAM_START or, on a V3 stream, a CONNECTION_START, numbering
+// streams and connections, and makes V1/V2 clients of one service wait
+// their turn. Its streams, numbering and slots are in the link's
+// streamTable, under its mu.
+//
+// startMu makes registering a client and queueing its STREAM_START or
+// CONNECTION_START one step, so that clients accepted at the same moment
+// announce themselves in the order they were numbered (a CONNECTION_START
+// overtaking its STREAM_START is dropped by the peer). Lock order: startMu,
+// then the streamTable's mu, then the write path's locks; send may wait for
+// room under startMu (see writePath).
+type sourceSide struct {
+	l       *link
+	startMu sync.Mutex
+}
+
+// versionLocked is the message format toward the destination: the
 // configured client type (auto = V3), capped by the negotiated subprotocol
 // and by a destination that proved to be V2 (see peerVersion).
-func (l *link) sourceVersionLocked() protocol.Version {
-	v := l.s.version
+func (src *sourceSide) versionLocked() protocol.Version {
+	v := src.l.s.version
 	if v == 0 {
 		v = protocol.V3
-		if l.peer == peerV2 {
+		if src.l.streams.peer == peerV2 {
 			v = protocol.V2
 		}
 	}
-	return min(v, l.version)
+	return min(v, src.l.version)
 }
 
-func (l *link) serveSource(service string, c net.Conn) {
-	l.mu.Lock()
-	v := l.sourceVersionLocked()
+// serveClient carries one accepted local client of service over the
+// tunnel until it ends.
+func (src *sourceSide) serveClient(service string, c net.Conn) {
+	src.l.streams.mu.Lock()
+	v := src.versionLocked()
 	if service == Unnamed && v.HasServiceIDs() {
 		// The unnamed mapping is the tunnel's only service.
-		if len(l.serviceIDs) != 1 {
-			l.mu.Unlock()
-			l.warn(warnUnnamedSrc, "refusing a local connection: the unnamed service mapping needs a tunnel with exactly one service; name the services to forward (e.g. SSH=2222)",
-				logServiceID, l.serviceIDs)
+		if len(src.l.streams.serviceIDs) != 1 {
+			src.l.streams.mu.Unlock()
+			src.l.rate.warn(warnUnnamedSrc, "refusing a local connection: the unnamed service mapping needs a tunnel with exactly one service; name the services to forward (e.g. SSH=2222)",
+				logServiceID, src.l.streams.serviceIDs)
 			_ = c.Close()
 			return
 		}
-		service = l.serviceIDs[0]
+		service = src.l.streams.serviceIDs[0]
 	}
-	if v.HasServiceIDs() && len(l.serviceIDs) > 0 && !slices.Contains(l.serviceIDs, service) {
-		l.mu.Unlock()
+	if v.HasServiceIDs() && len(src.l.streams.serviceIDs) > 0 && !slices.Contains(src.l.streams.serviceIDs, service) {
+		src.l.streams.mu.Unlock()
 		// The service would close the WebSocket for an undefined service id.
-		l.warn(warnNotInTunnel, "refusing a local connection: the tunnel has no such service; open the tunnel with it",
-			logService, service, logServiceID, l.serviceIDs)
+		src.l.rate.warn(warnNotInTunnel, "refusing a local connection: the tunnel has no such service; open the tunnel with it",
+			logService, service, logServiceID, src.l.streams.serviceIDs)
 		_ = c.Close()
 		return
 	}
-	slot := l.slots[service]
+	slot := src.l.streams.slots[service]
 	if slot == nil {
 		slot = make(chan struct{}, 1)
-		l.slots[service] = slot
+		src.l.streams.slots[service] = slot
 	}
-	l.mu.Unlock()
+	src.l.streams.mu.Unlock()
 	if !v.HasConnectionIDs() {
 		// V1/V2 carry one connection per stream: later clients wait their turn.
 		select {
 		case slot <- struct{}{}:
 			defer func() { <-slot }()
-		case <-l.ctx.Done():
+		case <-src.l.ctx.Done():
 			_ = c.Close()
 			return
 		}
 	}
-	l.startMu.Lock()
-	f, start := l.registerSource(service, v, c)
+	src.startMu.Lock()
+	f, start := src.register(service, v, c)
 	if f == nil {
-		l.startMu.Unlock()
+		src.startMu.Unlock()
 		_ = c.Close()
 		return
 	}
-	sent := l.w.send(start)
-	l.startMu.Unlock()
+	sent := src.l.w.send(start)
+	src.startMu.Unlock()
 	if sent {
 		f.opened()
 	} else {
@@ -139,33 +158,33 @@ func (l *link) serveSource(service string, c net.Conn) {
 	f.run()
 }
 
-// registerSource creates the stream or V3 connection for a new client and
+// register creates the stream or V3 connection for a new client and
 // returns it with the STREAM_START or CONNECTION_START that announces it.
-func (l *link) registerSource(service string, v protocol.Version, c net.Conn) (*localConn, *protocol.Message) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+func (src *sourceSide) register(service string, v protocol.Version, c net.Conn) (*localConn, *protocol.Message) {
+	src.l.streams.mu.Lock()
+	defer src.l.streams.mu.Unlock()
 	wire := service
 	if v == protocol.V1 {
 		wire = ""
 	}
-	st := l.streams[wire]
+	st := src.l.streams.byService[wire]
 	if st != nil && (!v.HasConnectionIDs() || !st.v3) {
-		l.closeStreamLocked(st, "replaced by a new stream")
+		src.l.streams.closeStreamLocked(st, "replaced by a new stream")
 		st = nil
 	}
 	typ := protocol.TypeConnectionStart
 	if st == nil {
-		id := l.nextStream[service] + 1
+		id := src.l.streams.nextStream[service] + 1
 		if id <= 0 {
 			id = 1
 		}
-		l.nextStream[service] = id
+		src.l.streams.nextStream[service] = id
 		st = &stream{wire: wire, sendID: wire, service: service, id: id, v3: v.HasConnectionIDs(), conns: map[uint32]*localConn{}}
-		l.streams[wire] = st
+		src.l.streams.byService[wire] = st
 		typ = protocol.TypeStreamStart
 	}
 	st.nextConn++
-	f := l.newLocalConnLocked(st, st.nextConn)
+	f := src.l.newLocalConnLocked(st, st.nextConn)
 	if f == nil {
 		return nil, nil
 	}

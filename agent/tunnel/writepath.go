@@ -73,10 +73,11 @@ type messageWriter interface {
 //     would wait for room gives up and its frame goes back to the pool. The
 //     link then closes the WebSocket, so nothing queued later is written.
 //
-// Lock order: the link's startMu, then its mu, then wmu (held across the
-// socket write), then ctrlMu, a leaf held only to push or pop. send may
-// wait for room in out while its caller holds link locks, which is safe
-// because the writer goroutine that makes room takes none of them.
+// Lock order: the link's sourceSide.startMu, then its streamTable's mu,
+// then wmu (held across the socket write), then ctrlMu, a leaf held only
+// to push or pop. send may wait for room in out while its caller holds
+// link locks, which is safe because the writer goroutine that makes room
+// takes none of them.
 type writePath struct {
 	ws          messageWriter
 	bc          *batchconn.Conn // nil: no batched system calls

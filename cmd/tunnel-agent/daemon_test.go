@@ -183,16 +183,12 @@ func TestJournaldPriorities(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(15 * time.Second)
 	var out string
-	for {
+	tunneltest.Poll(15*time.Second, func() bool { // the check below says what is missing
 		b, _ := os.ReadFile(f.Name())
 		out = string(b)
-		if strings.Contains(out, "<4>") || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return strings.Contains(out, "<4>")
+	})
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	_ = cmd.Wait()
 	if !strings.Contains(out, "<6>level=INFO msg=\"tunnel-agent starting\"") || !strings.Contains(out, "<4>level=WARN msg=\"mqtt connection failed; retrying\"") {

@@ -119,15 +119,15 @@ func TestGreengrassProcessExit(t *testing.T) {
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
-			kill := time.AfterFunc(20*time.Second, func() { _ = cmd.Process.Kill() })
-			defer kill.Stop()
-			for !strings.Contains(out.String(), "subscribed to the notify topic through greengrass ipc") {
-				if cmd.ProcessState != nil || !kill.Stop() {
-					t.Fatalf("never subscribed:\n%s", out)
-				}
-				kill.Reset(20 * time.Second)
-				time.Sleep(20 * time.Millisecond)
+			if !tunneltest.Poll(20*time.Second, func() bool {
+				return strings.Contains(out.String(), "subscribed to the notify topic through greengrass ipc")
+			}) {
+				_ = cmd.Process.Kill()
+				_ = cmd.Wait()
+				t.Fatalf("never subscribed:\n%s", out)
 			}
+			kill := time.AfterFunc(20*time.Second, func() { _ = cmd.Process.Kill() }) // bounds the wait for its exit
+			defer kill.Stop()
 			tt.end(cmd)
 			err := cmd.Wait()
 			rc := 0

@@ -127,12 +127,8 @@ func (p *agentProc) countLog(s string) int { return strings.Count(p.stderr.Strin
 
 func (p *agentProc) waitCount(t *testing.T, s string, n int) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for p.countLog(s) < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("fewer than %d log lines with %q:\n%s", n, s, p.stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !tunneltest.Poll(20*time.Second, func() bool { return p.countLog(s) >= n }) {
+		t.Fatalf("fewer than %d log lines with %q:\n%s", n, s, p.stderr.String())
 	}
 }
 

@@ -58,12 +58,8 @@ func TestRunPrintsEndpointsAndStops(t *testing.T) {
 	args := []string{"--api-addr", "127.0.0.1:0", "--data-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0",
 		"--mqtt-plain-addr", "127.0.0.1:0", "--state-dir", t.TempDir()}
 	go func() { done <- run(ctx, args, &stdout, &stderr) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(stdout.String(), "CA certificate:") {
-		if time.Now().After(deadline) {
-			t.Fatalf("no endpoints printed: %q %q", stdout.String(), stderr.String())
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !tunneltest.Poll(10*time.Second, func() bool { return strings.Contains(stdout.String(), "CA certificate:") }) {
+		t.Fatalf("no endpoints printed: %q %q", stdout.String(), stderr.String())
 	}
 	for _, want := range []string{"API endpoint:   http://127.0.0.1:", "Data endpoint:  127.0.0.1:", "MQTT broker:    127.0.0.1:", "MQTT plain:     127.0.0.1:"} {
 		if !strings.Contains(stdout.String(), want) {

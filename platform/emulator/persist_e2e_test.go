@@ -13,6 +13,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/tunnel-agent/tunnel-agent/agent/tunnel"
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/tunneltest"
 )
 
 // TestRestartAfterKill9 kills the emulator process with SIGKILL while a
@@ -41,18 +42,14 @@ func TestRestartAfterKill9(t *testing.T) {
 	}
 	waitConnected := func(c *child) {
 		t.Helper()
-		deadline := time.Now().Add(20 * time.Second)
-		for {
+		var src, dst any
+		if !tunneltest.Poll(20*time.Second, func() bool {
 			tun := describe(c)
-			src := tun["sourceConnectionState"].(map[string]any)["status"]
-			dst := tun["destinationConnectionState"].(map[string]any)["status"]
-			if src == "CONNECTED" && dst == "CONNECTED" {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("both ends never connected (source %v, destination %v):\n%s", src, dst, c.stderr.String())
-			}
-			time.Sleep(20 * time.Millisecond)
+			src = tun["sourceConnectionState"].(map[string]any)["status"]
+			dst = tun["destinationConnectionState"].(map[string]any)["status"]
+			return src == "CONNECTED" && dst == "CONNECTED"
+		}) {
+			t.Fatalf("both ends never connected (source %v, destination %v):\n%s", src, dst, c.stderr.String())
 		}
 	}
 

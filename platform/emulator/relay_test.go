@@ -12,6 +12,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/protocol"
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/tunneltest"
 )
 
 func TestServiceIDs(t *testing.T) {
@@ -313,15 +314,13 @@ func waitStreams(t *testing.T, env *testEnv, id string, n int) {
 	if !ok {
 		t.Fatalf("no tunnel %s", id)
 	}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+	var got int
+	if !tunneltest.Poll(10*time.Second, func() bool {
 		tun.relay.mu.Lock()
-		got := len(tun.relay.streams)
-		tun.relay.mu.Unlock()
-		if got == n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("relay tracks %d streams, want %d", got, n)
-		}
+		defer tun.relay.mu.Unlock()
+		got = len(tun.relay.streams)
+		return got == n
+	}) {
+		t.Fatalf("relay tracks %d streams, want %d", got, n)
 	}
 }

@@ -78,18 +78,15 @@ func (w *e2eWorld) dialMQTT(t *testing.T, thing string) *fakenucleus.PahoMQTT {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		m, err := fakenucleus.DialMQTT(fakenucleus.MQTTDial{Addr: w.emu.MQTTAddr(), CertFile: cert,
+	var m *fakenucleus.PahoMQTT
+	if !tunneltest.Poll(20*time.Second, func() bool {
+		m, err = fakenucleus.DialMQTT(fakenucleus.MQTTDial{Addr: w.emu.MQTTAddr(), CertFile: cert,
 			KeyFile: key, CAFile: w.emu.CAFile(), ClientID: thing})
-		if err == nil {
-			return m
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("mqtt client %s: %v", thing, err)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return err == nil
+	}) {
+		t.Fatalf("mqtt client %s: %v", thing, err)
 	}
+	return m
 }
 
 // startNucleus runs the test nucleus with the core device's MQTT connection

@@ -1,7 +1,9 @@
 // Package tunneltest holds test fixtures shared by the packages that test
 // tunnels end to end: local TCP services on loopback for a tunnel to reach,
-// checks that bytes sent through a tunnel to an echo service come back, and
-// SyncBuffer, a goroutine-safe sink for logs and command output.
+// checks that bytes sent through a tunnel to an echo service come back,
+// SyncBuffer, a goroutine-safe sink for logs and command output, Poll and
+// WaitFor, the one way to wait for a condition, and an in-memory network
+// (MemPipe, MemListener, MemNet) for tests in a testing/synctest bubble.
 // It is imported only from _test.go files and never ships in a binary.
 package tunneltest
 
@@ -27,6 +29,11 @@ func Serve(t testing.TB, handler func(net.Conn)) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ServeListener(t, ln, handler)
+}
+
+// ServeListener is Serve on a listener of the caller's (a MemListener, say).
+func ServeListener(t testing.TB, ln net.Listener, handler func(net.Conn)) string {
 	var (
 		wg    sync.WaitGroup
 		mu    sync.Mutex

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/tunneltest"
 	"github.com/tunnel-agent/tunnel-agent/platform/awsapi"
 	"github.com/tunnel-agent/tunnel-agent/platform/emulator"
 )
@@ -139,17 +140,12 @@ func TestEndpointFromEnvironmentAndProfile(t *testing.T) {
 	var open awsapi.OpenTunnelOutput
 	runCLI(t, nil, "--profile", "emu", "open", "--thing", "pi-prof", "--service", "SSH", "--json").mustOK(t).decode(t, &open)
 	p := startProxyCLI(t, map[string]string{"AWSIOT_TUNNEL_ACCESS_TOKEN": open.SourceAccessToken}, "--profile", "emu", "--services", "SSH=0")
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	if !tunneltest.Poll(20*time.Second, func() bool {
 		d, err := api.DescribeTunnel(context.Background(), &awsapi.DescribeTunnelInput{TunnelID: open.TunnelID})
-		if err == nil && d.Tunnel.SourceConnectionState != nil && d.Tunnel.SourceConnectionState.Status == awsapi.StatusConnected {
-			break
-		}
-		if time.Now().After(deadline) {
-			r := p.stop(t)
-			t.Fatalf("the proxy did not connect with the profile's data endpoint and CA:\n%s", r.stderr)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return err == nil && d.Tunnel.SourceConnectionState != nil && d.Tunnel.SourceConnectionState.Status == awsapi.StatusConnected
+	}) {
+		r := p.stop(t)
+		t.Fatalf("the proxy did not connect with the profile's data endpoint and CA:\n%s", r.stderr)
 	}
 	p.stop(t)
 }
