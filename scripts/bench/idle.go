@@ -187,6 +187,7 @@ func (b *bench) measureManyConns(ctx context.Context, st *stack) {
 	settle(ctx, 500*time.Millisecond)
 	after := b.rss(st.agent)
 	perConn := median(steps)
+	b.progress("agent RSS growth per idle connection in each step of %d: %.1f KiB", step, scaled(steps, 1.0/1024))
 	b.add(row{Section: secIdle, Metric: fmt.Sprintf("agent RSS with %d tunnels x %d idle connections", tunnels, per), Unit: unitMiB,
 		Value: after, Baseline: before, BaselineLabel: fmt.Sprintf("%d tunnels, no connection", tunnels)})
 	r := row{Section: secIdle, Metric: fmt.Sprintf("agent RSS per idle connection (%d tunnels x %d, median of %d steps)", tunnels, per, len(steps)), Unit: unitKiB,
@@ -206,4 +207,13 @@ func warmTunnel(ctx context.Context, addr string) error {
 	}
 	defer c.Close()
 	return pingConn(ctx, c, 10*time.Second)
+}
+
+// scaled returns xs times f.
+func scaled(xs []float64, f float64) []float64 {
+	out := make([]float64, len(xs))
+	for i, x := range xs {
+		out[i] = x * f
+	}
+	return out
 }
