@@ -40,8 +40,9 @@ func (p *freeList) Put(x any) {
 // allocate beyond it, and those frames are collected when they are done.
 const maxFreeFrames = outQueue + maxReadBatch
 
-// Queue buffers. A queue toward a local socket grows by doubling from
-// minQueueBuf when the socket does not keep up, and its writer lets a
+// Queue buffers. A queue toward a local socket starts at the power of two
+// that holds its first bytes and grows by doubling when the socket does not
+// keep up (capacities are powers of two), and its writer lets a
 // buffer larger than keepSpare go after writing it. Without reuse every
 // such burst was garbage (87% of the bytes allocated in a bulk transfer
 // through the pair benchmark), and garbage is what grows the heap between
