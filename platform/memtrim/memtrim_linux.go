@@ -11,30 +11,55 @@ import (
 
 // DropExecPages unmaps from this process the resident pages of its
 // executable's read-only mappings (code, read-only data; never the
-// writable data, whose changes MADV_DONTNEED would discard). It returns
-// the bytes of mappings advised.
+// writable data, whose changes MADV_DONTNEED would discard). A read-only
+// mapping that holds private copies of its pages is left alone: in a
+// position-independent build (-buildmode=pie, the default of some
+// distributions' Go packages) the dynamic loader relocated the read-only
+// data after start, and dropping those copies would read back unrelocated
+// pages and crash the process. It returns the bytes of mappings advised.
 func DropExecPages() (int, error) {
 	exe, err := os.Readlink("/proc/self/exe")
 	if err != nil {
 		return 0, fmt.Errorf("find the executable: %w", err)
 	}
-	maps, err := os.ReadFile("/proc/self/maps")
+	smaps, err := os.ReadFile("/proc/self/smaps")
 	if err != nil {
 		return 0, fmt.Errorf("read the memory map: %w", err)
 	}
 	n := 0
-	sc := bufio.NewScanner(bytes.NewReader(maps))
-	for sc.Scan() {
-		start, end, ok := readOnlyMapping(sc.Bytes(), exe)
-		if !ok {
-			continue
-		}
-		if _, _, e := syscall.Syscall(syscall.SYS_MADVISE, start, end-start, syscall.MADV_DONTNEED); e != 0 {
+	for _, m := range cleanReadOnly(smaps, exe) {
+		if _, _, e := syscall.Syscall(syscall.SYS_MADVISE, m[0], m[1]-m[0], syscall.MADV_DONTNEED); e != 0 {
 			return n, fmt.Errorf("madvise: %w", e)
 		}
-		n += int(end - start)
+		n += int(m[1] - m[0])
 	}
 	return n, nil
+}
+
+// cleanReadOnly returns the ranges of /proc/self/smaps that map exe
+// read-only and private and hold no private (copied-on-write) pages: those
+// whose "Anonymous:" line says 0 kB. A mapping without that line is left
+// alone too.
+func cleanReadOnly(smaps []byte, exe string) [][2]uintptr {
+	var out [][2]uintptr
+	var cur [2]uintptr
+	in := false // in the block of a read-only mapping of exe
+	sc := bufio.NewScanner(bytes.NewReader(smaps))
+	for sc.Scan() {
+		line := sc.Bytes()
+		if v, ok := bytes.CutPrefix(line, []byte("Anonymous:")); ok {
+			if f := bytes.Fields(v); in && len(f) > 0 && string(f[0]) == "0" {
+				out = append(out, cur)
+			}
+			in = false
+			continue
+		}
+		if len(line) > 0 && bytes.IndexByte(line, ':') > bytes.IndexByte(line, ' ') { // a mapping's header
+			start, end, ok := readOnlyMapping(line, exe)
+			cur, in = [2]uintptr{start, end}, ok
+		}
+	}
+	return out
 }
 
 // readOnlyMapping parses a line of /proc/self/maps ("start-end perms offset
