@@ -13,6 +13,15 @@
 // notification may replace an existing tunnel of the same region and
 // services that is not connected (the usual rotation case); otherwise it is
 // refused.
+//
+// Roles: Run's event loop is the one goroutine that decides (dedupe,
+// rotation, cap, allow-list), resumes, reloads and ends tunnels; it alone
+// owns the registry (the tunnel entries and the max_tunnels cap,
+// registry.go) and the state store, so neither has a lock. What other
+// goroutines see or are told, Snapshot's view, the audit events and the
+// sessions' event handlers, goes through observations (observe.go), which
+// decides nothing and never blocks. Each session's tunnel.Config is built
+// by sessionConfig (session.go).
 package agent
 
 import (
@@ -20,7 +29,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,19 +55,16 @@ var (
 var takeWait = 2 * time.Second
 
 const (
-	inboxSize   = 64
-	endedMemory = 256
-	// neverConnectedGrace is how long a tunnel that has never connected
-	// (unresolvable or unreachable data endpoint) holds its max_tunnels
-	// slot against a new notification.
-	neverConnectedGrace = 2 * time.Minute
+	inboxSize = 64
 	// At most dropWarnBurst malformed notifications are logged per
 	// dropWarnWindow; the first line after that says how many were not.
 	dropWarnBurst  = 32
 	dropWarnWindow = time.Minute
 )
 
-// Agent receives notifications from a Source and serves tunnels.
+// Agent receives notifications from a Source and serves tunnels. Its
+// unexported methods run on the Run goroutine, except deliver and onReady,
+// which the source calls from its own.
 type Agent struct {
 	cfg        config.Config
 	src        notify.Source
@@ -71,40 +76,20 @@ type Agent struct {
 	inbox     chan notify.Notification
 	quit      chan struct{} // closed when Run stops taking notifications
 	drops     dropLog
+	obs       *observations // log lines, audit events and what Snapshot reports
 	ready     chan struct{}
 	readyOnce sync.Once
 	readyHook atomic.Pointer[func()]
-	eventHook atomic.Pointer[func(audit.Event)]
-	view      view          // what Snapshot reports
 	started   func()        // after the state is loaded (set before Run)
 	beat      func()        // from the event loop every beatEvery
 	beatEvery time.Duration // 0: no heartbeat
 	reloads   chan reloadRequest
 
 	// Owned by the Run goroutine.
-	store    *store
-	tunnels  map[string]*tunnelEntry
-	ended    []string       // recently ended tunnel ids, oldest first
-	replaced []*tunnelEntry // cancelled for a rotation, ending pending
-	endings  chan ending
-	wg       sync.WaitGroup
-}
-
-type tunnelEntry struct {
-	id           string
-	rec          *record
-	started      time.Time
-	resumed      bool
-	cancel       context.CancelCauseFunc
-	sess         runner
-	connected    atomic.Bool
-	wasConnected atomic.Bool
-}
-
-type ending struct {
-	id  string
-	err error
-	ctx context.Context
+	store   *store
+	reg     *registry
+	endings chan ending
+	wg      sync.WaitGroup
 }
 
 // New checks the configuration and returns an Agent. log must not be nil.
@@ -122,11 +107,12 @@ func New(cfg config.Config, src notify.Source, log *slog.Logger) (*Agent, error)
 		inbox:      make(chan notify.Notification, inboxSize),
 		quit:       make(chan struct{}),
 		ready:      make(chan struct{}),
-		tunnels:    make(map[string]*tunnelEntry),
+		reg:        newRegistry(cfg.MaxTunnels),
 		endings:    make(chan ending),
 		reloads:    make(chan reloadRequest),
 	}
-	a.viewConfig(cfg.MaxTunnels)
+	// now is read through a: tests set a.now after New.
+	a.obs = &observations{log: log, now: func() time.Time { return a.now() }, max: cfg.MaxTunnels}
 	return a, nil
 }
 
@@ -136,6 +122,11 @@ func (a *Agent) Ready() <-chan struct{} { return a.ready }
 // OnReady sets a function called after every successful subscription
 // (e.g. to report readiness to systemd). Set it before Run.
 func (a *Agent) OnReady(f func()) { a.readyHook.Store(&f) }
+
+// Limits are the bounds every tunnel session shares (connections, the
+// queue budget); tunnel-agent watches the bytes queued to set its memory
+// limit. Call Limits.Watch before Run.
+func (a *Agent) Limits() *tunnel.Limits { return a.limits }
 
 // OnStarted sets a function called once Run has loaded the state and
 // started the notification source (connecting in the background): the
@@ -202,7 +193,7 @@ func (a *Agent) shutdown(cancel context.CancelFunc) {
 	// A cancelled parent tells finish that the agent is stopping: the state stays.
 	stopping, stop := context.WithCancel(context.Background())
 	stop()
-	for len(a.tunnels)+len(a.replaced) > 0 {
+	for a.reg.pending() > 0 {
 		a.finish(stopping, <-a.endings)
 	}
 	a.wg.Wait()
@@ -220,7 +211,7 @@ func (a *Agent) deliver(payload []byte) bool {
 		if !a.drops.warn(a.log, err, len(payload)) {
 			ev.Event = audit.NotificationDroppedQuiet // counted, not published: junk must not crowd out the trail
 		}
-		a.emit(ev)
+		a.obs.emit(ev)
 		return true
 	}
 	select {
@@ -238,7 +229,7 @@ func (a *Agent) deliver(payload []byte) bool {
 	case <-t.C:
 		a.log.Warn("notification not taken: agent busy (queue full); it stays unacknowledged and the broker delivers it again",
 			attrEvent, audit.NotificationDeferred)
-		a.emit(audit.Event{Event: audit.NotificationDeferred, Reason: audit.ReasonQueueFull})
+		a.obs.emit(audit.Event{Event: audit.NotificationDeferred, Reason: audit.ReasonQueueFull})
 		return false
 	}
 }
@@ -281,14 +272,5 @@ func (a *Agent) onReady() {
 	a.readyOnce.Do(func() { close(a.ready) })
 	if f := a.readyHook.Load(); f != nil && *f != nil {
 		(*f)()
-	}
-}
-
-func (a *Agent) wasEnded(id string) bool { return slices.Contains(a.ended, id) }
-
-func (a *Agent) rememberEnded(id string) {
-	a.ended = append(a.ended, id)
-	if len(a.ended) > endedMemory {
-		a.ended = a.ended[len(a.ended)-endedMemory:]
 	}
 }

@@ -45,26 +45,29 @@ const (
 	evStreamEnd    = audit.StreamEnded
 )
 
-func (a *Agent) auditTunnelOpened(t *tunnelEntry, resumed bool) {
-	e := audit.Event{Event: audit.TunnelOpened, Tunnel: t.id, Services: t.rec.Services, Region: t.rec.Region, Resumed: resumed}
-	attrs := []any{attrEvent, evTunnelOpened, attrTunnel, t.id, attrServices, t.rec.Services, attrRegion, t.rec.Region, attrResumed, resumed}
+// tunnelOpened adds a new tunnel to the view, then reports it. local is
+// max_tunnel_lifetime, 0 when it is not set.
+func (o *observations) tunnelOpened(t *tunnelEntry, local time.Duration) {
+	o.addLive(t, local)
+	e := audit.Event{Event: audit.TunnelOpened, Tunnel: t.id, Services: t.rec.Services, Region: t.rec.Region, Resumed: t.resumed}
+	attrs := []any{attrEvent, evTunnelOpened, attrTunnel, t.id, attrServices, t.rec.Services, attrRegion, t.rec.Region, attrResumed, t.resumed}
 	// Only the local lifetime is known here: the service's expiry (the
 	// lifetime given to OpenTunnel) never reaches the device.
-	if a.cfg.MaxTunnelLifetime > 0 {
-		left := t.rec.Expires.Sub(a.now()).Round(time.Second)
+	if local > 0 {
+		left := t.rec.Expires.Sub(o.now()).Round(time.Second)
 		e.LocalLifetime = left.String()
 		attrs = append(attrs, attrLifetime, e.LocalLifetime)
 	}
-	a.log.Info("tunnel opened", attrs...)
-	a.emit(e)
+	o.log.Info("tunnel opened", attrs...)
+	o.emit(e)
 }
 
-// auditTunnelClosed reports the end of a tunnel and takes it out of the
-// view (first, so that the event's observers see it gone).
-func (a *Agent) auditTunnelClosed(t *tunnelEntry, reason string, err error) {
+// tunnelClosed reports the end of a tunnel and takes it out of the view
+// (first, so that the event's observers see it gone).
+func (o *observations) tunnelClosed(t *tunnelEntry, reason string, err error) {
 	d := time.Since(t.started)
-	channel := a.channelOf(t.id)
-	a.viewEnd(t.id, reason, err)
+	channel := o.channelOf(t.id)
+	o.endLive(t.id, reason, err)
 	e := audit.Event{Event: audit.TunnelClosed, Tunnel: t.id, ChannelID: channel, Services: t.rec.Services,
 		Reason: reason, DurationMS: d.Milliseconds()}
 	attrs := []any{attrEvent, evTunnelClosed, attrTunnel, t.id, attrServices, t.rec.Services,
@@ -79,6 +82,6 @@ func (a *Agent) auditTunnelClosed(t *tunnelEntry, reason string, err error) {
 			e.Status = he.StatusCode
 		}
 	}
-	a.log.Info("tunnel closed", attrs...)
-	a.emit(e)
+	o.log.Info("tunnel closed", attrs...)
+	o.emit(e)
 }

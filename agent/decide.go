@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strings"
 	"time"
 
@@ -19,24 +18,24 @@ import (
 func (a *Agent) handle(ctx context.Context, n notify.Notification) {
 	id := tokenID(n.ClientAccessToken)
 	log := a.log.With(attrTunnel, id)
-	if _, ok := a.tunnels[id]; ok {
+	if a.reg.has(id) {
 		log.Info("duplicate notification ignored: tunnel already open", attrEvent, "notification.duplicate")
-		a.emit(audit.Event{Event: audit.NotificationDup, Tunnel: id, Reason: "tunnel already open"})
+		a.obs.emit(audit.Event{Event: audit.NotificationDup, Tunnel: id, Reason: "tunnel already open"})
 		return
 	}
-	if a.wasEnded(id) {
+	if a.reg.wasEnded(id) {
 		log.Info("notification for an ended tunnel ignored", attrEvent, "notification.duplicate")
-		a.emit(audit.Event{Event: audit.NotificationDup, Tunnel: id, Reason: "tunnel ended"})
+		a.obs.emit(audit.Event{Event: audit.NotificationDup, Tunnel: id, Reason: "tunnel ended"})
 		return
 	}
 	if !a.allowedServices(log, id, n.Services) {
-		a.rememberEnded(id)
+		a.reg.rememberEnded(id)
 		return
 	}
-	if len(a.tunnels) >= a.cfg.MaxTunnels && !a.makeRoom(log, n) {
+	if a.reg.full() && !a.reg.makeRoom(log, n, a.now()) {
 		log.Warn("tunnel refused: max_tunnels reached; close a tunnel or raise max_tunnels",
-			attrEvent, "tunnel.refused", attrMaxTunnels, a.cfg.MaxTunnels, attrServices, n.Services)
-		a.emit(audit.Event{Event: audit.TunnelRefused, Tunnel: id, Services: n.Services, Region: n.Region, Reason: audit.ReasonMaxTunnels})
+			attrEvent, "tunnel.refused", attrMaxTunnels, a.reg.cap, attrServices, n.Services)
+		a.obs.emit(audit.Event{Event: audit.TunnelRefused, Tunnel: id, Services: n.Services, Region: n.Region, Reason: audit.ReasonMaxTunnels})
 		return
 	}
 	now := a.now()
@@ -63,60 +62,15 @@ func (a *Agent) allowedServices(log *slog.Logger, id string, services []string) 
 		log.Warn("tunnel asks for a service that is not in the services map; its connections will be refused",
 			attrEvent, "service.refused", attrService, s,
 			attrHint, fmt.Sprintf("to allow it, add `%s: <host:port or unix:/path>` under services: in the config", s))
-		a.emit(audit.Event{Event: audit.ServiceRefused, Tunnel: id, Service: s, Reason: "not in the services map"})
+		a.obs.emit(audit.Event{Event: audit.ServiceRefused, Tunnel: id, Service: s, Reason: "not in the services map"})
 	}
 	if len(services) > 0 && allowed == 0 {
 		log.Error("tunnel refused: none of its services is in the services map",
 			attrEvent, "tunnel.refused", attrServices, services)
-		a.emit(audit.Event{Event: audit.TunnelRefused, Tunnel: id, Services: services, Reason: audit.ReasonNoService})
+		a.obs.emit(audit.Event{Event: audit.TunnelRefused, Tunnel: id, Services: services, Reason: audit.ReasonNoService})
 		return false
 	}
 	return true
-}
-
-// makeRoom frees a slot for a notification at the cap by replacing a
-// tunnel that looks like this one's previous token (same region and
-// services) and is not connected or, failing that, the oldest tunnel that
-// has not connected once in neverConnectedGrace (its data endpoint cannot
-// be reached: it must not starve tunnels that can). It reports whether a
-// slot was freed.
-func (a *Agent) makeRoom(log *slog.Logger, n notify.Notification) bool {
-	var rotated, stale *tunnelEntry
-	now := a.now()
-	for _, t := range a.tunnels {
-		if t.connected.Load() {
-			continue
-		}
-		if t.rec.Region == n.Region && sameSet(t.rec.Services, n.Services) && (rotated == nil || t.started.Before(rotated.started)) {
-			rotated = t
-		}
-		if !t.wasConnected.Load() && now.Sub(t.started) >= neverConnectedGrace && (stale == nil || t.started.Before(stale.started)) {
-			stale = t
-		}
-	}
-	old := rotated
-	switch {
-	case rotated != nil:
-		log.Info("replacing a disconnected tunnel with the same services (token rotation)", attrReplaced, rotated.id)
-	case stale != nil:
-		old = stale
-		log.Warn("replacing a tunnel that has not connected since it started: max_tunnels reached",
-			attrEvent, "tunnel.replaced", attrReplaced, stale.id, attrNotConnectedFor, now.Sub(stale.started).Round(time.Second).String())
-	default:
-		return false
-	}
-	old.cancel(errReplaced)
-	// Not counted from now on; its ending still arrives and is handled.
-	delete(a.tunnels, old.id)
-	a.replaced = append(a.replaced, old)
-	return true
-}
-
-func sameSet(a, b []string) bool {
-	x, y := slices.Clone(a), slices.Clone(b)
-	slices.Sort(x)
-	slices.Sort(y)
-	return slices.Equal(x, y)
 }
 
 // start runs one tunnel session in its own goroutine.
@@ -125,15 +79,19 @@ func (a *Agent) start(ctx context.Context, id string, rec *record, resumed bool)
 	tctx, cancel := context.WithCancelCause(ctx)
 	tctx, stop := context.WithDeadlineCause(tctx, rec.Expires, errExpired)
 	t.cancel = func(cause error) { cancel(cause); stop() }
-	a.tunnels[id] = t
-	a.viewStart(t, resumed)
-	a.auditTunnelOpened(t, resumed)
+	a.reg.add(t)
+	var local time.Duration // max_tunnel_lifetime, when set
+	if a.cfg.MaxTunnelLifetime > 0 {
+		local = a.cfg.Lifetime()
+	}
+	a.obs.tunnelOpened(t, local)
 	// The session is built here, on the loop's goroutine, which owns a.cfg.
-	sess, err := a.newSession(a.sessionSpec(t))
+	log := a.log.With(attrTunnel, id)
+	sess, err := a.newSession(sessionConfig(&a.cfg, a.limits, t, log, a.obs.sessionEvents(t, log)))
 	t.sess = sess
 	a.wg.Go(func() {
 		if err == nil {
-			a.viewSession(id, sess)
+			a.obs.attachStats(id, sess)
 			err = sess.Run(tctx)
 		}
 		t.cancel(nil)
@@ -144,22 +102,20 @@ func (a *Agent) start(ctx context.Context, id string, rec *record, resumed bool)
 // finish records a tunnel's end. parent is the agent's context (nil when
 // shutting down): if it is done, the tunnel's state is kept for resuming.
 func (a *Agent) finish(parent context.Context, e ending) {
-	t, ok := a.tunnels[e.id]
-	if ok {
-		delete(a.tunnels, e.id)
-	} else if t = a.takeReplaced(e.id); t == nil {
+	t := a.reg.take(e.id)
+	if t == nil {
 		return
 	}
 	reason, final := classify(e, parent)
 	if !final {
-		a.auditTunnelClosed(t, reason, nil)
+		a.obs.tunnelClosed(t, reason, nil)
 		return
 	}
 	if err := a.store.remove(e.id); err != nil {
 		a.log.Error("cannot remove tunnel state", attrTunnel, e.id, attrErr, err)
 	}
-	a.rememberEnded(e.id)
-	a.auditTunnelClosed(t, reason, e.err)
+	a.reg.rememberEnded(e.id)
+	a.obs.tunnelClosed(t, reason, e.err)
 	a.warnTokenTaken(t, e.err)
 }
 
@@ -182,16 +138,6 @@ func (a *Agent) warnTokenTaken(t *tunnelEntry, err error) {
 		attrEvent, "tunnel.token_taken", attrTunnel, t.id,
 		attrHint, "disable the AWS IoT Device Client's tunneling feature (tunneling.enabled: false) or remove the Greengrass "+
 			"aws.greengrass.SecureTunneling component; only one client may serve a thing's notify topic (see README, Migrating)")
-}
-
-func (a *Agent) takeReplaced(id string) *tunnelEntry {
-	for i, t := range a.replaced {
-		if t.id == id {
-			a.replaced = slices.Delete(a.replaced, i, i+1)
-			return t
-		}
-	}
-	return nil
 }
 
 // classify names why a session ended and whether the tunnel is over for

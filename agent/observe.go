@@ -1,9 +1,11 @@
 package agent
 
 import (
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tunnel-agent/tunnel-agent/agent/audit"
@@ -60,10 +62,20 @@ type Snapshot struct {
 	Traffic    []tunnel.ServiceStats
 }
 
-// view is the read side of the registry for other goroutines (the status
-// socket, the metrics). The Run goroutine still owns the registry; it and
-// the session event handlers write here under mu.
-type view struct {
+// observations is what the agent shows of itself: the tunnel opened and
+// closed log lines and audit events, the session events (tunnel.Event) as
+// log lines, audit events and status, and the view behind Snapshot (live
+// tunnels, recently ended ones, traffic totals, the running max_tunnels).
+// It decides nothing and never blocks. Every goroutine touches it: the Run
+// goroutine (tunnels opened and closed, reloads), the sessions' event
+// handlers, the source's callback (dropped notifications) and the status
+// socket (Snapshot). The view is guarded by mu; the OnEvent hook is an
+// atomic pointer; log and now are set by New and not changed after.
+type observations struct {
+	log  *slog.Logger
+	now  func() time.Time
+	hook atomic.Pointer[func(audit.Event)] // OnEvent
+
 	mu     sync.Mutex
 	live   map[string]*TunnelStatus
 	ended  []EndedTunnel
@@ -74,33 +86,34 @@ type view struct {
 // OnEvent sets a function that receives every audit event (the status
 // socket's metrics and the cloud audit queue). It is called synchronously
 // and must not block. Set it before Run.
-func (a *Agent) OnEvent(f func(audit.Event)) { a.eventHook.Store(&f) }
+func (a *Agent) OnEvent(f func(audit.Event)) { a.obs.hook.Store(&f) }
+
+// Snapshot returns the live tunnels with their traffic, the recently ended
+// ones and the traffic totals. It is safe to call from any goroutine.
+func (a *Agent) Snapshot() Snapshot { return a.obs.snapshot() }
 
 // emit logs nothing: it hands the event to the OnEvent hook.
-func (a *Agent) emit(e audit.Event) {
+func (o *observations) emit(e audit.Event) {
 	if e.Time.IsZero() {
-		e.Time = a.now()
+		e.Time = o.now()
 	}
-	if f := a.eventHook.Load(); f != nil && *f != nil {
+	if f := o.hook.Load(); f != nil && *f != nil {
 		(*f)(e)
 	}
 }
 
-// Snapshot returns the live tunnels with their traffic, the recently ended
-// ones and the traffic totals. It is safe to call from any goroutine.
-func (a *Agent) Snapshot() Snapshot {
-	v := &a.view
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	now := a.now()
-	s := Snapshot{MaxTunnels: v.max, Ended: slices.Clone(v.ended)}
+func (o *observations) snapshot() Snapshot {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	now := o.now()
+	s := Snapshot{MaxTunnels: o.max, Ended: slices.Clone(o.ended)}
 	slices.Reverse(s.Ended)
 	sum := map[string]tunnel.ServiceStats{}
-	for k, t := range v.totals {
+	for k, t := range o.totals {
 		t.Active = 0
 		sum[k] = t
 	}
-	for _, t := range v.live {
+	for _, t := range o.live {
 		c := *t
 		c.Services = slices.Clone(t.Services)
 		if t.stats != nil {
@@ -144,83 +157,83 @@ func mapKeys[V any](m map[string]V) func(func(string) bool) {
 	}
 }
 
-// viewConfig records the settings Snapshot reports (from New and reloads).
-func (a *Agent) viewConfig(maxTunnels int) {
-	a.view.mu.Lock()
-	a.view.max = maxTunnels
-	a.view.mu.Unlock()
+// setMax records the max_tunnels Snapshot reports (from New and reloads).
+func (o *observations) setMax(maxTunnels int) {
+	o.mu.Lock()
+	o.max = maxTunnels
+	o.mu.Unlock()
 }
 
-// viewStart adds a tunnel to the view.
-func (a *Agent) viewStart(t *tunnelEntry, resumed bool) {
+// addLive adds a tunnel to the view. local is max_tunnel_lifetime, 0 when
+// it is not set.
+func (o *observations) addLive(t *tunnelEntry, local time.Duration) {
 	st := &TunnelStatus{ID: t.id, Region: t.rec.Region, Services: slices.Clone(t.rec.Services),
-		State: "connecting", Opened: t.started, Resumed: resumed}
-	if a.cfg.MaxTunnelLifetime > 0 {
-		st.LocalLifetime = a.cfg.Lifetime().String()
+		State: "connecting", Opened: t.started, Resumed: t.resumed}
+	if local > 0 {
+		st.LocalLifetime = local.String()
 		st.expires = t.rec.Expires
 	}
-	a.view.mu.Lock()
-	defer a.view.mu.Unlock()
-	if a.view.live == nil {
-		a.view.live = map[string]*TunnelStatus{}
-		a.view.totals = map[string]tunnel.ServiceStats{}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.live == nil {
+		o.live = map[string]*TunnelStatus{}
+		o.totals = map[string]tunnel.ServiceStats{}
 	}
-	a.view.live[t.id] = st
+	o.live[t.id] = st
 }
 
-// viewSession attaches a running session's counters to its tunnel.
-func (a *Agent) viewSession(id string, r runner) {
+// attachStats attaches a running session's counters to its tunnel.
+func (o *observations) attachStats(id string, r runner) {
 	s, ok := r.(interface{ Stats() []tunnel.ServiceStats })
 	if !ok {
 		return
 	}
-	a.view.mu.Lock()
-	defer a.view.mu.Unlock()
-	if t := a.view.live[id]; t != nil {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if t := o.live[id]; t != nil {
 		t.stats = s.Stats
 	}
 }
 
-// viewUpdate changes a live tunnel's status.
-func (a *Agent) viewUpdate(id string, f func(*TunnelStatus)) {
-	a.view.mu.Lock()
-	defer a.view.mu.Unlock()
-	if t := a.view.live[id]; t != nil {
+// update changes a live tunnel's status.
+func (o *observations) update(id string, f func(*TunnelStatus)) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if t := o.live[id]; t != nil {
 		f(t)
 	}
 }
 
-// viewEnd moves a tunnel from live to ended, keeping its traffic in the
+// endLive moves a tunnel from live to ended, keeping its traffic in the
 // totals; the session has returned, so its counters are final.
-func (a *Agent) viewEnd(id, reason string, err error) {
-	v := &a.view
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	t := v.live[id]
+func (o *observations) endLive(id, reason string, err error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	t := o.live[id]
 	if t == nil {
 		return
 	}
-	delete(v.live, id)
+	delete(o.live, id)
 	if t.stats != nil {
 		for _, st := range t.stats() {
-			addStats(v.totals, st)
+			addStats(o.totals, st)
 		}
 	}
-	e := EndedTunnel{ID: id, ChannelID: t.ChannelID, Services: t.Services, Opened: t.Opened, Ended: a.now(), Reason: reason}
+	e := EndedTunnel{ID: id, ChannelID: t.ChannelID, Services: t.Services, Opened: t.Opened, Ended: o.now(), Reason: reason}
 	if err != nil {
 		e.Err = err.Error()
 	}
-	v.ended = append(v.ended, e)
-	if len(v.ended) > endedKept {
-		v.ended = slices.Delete(v.ended, 0, len(v.ended)-endedKept)
+	o.ended = append(o.ended, e)
+	if len(o.ended) > endedKept {
+		o.ended = slices.Delete(o.ended, 0, len(o.ended)-endedKept)
 	}
 }
 
 // channelOf is the tunnel's current (or last) data-plane channel id.
-func (a *Agent) channelOf(id string) string {
-	a.view.mu.Lock()
-	defer a.view.mu.Unlock()
-	if t := a.view.live[id]; t != nil {
+func (o *observations) channelOf(id string) string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if t := o.live[id]; t != nil {
 		return t.ChannelID
 	}
 	return ""
@@ -232,4 +245,15 @@ func protocolVersion(subprotocol string) string {
 		return subprotocol[i+1:]
 	}
 	return subprotocol
+}
+
+// connected records a (re)connection of the tunnel's WebSocket.
+func (o *observations) connected(id string, e tunnel.Event) {
+	now := o.now()
+	o.update(id, func(s *TunnelStatus) {
+		if !s.ConnectedSince.IsZero() || s.ChannelID != "" || s.State == "reconnecting" {
+			s.Reconnects++
+		}
+		s.State, s.ConnectedSince, s.ChannelID, s.Protocol = "connected", now, e.ChannelID, protocolVersion(e.Subprotocol)
+	})
 }

@@ -60,9 +60,10 @@ func (a *Agent) applyReload(cfg config.Config) reloadResult {
 	changed := ChangedKeys(a.cfg, cfg)
 	servicesChanged := !maps.Equal(a.cfg.Services, cfg.Services)
 	a.cfg = cfg
-	a.viewConfig(cfg.MaxTunnels)
+	a.reg.cap = cfg.MaxTunnels
+	a.obs.setMax(cfg.MaxTunnels)
 	if servicesChanged {
-		for _, t := range a.tunnels {
+		for t := range a.reg.live() {
 			s, ok := t.sess.(interface{ SetServices(map[string]string) error })
 			if !ok {
 				continue

@@ -21,7 +21,7 @@ func (a *Agent) resume(ctx context.Context) {
 			a.log.Info("saved tunnel expired while the agent was stopped", attrEvent, evTunnelClosed,
 				attrTunnel, id, attrServices, rec.Services, attrReason, "expired")
 			_ = a.store.remove(id)
-		case len(a.tunnels) >= a.cfg.MaxTunnels:
+		case a.reg.full():
 			a.log.Warn("saved tunnel not resumed: max_tunnels reached", attrTunnel, id)
 		default:
 			a.start(ctx, id, rec, true)

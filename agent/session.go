@@ -3,11 +3,13 @@ package agent
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"time"
 
 	"github.com/tunnel-agent/tunnel-agent/agent/audit"
+	"github.com/tunnel-agent/tunnel-agent/agent/config"
 	"github.com/tunnel-agent/tunnel-agent/agent/tunnel"
 )
 
@@ -20,38 +22,40 @@ type sessionFactory func(tunnel.Config) (runner, error)
 
 func newTunnelSession(c tunnel.Config) (runner, error) { return tunnel.New(c) }
 
-// sessionSpec builds the destination session's config for a tunnel. The
-// whole services map is the allow-list: the session resets streams for
-// service ids outside it.
-func (a *Agent) sessionSpec(t *tunnelEntry) tunnel.Config {
+// sessionConfig builds the destination session's config for tunnel t
+// from the agent's cfg, the limits shared by every session, the tunnel's
+// logger and its event handler. The whole services map is the allow-list:
+// the session resets streams for service ids outside it.
+func sessionConfig(cfg *config.Config, limits *tunnel.Limits, t *tunnelEntry, log *slog.Logger, onEvent func(tunnel.Event)) tunnel.Config {
 	c := tunnel.Config{
 		Mode:             tunnel.ModeDestination,
-		Endpoint:         a.cfg.DataEndpoint,
+		Endpoint:         cfg.DataEndpoint,
 		Region:           t.rec.Region,
 		AccessToken:      t.rec.AccessToken,
 		ClientToken:      t.rec.ClientToken,
-		CAFile:           a.cfg.CAFile,
-		AllowPlaintext:   a.cfg.AllowPlaintextDataPlane,
-		Services:         a.cfg.Services,
-		ConnBufferSize:   int(a.cfg.ConnBuffer),
-		ConnStallTimeout: a.cfg.ConnStallTimeout,
-		MaxConnections:   a.cfg.MaxConnections,
-		Limits:           a.limits,
-		Logger:           a.log.With(attrTunnel, t.id),
-		OnEvent:          a.eventHandler(t),
+		CAFile:           cfg.CAFile,
+		AllowPlaintext:   cfg.AllowPlaintextDataPlane,
+		Services:         cfg.Services,
+		ConnBufferSize:   int(cfg.ConnBuffer),
+		ConnStallTimeout: cfg.ConnStallTimeout,
+		MaxConnections:   cfg.MaxConnections,
+		Limits:           limits,
+		Logger:           log,
+		OnEvent:          onEvent,
 	}
-	if a.cfg.HTTPSProxy != "" {
-		if u, err := url.Parse(a.cfg.HTTPSProxy); err == nil {
+	if cfg.HTTPSProxy != "" {
+		if u, err := url.Parse(cfg.HTTPSProxy); err == nil {
 			c.Proxy = http.ProxyURL(u)
 		}
 	}
 	return c
 }
 
-// eventHandler writes the stream audit events and keeps the tunnel's
-// status current; it never blocks.
-func (a *Agent) eventHandler(t *tunnelEntry) func(tunnel.Event) {
-	log := a.log.With(attrTunnel, t.id)
+// sessionEvents returns tunnel t's session event handler: it writes the
+// stream audit events, keeps the tunnel's status current and marks t
+// connected or not; it runs on the session's goroutines and never blocks.
+// log is the tunnel's logger.
+func (o *observations) sessionEvents(t *tunnelEntry, log *slog.Logger) func(tunnel.Event) {
 	return func(e tunnel.Event) {
 		ev := audit.Event{Tunnel: t.id, ChannelID: e.ChannelID, Service: e.Service, LocalAddr: e.LocalAddr,
 			StreamID: e.StreamID, ConnID: e.ConnectionID, Reason: e.Reason}
@@ -59,13 +63,13 @@ func (a *Agent) eventHandler(t *tunnelEntry) func(tunnel.Event) {
 		case tunnel.EventConnected:
 			t.connected.Store(true)
 			t.wasConnected.Store(true)
-			a.viewConnected(t.id, e)
+			o.connected(t.id, e)
 			ev.Event, ev.Protocol = audit.TunnelConnected, protocolVersion(e.Subprotocol)
 			// The session logs it at info, with the channel id.
 			log.Debug("tunnel connected", attrEvent, ev.Event, attrChannel, e.ChannelID, attrProtocol, ev.Protocol)
 		case tunnel.EventDisconnected:
 			t.connected.Store(false)
-			a.viewUpdate(t.id, func(s *TunnelStatus) { s.State, s.ConnectedSince, s.LastError = "reconnecting", time.Time{}, e.Reason })
+			o.update(t.id, func(s *TunnelStatus) { s.State, s.ConnectedSince, s.LastError = "reconnecting", time.Time{}, e.Reason })
 			ev.Event = audit.TunnelDisconnected
 			log.Debug("tunnel disconnected", attrEvent, ev.Event, attrChannel, e.ChannelID, attrReason, e.Reason)
 		case tunnel.EventStreamOpened:
@@ -86,26 +90,15 @@ func (a *Agent) eventHandler(t *tunnelEntry) func(tunnel.Event) {
 			ev.Event, ev.DurationMS = audit.TunnelReconnecting, e.Duration.Milliseconds()
 			if e.Err != nil {
 				ev.Err = e.Err.Error()
-				a.viewUpdate(t.id, func(s *TunnelStatus) { s.LastError = ev.Err })
+				o.update(t.id, func(s *TunnelStatus) { s.LastError = ev.Err })
 			}
 			log.Debug("tunnel reconnecting", attrEvent, ev.Event, attrReason, e.Reason)
 		default:
 			log.Debug("tunnel event", attrEvent, "tunnel."+e.Kind.String(), attrReason, e.Reason)
 			return
 		}
-		a.emit(ev)
+		o.emit(ev)
 	}
-}
-
-// viewConnected records a (re)connection of the tunnel's WebSocket.
-func (a *Agent) viewConnected(id string, e tunnel.Event) {
-	now := a.now()
-	a.viewUpdate(id, func(s *TunnelStatus) {
-		if !s.ConnectedSince.IsZero() || s.ChannelID != "" || s.State == "reconnecting" {
-			s.Reconnects++
-		}
-		s.State, s.ConnectedSince, s.ChannelID, s.Protocol = "connected", now, e.ChannelID, protocolVersion(e.Subprotocol)
-	})
 }
 
 // isRejected reports a final handshake refusal (4xx).

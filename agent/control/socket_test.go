@@ -249,3 +249,31 @@ func TestMetricsBadRequests(t *testing.T) {
 		}
 	}
 }
+
+// TestQueryClosedUnanswered: an agent too flooded to answer closes the
+// connection; whether the client then sees a reset or a plain end of
+// stream, Query reports ErrBusy (retried, then "busy"), not a broken
+// status document.
+func TestQueryClosedUnanswered(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.sock")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			// Read the request first, so that the close is a clean end
+			// of stream rather than a reset.
+			_, _ = c.Read(make([]byte, 64))
+			_ = c.Close()
+		}
+	}()
+	if _, err := Query(t.Context(), path); !errors.Is(err, ErrBusy) {
+		t.Fatalf("err = %v, want ErrBusy", err)
+	}
+}

@@ -93,8 +93,10 @@ func query(ctx context.Context, path string) (Status, error) {
 		return st, fmt.Errorf("send the status request: %w", err)
 	}
 	b, err := io.ReadAll(io.LimitReader(c, maxAnswer))
-	if errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
-		return st, ErrBusy // closed unanswered: flooded
+	if errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || (err == nil && len(b) == 0) {
+		// Closed unanswered: the agent is flooded. Depending on when it
+		// closed, the socket reports a reset or a plain end of stream.
+		return st, ErrBusy
 	}
 	if err != nil {
 		return st, fmt.Errorf("read the status: %w", err)

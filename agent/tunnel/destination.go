@@ -181,7 +181,9 @@ func (d *destinationSide) startDialLocked(st *stream, cid uint32) *localConn {
 			return
 		}
 		f.opened()
-		f.run()
+		// A new goroutine for the relay: the dial grew this one's stack,
+		// which an idle connection would otherwise hold.
+		go f.run()
 	}()
 	return f
 }

@@ -36,6 +36,39 @@ type Limits struct {
 	conns  atomic.Int64
 	queued atomic.Int64
 	peak   atomic.Int64 // highest queued seen (tests, figures)
+
+	watch     func()       // see Watch; nil: none
+	watchStep int64        // its granularity in bytes
+	perConn   int64        // what Demand counts per connection
+	lastStep  atomic.Int64 // Demand / watchStep when watch was last called
+}
+
+// Watch makes the Limits call f when Demand moves into another multiple of
+// step (f reads Demand itself: calls from several goroutines may come in
+// any order). Demand counts perConn bytes for each connection besides the
+// bytes queued. f must be quick and must not block; tunnel-agent and
+// tunnelctl proxy set the Go memory limit from it. Call Watch before the
+// Limits are used.
+func (b *Limits) Watch(step, perConn int64, f func()) {
+	b.watch, b.watchStep, b.perConn = f, max(step, 1), perConn
+}
+
+// Demand is the memory the connections hold by the Limits' count: the
+// bytes queued toward local sockets, plus the Watch's perConn for each
+// connection.
+func (b *Limits) Demand() int64 {
+	return b.queued.Load() + b.conns.Load()*b.perConn
+}
+
+// noteDemand calls the watch function when Demand is in another step.
+func (b *Limits) noteDemand() {
+	if b.watch == nil {
+		return
+	}
+	s := b.Demand() / b.watchStep
+	if last := b.lastStep.Load(); s != last && b.lastStep.CompareAndSwap(last, s) {
+		b.watch()
+	}
 }
 
 // NewLimits returns Limits; a value <= 0 takes the default.
@@ -58,10 +91,14 @@ func (b *Limits) takeConn() bool {
 		b.conns.Add(-1)
 		return false
 	}
+	b.noteDemand()
 	return true
 }
 
-func (b *Limits) releaseConn() { b.conns.Add(-1) }
+func (b *Limits) releaseConn() {
+	b.conns.Add(-1)
+	b.noteDemand()
+}
 
 // reserve counts n queued bytes, or reports false when the budget has no
 // room for them.
@@ -71,6 +108,7 @@ func (b *Limits) reserve(n int) bool {
 		b.queued.Add(-int64(n))
 		return false
 	}
+	b.noteDemand()
 	for {
 		p := b.peak.Load()
 		if v <= p || b.peak.CompareAndSwap(p, v) {
@@ -82,6 +120,7 @@ func (b *Limits) reserve(n int) bool {
 func (b *Limits) release(n int) {
 	if n > 0 {
 		b.queued.Add(-int64(n))
+		b.noteDemand()
 	}
 }
 

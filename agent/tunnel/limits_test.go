@@ -41,3 +41,44 @@ func TestLimits(t *testing.T) {
 		t.Errorf("defaults %d %d %d", d.maxConns, d.Budget(), cap(d.dials))
 	}
 }
+
+// TestLimitsWatch: the watch function is called when Demand (bytes
+// queued plus a share per connection) moves into another step, not on
+// every reserve, release or connection.
+func TestLimitsWatch(t *testing.T) {
+	tests := []struct {
+		name   string
+		ops    []int // > 0 reserve, < 0 release, 0 a new connection
+		calls  int
+		demand int64
+	}{
+		{"within the first step", []int{10, 20, -30, 99}, 0, 99},
+		{"up one step", []int{100}, 1, 100},
+		{"up and back", []int{150, -100}, 2, 50},
+		{"up two steps at once", []int{250}, 1, 250},
+		{"refused reservation", []int{1001}, 0, 0},
+		{"hovering at a boundary", []int{99, 1, -1, 1, -1}, 4, 99},
+		{"connections count", []int{0, 0, 0}, 1, 120},
+		{"connections over the cap", []int{0, 0, 0, 0, 0, 0}, 1, 160},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			l := NewLimits(4, 1000, 0)
+			calls := 0
+			l.Watch(100, 40, func() { calls++ })
+			for _, op := range tc.ops {
+				switch {
+				case op > 0:
+					l.reserve(op)
+				case op < 0:
+					l.release(-op)
+				default:
+					l.takeConn()
+				}
+			}
+			if calls != tc.calls || l.Demand() != tc.demand {
+				t.Errorf("watch called %d times, Demand %d; want %d, %d", calls, l.Demand(), tc.calls, tc.demand)
+			}
+		})
+	}
+}

@@ -165,16 +165,19 @@ func (q *queue) push(p []byte, gate *stallGate) pushResult {
 // appendLocked adds p to buf, growing it to at most limit bytes of capacity
 // (append's doubling would reach twice that). The capacity of the queue's
 // buffers is what the shared budget counts: false when it has no room for
-// the growth.
+// the growth. Capacities are powers of two (the sizes pool.go reuses), and
+// the first buffer is the smallest that holds its bytes: the local writer
+// keeps it for its next write, and a connection that queued a few bytes
+// once (its first message arrived while it dialled) then keeps that few.
 func (q *queue) appendLocked(p []byte) bool {
 	need := len(q.buf) + len(p)
 	if need > cap(q.buf) {
-		n := min(max(need, 2*cap(q.buf), 32<<10), max(q.limit, need))
+		n := min(queueBufSize(max(need, 2*cap(q.buf))), max(q.limit, need))
 		if !q.lim.reserve(n - cap(q.buf)) {
 			return false
 		}
-		nb := make([]byte, len(q.buf), n)
-		copy(nb, q.buf)
+		nb := append(getQueueBuf(n), q.buf...)
+		putQueueBuf(q.buf)
 		q.buf = nb
 	}
 	q.buf = append(q.buf, p...)
@@ -184,6 +187,7 @@ func (q *queue) appendLocked(p []byte) bool {
 // dropLocked forgets what is queued and gives its buffer back to the budget.
 func (q *queue) dropLocked() {
 	q.lim.release(cap(q.buf))
+	putQueueBuf(q.buf)
 	q.buf = nil
 }
 

@@ -5,6 +5,7 @@ package tunnel
 import (
 	"bytes"
 	"net"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -65,4 +66,88 @@ func TestTryReadWrite(t *testing.T) {
 	if n := tryRead(rc, buf); n != 0 {
 		t.Fatalf("tryRead at EOF = %d, want 0", n)
 	}
+}
+
+// TestReadableWaiter: the wait returns once the socket has data (which the
+// next read still gets), at EOF and once the socket is closed, and not
+// while nothing arrived.
+func TestReadableWaiter(t *testing.T) {
+	tests := []struct {
+		name string
+		act  func(peer, c net.Conn)
+		want string // what a read then gets
+	}{
+		{"data", func(peer, _ net.Conn) { _, _ = peer.Write([]byte("hi")) }, "hi"},
+		{"EOF", func(peer, _ net.Conn) { _ = peer.Close() }, "EOF"},
+		{"closed", func(_, c net.Conn) { _ = c.Close() }, "use of closed network connection"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			peer, c := tcpPair(t)
+			rc, err := c.(syscall.Conn).SyscallConn()
+			if err != nil {
+				t.Fatal(err)
+			}
+			wait := readableWaiter(rc)
+			done := make(chan struct{})
+			go func() { wait(); close(done) }()
+			select {
+			case <-done:
+				t.Fatal("the wait returned with nothing to read")
+			case <-time.After(50 * time.Millisecond):
+			}
+			tt.act(peer, c)
+			<-done
+			buf := make([]byte, 8)
+			n, err := c.Read(buf)
+			got := string(buf[:n])
+			if err != nil {
+				got = err.Error()
+			}
+			if !strings.Contains(got, tt.want) {
+				t.Errorf("read after the wait = %q, want %q", got, tt.want)
+			}
+			// Data already there: the wait returns at once.
+			if tt.name == "data" {
+				_, _ = peer.Write([]byte("again"))
+				waitUntil(t, "the bytes to arrive", func() bool {
+					var p [8]byte
+					m, _, _ := syscall.Recvfrom(sysfd(t, rc), p[:], syscall.MSG_PEEK)
+					return m == 5
+				})
+				wait()
+				if n, _ := c.Read(buf); string(buf[:n]) != "again" {
+					t.Errorf("second read = %q", buf[:n])
+				}
+			}
+		})
+	}
+}
+
+func sysfd(t *testing.T, rc syscall.RawConn) int {
+	var fd int
+	if err := rc.Control(func(f uintptr) { fd = int(f) }); err != nil {
+		t.Fatal(err)
+	}
+	return fd
+}
+
+// tcpPair is a connected loopback pair, closed at the end of the test.
+func tcpPair(t *testing.T) (peer, c net.Conn) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	peer, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = peer.Close() })
+	c, err = ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return peer, c
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/tunnel-agent/tunnel-agent/agent/config"
 	"github.com/tunnel-agent/tunnel-agent/agent/control"
 	"github.com/tunnel-agent/tunnel-agent/agent/notify"
+	"github.com/tunnel-agent/tunnel-agent/platform/memtrim"
 	"github.com/tunnel-agent/tunnel-agent/platform/service"
 )
 
@@ -28,7 +29,13 @@ type observers struct {
 	queue *audit.Queue
 	pub   audit.Publisher
 	ready *readyState // for a source that does not report its state
+	trim  *memtrim.Trimmer
 }
+
+// trimDelay is how long after a tunnel connects or closes (or the source
+// subscribes) the agent gives back the pages of its code that did it:
+// long enough for the one-off work (TLS handshake, certificates) to end.
+const trimDelay = 200 * time.Millisecond
 
 // readyState stands in for the state of a source that does not report
 // one (Greengrass IPC): connecting until subscribed.
@@ -55,11 +62,21 @@ func (o *observers) onReady() {
 	if o.ready != nil {
 		o.ready.subscribed()
 	}
+	o.trim.Soon()
+}
+
+// observe hands an event to the control server, and schedules a trim
+// after a tunnel connects or closes.
+func (o *observers) observe(e audit.Event) {
+	o.srv.Observe(e)
+	if e.Event == audit.TunnelConnected || e.Event == audit.TunnelClosed {
+		o.trim.Soon()
+	}
 }
 
 // newObservers wires the observers to the agent (its OnEvent hook).
 func newObservers(cfg config.Config, src notify.Source, a *agent.Agent, log *slog.Logger, status *service.StatusLine) (*observers, error) {
-	o := &observers{}
+	o := &observers{trim: memtrim.New(trimDelay)}
 	if cfg.AuditTopic != "" {
 		pub, ok := src.(audit.Publisher)
 		if !ok {
@@ -92,7 +109,7 @@ func newObservers(cfg config.Config, src notify.Source, a *agent.Agent, log *slo
 		return nil, err
 	}
 	o.srv = srv
-	a.OnEvent(srv.Observe)
+	a.OnEvent(o.observe)
 	return o, nil
 }
 
@@ -126,6 +143,7 @@ func (o *observers) runWith(ctx context.Context, a *agent.Agent) error {
 	err := a.Run(ctx)
 	cancel()
 	wg.Wait()
+	o.trim.Stop()
 	return err
 }
 

@@ -8,14 +8,15 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
 	"time"
 
 	"github.com/tunnel-agent/tunnel-agent/agent"
 	"github.com/tunnel-agent/tunnel-agent/agent/config"
 	"github.com/tunnel-agent/tunnel-agent/agent/notify"
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel"
 	"github.com/tunnel-agent/tunnel-agent/platform/greengrass"
+	"github.com/tunnel-agent/tunnel-agent/platform/memtrim"
 	"github.com/tunnel-agent/tunnel-agent/platform/service"
 )
 
@@ -80,7 +81,7 @@ func cmdRun(args []string, logOut io.Writer, from notifySource) error {
 		return err
 	}
 	d.wire()
-	limit := setMemoryLimit(d.cfg, os.Getenv("GOMEMLIMIT") != "")
+	limit := setMemoryLimit(d.a.Limits(), os.Getenv("GOMEMLIMIT") != "")
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	d.log.Info("tunnel-agent starting", attrVersion, version, attrMode, name, attrThing, d.cfg.ThingName,
@@ -89,23 +90,34 @@ func cmdRun(args []string, logOut io.Writer, from notifySource) error {
 	return d.runUntilSignal(ctx)
 }
 
-// memoryOverBudget is what the agent needs besides its queues: the
-// runtime, TLS, the idle connections (about 70 KiB each).
-const memoryOverBudget = 16 << 20
+// memoryBase is the agent's Go memory limit with no connection: the
+// runtime, TLS, the frames in flight. Each connection adds memoryPerConn
+// (about 50 KiB of live heap when idle), and the bytes queued toward local
+// sockets add themselves (see setMemoryLimit).
+const (
+	memoryBase    = 14 << 20
+	memoryPerConn = 64 << 10
+	memoryStep    = 1 << 20 // the granularity of the limit's moves
+)
 
-// setMemoryLimit asks the Go garbage collector to keep the heap near
-// queue_budget + 16 MiB (a soft limit: the collector works harder near it,
-// nothing fails), unless GOMEMLIMIT is set. Without it the collector lets
-// the heap grow to twice what is live, so a flood that fills the queue
-// budget took the agent's RSS to 53 MiB instead of 29. It returns the
-// limit in effect, for the log.
-func setMemoryLimit(cfg config.Config, fromEnv bool) string {
+// setMemoryLimit asks the Go garbage collector to keep the process near
+// memoryBase plus what its connections hold (a soft limit: the collector
+// works harder near it, nothing fails), unless GOMEMLIMIT is set. Without
+// a limit the collector lets the heap grow to twice what is live: a flood
+// that fills the queue budget took the agent's RSS to 53 MiB instead of
+// 29. The fixed limit before this (queue_budget + 16 MiB) had to cover a
+// full queue budget and left the heap of an ordinary bulk transfer, with
+// little queued, free to grow to twice its live 4-6 MiB; following the
+// connections and their queues keeps that small, and still gives a full
+// budget or 256 connections room instead of making the collector run
+// continuously. It returns the limit in effect, for the log.
+func setMemoryLimit(lim *tunnel.Limits, fromEnv bool) string {
 	if fromEnv {
 		return "GOMEMLIMIT=" + os.Getenv("GOMEMLIMIT")
 	}
-	limit := int64(cfg.QueueBudget) + memoryOverBudget
-	debug.SetMemoryLimit(limit)
-	return config.ByteSize(limit).String()
+	q := memtrim.NewDemandLimit(memoryBase, memoryStep, lim.Demand)
+	lim.Watch(memoryStep, memoryPerConn, q.Update)
+	return config.ByteSize(memoryBase).String() + " + 64KiB per connection + bytes queued"
 }
 
 // wire connects the agent to systemd: READY=1 as soon as it runs, STATUS=

@@ -4,8 +4,8 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
-	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -19,27 +19,12 @@ const root = "../.."
 // expects: "Package <name> ..." for a library, "Command <dir> ..." for a
 // main package.
 func TestPackageDocs(t *testing.T) {
-	n := 0
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if !d.IsDir() {
-			return nil
-		}
-		name := d.Name()
-		if path != root && (strings.HasPrefix(name, ".") || strings.HasPrefix(name, "_") || name == "testdata" || name == "node_modules") {
-			return filepath.SkipDir
-		}
-		pkg, doc, ok := packageDoc(t, path)
-		if !ok {
-			return nil
-		}
-		n++
-		rel, _ := filepath.Rel(root, path)
+	pkgs := goPackages(t)
+	for _, rel := range pkgs {
+		pkg, doc, _ := packageDoc(t, filepath.Join(root, rel))
 		want := "Package " + pkg + " "
 		if pkg == "main" {
-			want = "Command " + filepath.Base(path) + " "
+			want = "Command " + path.Base(rel) + " "
 		}
 		switch {
 		case doc == "":
@@ -47,13 +32,9 @@ func TestPackageDocs(t *testing.T) {
 		case !strings.HasPrefix(doc, want):
 			t.Errorf("%s: the doc comment should begin %q, it begins %q", rel, want, firstLine(doc))
 		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
-	if n < 15 {
-		t.Errorf("found %d packages; expected the repository's 15 or more", n)
+	if len(pkgs) < 15 {
+		t.Errorf("found %d packages; expected the repository's 15 or more", len(pkgs))
 	}
 }
 

@@ -47,6 +47,9 @@ type App struct {
 	Self string
 	// Version is the build's version stamp ("dev" when empty).
 	Version string
+	// limitMemory makes proxy set the process's Go memory limit (see
+	// proxyMemoryLimit); only the real process, not tests, sets it.
+	limitMemory bool
 
 	// onProxyReady, when set, receives the bound listener addresses (tests).
 	onProxyReady func(addrs map[string]string)
@@ -58,7 +61,7 @@ type App struct {
 // Main runs the process's command line argv (program name first) with the
 // build's version stamp and returns the exit code.
 func Main(ctx context.Context, argv []string, version string, stdout, stderr io.Writer) int {
-	a := &App{Stdin: os.Stdin, Stdout: stdout, Stderr: stderr, Getenv: os.Getenv, Version: version}
+	a := &App{Stdin: os.Stdin, Stdout: stdout, Stderr: stderr, Getenv: os.Getenv, Version: version, limitMemory: true}
 	return a.Main(ctx, argv)
 }
 

@@ -9,9 +9,11 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/tunnel-agent/tunnel-agent/agent/tunnel"
 	"github.com/tunnel-agent/tunnel-agent/platform/awsapi"
+	"github.com/tunnel-agent/tunnel-agent/platform/memtrim"
 )
 
 // sourceConnBuffer is the per-connection buffer of tunnelctl's source proxy. The
@@ -20,6 +22,11 @@ import (
 // An operator's machine can afford more than the device-side default (1 MiB), which
 // a fast relay (the emulator) overruns during an ordinary download.
 const sourceConnBuffer = 16 << 20
+
+// trimDelay is how long after the WebSocket connects the proxy gives back
+// the pages of its code that did it (API calls, TLS handshake,
+// certificates): see platform/memtrim.
+const trimDelay = 200 * time.Millisecond
 
 // parseServices parses "SSH=2222,HTTP=8080" into service -> "bind:port".
 func parseServices(spec, bind string) (map[string]string, error) {
@@ -107,9 +114,17 @@ func (a *App) cmdProxy(ctx context.Context, g *globals, args []string) error {
 		return err
 	}
 	log := a.newLogger(g.verbose)
+	trim := memtrim.New(trimDelay)
+	defer trim.Stop()
 	sess, err := tunnel.New(tunnel.Config{
 		Mode: tunnel.ModeSource, Endpoint: d.endpoint, Region: d.region, AccessToken: token, ClientToken: clientToken,
 		CAFile: d.caFile, RootCAs: d.roots, Services: svc, DestinationClientType: strings.ToUpper(*clientType), Logger: log, ConnBufferSize: *bufSize << 20,
+		Limits: a.proxyLimits(),
+		OnEvent: func(e tunnel.Event) {
+			if e.Kind == tunnel.EventConnected {
+				trim.Soon()
+			}
+		},
 	})
 	if err != nil {
 		return fmt.Errorf("starting the source proxy: %w", err)
@@ -123,6 +138,30 @@ func (a *App) cmdProxy(ctx context.Context, g *globals, args []string) error {
 		return err
 	}
 	return runSession(ctx, sess, tunnel.ModeSource, a.Stderr)
+}
+
+// The proxy's Go memory limit: proxyMemoryBase with no connection, plus
+// proxyMemoryPerConn for each, plus the bytes queued toward local clients
+// (see proxyLimits).
+const (
+	proxyMemoryBase    = 14 << 20
+	proxyMemoryPerConn = 64 << 10
+	memoryStep         = 1 << 20 // the granularity of the limit's moves
+)
+
+// proxyLimits returns the session's Limits (the defaults) and, in the real
+// process unless GOMEMLIMIT is set, makes the Go memory limit follow what
+// the connections hold: the heap of a bulk transfer stays small, and a
+// client that falls behind (up to the 16 MiB queue budget) or many
+// connections do not make the collector run continuously. See
+// platform/memtrim.DemandLimit.
+func (a *App) proxyLimits() *tunnel.Limits {
+	lim := tunnel.NewLimits(0, 0, 0)
+	if a.limitMemory && a.Getenv("GOMEMLIMIT") == "" {
+		q := memtrim.NewDemandLimit(proxyMemoryBase, memoryStep, lim.Demand)
+		lim.Watch(memoryStep, proxyMemoryPerConn, q.Update)
+	}
+	return lim
 }
 
 // proxyDataPlane finds the data plane of proxy. "--endpoint HOST:PORT" (no

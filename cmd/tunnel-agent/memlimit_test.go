@@ -1,0 +1,31 @@
+package main
+
+import (
+	"math"
+	"runtime/debug"
+	"testing"
+
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel"
+)
+
+func TestSetMemoryLimit(t *testing.T) {
+	prev := debug.SetMemoryLimit(-1)
+	t.Cleanup(func() { debug.SetMemoryLimit(prev) })
+	tests := []struct {
+		name    string
+		fromEnv bool
+		want    int64
+	}{
+		{"GOMEMLIMIT set: left alone", true, math.MaxInt64},
+		{"default: the base while nothing is queued", false, memoryBase},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			debug.SetMemoryLimit(math.MaxInt64)
+			setMemoryLimit(tunnel.NewLimits(0, 0, 0), tc.fromEnv)
+			if got := debug.SetMemoryLimit(-1); got != tc.want {
+				t.Errorf("memory limit %d, want %d", got, tc.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,53 @@
+package memtrim
+
+import (
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestTrimmer(t *testing.T) {
+	tests := []struct {
+		name  string
+		run   func(tr *Trimmer)
+		drops int64
+	}{
+		{"one Soon", func(tr *Trimmer) { tr.Soon() }, 1},
+		{"a burst is one drop", func(tr *Trimmer) {
+			tr.Soon()
+			time.Sleep(time.Second)
+			tr.Soon()
+		}, 1},
+		{"bursts apart are two", func(tr *Trimmer) {
+			tr.Soon()
+			time.Sleep(3 * time.Second)
+			tr.Soon()
+		}, 2},
+		{"Stop cancels", func(tr *Trimmer) {
+			tr.Soon()
+			tr.Stop()
+			tr.Soon()
+		}, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var n atomic.Int64
+				tr := New(2 * time.Second)
+				tr.drop = func() (int, error) { n.Add(1); return 0, nil }
+				tc.run(tr)
+				time.Sleep(10 * time.Second)
+				synctest.Wait()
+				if got := n.Load(); got != tc.drops {
+					t.Errorf("drops = %d, want %d", got, tc.drops)
+				}
+				tr.Stop()
+			})
+		})
+	}
+}
