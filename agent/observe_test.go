@@ -73,7 +73,7 @@ func TestSnapshotAndEvents(t *testing.T) {
 	if e := snap.Ended[0]; e.ID != id || e.Reason != "closed by service" || e.ChannelID != "ch" {
 		t.Fatalf("ended: %+v", e)
 	}
-	// Here too the view changes before the event is sent (auditTunnelClosed).
+	// Here too the view changes before the event is sent (observations.tunnelClosed).
 	tunneltest.WaitFor(t, 10*time.Second, "the tunnel.closed event", func() bool { return strings.Contains(rec.names(), audit.TunnelClosed) })
 	want := "tunnel.opened: tunnel.connected: notification.dropped:"
 	if got := rec.names(); !strings.HasPrefix(got, want) || !strings.Contains(got, "notification.duplicate:tunnel already open") ||
