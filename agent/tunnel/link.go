@@ -203,6 +203,11 @@ func (l *link) writeLoop(parent context.Context) error {
 			if parent.Err() != nil {
 				msg := websocket.FormatCloseMessage(websocket.CloseNormalClosure, "")
 				_ = l.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(closeGrace))
+				if l.bc != nil {
+					// A local reader may hold a batch open: the close frame
+					// joined it, and must leave before the socket closes.
+					_ = l.bc.Flush()
+				}
 			}
 			return context.Cause(l.ctx)
 		case <-ping.C:
