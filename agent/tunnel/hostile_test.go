@@ -456,7 +456,8 @@ func hostileStuckLocalWriter(t *testing.T, r *relay, service string, exact bool)
 	}
 	p.expect(msg{Type: tConnReset, StreamID: 1, ServiceID: "SSH", ConnectionID: 1})
 	waitUntil(t, "budget and connection released", func() bool { return lim.Queued() == 0 && lim.Connections() == 0 })
-	if !strings.Contains(d.ev.logText(), "timeout") {
+	// The stream's end is logged after the release: wait for it.
+	if !tunneltest.Poll(5*time.Second, func() bool { return strings.Contains(d.ev.logText(), "timeout") }) {
 		t.Errorf("the stream's end does not say why:\n%s", d.ev.logText())
 	}
 }
