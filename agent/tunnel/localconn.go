@@ -290,9 +290,12 @@ func (f *localConn) writeLocal() {
 			q.mu.Lock()
 		}
 		if !q.ended() && len(q.buf) == 0 && !q.closing() {
-			q.writing = false // idle: push starts the next writer
-			q.mu.Unlock()
+			// Idle: push starts the next writer. The spare goes back
+			// before the writer is seen gone, so that a finish that
+			// follows finds the budget exact.
 			f.dropSpare(spare)
+			q.writing = false
+			q.mu.Unlock()
 			return
 		}
 		if q.ended() || len(q.buf) == 0 {
