@@ -96,7 +96,7 @@ func (l *link) onData(m *protocol.Message) {
 		l.carried.Store(true)
 	}
 	// Outside l.streams.mu: a full queue makes this wait up to ConnStallTimeout.
-	res := f.q.push(m.Payload, &l.gate)
+	res := f.push(m.Payload, &l.gate)
 	if res == pushed {
 		return
 	}

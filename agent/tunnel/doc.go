@@ -27,10 +27,14 @@
 // Goroutines per WebSocket (a link): one reader, which decodes frames and
 // dispatches them and never waits for a write; one writer goroutine, which
 // sends the pings and the frames queued by code that must not write itself;
-// per local connection, one local reader (socket to tunnel) and one local
-// writer (tunnel to socket), plus a dialler in destination mode while the
-// connection is dialled. Each has one owner that waits for it: the link
-// waits for its reader and writer, then for every local connection.
+// per local connection, one local reader (socket to tunnel), plus a
+// local writer (tunnel to socket) only while bytes are queued for the
+// socket or a drain is to finish (the WebSocket reader writes an idle
+// socket directly; see connState in localqueue.go), plus a dialler in
+// destination mode while the connection is dialled. Each has one owner
+// that waits for it: the link waits for its reader and writer, then for
+// every local connection, whose reader waits for the end of its write
+// direction (the last local writer, or abort).
 //
 // The style notes' simple form is one writer goroutine per WebSocket, fed by
 // a channel. The write path here is flat combining instead: a local reader

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -26,8 +25,10 @@ var localWriteStall = 2 * time.Minute
 
 // localConn is one local connection carried by a stream (a connection in
 // the protocol's V3 sense; in V1 and V2 the stream's only one): the local
-// reader turns reads into DATA frames for the WebSocket writer; the local
-// writer drains a bounded queue filled by the WebSocket reader.
+// reader turns reads into DATA frames for the WebSocket writer; the
+// WebSocket reader writes data to the socket directly when it can, else
+// queues it for a local writer, a goroutine that runs only while bytes are
+// queued or a drain is to finish (see connState for the lifecycle).
 type localConn struct {
 	l             *link
 	st            *stream
@@ -56,6 +57,7 @@ func (l *link) newLocalConnLocked(st *stream, cid uint32) *localConn {
 	f.q.limit = l.s.cfg.ConnBufferSize
 	f.q.lim = l.s.cfg.Limits
 	f.q.wake = make(chan struct{}, 1)
+	f.q.written = make(chan struct{})
 	f.q.count = &f.bytesIn
 	// A new connection is not stuck: while it dials, its queue fills with
 	// no local writer to take it (see stallGate).
@@ -96,16 +98,38 @@ func (f *localConn) attach(c net.Conn) bool {
 	if f.q.state == connDraining {
 		_ = c.SetWriteDeadline(time.Now().Add(drainTimeout))
 	}
+	f.startWriterLocked() // for what came while dialling, or the drain
 	return true
 }
 
 func (f *localConn) signal() { f.q.signal() }
 
+// startWriterLocked starts a local writer when the queue has work for one
+// and none runs (see queue.wantWriterLocked).
+func (f *localConn) startWriterLocked() {
+	if f.q.wantWriterLocked() {
+		go f.writeLocal()
+	}
+}
+
+// push hands p from the tunnel to the local socket (see queue.push) and
+// starts a local writer when it queued bytes and none runs.
+func (f *localConn) push(p []byte, gate *stallGate) pushResult {
+	res, start := f.q.push(p, gate)
+	if start {
+		go f.writeLocal()
+	}
+	return res
+}
+
 // keepSpare is the largest buffer a local writer keeps for its next write;
 // a larger one (after a burst) goes back to the budget.
 const keepSpare = 64 << 10
 
-// abort closes the local connection at once, dropping queued data.
+// abort closes the local connection at once, dropping queued data. With
+// no local writer running it ends the write direction itself; a running
+// one ends it when its write fails on the closed socket, or at once when
+// it waits for a direct write (signal).
 func (f *localConn) abort(reason string) {
 	f.q.mu.Lock()
 	f.q.setStateLocked(connAborted)
@@ -115,10 +139,17 @@ func (f *localConn) abort(reason string) {
 		f.q.reason = reason
 	}
 	c := f.q.conn
+	end := c != nil && !f.q.writing && !f.q.wdone
+	if end {
+		f.q.wdone = true
+	}
 	f.q.mu.Unlock()
 	f.cancel()
 	if c != nil {
 		_ = c.Close()
+	}
+	if end {
+		close(f.q.written)
 	}
 	f.signal()
 }
@@ -140,6 +171,7 @@ func (f *localConn) drainClose(reason string) {
 	if c != nil { // else attach sets the deadline when the dial completes
 		_ = c.SetWriteDeadline(time.Now().Add(drainTimeout))
 	}
+	f.startWriterLocked() // it writes what is queued, then closes
 	f.q.mu.Unlock()
 	f.signal()
 }
@@ -162,17 +194,13 @@ func (f *localConn) localEnded(err error) {
 	f.drainClose(reason)
 }
 
-// run relays until both directions are done, then reports the end.
+// run reads the local socket until its end, waits for the write
+// direction to end (the socket is then closed), then reports the end.
+// Local writers come and go meanwhile (see connState).
 func (f *localConn) run() {
-	var rg sync.WaitGroup
-	rg.Go(f.readLocal)
-	err := f.writeLocal()
-	f.q.mu.Lock()
-	c := f.q.conn
-	f.q.mu.Unlock()
-	_ = c.Close()
-	rg.Wait()
-	f.finish(err)
+	f.readLocal()
+	<-f.q.written
+	f.finish(f.q.werr)
 }
 
 // maxReadBatch bounds the frames a local reader takes from its socket
@@ -245,22 +273,35 @@ func (f *localConn) readLocal() {
 	}
 }
 
-func (f *localConn) writeLocal() error {
+// writeLocal is a local writer: it writes what is queued to the socket
+// until the queue is empty, then ends, unless the write direction ends
+// first: at an abort, once a drain emptied the queue, or when a write
+// fails. It waits only for a direct write of push to end before it
+// closes the socket or writes after it.
+func (f *localConn) writeLocal() {
 	var spare []byte // swapped with q.buf; its capacity is counted in the budget
 	q := &f.q
-	defer func() { q.lim.release(cap(spare)) }()
 	for {
 		q.mu.Lock()
 		q.busy = false
-		// Wait for data or an end, and while push writes directly.
-		for (len(q.buf) == 0 && !q.closing()) || (q.direct && !q.ended()) {
+		for !q.ended() && (len(q.buf) > 0 || q.closing()) && q.direct {
 			q.mu.Unlock()
 			<-q.wake
 			q.mu.Lock()
 		}
+		if !q.ended() && len(q.buf) == 0 && !q.closing() {
+			// Idle: push starts the next writer. The spare goes back
+			// before the writer is seen gone, so that a finish that
+			// follows finds the budget exact.
+			f.dropSpare(spare)
+			q.writing = false
+			q.mu.Unlock()
+			return
+		}
 		if q.ended() || len(q.buf) == 0 {
 			q.mu.Unlock()
-			return nil
+			f.endWrite(spare, nil)
+			return
 		}
 		q.busy = true
 		spare, q.buf = q.buf, spare[:0]
@@ -280,16 +321,37 @@ func (f *localConn) writeLocal() error {
 			q.mu.Unlock()
 		}
 		if cap(spare) > keepSpare {
-			q.lim.release(cap(spare))
-			putQueueBuf(spare)
+			f.dropSpare(spare)
 			spare = nil
 		}
 		f.bytesIn.Add(int64(n))
 		if err != nil {
 			f.localEnded(err)
-			return err
+			f.endWrite(spare, err)
+			return
 		}
 	}
+}
+
+// dropSpare gives a local writer's spare buffer back to the budget.
+func (f *localConn) dropSpare(spare []byte) {
+	f.q.lim.release(cap(spare))
+	putQueueBuf(spare)
+}
+
+// endWrite ends the write direction from the local writer: it gives back
+// its spare buffer, closes the socket and then written (see connState).
+func (f *localConn) endWrite(spare []byte, err error) {
+	f.dropSpare(spare)
+	q := &f.q
+	q.mu.Lock()
+	q.writing = false
+	q.wdone = true
+	q.werr = err
+	c := q.conn
+	q.mu.Unlock()
+	_ = c.Close()
+	close(q.written)
 }
 
 func (f *localConn) opened() {

@@ -18,6 +18,22 @@ import (
 //	any --finish (both directions done, link forgot it)--> finished
 //
 // aborted wins over draining: a drain after an abort stays aborted.
+//
+// The two directions end apart. The read direction is the goroutine that
+// runs run (readLocal): it ends at the socket's EOF or error, or when the
+// socket is closed under it. The write direction ends, once, with wdone:
+// when it is aborted, when a drain has written what was queued, or when a
+// write failed; whoever ends it closes the socket and then closes written.
+// run waits for both, then calls finish: the socket is closed before
+// finish, and finish runs once.
+//
+// The local writer (writeLocal) is a goroutine only while it has work.
+// wantWriterLocked starts it (q.writing) once the socket is attached and
+// bytes are queued (push could not write them directly, or they came while
+// dialling) or a drain must end the write direction. It writes until the
+// queue is empty and then ends: an idle connection runs only its reader.
+// Attached and not over, len(buf) > 0 implies writing: push waiting for
+// room always has a writer to take the queue.
 type connState uint8
 
 const (
@@ -76,6 +92,23 @@ type queue struct {
 	busy   bool            // the local writer is writing
 	direct bool            // push is writing directly
 	count  *atomic.Int64   // bytes written to the local socket
+
+	writing bool          // a local writer goroutine runs (see connState)
+	wdone   bool          // the write direction is over
+	werr    error         // the write that failed, if one did; set with wdone
+	written chan struct{} // closed after wdone is set and the socket closed
+}
+
+// wantWriterLocked reports whether the caller must start a local writer
+// (go writeLocal): the socket is attached, the write direction is not
+// over, no writer runs, and there is work: bytes queued, or a drain or an
+// abort to end the write direction with. It marks the writer running.
+func (q *queue) wantWriterLocked() bool {
+	if q.conn == nil || q.writing || q.wdone || (len(q.buf) == 0 && !q.closing()) {
+		return false
+	}
+	q.writing = true
+	return true
 }
 
 // pushResult says what push did with the data.
@@ -97,11 +130,13 @@ func (q *queue) setConn(c net.Conn) {
 }
 
 // push queues p for the local socket. When nothing is queued and the local
-// writer is idle, it first tries one non-blocking write to the socket, which
-// saves waking the local writer; what the socket does not take is queued.
-// When the queue is full it waits for the local writer to take it until the
-// link's stall deadline (see stallGate).
-func (q *queue) push(p []byte, gate *stallGate) pushResult {
+// writer is not writing, it first tries one non-blocking write to the
+// socket, which saves starting a local writer; what the socket does not
+// take is queued. When the queue is full it waits for the local writer to
+// take it until the link's stall deadline (see stallGate). start reports
+// that the caller must start a local writer for what was queued (see
+// wantWriterLocked; localConn.push does).
+func (q *queue) push(p []byte, gate *stallGate) (res pushResult, start bool) {
 	q.mu.Lock()
 	if q.raw != nil && len(q.buf) == 0 && !q.busy && !q.closing() {
 		q.direct = true
@@ -112,12 +147,12 @@ func (q *queue) push(p []byte, gate *stallGate) pushResult {
 		q.mu.Lock()
 		q.direct = false
 		if len(p) == 0 {
-			wake := q.closing()
+			wake := q.writing // it may wait for this write to end
 			q.mu.Unlock()
 			if wake {
 				q.signal()
 			}
-			return pushed
+			return pushed, false
 		}
 	}
 	var timer *time.Timer
@@ -130,7 +165,7 @@ func (q *queue) push(p []byte, gate *stallGate) pushResult {
 			wait := gate.wait(now, took)
 			if wait <= 0 {
 				q.mu.Unlock()
-				return pushFull
+				return pushFull, false
 			}
 			timer = time.NewTimer(wait)
 			defer timer.Stop()
@@ -144,22 +179,23 @@ func (q *queue) push(p []byte, gate *stallGate) pushResult {
 		case <-room:
 		case <-timer.C:
 			gate.expired.Add(1)
-			return pushFull
+			return pushFull, false
 		}
 		q.mu.Lock()
 	}
 	if q.closing() {
 		q.mu.Unlock()
 		q.signal()
-		return pushed
+		return pushed, false
 	}
 	if !q.appendLocked(p) {
 		q.mu.Unlock()
-		return pushBudget
+		return pushBudget, false
 	}
+	start = q.wantWriterLocked()
 	q.mu.Unlock()
-	q.signal()
-	return pushed
+	q.signal() // a running writer may wait for a direct write to end
+	return pushed, start
 }
 
 // appendLocked adds p to buf, growing it to at most limit bytes of capacity

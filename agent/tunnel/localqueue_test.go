@@ -29,7 +29,7 @@ func TestQueueGrowth(t *testing.T) {
 			q := &queue{limit: limit, lim: lim, wake: make(chan struct{}, 1)}
 			var g stallGate
 			for _, n := range tt.pushes {
-				if r := q.push(bytes.Repeat([]byte("x"), n), &g); r != pushed {
+				if r, _ := q.push(bytes.Repeat([]byte("x"), n), &g); r != pushed {
 					t.Fatalf("push(%d) = %v", n, r)
 				}
 			}

@@ -40,7 +40,7 @@ func TestPushAfterAnotherStall(t *testing.T) {
 				}
 				q.sending.Store(tt.sending)
 				res := make(chan pushResult, 1)
-				go func() { res <- q.push([]byte("more"), &g) }()
+				go func() { r, _ := q.push([]byte("more"), &g); res <- r }()
 				synctest.Wait()
 				// The local writer takes the queue, as a draining one does.
 				q.mu.Lock()
