@@ -267,7 +267,10 @@ func (d *dataPlane) frame(r *relay, p *peer, body []byte) (*peer, error) {
 	}
 	to, err := r.route(p, &m)
 	if err != nil {
-		p.shutdown(0, "")
+		// p was detached: whoever did it (CloseTunnel, a replacing
+		// connection) is shutting it down with its close code. Closing it
+		// here without one raced with that, and the client then saw an
+		// abnormal closure (1006) instead of "tunnel closed".
 		return nil, err
 	}
 	if m.Type != protocol.TypeData && d.log.Enabled(context.Background(), slog.LevelDebug) {
