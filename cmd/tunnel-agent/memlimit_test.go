@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/tunnel-agent/tunnel-agent/agent/tunnel"
+	"github.com/tunnel-agent/tunnel-agent/platform/memtrim"
 )
 
 func TestSetMemoryLimit(t *testing.T) {
@@ -17,7 +18,7 @@ func TestSetMemoryLimit(t *testing.T) {
 		want    int64
 	}{
 		{"GOMEMLIMIT set: left alone", true, math.MaxInt64},
-		{"default: the base while nothing is queued", false, memoryBase},
+		{"default: the base while nothing is queued", false, memtrim.LimitBase},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -32,11 +32,6 @@ type observers struct {
 	trim  *memtrim.Trimmer
 }
 
-// trimDelay is how long after a tunnel connects or closes (or the source
-// subscribes) the agent gives back the pages of its code that did it:
-// long enough for the one-off work (TLS handshake, certificates) to end.
-const trimDelay = 200 * time.Millisecond
-
 // readyState stands in for the state of a source that does not report
 // one (Greengrass IPC): connecting until subscribed.
 type readyState struct {
@@ -76,7 +71,7 @@ func (o *observers) observe(e audit.Event) {
 
 // newObservers wires the observers to the agent (its OnEvent hook).
 func newObservers(cfg config.Config, src notify.Source, a *agent.Agent, log *slog.Logger, status *service.StatusLine) (*observers, error) {
-	o := &observers{trim: memtrim.New(trimDelay)}
+	o := &observers{trim: memtrim.New(memtrim.TrimDelay)}
 	if cfg.AuditTopic != "" {
 		pub, ok := src.(audit.Publisher)
 		if !ok {

@@ -90,18 +90,8 @@ func cmdRun(args []string, logOut io.Writer, from notifySource) error {
 	return d.runUntilSignal(ctx)
 }
 
-// memoryBase is the agent's Go memory limit with no connection: the
-// runtime, TLS, the frames in flight. Each connection adds memoryPerConn
-// (about 50 KiB of live heap when idle), and the bytes queued toward local
-// sockets add themselves (see setMemoryLimit).
-const (
-	memoryBase    = 14 << 20
-	memoryPerConn = 64 << 10
-	memoryStep    = 1 << 20 // the granularity of the limit's moves
-)
-
 // setMemoryLimit asks the Go garbage collector to keep the process near
-// memoryBase plus what its connections hold (a soft limit: the collector
+// memtrim.LimitBase plus what its connections hold (a soft limit: the collector
 // works harder near it, nothing fails), unless GOMEMLIMIT is set. Without
 // a limit the collector lets the heap grow to twice what is live: a flood
 // that fills the queue budget took the agent's RSS to 53 MiB instead of
@@ -115,9 +105,9 @@ func setMemoryLimit(lim *tunnel.Limits, fromEnv bool) string {
 	if fromEnv {
 		return "GOMEMLIMIT=" + os.Getenv("GOMEMLIMIT")
 	}
-	q := memtrim.NewDemandLimit(memoryBase, memoryStep, lim.Demand)
-	lim.Watch(memoryStep, memoryPerConn, q.Update)
-	return config.ByteSize(memoryBase).String() + " + 64KiB per connection + bytes queued"
+	memtrim.FollowDemand(lim)
+	return config.ByteSize(memtrim.LimitBase).String() + " + " + config.ByteSize(memtrim.LimitPerConn).String() +
+		" per connection + bytes queued"
 }
 
 // wire connects the agent to systemd: READY=1 as soon as it runs, STATUS=

@@ -46,3 +46,29 @@ func (q *DemandLimit) Update() {
 		q.cur = want
 	}
 }
+
+// The limit of tunnel-agent and tunnelctl proxy: LimitBase with no
+// connection (the runtime, TLS, the frames in flight), LimitPerConn more
+// for each connection, and the bytes queued toward local sockets, moved in
+// steps of LimitStep.
+const (
+	LimitBase    = 14 << 20
+	LimitPerConn = 64 << 10
+	LimitStep    = 1 << 20
+)
+
+// Demander is what FollowDemand follows: tunnel.Limits.
+type Demander interface {
+	// Demand is the memory the connections hold by the Demander's count.
+	Demand() int64
+	// Watch calls f when Demand moves into another multiple of step,
+	// counting perConn bytes per connection.
+	Watch(step, perConn int64, f func())
+}
+
+// FollowDemand sets the Go memory limit to LimitBase plus d's demand now,
+// and again whenever the demand moves a step. Call it before d is used.
+func FollowDemand(d Demander) {
+	q := NewDemandLimit(LimitBase, LimitStep, d.Demand)
+	d.Watch(LimitStep, LimitPerConn, q.Update)
+}

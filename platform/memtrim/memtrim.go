@@ -30,6 +30,12 @@ type Trimmer struct {
 	done  bool        // Stop was called
 }
 
+// TrimDelay is how long after one-off work (a tunnel connecting, the MQTT
+// subscription) tunnel-agent and tunnelctl proxy give back the pages of
+// the code that did it: long enough for that work (TLS handshake,
+// certificates) to end.
+const TrimDelay = 200 * time.Millisecond
+
 // New returns a Trimmer that drops delay after the first Soon of a burst.
 func New(delay time.Duration) *Trimmer {
 	return &Trimmer{delay: delay, drop: DropExecPages}

@@ -9,7 +9,6 @@ import (
 	"net"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/tunnel-agent/tunnel-agent/agent/tunnel"
 	"github.com/tunnel-agent/tunnel-agent/platform/awsapi"
@@ -22,11 +21,6 @@ import (
 // An operator's machine can afford more than the device-side default (1 MiB), which
 // a fast relay (the emulator) overruns during an ordinary download.
 const sourceConnBuffer = 16 << 20
-
-// trimDelay is how long after the WebSocket connects the proxy gives back
-// the pages of its code that did it (API calls, TLS handshake,
-// certificates): see platform/memtrim.
-const trimDelay = 200 * time.Millisecond
 
 // parseServices parses "SSH=2222,HTTP=8080" into service -> "bind:port".
 func parseServices(spec, bind string) (map[string]string, error) {
@@ -114,7 +108,7 @@ func (a *App) cmdProxy(ctx context.Context, g *globals, args []string) error {
 		return err
 	}
 	log := a.newLogger(g.verbose)
-	trim := memtrim.New(trimDelay)
+	trim := memtrim.New(memtrim.TrimDelay)
 	defer trim.Stop()
 	sess, err := tunnel.New(tunnel.Config{
 		Mode: tunnel.ModeSource, Endpoint: d.endpoint, Region: d.region, AccessToken: token, ClientToken: clientToken,
@@ -140,15 +134,6 @@ func (a *App) cmdProxy(ctx context.Context, g *globals, args []string) error {
 	return runSession(ctx, sess, tunnel.ModeSource, a.Stderr)
 }
 
-// The proxy's Go memory limit: proxyMemoryBase with no connection, plus
-// proxyMemoryPerConn for each, plus the bytes queued toward local clients
-// (see proxyLimits).
-const (
-	proxyMemoryBase    = 14 << 20
-	proxyMemoryPerConn = 64 << 10
-	memoryStep         = 1 << 20 // the granularity of the limit's moves
-)
-
 // proxyLimits returns the session's Limits (the defaults) and, in the real
 // process unless GOMEMLIMIT is set, makes the Go memory limit follow what
 // the connections hold: the heap of a bulk transfer stays small, and a
@@ -158,8 +143,7 @@ const (
 func (a *App) proxyLimits() *tunnel.Limits {
 	lim := tunnel.NewLimits(0, 0, 0)
 	if a.limitMemory && a.Getenv("GOMEMLIMIT") == "" {
-		q := memtrim.NewDemandLimit(proxyMemoryBase, memoryStep, lim.Demand)
-		lim.Watch(memoryStep, proxyMemoryPerConn, q.Update)
+		memtrim.FollowDemand(lim)
 	}
 	return lim
 }
