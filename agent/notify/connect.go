@@ -235,33 +235,33 @@ func (s *MQTTSource) subscribe(ctx context.Context, cl mqtt.Client, c *conf, los
 	var code byte
 	timeout := Cause{Kind: CauseTimeout, Detail: "no SUBACK within " + c.cfg.ConnectTimeout.String(),
 		Hint: "the broker did not answer the subscription; reconnecting"}
+	// interrupted waits for done and reports what cut the wait short, if
+	// anything did: ctx, the timeout or the connection's loss.
+	interrupted := func(done <-chan struct{}) (Cause, bool) {
+		select {
+		case <-ctx.Done():
+			return Cause{}, true
+		case <-t.C:
+			return timeout, true
+		case err := <-lost:
+			return s.classify(c, err, true, time.Since(connectedAt)), true
+		case <-done:
+			return Cause{}, false
+		}
+	}
 	for try := 1; ; try++ {
 		// paho's Subscribe itself blocks (up to its WriteTimeout) when the
 		// connection is lost under it, e.g. taken over by another client
 		// with our id: it runs aside so that ctx and the timeout still
 		// end the wait.
-		toks := make(chan mqtt.Token, 1)
-		go func() { toks <- cl.Subscribe(c.topic, 1, nil) }()
 		var tok mqtt.Token
-		select {
-		case <-ctx.Done():
-			return Cause{}, false
-		case <-t.C:
-			return timeout, false
-		case err := <-lost:
-			up := time.Since(connectedAt)
-			return s.classify(c, err, true, up), false
-		case tok = <-toks:
+		subscribed := make(chan struct{})
+		go func() { tok = cl.Subscribe(c.topic, 1, nil); close(subscribed) }()
+		if cause, cut := interrupted(subscribed); cut {
+			return cause, false
 		}
-		select {
-		case <-ctx.Done():
-			return Cause{}, false
-		case <-t.C:
-			return timeout, false
-		case err := <-lost:
-			up := time.Since(connectedAt)
-			return s.classify(c, err, true, up), false
-		case <-tok.Done():
+		if cause, cut := interrupted(tok.Done()); cut {
+			return cause, false
 		}
 		if err := tok.Error(); err != nil {
 			return Cause{Kind: CauseLost, Detail: "subscribe: " + err.Error(), Hint: "reconnecting", Err: err}, false
