@@ -133,8 +133,9 @@ type Config struct {
 	MaxTotalConnections int `yaml:"max_total_connections"`
 	// QueueBudget caps the bytes queued toward local connections across all
 	// tunnels (each connection also within conn_buffer); data that would
-	// pass it resets the connection it is for. conn_buffer..1GiB, default
-	// 16MiB.
+	// pass it resets the connection it is for, unless that connection's own
+	// local writer holds a buffer it is writing: that data waits for it as
+	// for a full conn_buffer. conn_buffer..1GiB, default 16MiB.
 	QueueBudget ByteSize `yaml:"queue_budget"`
 }
 

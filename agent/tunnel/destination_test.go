@@ -345,3 +345,62 @@ func TestDestinationConnectionStartOnV2Stream(t *testing.T) {
 		p.expect(msg{Type: tReset, StreamID: 1, ServiceID: "SSH"})
 	})
 }
+
+// TestSlowLocalReaderNotReset: a local service that reads, only slower
+// than the tunnel delivers, is held back, not reset, and gets every byte:
+// with a conn_buffer as large as the queue budget (tunnelctl's 16 MiB),
+// where the writer's buffer in flight and the refilled queue together
+// passed the budget, and with a stall window shorter than one write of
+// the whole buffer, where the writer's progress did not count.
+func TestSlowLocalReaderNotReset(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		buffer      int
+		stall       time.Duration
+		read, pause int // bytes per read, microseconds between reads
+	}{
+		{name: "conn_buffer as large as the budget", buffer: DefaultQueueBudget, read: 4 << 20, pause: 40000},
+		{name: "one write longer than the stall window", buffer: 8 << 20, stall: 150 * time.Millisecond, read: 256 << 10, pause: 5000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := make(chan int64, 1)
+			slow := tunneltest.Serve(t, func(c net.Conn) {
+				buf := make([]byte, tc.read)
+				var n int64
+				for {
+					k, err := io.ReadFull(c, buf)
+					n += int64(k)
+					if err != nil {
+						got <- n
+						return
+					}
+					time.Sleep(time.Duration(tc.pause) * time.Microsecond)
+				}
+			})
+			d, p := hostileDestination(t, map[string]string{"SSH": slow}, func(c *Config) {
+				c.ConnBufferSize, c.ConnStallTimeout = tc.buffer, tc.stall
+			}, "SSH")
+			p.send(&msg{Type: tStart, StreamID: 1, ServiceID: "SSH", ConnectionID: 1})
+			chunk := bytes.Repeat([]byte("x"), protocol.MaxPayload)
+			sent := 0
+			for ; sent < 48<<20; sent += len(chunk) {
+				p.send(&msg{Type: tData, StreamID: 1, ServiceID: "SSH", ConnectionID: 1, Payload: chunk})
+				select {
+				case m := <-p.msgs:
+					if m.Type == tConnReset || m.Type == tReset {
+						t.Fatalf("after %d MiB: %v; log:\n%s", sent>>20, m.Type, d.ev.logText())
+					}
+				default:
+				}
+			}
+			p.send(&msg{Type: tConnReset, StreamID: 1, ServiceID: "SSH", ConnectionID: 1}) // drain, then close
+			if n := <-got; n != int64(sent) {
+				t.Fatalf("the local service got %d of %d bytes; log:\n%s", n, sent, d.ev.logText())
+			}
+			if log := d.ev.logText(); strings.Contains(log, "resetting") {
+				t.Fatalf("reset logged:\n%s", log)
+			}
+			p.close()
+		})
+	}
+}

@@ -312,7 +312,7 @@ func (f *localConn) writeLocal() {
 			_ = c.SetWriteDeadline(time.Now().Add(localWriteStall))
 		}
 		q.mu.Unlock()
-		n, err := c.Write(spare)
+		n, err := q.writeSlices(c, spare)
 		if err == nil {
 			q.mu.Lock()
 			if q.state != connDraining { // a lapsed deadline would fail push's direct writes

@@ -133,7 +133,9 @@ func (q *queue) setConn(c net.Conn) {
 // writer is not writing, it first tries one non-blocking write to the
 // socket, which saves starting a local writer; what the socket does not
 // take is queued. When the queue is full it waits for the local writer to
-// take it until the link's stall deadline (see stallGate). start reports
+// take it until the link's stall deadline (see stallGate), and so it does
+// when the budget is short while its own writer holds a buffer; a slice
+// the writer got out meanwhile restarts the wait. start reports
 // that the caller must start a local writer for what was queued (see
 // wantWriterLocked; localConn.push does).
 func (q *queue) push(p []byte, gate *stallGate) (res pushResult, start bool) {
@@ -156,7 +158,32 @@ func (q *queue) push(p []byte, gate *stallGate) (res pushResult, start bool) {
 		}
 	}
 	var timer *time.Timer
-	for len(q.buf)+len(p) > q.limit && !q.closing() {
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	var since time.Time // when the current wait began
+	why := pushFull
+	for !q.closing() {
+		if len(q.buf)+len(p) <= q.limit {
+			if q.appendLocked(p) {
+				start = q.wantWriterLocked()
+				q.mu.Unlock()
+				q.signal() // a running writer may wait for a direct write to end
+				return pushed, start
+			}
+			if !q.busy {
+				q.mu.Unlock()
+				return pushBudget, false
+			}
+			// The budget is short while this connection's own writer
+			// holds the buffer it took: that buffer goes back before the
+			// writer takes the queue again, so wait for it as for a full
+			// queue. A connection with a conn_buffer as large as the
+			// budget (tunnelctl's) is not reset for its own double buffer.
+			why = pushBudget
+		}
 		if timer == nil {
 			now, took := time.Now(), q.took
 			if q.sending.Load() {
@@ -165,10 +192,9 @@ func (q *queue) push(p []byte, gate *stallGate) (res pushResult, start bool) {
 			wait := gate.wait(now, took)
 			if wait <= 0 {
 				q.mu.Unlock()
-				return pushFull, false
+				return why, false
 			}
-			timer = time.NewTimer(wait)
-			defer timer.Stop()
+			timer, since = time.NewTimer(wait), now
 		}
 		if q.room == nil {
 			q.room = make(chan struct{})
@@ -178,24 +204,44 @@ func (q *queue) push(p []byte, gate *stallGate) (res pushResult, start bool) {
 		select {
 		case <-room:
 		case <-timer.C:
+			q.mu.Lock()
+			if q.took.After(since) {
+				// The writer is still in one long write, but its socket
+				// took a slice meanwhile: slow, not stuck. Wait anew.
+				timer = nil
+				continue
+			}
+			q.mu.Unlock()
 			gate.expired.Add(1)
-			return pushFull, false
+			return why, false
 		}
 		q.mu.Lock()
 	}
-	if q.closing() {
-		q.mu.Unlock()
-		q.signal()
-		return pushed, false
-	}
-	if !q.appendLocked(p) {
-		q.mu.Unlock()
-		return pushBudget, false
-	}
-	start = q.wantWriterLocked()
 	q.mu.Unlock()
-	q.signal() // a running writer may wait for a direct write to end
-	return pushed, start
+	q.signal()
+	return pushed, false
+}
+
+// writeSlice bounds one write of a local writer: after each slice it notes
+// that the local side moved (took), so that a local reader slower than the
+// tunnel, handed megabytes at once, is not taken for a stuck one while it
+// still reads (see stallGate).
+const writeSlice = 256 << 10
+
+// writeSlices writes b to c in slices of at most writeSlice bytes.
+func (q *queue) writeSlices(c net.Conn, b []byte) (int, error) {
+	n := 0
+	for n < len(b) {
+		k, err := c.Write(b[n:min(len(b), n+writeSlice)])
+		n += k
+		if err != nil || n == len(b) {
+			return n, err
+		}
+		q.mu.Lock()
+		q.took = time.Now()
+		q.mu.Unlock()
+	}
+	return n, nil
 }
 
 // appendLocked adds p to buf, growing it to at most limit bytes of capacity

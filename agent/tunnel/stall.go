@@ -14,9 +14,10 @@ import (
 // one ConnStallTimeout, not N of them.
 //
 // A queue is stuck when none of these happened since the window opened:
-// its local writer took it, the connection started (one still dialling
-// has no writer yet), or its local reader waited for the WebSocket with
-// what the service wrote (see queue.sending). A queue that is not stuck
+// its local writer took it or got a slice of it out (writeSlice), the
+// connection started (one still dialling has no writer yet), or its local
+// reader waited for the WebSocket with what the service wrote (see
+// queue.sending). A queue that is not stuck
 // belongs to a busy local service that drains it, only not as fast as the
 // tunnel fills it, or waits for the tunnel to take its replies: it is not
 // reset for the stall of another connection but waits a ConnStallTimeout
@@ -30,7 +31,7 @@ type stallGate struct {
 
 // wait returns how long a push that found its queue full may wait now;
 // 0 means reset at once. took is when the queue's local side last moved:
-// its writer took the queue, or now while its reader waits for the
+// its writer took the queue or wrote a slice, or now while its reader waits for the
 // WebSocket, or the connection's start if its writer never took it.
 func (g *stallGate) wait(now, took time.Time) time.Duration {
 	switch {

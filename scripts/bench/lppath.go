@@ -94,6 +94,9 @@ func (b *bench) withLocalProxy(ctx context.Context, st *stack, p *lpPath, what s
 			continue
 		}
 		if err != nil {
+			if r.lp != nil { // what it said explains a failure on its side
+				err = fmt.Errorf("%w; its last output:\n%s", err, r.lp.tail(5))
+			}
 			b.fail(fmt.Errorf("%s, %s: %w", p.role.label(), what, err))
 			return false
 		}
