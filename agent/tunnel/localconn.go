@@ -242,8 +242,11 @@ func (f *localConn) readLocal() {
 		k := 1
 		batch[0] = fb
 		// A full frame says the socket may hold more: take what is there
-		// now, without waiting, so that the frames go out together.
-		for err == nil && rc != nil && n == protocol.MaxPayload && k < maxReadBatch {
+		// now, without waiting, so that the frames go out together. Not
+		// when the WebSocket's queue already holds half of what it takes:
+		// then a burst is waiting anyway, and with many busy connections
+		// each reader's batch would be frames in flight beyond the pool.
+		for err == nil && rc != nil && n == protocol.MaxPayload && k < maxReadBatch && f.l.w.queued.Load() < outQueue/2 {
 			nb := getFrame()
 			n = tryRead(rc, nb.buf[protocol.DataHeadroom:protocol.DataHeadroom+protocol.MaxPayload])
 			if n == 0 {
