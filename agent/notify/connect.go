@@ -227,6 +227,17 @@ const subackPacketIDInUse = 0x91
 // subscribeAttempts bounds the SUBSCRIBEs sent for subackPacketIDInUse.
 const subscribeAttempts = 4
 
+// subscribeAside calls paho's Subscribe, then closes done. Subscribe
+// itself blocks (up to its WriteTimeout, the connect timeout) when the
+// connection is lost under it, e.g. taken over by another client with our
+// id: subscribe runs it on a goroutine of its own so that ctx and the
+// timeout still end the wait, and that goroutine may outlive subscribe by
+// that long (the package's goleak check knows it by this name).
+func subscribeAside(cl mqtt.Client, topic string, tok *mqtt.Token, done chan<- struct{}) {
+	*tok = cl.Subscribe(topic, 1, nil)
+	close(done)
+}
+
 // subscribe makes the subscription and checks the SUBACK code. A connection
 // lost meanwhile (lost) is classified like one lost later.
 func (s *MQTTSource) subscribe(ctx context.Context, cl mqtt.Client, c *conf, lost <-chan error, connectedAt time.Time) (Cause, bool) {
@@ -250,13 +261,9 @@ func (s *MQTTSource) subscribe(ctx context.Context, cl mqtt.Client, c *conf, los
 		}
 	}
 	for try := 1; ; try++ {
-		// paho's Subscribe itself blocks (up to its WriteTimeout) when the
-		// connection is lost under it, e.g. taken over by another client
-		// with our id: it runs aside so that ctx and the timeout still
-		// end the wait.
 		var tok mqtt.Token
 		subscribed := make(chan struct{})
-		go func() { tok = cl.Subscribe(c.topic, 1, nil); close(subscribed) }()
+		go subscribeAside(cl, c.topic, &tok, subscribed)
 		if cause, cut := interrupted(subscribed); cut {
 			return cause, false
 		}
