@@ -377,8 +377,9 @@ func TestSlowLocalReaderNotReset(t *testing.T) {
 					time.Sleep(time.Duration(tc.pause) * time.Microsecond)
 				}
 			})
+			lim := NewLimits(0, 0, 0)
 			d, p := hostileDestination(t, map[string]string{"SSH": slow}, func(c *Config) {
-				c.ConnBufferSize, c.ConnStallTimeout = tc.buffer, tc.stall
+				c.ConnBufferSize, c.ConnStallTimeout, c.Limits = tc.buffer, tc.stall, lim
 			}, "SSH")
 			p.send(&msg{Type: tStart, StreamID: 1, ServiceID: "SSH", ConnectionID: 1})
 			chunk := bytes.Repeat([]byte("x"), protocol.MaxPayload)
@@ -393,6 +394,9 @@ func TestSlowLocalReaderNotReset(t *testing.T) {
 				default:
 				}
 			}
+			// Once the service caught up, the idle connection keeps at most
+			// a small spare of the burst's buffers.
+			waitUntil(t, "burst buffers released", func() bool { return lim.Queued() <= keepSpare })
 			p.send(&msg{Type: tConnReset, StreamID: 1, ServiceID: "SSH", ConnectionID: 1}) // drain, then close
 			if n := <-got; n != int64(sent) {
 				t.Fatalf("the local service got %d of %d bytes; log:\n%s", n, sent, d.ev.logText())

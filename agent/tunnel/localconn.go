@@ -122,8 +122,8 @@ func (f *localConn) push(p []byte, gate *stallGate) pushResult {
 	return res
 }
 
-// keepSpare is the largest buffer a local writer keeps for its next write;
-// a larger one (after a burst) goes back to the budget.
+// keepSpare is the largest buffer a local writer keeps for its next write
+// once the burst is over; a larger one then goes back to the budget.
 const keepSpare = 64 << 10
 
 // abort closes the local connection at once, dropping queued data. With
@@ -295,8 +295,12 @@ func (f *localConn) writeLocal() {
 		if !q.ended() && len(q.buf) == 0 && !q.closing() {
 			// Idle: push starts the next writer. The spare goes back
 			// before the writer is seen gone, so that a finish that
-			// follows finds the budget exact.
+			// follows finds the budget exact. So does an empty queue
+			// buffer that a burst left large (see burst below).
 			f.dropSpare(spare)
+			if cap(q.buf) > keepSpare {
+				q.dropLocked()
+			}
 			q.writing = false
 			q.mu.Unlock()
 			return
@@ -316,14 +320,21 @@ func (f *localConn) writeLocal() {
 		}
 		q.mu.Unlock()
 		n, err := q.writeSlices(c, spare)
+		burst := false
 		if err == nil {
 			q.mu.Lock()
 			if q.state != connDraining { // a lapsed deadline would fail push's direct writes
 				_ = c.SetWriteDeadline(time.Time{})
 			}
+			burst = len(q.buf) >= keepSpare
 			q.mu.Unlock()
 		}
-		if cap(spare) > keepSpare {
+		// A large spare goes back after a burst; while the socket still
+		// lags (as much queued again) it is the buffer push fills next, so
+		// a sustained burst swaps two buffers instead of making one of
+		// them garbage per write (garbage the collector lets the heap
+		// grow by as much again).
+		if cap(spare) > keepSpare && !burst {
 			f.dropSpare(spare)
 			spare = nil
 		}
