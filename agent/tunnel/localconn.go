@@ -42,6 +42,7 @@ type localConn struct {
 	bytesIn       atomic.Int64 // from the tunnel, written to the local socket
 	bytesOut      atomic.Int64 // read from the local socket, sent as DATA
 	start         time.Time
+	release       func() // if set, run by finish last (source, V1/V2: the next client's turn)
 
 	q queue
 }
@@ -198,7 +199,9 @@ func (f *localConn) localEnded(err error) {
 // direction to end (the socket is then closed), then reports the end.
 // Local writers come and go meanwhile (see connState).
 func (f *localConn) run() {
-	f.readLocal()
+	if f.readLocal() {
+		return // it goes on in a fresh goroutine
+	}
 	<-f.q.written
 	f.finish(f.q.werr)
 }
@@ -207,7 +210,14 @@ func (f *localConn) run() {
 // before handing them to the WebSocket together.
 const maxReadBatch = 4
 
-func (f *localConn) readLocal() {
+// readLocal reads the socket and hands what it reads to the WebSocket
+// until the socket's end. It reports true when it handed the rest of run
+// to a fresh goroutine instead: it does so when it is about to wait for
+// the socket after it sent data, since sending may have written TLS
+// records to the WebSocket on this goroutine (see writePath) and grown its
+// stack, which only a collection would shrink, and an idle process
+// rarely collects. An idle connection then holds a small stack.
+func (f *localConn) readLocal() bool {
 	c := f.q.conn
 	var rc syscall.RawConn
 	if sc, ok := c.(syscall.Conn); ok && canTryWrite {
@@ -222,9 +232,13 @@ func (f *localConn) readLocal() {
 		waitReadable = readableWaiter(rc)
 	}
 	var batch [maxReadBatch]*frameBuf
-	more := false
+	more, sent := false, false
 	for {
 		if !more {
+			if sent {
+				go f.run()
+				return true
+			}
 			waitReadable()
 		}
 		fb := getFrame()
@@ -233,7 +247,7 @@ func (f *localConn) readLocal() {
 			putFrame(fb)
 			if err != nil {
 				f.localEnded(err)
-				return
+				return false
 			}
 			continue
 		}
@@ -267,12 +281,13 @@ func (f *localConn) readLocal() {
 		f.q.sending.Store(false)
 		clear(batch[:k])
 		if !ok {
-			return
+			return false
 		}
 		if err != nil {
 			f.localEnded(err)
-			return
+			return false
 		}
+		sent = true
 	}
 }
 
@@ -400,5 +415,8 @@ func (f *localConn) finish(err error) {
 	l.s.emit(Event{Kind: EventStreamClosed, ChannelID: l.channelID, Service: f.st.service, LocalAddr: f.local,
 		StreamID: f.st.id, ConnectionID: f.connID, BytesIn: f.bytesIn.Load(), BytesOut: f.bytesOut.Load(),
 		Duration: d, Err: err, Reason: reason})
+	if f.release != nil {
+		f.release()
+	}
 	l.wg.Done()
 }

@@ -5,8 +5,11 @@ import (
 	"io"
 	"net"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/tunneltest"
 )
 
 // TestIdleConnGoroutines: an idle local connection runs one goroutine, its
@@ -94,6 +97,15 @@ func TestIdleConnGoroutines(t *testing.T) {
 				t.Errorf("%d goroutines for %d idle connections (%d local connections): %.2f per local connection, want 1",
 					got, n, 2*n, float64(got)/(2*n))
 			}
+			// Each reader sent data (the burst, the reply) on its own
+			// goroutine, which may have written TLS records and grown its
+			// stack: idle, it waits on a fresh goroutine it started.
+			// (A reader may still be on its way there: poll.)
+			var fresh, readers int
+			tunneltest.Poll(waitFor, func() bool { fresh, readers = idleReaders(); return readers >= 2*(n+1) && fresh == readers })
+			if readers < 2*(n+1) || fresh != readers {
+				t.Errorf("%d of %d idle local readers wait on a fresh goroutine, want all of %d", fresh, readers, 2*(n+1))
+			}
 		})
 	}
 }
@@ -108,4 +120,22 @@ func settledGoroutines(ok func(int) bool) int {
 		least = min(least, runtime.NumGoroutine())
 	}
 	return least
+}
+
+// idleReaders counts the goroutines waiting in a local reader (readLocal)
+// and those of them that a local reader started (handing over to a fresh
+// goroutine).
+func idleReaders() (fresh, readers int) {
+	buf := make([]byte, 4<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if !strings.Contains(g, "(*localConn).readLocal") {
+			continue
+		}
+		readers++
+		if strings.Contains(g, "created by github.com/tunnel-agent/tunnel-agent/agent/tunnel.(*localConn).readLocal ") {
+			fresh++
+		}
+	}
+	return fresh, readers
 }

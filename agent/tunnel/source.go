@@ -131,11 +131,12 @@ func (src *sourceSide) serveClient(service string, c net.Conn) {
 		src.l.streams.slots[service] = slot
 	}
 	src.l.streams.mu.Unlock()
+	var release func() // gives the turn to the next client
 	if !v.HasConnectionIDs() {
 		// V1/V2 carry one connection per stream: later clients wait their turn.
 		select {
 		case slot <- struct{}{}:
-			defer func() { <-slot }()
+			release = func() { <-slot }
 		case <-src.l.ctx.Done():
 			_ = c.Close()
 			return
@@ -146,8 +147,12 @@ func (src *sourceSide) serveClient(service string, c net.Conn) {
 	if f == nil {
 		src.startMu.Unlock()
 		_ = c.Close()
+		if release != nil {
+			release()
+		}
 		return
 	}
+	f.release = release // the connection may outlive this goroutine (see readLocal)
 	sent := src.l.w.send(start)
 	src.startMu.Unlock()
 	if sent {
