@@ -28,9 +28,9 @@
 // dispatches them and never waits for a write; one writer goroutine, which
 // sends the pings and the frames queued by code that must not write itself;
 // per local connection, one local reader (socket to tunnel; after it sent
-// data it goes on in a fresh goroutine before it waits for the socket
+// data it may go on in a fresh goroutine before it waits for the socket
 // again, so that an idle connection does not hold the stack that writing
-// TLS records grew), plus a local writer (tunnel to socket) only while bytes are queued for the
+// TLS records grew: see readLocal), plus a local writer (tunnel to socket) only while bytes are queued for the
 // socket or a drain is to finish (the WebSocket reader writes an idle
 // socket directly; see connState in localqueue.go), plus a dialler in
 // destination mode while the connection is dialled. Each has one owner

@@ -113,7 +113,10 @@ type link struct {
 
 	rate    rateLog
 	carried atomic.Bool // a DATA frame went either way (the link worked)
-	gate    stallGate   // of the reader's waits for full local queues
+	// pings counts the ping ticks: a local reader moves to a fresh
+	// goroutine at most once per tick, after its first (see readLocal).
+	pings atomic.Uint64
+	gate  stallGate // of the reader's waits for full local queues
 
 	streams *streamTable    // streams and local connections (its mu)
 	dest    destinationSide // destination mode: answers starts
@@ -211,6 +214,7 @@ func (l *link) writeLoop(parent context.Context) error {
 			}
 			return context.Cause(l.ctx)
 		case <-ping.C:
+			l.pings.Add(1)
 			l.rate.flush(time.Now(), false)
 			payload := strconv.AppendInt(nil, time.Now().UnixMilli(), 10)
 			if err := l.ws.WriteControl(websocket.PingMessage, payload, time.Now().Add(l.s.cfg.PongTimeout)); err != nil {
