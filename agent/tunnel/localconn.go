@@ -220,7 +220,10 @@ const maxReadBatch = 4
 // data, the first time and then at most once per ping interval (a new
 // goroutine per message would cost every round trip a thread wake-up:
 // +100 µs at p50 through the three processes here), it goes on in a fresh
-// goroutine, and an idle connection holds a small stack.
+// goroutine. A connection idle after its first exchange (an ssh session
+// left open, the bench's idle connections) thus holds a small stack; one
+// whose last sends came within a ping interval of its previous move keeps
+// the stack they grew.
 func (f *localConn) readLocal() bool {
 	began := f.l.pings.Load()
 	c := f.q.conn
