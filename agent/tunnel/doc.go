@@ -30,13 +30,13 @@
 // per local connection, one local reader (socket to tunnel; after it sent
 // data it may go on in a fresh goroutine before it waits for the socket
 // again, so that an idle connection does not hold the stack that writing
-// TLS records grew: see readLocal), plus a local writer (tunnel to socket) only while bytes are queued for the
-// socket or a drain is to finish (the WebSocket reader writes an idle
-// socket directly; see connState in localqueue.go), plus a dialler in
-// destination mode while the connection is dialled. Each has one owner
-// that waits for it: the link waits for its reader and writer, then for
-// every local connection, whose reader waits for the end of its write
-// direction (the last local writer, or abort).
+// TLS records grew: see readLocal), plus a local writer (tunnel to socket)
+// only while bytes are queued for the socket or a drain is to finish (the
+// WebSocket reader writes an idle socket directly; see connState in
+// localqueue.go), plus a dialler in destination mode while the connection
+// is dialled. Each has one owner that waits for it: the link waits for its
+// reader and writer, then for every local connection, whose reader waits
+// for the end of its write direction (the last local writer, or abort).
 //
 // The style notes' simple form is one writer goroutine per WebSocket, fed by
 // a channel. The write path here is flat combining instead: a local reader
