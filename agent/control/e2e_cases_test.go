@@ -73,12 +73,12 @@ func TestE2EStatusMetricsAudit(t *testing.T) {
 	}
 
 	// systemd's STATUS= gets the counts.
-	if c, _ := r.counts.Load().([2]int); c != [2]int{2, 3} {
-		t.Errorf("OnCounts: %v, want 2 tunnels, 3 connections", c)
-	}
+	// Like the metrics, it follows the audit events: wait for it.
+	r.waitCounts([2]int{2, 3})
 
 	// The metrics agree with the status.
-	m := r.scrape()
+	started := `tunnel_agent_events_total{event="stream.started"}`
+	m := r.waitMetrics(started+" = 3", func(m map[string]float64) bool { return m[started] == 3 })
 	if testing.Verbose() {
 		for k, v := range m {
 			if strings.HasPrefix(k, "tunnel_agent_") {
@@ -123,18 +123,14 @@ func TestE2EStatusMetricsAudit(t *testing.T) {
 	r.close(t1.id)
 	r.close(t2.id)
 	st = r.waitStatus("both tunnels ended", func(st Status) bool { return len(st.Tunnels) == 0 && len(st.Ended) == 2 })
-	if c, _ := r.counts.Load().([2]int); c != [2]int{0, 0} {
-		t.Errorf("OnCounts after the end: %v", c)
-	}
+	r.waitCounts([2]int{0, 0})
 	if st.Ended[0].Reason != "closed by service" || st.Ended[0].ChannelID == "" {
 		t.Errorf("ended: %+v", st.Ended)
 	}
-	m = r.scrape()
+	ended := `tunnel_agent_tunnels_ended_total{reason="closed by service"}`
+	m = r.waitMetrics(ended+" = 2", func(m map[string]float64) bool { return m[ended] == 2 })
 	if k := `tunnel_agent_bytes_total{service="ECHO",direction="out"}`; int64(m[k]) < e1.sent+e2.sent {
 		t.Errorf("%s = %v after the tunnels ended, want at least %d", k, m[k], e1.sent+e2.sent)
-	}
-	if k := `tunnel_agent_tunnels_ended_total{reason="closed by service"}`; m[k] != 2 {
-		t.Errorf("%s = %v", k, m[k])
 	}
 
 	// A token the data plane does not know: refused, and counted by status.
@@ -143,14 +139,19 @@ func TestE2EStatusMetricsAudit(t *testing.T) {
 	if e := st.Ended[0]; e.Reason != "rejected by service" || !strings.Contains(e.Err, "HTTP 4") {
 		t.Errorf("bogus tunnel ended: %+v", e)
 	}
-	refusals := 0.0
-	for k, v := range r.scrape() {
-		if strings.HasPrefix(k, `tunnel_agent_dataplane_handshake_refusals_total{status="4`) {
-			refusals += v
+	refusals := func(m map[string]float64) float64 {
+		n := 0.0
+		for k, v := range m {
+			if strings.HasPrefix(k, `tunnel_agent_dataplane_handshake_refusals_total{status="4`) {
+				n += v
+			}
 		}
+		return n
 	}
-	if refusals != 1 {
-		t.Errorf("handshake refusals counted: %v", refusals)
+	// More than one would fail below; none in time fails here.
+	m = r.waitMetrics("a handshake refusal", func(m map[string]float64) bool { return refusals(m) > 0 })
+	if n := refusals(m); n != 1 {
+		t.Errorf("handshake refusals counted: %v", n)
 	}
 	js, _ = json.Marshal(r.status())
 	for _, tok := range []string{t1.dst, t1.src, t2.dst, t2.src, "AQGAAXbogus"} {

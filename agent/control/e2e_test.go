@@ -221,6 +221,28 @@ func (r *rig) waitStatus(what string, ok func(Status) bool) Status {
 	return st
 }
 
+// waitMetrics polls the metrics endpoint until ok. The counters follow
+// the audit events, which are raised just after the snapshot changes, so
+// a status that shows a change can be a moment ahead of them.
+func (r *rig) waitMetrics(what string, ok func(map[string]float64) bool) map[string]float64 {
+	r.t.Helper()
+	var m map[string]float64
+	if !tunneltest.Poll(waitFor, func() bool { m = r.scrape(); return ok(m) }) {
+		r.t.Errorf("timed out waiting for the metrics: %s", what)
+	}
+	return m
+}
+
+// waitCounts waits until OnCounts last reported want (tunnels,
+// connections).
+func (r *rig) waitCounts(want [2]int) {
+	r.t.Helper()
+	var c [2]int
+	if !tunneltest.Poll(waitFor, func() bool { c, _ = r.counts.Load().([2]int); return c == want }) {
+		r.t.Errorf("OnCounts: %v, want %d tunnels, %d connections", c, want[0], want[1])
+	}
+}
+
 func (r *rig) queuedEvents() []audit.Event {
 	r.mu.Lock()
 	defer r.mu.Unlock()
