@@ -181,7 +181,7 @@ func (s *MQTTSource) options(c *conf, at *attempt, deliver func([]byte) bool, lo
 		SetProtocolVersion(4).  // no silent fall back to MQTT 3.1 after a refusal
 		SetCleanSession(false). // the broker keeps QoS 1 messages while we are away
 		SetOrderMatters(true).
-		SetKeepAlive(c.cfg.KeepAlive).
+		SetKeepAlive(0). // keepaliveConn pings, and writes KeepAlive in the CONNECT
 		SetConnectTimeout(c.cfg.ConnectTimeout).
 		SetWriteTimeout(c.cfg.ConnectTimeout). // bounds a Subscribe stuck on a lost connection
 		SetConnectRetry(false).
@@ -189,7 +189,11 @@ func (s *MQTTSource) options(c *conf, at *attempt, deliver func([]byte) bool, lo
 		SetResumeSubs(false).
 		SetAutoAckDisabled(true). // acknowledged once the agent took it
 		SetCustomOpenConnectionFn(func(*url.URL, mqtt.ClientOptions) (net.Conn, error) {
-			return dialTLS(at, c.addr, c.tls, c.proxy, c.cfg.ConnectTimeout)
+			conn, err := dialTLS(at, c.addr, c.tls, c.proxy, c.cfg.ConnectTimeout)
+			if err != nil {
+				return nil, err
+			}
+			return newKeepaliveConn(conn, c.cfg.KeepAlive), nil
 		})
 	// The route exists before Connect: a stored session can deliver before
 	// we subscribe again.

@@ -27,6 +27,9 @@ type MosquittoOptions struct {
 type Mosquitto struct {
 	TLSPort   int // mutual TLS with the PKI's server certificate
 	PlainPort int // 0 unless MosquittoOptions.Plain
+	// Log is what mosquitto printed (log_dest stderr); add "log_type all"
+	// to Extra for packet-level lines such as "Received PINGREQ from <id>".
+	Log *tunneltest.SyncBuffer
 }
 
 // StartMosquitto runs Debian's mosquitto with a mutual-TLS listener for p
@@ -73,7 +76,7 @@ require_certificate true
 		if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		if startOnce(t, bin, path, try) {
+		if m.Log = startOnce(t, bin, path, try); m.Log != nil {
 			return m
 		}
 		t.Logf("a port of %+v was taken before mosquitto bound it; other ports", m)
@@ -81,8 +84,9 @@ require_certificate true
 }
 
 // startOnce starts mosquitto with the configuration at path and waits for it
-// to run; false means a port was taken meanwhile and another try is allowed.
-func startOnce(t *testing.T, bin, path string, try int) bool {
+// to run and returns its output; nil means a port was taken meanwhile and
+// another try is allowed.
+func startOnce(t *testing.T, bin, path string, try int) *tunneltest.SyncBuffer {
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, bin, "-c", path)
 	out := &tunneltest.SyncBuffer{}
@@ -99,12 +103,12 @@ func startOnce(t *testing.T, bin, path string, try int) bool {
 		// "running" comes once every listener is bound (a dial could reach
 		// whatever else took a port).
 		if strings.Contains(out.String(), "mosquitto version") && strings.Contains(out.String(), " running") {
-			return true
+			return out
 		}
 		select {
 		case <-exited:
 			if strings.Contains(out.String(), "Address already in use") && try < 3 {
-				return false
+				return nil
 			}
 			t.Fatalf("mosquitto exited: %s", out.String())
 		case <-deadline:
