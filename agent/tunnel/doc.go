@@ -87,7 +87,9 @@
 //     WebSocket, so nothing queued later is written.
 //
 // A ping goes out every PingInterval; a connection with no pong or other
-// traffic for PongTimeout is dead and is replaced. Streams are keyed by
+// traffic for PongTimeout is dead and is replaced. The ping tick checks
+// that (watchdog), with no read deadline: an idle link sets no timer
+// besides its ticker. Streams are keyed by
 // (serviceId, streamId), V3 connections by connectionId; stale ids are
 // dropped.
 //

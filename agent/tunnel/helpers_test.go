@@ -203,7 +203,7 @@ func dialPeer(t testing.TB, r *relay, mode string, subprotocols ...string) *rawP
 	p := &rawPeer{t: t, ws: ws, msgs: make(chan protocol.Message, 1024), done: make(chan struct{}), sub: ws.Subprotocol()}
 	go func() {
 		defer close(p.done)
-		fr := protocol.NewFrameReader(newWSReader(ws, time.Hour)) // (fake time in a bubble)
+		fr := protocol.NewFrameReader(newWSReader(ws, nil))
 		for {
 			var m protocol.Message
 			if err := fr.ReadMessage(&m); err != nil {

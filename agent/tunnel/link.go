@@ -117,6 +117,7 @@ type link struct {
 	// goroutine at most once per tick, after its first (see readLocal).
 	pings atomic.Uint64
 	gate  stallGate // of the reader's waits for full local queues
+	dog   *watchdog // the peer's silence (set by serve)
 
 	streams *streamTable    // streams and local connections (its mu)
 	dest    destinationSide // destination mode: answers starts
@@ -144,6 +145,8 @@ func newLink(s *Session, ws *websocket.Conn, channelID string) *link {
 func (l *link) serve(ctx context.Context) error {
 	l.ctx, l.cancel = context.WithCancelCause(ctx)
 	l.w = newWritePath(l.ctx, l.cancel, l.ws, l.bc, l.log, l.s.cfg.PongTimeout)
+	l.dog = newWatchdog(l.s.cfg.PongTimeout, l.cancel)
+	defer l.dog.close()
 	var g sync.WaitGroup
 	writerDone := make(chan struct{})
 	g.Go(func() { l.cancel(l.readLoop()) })
@@ -174,7 +177,7 @@ func (l *link) serve(ctx context.Context) error {
 }
 
 func (l *link) readLoop() error {
-	fr := protocol.NewFrameReader(newWSReader(l.ws, l.s.cfg.PongTimeout))
+	fr := protocol.NewFrameReader(newWSReader(l.ws, l.dog))
 	var m protocol.Message
 	for {
 		err := fr.ReadMessage(&m)
@@ -200,6 +203,7 @@ func (l *link) readLoop() error {
 func (l *link) writeLoop(parent context.Context) error {
 	ping := time.NewTicker(l.s.cfg.PingInterval)
 	defer ping.Stop()
+	l.dog.check(l.s.cfg.PingInterval)
 	for {
 		select {
 		case <-l.ctx.Done():
@@ -215,6 +219,7 @@ func (l *link) writeLoop(parent context.Context) error {
 			return context.Cause(l.ctx)
 		case <-ping.C:
 			l.pings.Add(1)
+			l.dog.check(l.s.cfg.PingInterval)
 			l.rate.flush(time.Now(), false)
 			payload := strconv.AppendInt(nil, time.Now().UnixMilli(), 10)
 			if err := l.ws.WriteControl(websocket.PingMessage, payload, time.Now().Add(l.s.cfg.PongTimeout)); err != nil {

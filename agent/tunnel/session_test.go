@@ -236,7 +236,7 @@ func TestTunnelClosedEndsRun(t *testing.T) {
 }
 
 // TestPingTimeouts runs a destination in a synctest bubble over an
-// in-memory connection, where the ping ticker and the read deadline run on
+// in-memory connection, where the ping ticker and the watchdog run on
 // the fake clock: with pings answered an idle link stays up indefinitely,
 // and once they go unanswered it is declared dead exactly PongTimeout after
 // the last pong, and re-established. The cases with the default intervals
@@ -293,7 +293,7 @@ func TestPingTimeouts(t *testing.T) {
 // time: pongs that come back through TLS keep the link up past
 // PongTimeout, and without them it is declared dead and re-established.
 //
-// The read deadline is wall-clock time here, so a stall of the whole test
+// The watchdog runs on wall-clock time here, so a stall of the whole test
 // process longer than PongTimeout ends a link however many pongs are
 // queued in its socket (with 200 ms that happened under -race on the
 // loaded machine). The link with answered pings therefore has a

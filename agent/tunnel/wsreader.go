@@ -9,27 +9,25 @@ import (
 
 // wsReader is an io.Reader over the binary messages of a WebSocket,
 // concatenated: tunnel frames ignore message boundaries (PROTOCOL.md §5.1).
-// A text message ends the stream with ErrTextMessage. Each message that
-// arrives pushes the read deadline to now+idle (at most once a second), so a
-// connection with neither traffic nor pongs for idle fails its read.
+// A text message ends the stream with ErrTextMessage. Every message, ping
+// and pong that arrives is told to the watchdog, if there is one; the
+// reader sets no read deadline.
 type wsReader struct {
-	ws       *websocket.Conn
-	r        io.Reader
-	idle     time.Duration
-	extended time.Time
+	ws  *websocket.Conn
+	r   io.Reader
+	dog *watchdog
 }
 
-// newWSReader returns a reader over ws that declares the connection dead
-// after idle without a message or pong.
-func newWSReader(ws *websocket.Conn, idle time.Duration) *wsReader {
-	w := &wsReader{ws: ws, idle: idle}
-	w.extend(time.Now())
+// newWSReader returns a reader over ws that answers pings and tells dog
+// (nil: nobody) each time the peer is heard.
+func newWSReader(ws *websocket.Conn, dog *watchdog) *wsReader {
+	w := &wsReader{ws: ws, dog: dog}
 	ws.SetPongHandler(func(string) error {
-		w.extend(time.Now())
+		w.heard()
 		return nil
 	})
 	ws.SetPingHandler(func(data string) error {
-		w.extend(time.Now())
+		w.heard()
 		err := ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
 		if err != nil && err != websocket.ErrCloseSent {
 			return err
@@ -39,9 +37,10 @@ func newWSReader(ws *websocket.Conn, idle time.Duration) *wsReader {
 	return w
 }
 
-func (w *wsReader) extend(now time.Time) {
-	w.extended = now
-	_ = w.ws.SetReadDeadline(now.Add(w.idle))
+func (w *wsReader) heard() {
+	if w.dog != nil {
+		w.dog.hear()
+	}
 }
 
 func (w *wsReader) Read(p []byte) (int, error) {
@@ -51,9 +50,7 @@ func (w *wsReader) Read(p []byte) (int, error) {
 			if err != nil {
 				return 0, err
 			}
-			if now := time.Now(); now.Sub(w.extended) > time.Second {
-				w.extend(now)
-			}
+			w.heard()
 			if typ != websocket.BinaryMessage {
 				return 0, ErrTextMessage
 			}

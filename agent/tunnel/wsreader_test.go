@@ -7,7 +7,6 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/gorilla/websocket"
 )
@@ -32,7 +31,7 @@ func TestWSReader(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ws.Close()
-	r := newWSReader(ws, time.Minute)
+	r := newWSReader(ws, nil)
 	got, err := io.ReadAll(io.LimitReader(r, 5))
 	if err != nil || string(got) != "abcde" {
 		t.Fatalf("read %q, %v", got, err)
