@@ -92,6 +92,23 @@ func (b *bench) runAll(ctx context.Context) {
 	}
 	defer b.gen.Close()
 	st := b.bringUp(ctx)
+	if b.opts.idleOnly {
+		b.measureIdle(ctx, st)
+	} else {
+		b.measurePhases(ctx, st)
+	}
+	if ctx.Err() != nil {
+		b.fail(fmt.Errorf("stopped early, figures incomplete: %w", context.Cause(ctx)))
+	}
+	if st != nil && st.tunnel.TunnelID != "" {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		_ = st.api.closeTunnel(cctx, st.tunnel.TunnelID)
+		cancel()
+	}
+}
+
+// measurePhases runs the measurements after bringUp.
+func (b *bench) measurePhases(ctx context.Context, st *stack) {
 	// Before the bulk runs: the heap they free stays resident for a while,
 	// and new connections reuse it without growing the RSS.
 	b.measureManyConns(ctx, st)
@@ -102,14 +119,6 @@ func (b *bench) runAll(ctx context.Context) {
 	b.measureIdle(ctx, st)
 	b.measureConnect(ctx, st)
 	b.measurePeak(st)
-	if ctx.Err() != nil {
-		b.fail(fmt.Errorf("stopped early, figures incomplete: %w", context.Cause(ctx)))
-	}
-	if st != nil && st.tunnel.TunnelID != "" {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		_ = st.api.closeTunnel(cctx, st.tunnel.TunnelID)
-		cancel()
-	}
 }
 
 // build builds the programs for this machine and the device binaries for

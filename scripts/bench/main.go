@@ -51,6 +51,10 @@ type options struct {
 	// hostile runs the hostile-peer drills of issue 20 instead (see hostile.go).
 	hostile bool
 	drills  string // which of them: letters of ABC
+	// idle is how long the idle agent is watched (0: idleWindow's default);
+	// idleOnly brings the stack up and measures only that.
+	idle     time.Duration
+	idleOnly bool
 }
 
 // parseOptions reads the flags and LOCALPROXY (via getenv).
@@ -68,6 +72,9 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.BoolVar(&o.hostile, "hostile", false, "run the hostile-peer drills (3000 connections, a 300 x 960 KB flood, 200,000 bad service ids) "+
 		"and print the agent's RSS and fds before, during and after; exit 1 when a bound is missed")
 	fs.StringVar(&o.drills, "drills", "ABC", "with --hostile: the drills to run (A connections, B flood, C service ids)")
+	fs.DurationVar(&o.idle, "idle", 0, "watch the idle agent this long (default 60s, quick 1s); "+
+		"120s covers every periodic event: pings at 20 s and 60 s, the runtime's forced collection at 2 min")
+	fs.BoolVar(&o.idleOnly, "idle-only", false, "bring the stack up and measure only the idle agent (no bulk runs before it)")
 	fs.DurationVar(&o.budget, "budget", 0, "abort the measurements after this long, builds not counted "+
 		"(default 6m, quick 50s; with LOCALPROXY 12m, quick 100s)")
 	if err := fs.Parse(args); err != nil {
