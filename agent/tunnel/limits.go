@@ -44,11 +44,11 @@ type Limits struct {
 }
 
 // Watch makes the Limits call f when Demand moves into another multiple of
-// step (f reads Demand itself: calls from several goroutines may come in
-// any order). Demand counts perConn bytes for each connection besides the
-// bytes queued. f must be quick and must not block; tunnel-agent and
-// tunnelctl proxy set the Go memory limit from it. Call Watch before the
-// Limits are used.
+// step, and when Idle changes (f reads Demand and Idle itself: calls from
+// several goroutines may come in any order). Demand counts perConn bytes
+// for each connection besides the bytes queued. f must be quick and must
+// not block; tunnel-agent and tunnelctl proxy set the Go memory limit from
+// it. Call Watch before the Limits are used.
 func (b *Limits) Watch(step, perConn int64, f func()) {
 	b.watch, b.watchStep, b.perConn = f, max(step, 1), perConn
 }
@@ -60,12 +60,20 @@ func (b *Limits) Demand() int64 {
 	return b.queued.Load() + b.conns.Load()*b.perConn
 }
 
-// noteDemand calls the watch function when Demand is in another step.
+// Idle reports that no connection is open and nothing is queued.
+func (b *Limits) Idle() bool { return b.conns.Load() == 0 && b.queued.Load() == 0 }
+
+// noteDemand calls the watch function when Demand is in another step, or
+// when the last connection closed or the first opened (a step of its own,
+// -1, for DemandLimit's quiet mode).
 func (b *Limits) noteDemand() {
 	if b.watch == nil {
 		return
 	}
 	s := b.Demand() / b.watchStep
+	if b.Idle() {
+		s = -1
+	}
 	if last := b.lastStep.Load(); s != last && b.lastStep.CompareAndSwap(last, s) {
 		b.watch()
 	}
@@ -82,7 +90,9 @@ func NewLimits(maxConns int, queueBudget int64, maxDials int) *Limits {
 	if maxDials <= 0 {
 		maxDials = DefaultMaxDials
 	}
-	return &Limits{maxConns: int64(maxConns), budget: queueBudget, dials: make(chan struct{}, maxDials)}
+	b := &Limits{maxConns: int64(maxConns), budget: queueBudget, dials: make(chan struct{}, maxDials)}
+	b.lastStep.Store(-1) // idle
+	return b
 }
 
 // takeConn counts a new connection, or reports false at the cap.

@@ -43,23 +43,27 @@ func TestLimits(t *testing.T) {
 }
 
 // TestLimitsWatch: the watch function is called when Demand (bytes
-// queued plus a share per connection) moves into another step, not on
-// every reserve, release or connection.
+// queued plus a share per connection) moves into another step, and when
+// the Limits stop or start being Idle, not on every reserve, release or
+// connection.
 func TestLimitsWatch(t *testing.T) {
+	const closeConn = -1 << 20
 	tests := []struct {
 		name   string
-		ops    []int // > 0 reserve, < 0 release, 0 a new connection
+		ops    []int // > 0 reserve, < 0 release, 0 a new connection, closeConn
 		calls  int
 		demand int64
 	}{
-		{"within the first step", []int{10, 20, -30, 99}, 0, 99},
+		{"within the first step", []int{10, 20, -30, 99}, 3, 99},                        // not idle at 10, idle at 0, not at 99
+		{"within the first step, with a connection", []int{0, 10, 20, -30, 99}, 2, 139}, // not idle, then 139
 		{"up one step", []int{100}, 1, 100},
 		{"up and back", []int{150, -100}, 2, 50},
 		{"up two steps at once", []int{250}, 1, 250},
 		{"refused reservation", []int{1001}, 0, 0},
-		{"hovering at a boundary", []int{99, 1, -1, 1, -1}, 4, 99},
-		{"connections count", []int{0, 0, 0}, 1, 120},
-		{"connections over the cap", []int{0, 0, 0, 0, 0, 0}, 1, 160},
+		{"hovering at a boundary", []int{99, 1, -1, 1, -1}, 5, 99},
+		{"connections count", []int{0, 0, 0}, 2, 120},
+		{"connections over the cap", []int{0, 0, 0, 0, 0, 0}, 2, 160},
+		{"the first connection and the last close", []int{0, closeConn, 0, 0, closeConn, closeConn}, 4, 0},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -68,6 +72,8 @@ func TestLimitsWatch(t *testing.T) {
 			l.Watch(100, 40, func() { calls++ })
 			for _, op := range tc.ops {
 				switch {
+				case op == closeConn:
+					l.releaseConn()
 				case op > 0:
 					l.reserve(op)
 				case op < 0:

@@ -23,7 +23,10 @@ func TestSetMemoryLimit(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			debug.SetMemoryLimit(math.MaxInt64)
-			setMemoryLimit(tunnel.NewLimits(0, 0, 0), tc.fromEnv)
+			_, q := setMemoryLimit(tunnel.NewLimits(0, 0, 0), tc.fromEnv)
+			if q != nil {
+				defer q.Close() // no quiet mode for the rest of the process
+			}
 			if got := debug.SetMemoryLimit(-1); got != tc.want {
 				t.Errorf("memory limit %d, want %d", got, tc.want)
 			}

@@ -81,7 +81,7 @@ func cmdRun(args []string, logOut io.Writer, from notifySource) error {
 		return err
 	}
 	d.wire()
-	limit := setMemoryLimit(d.a.Limits(), os.Getenv("GOMEMLIMIT") != "")
+	limit, _ := setMemoryLimit(d.a.Limits(), os.Getenv("GOMEMLIMIT") != "")
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	d.log.Info("tunnel-agent starting", attrVersion, version, attrMode, name, attrThing, d.cfg.ThingName,
@@ -100,14 +100,15 @@ func cmdRun(args []string, logOut io.Writer, from notifySource) error {
 // little queued, free to grow to twice its live 4-6 MiB; following the
 // connections and their queues keeps that small, and still gives a full
 // budget or 256 connections room instead of making the collector run
-// continuously. It returns the limit in effect, for the log.
-func setMemoryLimit(lim *tunnel.Limits, fromEnv bool) string {
+// continuously. It returns the limit in effect, for the log, and the
+// DemandLimit (nil with GOMEMLIMIT).
+func setMemoryLimit(lim *tunnel.Limits, fromEnv bool) (string, *memtrim.DemandLimit) {
 	if fromEnv {
-		return "GOMEMLIMIT=" + os.Getenv("GOMEMLIMIT")
+		return "GOMEMLIMIT=" + os.Getenv("GOMEMLIMIT"), nil
 	}
-	memtrim.FollowDemand(lim)
+	q := memtrim.FollowDemand(lim)
 	return config.ByteSize(memtrim.LimitBase).String() + " + " + config.ByteSize(memtrim.LimitPerConn).String() +
-		" per connection + bytes queued"
+		" per connection + bytes queued; quiet collector while no connection is open", q
 }
 
 // wire connects the agent to systemd: READY=1 as soon as it runs, STATUS=

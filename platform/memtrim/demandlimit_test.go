@@ -1,6 +1,14 @@
 package memtrim
 
-import "testing"
+import (
+	"math"
+	"runtime"
+	"runtime/debug"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+)
 
 func TestDemandLimit(t *testing.T) {
 	const base, step = 14 << 20, 1 << 20
@@ -22,7 +30,7 @@ func TestDemandLimit(t *testing.T) {
 			var v int64
 			sets := 0
 			q := &DemandLimit{base: base, step: step, demand: func() int64 { return v },
-				set: func(int64) int64 { sets++; return 0 }}
+				rt: runtimeCtl{setLimit: func(int64) int64 { sets++; return 0 }}}
 			for i, n := range tc.queued {
 				v = n
 				q.Update()
@@ -34,5 +42,129 @@ func TestDemandLimit(t *testing.T) {
 				t.Errorf("set %d times, want %d", sets, tc.sets)
 			}
 		})
+	}
+}
+
+// fakeRuntime records what a DemandLimit does to the runtime.
+type fakeRuntime struct {
+	limit, inUse int64
+	percent      int
+	collects     int
+	percentCalls int
+	limitCalls   int
+}
+
+func (f *fakeRuntime) ctl() runtimeCtl {
+	return runtimeCtl{
+		setLimit:   func(n int64) int64 { f.limitCalls++; old := f.limit; f.limit = n; return old },
+		setPercent: func(p int) int { f.percentCalls++; old := f.percent; f.percent = p; return old },
+		collect:    func() { f.collects++ },
+		inUse:      func() int64 { return f.inUse },
+		gcPercent:  func() int { return f.percent },
+		after:      func(d time.Duration, fn func()) { time.AfterFunc(d, fn) },
+	}
+}
+
+// Quiet mode on the fake clock: QuietAfter without a connection, one
+// collection, GOGC off and the limit lowered to what is in use plus the
+// headroom; a connection ends it at once and one within QuietAfter of the
+// last close puts it off; a user's GOGC=off is left alone.
+func TestDemandLimitQuiet(t *testing.T) {
+	const base, step = 14 << 20, 1 << 20
+	type change struct {
+		at    time.Duration // since the start
+		conns int           // connections open from then (Update runs)
+	}
+	tests := []struct {
+		name        string
+		userPercent int
+		steps       []change
+		end         time.Duration
+		quiet       bool
+		collects    int
+		limit       int64
+		percent     int
+	}{
+		{"idle from the start", 100, nil, QuietAfter, true, 1, 3<<20 + QuietHeadroom, -1},
+		{"not 1 ns before", 100, nil, QuietAfter - time.Nanosecond, false, 0, base, 100},
+		{"a connection ends it", 100, []change{{10 * time.Second, 1}}, time.Minute, false, 1, base + step, 100},
+		{"closed again: quiet again", 100, []change{{10 * time.Second, 1}, {20 * time.Second, 0}}, 20*time.Second + QuietAfter, true, 2, 3<<20 + QuietHeadroom, -1},
+		{"a connection within QuietAfter puts it off", 100, []change{{QuietAfter / 2, 1}, {QuietAfter, 0}}, QuietAfter * 3 / 2, false, 0, base + step, 100},
+		{"... until QuietAfter after its close", 100, []change{{QuietAfter / 2, 1}, {QuietAfter, 0}}, 2 * QuietAfter, true, 1, 3<<20 + QuietHeadroom, -1},
+		{"GOGC=50 is restored", 50, []change{{10 * time.Second, 1}}, time.Minute, false, 1, base + step, 50},
+		{"GOGC=off by the user: never quiet", -1, nil, time.Hour, false, 0, base, -1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				f := &fakeRuntime{percent: tc.userPercent, inUse: 3 << 20}
+				var conns atomic.Int64
+				start := time.Now()
+				q := newDemandLimit(base, step, func() int64 { return conns.Load() * 64 << 10 },
+					func() bool { return conns.Load() == 0 }, f.ctl())
+				for _, s := range tc.steps {
+					time.Sleep(s.at - time.Since(start))
+					conns.Store(int64(s.conns))
+					q.Update()
+				}
+				time.Sleep(tc.end - time.Since(start))
+				synctest.Wait()
+				q.mu.Lock()
+				quiet := q.quiet
+				q.mu.Unlock()
+				if quiet != tc.quiet || f.collects != tc.collects || f.limit != tc.limit || f.percent != tc.percent {
+					t.Errorf("quiet %v, collections %d, limit %d MiB, GOGC %d; want %v, %d, %d MiB, %d",
+						quiet, f.collects, f.limit>>20, f.percent, tc.quiet, tc.collects, tc.limit>>20, tc.percent)
+				}
+			})
+		})
+	}
+}
+
+// Quiet mode on the real runtime: GOGC reads off and the limit is what is
+// in use plus the headroom; garbage allocated meanwhile is collected at
+// that limit (the process does not grow past it); a connection restores
+// GOGC and the regular limit.
+func TestDemandLimitQuietRuntime(t *testing.T) {
+	before := runtimeGCPercent()
+	if before < 0 {
+		t.Skip("GOGC=off in the environment")
+	}
+	t.Cleanup(func() {
+		debug.SetGCPercent(before)
+		debug.SetMemoryLimit(math.MaxInt64)
+	})
+	rt := realRuntime
+	quietNow := make(chan func(), 1)
+	rt.after = func(_ time.Duration, f func()) { quietNow <- f } // run by the test, not a timer
+	var conns atomic.Int64
+	q := newDemandLimit(LimitBase, LimitStep, func() int64 { return conns.Load() * LimitPerConn },
+		func() bool { return conns.Load() == 0 }, rt)
+	(<-quietNow)()
+	limit := debug.SetMemoryLimit(-1)
+	if p := runtimeGCPercent(); p != -1 || limit >= LimitBase || limit < QuietHeadroom {
+		t.Fatalf("quiet: GOGC %d, limit %d MiB; want off and under %d MiB", p, limit>>20, LimitBase>>20)
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	gcs := ms.NumGC
+	var sink []byte
+	for range 1024 { // 64 MiB of garbage, 16 times the headroom
+		sink = make([]byte, 64<<10)
+		sink[0] = 1
+	}
+	runtime.ReadMemStats(&ms)
+	t.Logf("quiet: limit %.1f MiB, %d collections for 64 MiB of garbage, %.1f MiB in use after",
+		float64(limit)/(1<<20), ms.NumGC-gcs, float64(runtimeInUse())/(1<<20))
+	if ms.NumGC == gcs {
+		t.Error("no collection at the quiet limit")
+	}
+	if u := runtimeInUse(); u > limit+2<<20 {
+		t.Errorf("in use %d MiB, past the quiet limit %d MiB", u>>20, limit>>20)
+	}
+	conns.Store(1)
+	q.Update()
+	if p, l := runtimeGCPercent(), debug.SetMemoryLimit(-1); p != before || l != LimitBase+LimitStep {
+		t.Errorf("after a connection: GOGC %d, limit %d MiB; want %d and %d MiB", p, l>>20, before, (LimitBase+LimitStep)>>20)
 	}
 }

@@ -110,10 +110,12 @@ func (a *App) cmdProxy(ctx context.Context, g *globals, args []string) error {
 	log := a.newLogger(g.verbose)
 	trim := memtrim.New(memtrim.TrimDelay)
 	defer trim.Stop()
+	limits, unlimit := a.proxyLimits()
+	defer unlimit()
 	sess, err := tunnel.New(tunnel.Config{
 		Mode: tunnel.ModeSource, Endpoint: d.endpoint, Region: d.region, AccessToken: token, ClientToken: clientToken,
 		CAFile: d.caFile, RootCAs: d.roots, Services: svc, DestinationClientType: strings.ToUpper(*clientType), Logger: log, ConnBufferSize: *bufSize << 20,
-		Limits: a.proxyLimits(),
+		Limits: limits,
 		OnEvent: func(e tunnel.Event) {
 			if e.Kind == tunnel.EventConnected {
 				trim.Soon()
@@ -140,12 +142,13 @@ func (a *App) cmdProxy(ctx context.Context, g *globals, args []string) error {
 // client that falls behind (up to the 16 MiB queue budget) or many
 // connections do not make the collector run continuously. See
 // platform/memtrim.DemandLimit.
-func (a *App) proxyLimits() *tunnel.Limits {
+// The func returned ends the DemandLimit's quiet mode (see there).
+func (a *App) proxyLimits() (*tunnel.Limits, func()) {
 	lim := tunnel.NewLimits(0, 0, 0)
 	if a.limitMemory && a.Getenv("GOMEMLIMIT") == "" {
-		memtrim.FollowDemand(lim)
+		return lim, memtrim.FollowDemand(lim).Close
 	}
-	return lim
+	return lim, func() {}
 }
 
 // proxyDataPlane finds the data plane of proxy. "--endpoint HOST:PORT" (no
