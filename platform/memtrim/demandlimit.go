@@ -21,12 +21,15 @@ import (
 //
 // Quiet mode: QuietAfter after the last connection closed, the collector
 // runs once, returns the free memory to the system, and is switched off
-// (GOGC=off) with the limit lowered to what the runtime then holds plus
-// QuietHeadroom. The runtime otherwise forces a collection every 2 minutes
-// whatever was allocated, about half of an idle agent's CPU time (0.70 ->
-// 0.35 s per hour with GOGC=off). What is allocated meanwhile (pings, a
-// metrics scrape, a tunnel opening) is collected when it reaches the lower
-// limit, as it would have been at the usual goal of a small heap. The
+// (GOGC=off) with the limit lowered to twice what the runtime then holds,
+// at least that plus QuietHeadroom (never above the regular limit). The
+// runtime otherwise forces a collection every 2 minutes whatever was
+// allocated, about half of an idle agent's CPU time (0.70 -> 0.35 s per
+// hour with GOGC=off). What is allocated meanwhile (pings, a metrics
+// scrape) is collected when it reaches the lower limit, as GOGC=100 would
+// at twice the live heap. What stays live meanwhile (tunnels opening with
+// no connection) has as much room again as was in use before the collector
+// would run often at the limit. The
 // first connection ends quiet mode. Not with GOGC=off or GOMEMLIMIT set by
 // the user (the caller does not use a DemandLimit then), and only for the
 // first DemandLimit of a process with an idle func, until it is closed (a
@@ -57,7 +60,7 @@ type runtimeCtl struct {
 }
 
 // QuietAfter is how long no connection must be open before quiet mode;
-// QuietHeadroom is how far the runtime's memory may grow in it before a
+// QuietHeadroom is the least the runtime's memory may grow in it before a
 // collection (the runtime's minimum heap goal).
 const (
 	QuietAfter    = 5 * time.Second
@@ -180,7 +183,8 @@ func (q *DemandLimit) goQuiet(gen uint64) {
 		return
 	}
 	q.percent = q.rt.setPercent(-1)
-	q.cur = min(q.rt.inUse()+QuietHeadroom, q.cur)
+	n := q.rt.inUse()
+	q.cur = min(n+max(n, QuietHeadroom), q.cur)
 	q.rt.setLimit(q.cur)
 	q.quiet = true
 }

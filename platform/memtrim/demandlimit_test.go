@@ -1,6 +1,7 @@
 package memtrim
 
 import (
+	"cmp"
 	"math"
 	"runtime"
 	"runtime/debug"
@@ -84,20 +85,23 @@ func TestDemandLimitQuiet(t *testing.T) {
 		collects    int
 		limit       int64
 		percent     int
+		inUse       int64 // 0: 3 MiB
 	}{
-		{"idle from the start", 100, nil, QuietAfter, true, 1, 3<<20 + QuietHeadroom, -1},
-		{"not 1 ns before", 100, nil, QuietAfter - time.Nanosecond, false, 0, base, 100},
-		{"a connection ends it", 100, []change{{10 * time.Second, 1}}, time.Minute, false, 1, base + step, 100},
-		{"closed again: quiet again", 100, []change{{10 * time.Second, 1}, {20 * time.Second, 0}}, 20*time.Second + QuietAfter, true, 2, 3<<20 + QuietHeadroom, -1},
-		{"a connection within QuietAfter puts it off", 100, []change{{QuietAfter / 2, 1}, {QuietAfter, 0}}, QuietAfter * 3 / 2, false, 0, base + step, 100},
-		{"... until QuietAfter after its close", 100, []change{{QuietAfter / 2, 1}, {QuietAfter, 0}}, 2 * QuietAfter, true, 1, 3<<20 + QuietHeadroom, -1},
-		{"GOGC=50 is restored", 50, []change{{10 * time.Second, 1}}, time.Minute, false, 1, base + step, 50},
-		{"GOGC=off by the user: never quiet", -1, nil, time.Hour, false, 0, base, -1},
+		{"idle from the start", 100, nil, QuietAfter, true, 1, 3<<20 + QuietHeadroom, -1, 0},
+		{"not 1 ns before", 100, nil, QuietAfter - time.Nanosecond, false, 0, base, 100, 0},
+		{"a connection ends it", 100, []change{{10 * time.Second, 1}}, time.Minute, false, 1, base + step, 100, 0},
+		{"closed again: quiet again", 100, []change{{10 * time.Second, 1}, {20 * time.Second, 0}}, 20*time.Second + QuietAfter, true, 2, 3<<20 + QuietHeadroom, -1, 0},
+		{"a connection within QuietAfter puts it off", 100, []change{{QuietAfter / 2, 1}, {QuietAfter, 0}}, QuietAfter * 3 / 2, false, 0, base + step, 100, 0},
+		{"... until QuietAfter after its close", 100, []change{{QuietAfter / 2, 1}, {QuietAfter, 0}}, 2 * QuietAfter, true, 1, 3<<20 + QuietHeadroom, -1, 0},
+		{"GOGC=50 is restored", 50, []change{{10 * time.Second, 1}}, time.Minute, false, 1, base + step, 50, 0},
+		{"GOGC=off by the user: never quiet", -1, nil, time.Hour, false, 0, base, -1, 0},
+		{"6 MiB in use: twice that", 100, nil, QuietAfter, true, 1, 12 << 20, -1, 6 << 20},
+		{"9 MiB in use: the regular limit", 100, nil, QuietAfter, true, 1, base, -1, 9 << 20},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				f := &fakeRuntime{percent: tc.userPercent, inUse: 3 << 20}
+				f := &fakeRuntime{percent: tc.userPercent, inUse: cmp.Or(tc.inUse, 3<<20)}
 				var conns atomic.Int64
 				start := time.Now()
 				q := newDemandLimit(base, step, func() int64 { return conns.Load() * 64 << 10 },
