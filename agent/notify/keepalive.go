@@ -27,10 +27,12 @@ var errPingUnanswered = errors.New("no answer to an MQTT PINGREQ")
 // is that CONNECT in one piece, gets the real interval instead, so the
 // broker knows it as before. Then one timer fires when a PINGREQ is due:
 // nothing sent, or nothing received, for the interval (as paho decides).
-// Sending it sets the timer to the ping timeout; the first bytes read after
-// it set the timer back to the next PINGREQ, so an answered ping costs no
-// second wake-up. If the timeout fires instead, the connection is closed,
-// and paho reads that as a lost connection with errPingUnanswered.
+// Sending it sets the timer to the ping timeout: if nothing was read since,
+// the connection is closed, and paho reads that as a lost connection with
+// errPingUnanswered; else the timer is set for the next PINGREQ. Two timer
+// events per interval, where paho's checker has 12 a minute. (Moving the
+// timer at the answer instead would save nothing: the runtime still wakes
+// at a timer's old time when it was moved later.)
 //
 // paho's own writer and the timer both write; tls.Conn serialises whole
 // Writes and each packet is one Write, as with paho's checker.
@@ -39,7 +41,7 @@ type keepaliveConn struct {
 	interval, timeout time.Duration
 	base              time.Time    // monotonic origin of the times below
 	sent, received    atomic.Int64 // ns since base of the last write, read
-	pinged            atomic.Int64 // ns since base of the unanswered PINGREQ; 0 if none
+	pinged            atomic.Int64 // ns since base of the PINGREQ awaiting its timeout check; 0 if none
 	connected         atomic.Bool  // the CONNECT went out
 	dead              atomic.Bool  // closed for an unanswered PINGREQ
 
@@ -117,9 +119,6 @@ func (c *keepaliveConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	if n > 0 {
 		c.received.Store(c.now())
-		if c.pinged.Load() != 0 && c.pinged.Swap(0) != 0 {
-			c.arm(c.interval) // answered: next PINGREQ when due, no timeout wake-up
-		}
 	}
 	if err != nil && c.dead.Load() {
 		err = fmt.Errorf("%w within %s: closed the connection", errPingUnanswered, c.timeout)
@@ -140,18 +139,22 @@ func (c *keepaliveConn) arm(d time.Duration) {
 	}
 }
 
-// tick runs on the timer: it closes the connection when a PINGREQ went
-// unanswered, else sends one when due or sets the timer for when it is.
+// tick runs on the timer: it closes the connection when nothing was read
+// since the PINGREQ it sent, else sends one when due or sets the timer for
+// when it is.
 func (c *keepaliveConn) tick() {
-	if c.pinged.Load() != 0 {
-		c.mu.Lock()
-		closed := c.closed
-		c.mu.Unlock()
-		if !closed && c.pinged.Load() != 0 {
-			c.dead.Store(true)
-			_ = c.Conn.Close()
+	if p := c.pinged.Load(); p != 0 {
+		if c.received.Load() < p {
+			c.mu.Lock()
+			closed := c.closed
+			c.mu.Unlock()
+			if !closed {
+				c.dead.Store(true)
+				_ = c.Conn.Close()
+			}
+			return
 		}
-		return
+		c.pinged.Store(0) // answered
 	}
 	now := c.now()
 	if due := min(c.sent.Load(), c.received.Load()) + int64(c.interval); now < due {
