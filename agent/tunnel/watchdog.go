@@ -27,9 +27,8 @@ type watchdog struct {
 	timeout time.Duration
 	dead    func(error)
 
-	mu    sync.Mutex // guards timer, armed, stopped
-	timer *time.Timer
-	armed bool
+	mu    sync.Mutex  // guards timer and stop
+	timer *time.Timer // set while armed
 	stop  bool
 }
 
@@ -61,22 +60,17 @@ func (d *watchdog) left() time.Duration {
 func (d *watchdog) arm(in time.Duration) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	switch {
-	case d.stop, d.armed: // an armed timer fires no later than this one would
-	case d.timer == nil:
-		d.armed = true
-		d.timer = time.AfterFunc(in, d.fire)
-	default:
-		d.armed = true
-		d.timer.Reset(in)
+	if d.stop || d.timer != nil { // an armed timer fires no later than this one would
+		return
 	}
+	d.timer = time.AfterFunc(in, d.fire)
 }
 
 // fire runs on the timer: dead, or heard from since; then the timer is set
 // again for the new end of the timeout.
 func (d *watchdog) fire() {
 	d.mu.Lock()
-	d.armed = false
+	d.timer = nil
 	d.mu.Unlock()
 	if left := d.left(); left > 0 {
 		d.arm(left)
@@ -96,5 +90,6 @@ func (d *watchdog) close() {
 	d.stop = true
 	if d.timer != nil {
 		d.timer.Stop()
+		d.timer = nil
 	}
 }
