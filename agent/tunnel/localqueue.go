@@ -252,6 +252,12 @@ func (q *queue) writeSlices(c net.Conn, b []byte) (int, error) {
 // keeps it for its next write, and a connection that queued a few bytes
 // once (its first message arrived while it dialled) then keeps that few.
 func (q *queue) appendLocked(p []byte) bool {
+	if len(q.buf) == 0 && !q.busy {
+		// The local side has taken everything so far (direct writes do
+		// not note it): the stall gate must not take it for stuck since
+		// an old took.
+		q.took = time.Now()
+	}
 	need := len(q.buf) + len(p)
 	if need > cap(q.buf) {
 		n := min(queueBufSize(max(need, 2*cap(q.buf))), max(q.limit, need))

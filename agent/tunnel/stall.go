@@ -14,7 +14,8 @@ import (
 // one ConnStallTimeout, not N of them.
 //
 // A queue is stuck when none of these happened since the window opened:
-// its local writer took it or got a slice of it out (writeSlice), the
+// its local writer took it or got a slice of it out (writeSlice), it was
+// empty (push had written everything directly, which notes nothing), the
 // connection started (one still dialling has no writer yet), or its local
 // reader waited for the WebSocket with what the service wrote (see
 // queue.sending). A queue that is not stuck

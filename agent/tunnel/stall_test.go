@@ -2,6 +2,7 @@ package tunnel
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -24,6 +25,7 @@ func TestPushAfterAnotherStall(t *testing.T) {
 		{"draining or new connection waits for room", true, false, pushed},
 		{"service waiting for its replies to leave waits for room", false, true, pushed},
 		{"stuck queue is reset at once", false, false, pushFull},
+		{"queue filled since the window (direct writes before) waits for room", false, false, pushed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -39,6 +41,15 @@ func TestPushAfterAnotherStall(t *testing.T) {
 					q.took = now.Add(-50 * time.Millisecond)
 				}
 				q.sending.Store(tt.sending)
+				if strings.Contains(tt.name, "direct writes") {
+					// Push wrote to the socket directly until now (took
+					// stays as it was) and queues what it no longer takes.
+					q.buf = nil
+					time.Sleep(50 * time.Millisecond)
+					if r, _ := q.push(bytes.Repeat([]byte("x"), limit), &g); r != pushed {
+						t.Fatalf("filling push = %v", r)
+					}
+				}
 				res := make(chan pushResult, 1)
 				go func() { r, _ := q.push([]byte("more"), &g); res <- r }()
 				synctest.Wait()
