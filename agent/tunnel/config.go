@@ -44,6 +44,18 @@ const (
 	DefaultStallTimeout   = time.Second
 )
 
+// SoloConnBufferSize bounds, in source mode, the queue of a connection
+// while it is the only one open on its tunnel (when ConnBufferSize is
+// larger). A large ConnBufferSize keeps one slow client from holding up the
+// others' streams for as long as its queue takes to fill; with no other
+// stream there is nobody to hold up, and waiting for the client as soon as
+// this much is queued is the flow control the protocol lacks: the tunnel's
+// TCP connection, then the destination, slow to the client's pace. The
+// source opens every connection itself, so the next one raises the bound
+// before any of its data can arrive. Measured with tunnelctl proxy (16 MiB
+// ConnBufferSize) in a 1 GiB download: see the README's performance notes.
+const SoloConnBufferSize = DefaultConnBufferSize
+
 // Config configures a Session. See New for validation and defaults.
 type Config struct {
 	Mode Mode
@@ -96,7 +108,9 @@ type Config struct {
 	// it, or before the local dial finished). When it is full, the data
 	// waits up to ConnStallTimeout for room (holding up the WebSocket reader,
 	// hence every stream, for that long); if the queue is still full, that
-	// connection alone is reset. Default 1 MiB.
+	// connection alone is reset. Default 1 MiB. In source mode, a
+	// connection that is the only one on its tunnel queues at most
+	// SoloConnBufferSize (see there).
 	ConnBufferSize int
 	// ConnStallTimeout: see ConnBufferSize. The waits of all connections
 	// share one window, so N stuck connections hold the tunnel up for one

@@ -67,6 +67,14 @@ func (l *link) newLocalConnLocked(st *stream, cid uint32) *localConn {
 	f.active.Store(true)
 	st.conns[cid] = f
 	l.streams.live[f] = struct{}{}
+	if l.s.cfg.Mode == ModeSource {
+		f.q.peers = &l.streams.nLive
+		if l.streams.nLive.Add(1) == 2 {
+			l.streams.unboundSoloLocked(f)
+		}
+	} else {
+		l.streams.nLive.Add(1)
+	}
 	l.s.stats.track(f)
 	l.wg.Add(1)
 	return f
@@ -405,6 +413,7 @@ func (f *localConn) finish(err error) {
 	l := f.l
 	l.streams.mu.Lock()
 	delete(l.streams.live, f)
+	l.streams.nLive.Add(-1)
 	l.streams.mu.Unlock()
 	l.s.stats.untrack(f)
 	f.q.mu.Lock()

@@ -87,7 +87,10 @@ type queue struct {
 	// any request/response protocol) waits for us, it is not stuck.
 	sending atomic.Bool
 
-	lim    *Limits         // the shared queue budget; len(buf) is reserved in it
+	lim *Limits // the shared queue budget; len(buf) is reserved in it
+	// peers counts the link's live connections in source mode (nil
+	// otherwise): while it is 1, limit is at most SoloConnBufferSize.
+	peers  *atomic.Int32
 	raw    syscall.RawConn // nil: no direct writes (see push)
 	busy   bool            // the local writer is writing
 	direct bool            // push is writing directly
@@ -164,10 +167,12 @@ func (q *queue) push(p []byte, gate *stallGate) (res pushResult, start bool) {
 		}
 	}()
 	var since time.Time // when the current wait began
+	soloWait := false   // the current wait is under the solo bound
 	why := pushFull
 	for !q.closing() {
-		if len(q.buf)+len(p) <= q.limit {
-			if q.appendLocked(p) {
+		limit, solo := q.limitLocked(len(p))
+		if len(q.buf)+len(p) <= limit {
+			if q.appendLocked(p, limit) {
 				start = q.wantWriterLocked()
 				q.mu.Unlock()
 				q.signal() // a running writer may wait for a direct write to end
@@ -184,7 +189,12 @@ func (q *queue) push(p []byte, gate *stallGate) (res pushResult, start bool) {
 			// budget (tunnelctl's) is not reset for its own double buffer.
 			why = pushBudget
 		}
+		if timer == nil && solo {
+			// Flow control, not a stall: no window of the gate opens.
+			timer, since, soloWait = time.NewTimer(soloPatience), time.Now(), true
+		}
 		if timer == nil {
+			soloWait = false
 			now, took := time.Now(), q.took
 			if q.sending.Load() {
 				took = now
@@ -205,9 +215,10 @@ func (q *queue) push(p []byte, gate *stallGate) (res pushResult, start bool) {
 		case <-room:
 		case <-timer.C:
 			q.mu.Lock()
-			if q.took.After(since) {
-				// The writer is still in one long write, but its socket
-				// took a slice meanwhile: slow, not stuck. Wait anew.
+			if soloWait || q.took.After(since) {
+				// Look again under the bound now (a solo wait), or: the
+				// writer is still in one long write, but its socket took
+				// a slice meanwhile: slow, not stuck. Wait anew.
 				timer = nil
 				continue
 			}
@@ -244,14 +255,36 @@ func (q *queue) writeSlices(c net.Conn, b []byte) (int, error) {
 	return n, nil
 }
 
+// limitLocked is the bound for queueing n more bytes now: limit, or
+// SoloConnBufferSize while the connection is a source's only one (see
+// there) and its local writer moved within the last soloPatience. solo
+// reports the latter. A client that stops reading (a suspended ssh, with up
+// to its 2 MiB channel window in flight) thus gets the whole limit after
+// soloPatience, as before, and the usual stall rules after that; and a
+// push waiting for room is woken when a second connection opens
+// (streamTable.unboundSoloLocked).
+func (q *queue) limitLocked(n int) (limit int, solo bool) {
+	if q.peers == nil || q.limit <= SoloConnBufferSize || len(q.buf)+n <= SoloConnBufferSize ||
+		q.peers.Load() > 1 || time.Since(q.took) >= soloPatience {
+		return q.limit, false
+	}
+	return SoloConnBufferSize, true
+}
+
+// soloPatience is how long a push waits for room under SoloConnBufferSize
+// before it looks again, and how long the local writer may go without
+// moving before that bound stops applying (see limitLocked). A var for
+// tests.
+var soloPatience = 250 * time.Millisecond
+
 // appendLocked adds p to buf, growing it to at most limit bytes of capacity
-// (append's doubling would reach twice that). The capacity of the queue's
+// (the bound now, see limitLocked; append's doubling would reach twice that). The capacity of the queue's
 // buffers is what the shared budget counts: false when it has no room for
 // the growth. Capacities are powers of two (the sizes pool.go reuses), and
 // the first buffer is the smallest that holds its bytes: the local writer
 // keeps it for its next write, and a connection that queued a few bytes
 // once (its first message arrived while it dialled) then keeps that few.
-func (q *queue) appendLocked(p []byte) bool {
+func (q *queue) appendLocked(p []byte, limit int) bool {
 	if len(q.buf) == 0 && !q.busy {
 		// The local side has taken everything so far (direct writes do
 		// not note it): the stall gate must not take it for stuck since
@@ -260,7 +293,7 @@ func (q *queue) appendLocked(p []byte) bool {
 	}
 	need := len(q.buf) + len(p)
 	if need > cap(q.buf) {
-		n := min(queueBufSize(max(need, 2*cap(q.buf))), max(q.limit, need))
+		n := min(queueBufSize(max(need, 2*cap(q.buf))), max(limit, need))
 		if !q.lim.reserve(n - cap(q.buf)) {
 			return false
 		}

@@ -3,6 +3,7 @@ package tunnel
 import (
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/protocol"
 )
@@ -39,6 +40,7 @@ type streamTable struct {
 	down       bool                     // the link ended: no new connections
 	byService  map[string]*stream       // by service id as on the wire
 	live       map[*localConn]struct{}  // every local connection not yet finished
+	nLive      atomic.Int32             // len(live), read without mu by the queues (see queue.peers)
 	serviceIDs []string                 // announced by the tunnel (SERVICE_IDS)
 	nextStream map[string]int32         // source: last stream id per service
 	slots      map[string]chan struct{} // source V1/V2: one connection per service
@@ -117,4 +119,19 @@ func (t *streamTable) abortAll(reason string) {
 		f.abort(reason)
 	}
 	clear(t.byService)
+}
+
+// unboundSoloLocked wakes the pushes of the source's other live
+// connections (there is one: the count just became 2) that wait for room
+// under SoloConnBufferSize: their bound is ConnBufferSize again, and the
+// WebSocket reader waiting in one of them must go on to the new
+// connection's data.
+func (t *streamTable) unboundSoloLocked(added *localConn) {
+	for f := range t.live {
+		if f != added {
+			f.q.mu.Lock()
+			f.q.freeRoomLocked()
+			f.q.mu.Unlock()
+		}
+	}
 }

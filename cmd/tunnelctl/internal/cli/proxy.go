@@ -17,9 +17,11 @@ import (
 
 // sourceConnBuffer is the per-connection buffer of tunnelctl's source proxy. The
 // protocol has no flow control: data for a local client that reads slower than the
-// tunnel delivers is queued, and the connection is reset when the queue is full.
-// An operator's machine can afford more than the device-side default (1 MiB), which
-// a fast relay (the emulator) overruns during an ordinary download.
+// tunnel delivers is queued, and the connection is reset when the queue stays full
+// (conn_stall_timeout). An operator's machine can afford more than the device-side
+// default (1 MiB), so that one slow client holds the others' streams up later. A
+// connection alone on its tunnel queues at most tunnel.SoloConnBufferSize while its
+// client reads (see there).
 const sourceConnBuffer = 16 << 20
 
 // parseServices parses "SSH=2222,HTTP=8080" into service -> "bind:port".
@@ -78,7 +80,8 @@ func (a *App) cmdProxy(ctx context.Context, g *globals, args []string) error {
 	services := fs.String("services", "", "service listen ports, e.g. SSH=2222,HTTP=8080 (port 0: any free port)")
 	bind := fs.String("bind", "127.0.0.1", "local address to listen on")
 	clientType := fs.String("destination-client-type", "", "V1 or V2 for old destinations (Device Client, Greengrass); default automatic")
-	bufSize := fs.Int("conn-buffer", sourceConnBuffer>>20, "MiB buffered per local connection before a client that does not keep up is reset")
+	bufSize := fs.Int("conn-buffer", sourceConnBuffer>>20, "MiB buffered per local connection before a client that does not keep up is reset "+
+		"(a connection alone on the tunnel: 1 MiB while its client reads, then the tunnel waits for it)")
 	tokenFile := fs.String("token-file", "", "file holding the source access token (default: $AWSIOT_TUNNEL_ACCESS_TOKEN)")
 	clientTokenFile := fs.String("client-token-file", "", "keep the client token in this 0600 file so a restarted proxy can reuse the same access token")
 	if err := rejectTokenFlags(args); err != nil {
