@@ -94,6 +94,7 @@ func TestHostileQueueBudget(t *testing.T) {
 	d, p := hostileDestination(t, map[string]string{"SSH": stuckService(t)}, func(c *Config) {
 		c.Limits, c.ConnBufferSize = lim, 1<<20 // only the budget can refuse data
 	}, "SSH")
+	start := time.Now()
 	p.send(&msg{Type: tStart, StreamID: 1, ServiceID: "SSH", ConnectionID: 1})
 	for cid := uint32(2); cid <= conns; cid++ {
 		p.send(&msg{Type: tConnStart, StreamID: 1, ServiceID: "SSH", ConnectionID: cid})
@@ -113,6 +114,17 @@ func TestHostileQueueBudget(t *testing.T) {
 		if m.Type == tConnReset {
 			resets++
 		}
+	}
+	// The stuck connections share the stall window: a writer that took
+	// its queue (or pushes that wrote directly) until the socket buffer
+	// was full is no sign the service reads. Before, each connection
+	// whose writer took its queue after the window opened got a window
+	// of its own: 7-15 waits ran out, one a second, in about one run in
+	// three (and the next message came too late for the peer in one in six).
+	l := curLink(d.s)
+	elapsed, waits := time.Since(start), l.gate.expired.Load()
+	if windows := int64(elapsed/(2*l.gate.stall)) + 1; waits > windows {
+		t.Errorf("%d stall waits ran out in %v (%d windows): the stuck connections did not share the stall", waits, elapsed, windows)
 	}
 	during := measure()
 	if resets < conns/2 { // how many fit depends on the unix socket buffers (28 reset here)

@@ -344,7 +344,7 @@ func (f *localConn) writeLocal() {
 		}
 		q.busy = true
 		spare, q.buf = q.buf, spare[:0]
-		q.took = time.Now()
+		q.began = time.Now()
 		q.freeRoomLocked()
 		c := q.conn
 		if q.state != connDraining { // else drainClose set the deadline

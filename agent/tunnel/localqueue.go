@@ -81,7 +81,8 @@ type queue struct {
 	reason string
 	wake   chan struct{} // to the local writer: data or state change
 	room   chan struct{} // closed by the local writer when it took the queue
-	took   time.Time     // when the local writer last took the queue (see stallGate)
+	took   time.Time     // when the socket last accepted a slice of the local writer's (see stallGate)
+	began  time.Time     // when the local writer took the queue last (see limitLocked)
 	// sending: the local reader holds data for the tunnel and waits for
 	// the WebSocket. A local service that stops reading meanwhile (an echo,
 	// any request/response protocol) waits for us, it is not stuck.
@@ -196,7 +197,10 @@ func (q *queue) push(p []byte, gate *stallGate) (res pushResult, start bool) {
 		if timer == nil {
 			soloWait = false
 			now, took := time.Now(), q.took
-			if q.sending.Load() {
+			if q.sending.Load() || !q.busy {
+				// Waiting for the WebSocket, or no write under way: its
+				// writer has not run yet (a busy process), or is between
+				// two writes. Not stuck (see stallGate).
 				took = now
 			}
 			wait := gate.wait(now, took)
@@ -239,41 +243,47 @@ func (q *queue) push(p []byte, gate *stallGate) (res pushResult, start bool) {
 // still reads (see stallGate).
 const writeSlice = 256 << 10
 
-// writeSlices writes b to c in slices of at most writeSlice bytes.
+// writeSlices writes b to c in slices of at most writeSlice bytes, noting
+// took after each one the socket accepted.
 func (q *queue) writeSlices(c net.Conn, b []byte) (int, error) {
 	n := 0
 	for n < len(b) {
 		k, err := c.Write(b[n:min(len(b), n+writeSlice)])
 		n += k
-		if err != nil || n == len(b) {
+		if k > 0 {
+			q.mu.Lock()
+			q.took = time.Now()
+			q.mu.Unlock()
+		}
+		if err != nil {
 			return n, err
 		}
-		q.mu.Lock()
-		q.took = time.Now()
-		q.mu.Unlock()
 	}
 	return n, nil
 }
 
 // limitLocked is the bound for queueing n more bytes now: limit, or
 // SoloConnBufferSize while the connection is a source's only one (see
-// there) and its local writer moved within the last soloPatience. solo
-// reports the latter. A client that stops reading (a suspended ssh, with up
+// there), unless its local writer has been in a write for soloPatience
+// with nothing accepted by the socket meanwhile; solo reports the solo
+// bound. A client that stops reading (a suspended ssh, with up
 // to its 2 MiB channel window in flight) thus gets the whole limit after
 // soloPatience, as before, and the usual stall rules after that; and a
 // push waiting for room is woken when a second connection opens
 // (streamTable.unboundSoloLocked).
 func (q *queue) limitLocked(n int) (limit int, solo bool) {
-	if q.peers == nil || q.limit <= SoloConnBufferSize || len(q.buf)+n <= SoloConnBufferSize ||
-		q.peers.Load() > 1 || time.Since(q.took) >= soloPatience {
+	if q.peers == nil || q.limit <= SoloConnBufferSize || len(q.buf)+n <= SoloConnBufferSize || q.peers.Load() > 1 {
 		return q.limit, false
+	}
+	if q.busy && time.Since(q.took) >= soloPatience && time.Since(q.began) >= soloPatience {
+		return q.limit, false // in one write that long: the client does not read
 	}
 	return SoloConnBufferSize, true
 }
 
 // soloPatience is how long a push waits for room under SoloConnBufferSize
-// before it looks again, and how long the local writer may go without
-// moving before that bound stops applying (see limitLocked). A var for
+// before it looks again, and how long the local writer may be in one write
+// with nothing accepted before that bound stops applying (see limitLocked). A var for
 // tests.
 var soloPatience = 250 * time.Millisecond
 
@@ -285,12 +295,6 @@ var soloPatience = 250 * time.Millisecond
 // keeps it for its next write, and a connection that queued a few bytes
 // once (its first message arrived while it dialled) then keeps that few.
 func (q *queue) appendLocked(p []byte, limit int) bool {
-	if len(q.buf) == 0 && !q.busy {
-		// The local side has taken everything so far (direct writes do
-		// not note it): the stall gate must not take it for stuck since
-		// an old took.
-		q.took = time.Now()
-	}
 	need := len(q.buf) + len(p)
 	if need > cap(q.buf) {
 		n := min(queueBufSize(max(need, 2*cap(q.buf))), max(limit, need))
