@@ -40,7 +40,7 @@ func (b *bench) failOn(err error) {
 // of plain TCP relay processes and through the tunnel, interleaved per
 // repetition, and adds the p50 and p99 rows.
 func (b *bench) measureLatency(ctx context.Context, st *stack) {
-	var direct, chain, tun latencySeries
+	var direct, chain, tlsChain, tun latencySeries
 	chainAddr, relays, err := b.startRelayChain(ctx, b.echo.Addr())
 	defer func() {
 		for _, r := range relays {
@@ -51,6 +51,22 @@ func (b *bench) measureLatency(ctx context.Context, st *stack) {
 		b.fail(err)
 		chainAddr = ""
 	}
+	// The same three hops with TLS where the tunnel has it (the TLS
+	// floor's relays): how much of what the tunnel adds is TLS itself.
+	var tlsAddr string
+	var tlsRelays []*child
+	if !b.opts.lean {
+		tlsAddr, tlsRelays, err = b.startTLSChain(ctx, "tls-floor-echo", b.echo.Addr())
+		defer func() {
+			for _, r := range tlsRelays {
+				_ = r.stop()
+			}
+		}()
+		if err != nil {
+			b.fail(err)
+			tlsAddr = ""
+		}
+	}
 	for rep := range b.opts.reps {
 		if ctx.Err() != nil {
 			break
@@ -59,6 +75,9 @@ func (b *bench) measureLatency(ctx context.Context, st *stack) {
 		b.failOn(b.latencyInto(ctx, &direct, "direct", b.echo.Addr(), nil))
 		if chainAddr != "" {
 			b.failOn(b.latencyInto(ctx, &chain, "relay chain", chainAddr, pidsOf(relays...)))
+		}
+		if tlsAddr != "" {
+			b.failOn(b.latencyInto(ctx, &tlsChain, "TLS relay chain", tlsAddr, pidsOf(tlsRelays...)))
 		}
 		if st != nil {
 			b.failOn(b.latencyInto(ctx, &tun, "tunnel", st.addrs[svcEcho], pidsOf(st.proxy, st.emu, st.agent)))
@@ -74,9 +93,11 @@ func (b *bench) measureLatency(ctx context.Context, st *stack) {
 		limit      time.Duration
 		target     string
 		vsRelays   float64 // issue 19: added by the tunnel / added by the relays
+
+		tls []float64
 	}{
-		{"p50", tun.p50, chain.p50, direct.p50, 200 * time.Microsecond, "added < 200 µs", 1.15},
-		{"p99", tun.p99, chain.p99, direct.p99, 2 * time.Millisecond, "added < 2 ms", 1.3},
+		{"p50", tun.p50, chain.p50, direct.p50, 200 * time.Microsecond, "added < 200 µs", 1.15, tlsChain.p50},
+		{"p99", tun.p99, chain.p99, direct.p99, 2 * time.Millisecond, "added < 2 ms", 1.3, tlsChain.p99},
 	} {
 		dir := median(l.dir)
 		t, added := median(l.tun), median(l.tun)-dir
@@ -90,6 +111,13 @@ func (b *bench) measureLatency(ctx context.Context, st *stack) {
 			Unit: unitMicros, Value: added, Baseline: c - dir, BaselineLabel: "added by the relays", Target: fmt.Sprintf("<= %.2fx", l.vsRelays)}
 		r.Status = judge(r.ratio(), r.ratio() <= l.vsRelays)
 		b.add(r)
+		if len(l.tls) > 0 {
+			tc := median(l.tls)
+			b.add(row{Section: secLatency, Metric: fmt.Sprintf("round trip %s, %d TLS relay processes (TLS floor: tcp->tls, tls<->tls, tls->tcp)", l.name, relayHops),
+				Unit: unitMicros, Value: tc, Samples: l.tls, Baseline: dir, Note: addedNote(tc - dir)})
+			b.add(row{Section: secLatency, Metric: fmt.Sprintf("round trip %s, added by the tunnel vs added by %d TLS relay processes", l.name, relayHops),
+				Unit: unitMicros, Value: added, Baseline: tc - dir, BaselineLabel: "added by the TLS relays"})
+		}
 	}
 	// Each hop costs at least one wake-up per direction; more means
 	// hand-offs between threads inside a process.
@@ -99,6 +127,11 @@ func (b *bench) measureLatency(ctx context.Context, st *stack) {
 	b.add(row{Section: secLatency, Metric: "CPU per round trip, proxy + emulator + agent", Unit: unitMicros,
 		Value: median(tun.cpu), Samples: tun.cpu, Baseline: median(chain.cpu),
 		BaselineLabel: fmt.Sprintf("%d plain TCP relay processes", relayHops)})
+	if len(tlsChain.cpu) > 0 {
+		b.add(row{Section: secLatency, Metric: "CPU per round trip, proxy + emulator + agent, vs the TLS floor", Unit: unitMicros,
+			Value: median(tun.cpu), Samples: tun.cpu, Baseline: median(tlsChain.cpu),
+			BaselineLabel: fmt.Sprintf("%d TLS relay processes", relayHops)})
+	}
 	b.addLPLatencyRows(lpPaths(st), tun)
 }
 

@@ -99,22 +99,34 @@ type tlsFloor struct {
 func (b *bench) startTLSFloor(ctx context.Context) *tlsFloor {
 	f := &tlsFloor{addrs: map[string]string{}, meters: map[string]*cpuMeter{}}
 	for _, d := range directions {
-		to := d.directAddr(b)
-		for i := len(tlsFloorModes) - 1; i >= 0; i-- {
-			m := tlsFloorModes[i]
-			c, addr, err := b.startRelay(ctx, fmt.Sprintf("tls-floor-%s-%s", d.name, m.mode), to, m.mode)
-			if c != nil {
-				f.relays = append(f.relays, c)
-			}
-			if err != nil {
-				b.fail(err)
-				return f
-			}
-			to = addr
+		addr, relays, err := b.startTLSChain(ctx, "tls-floor-"+d.name, d.directAddr(b))
+		f.relays = append(f.relays, relays...)
+		if err != nil {
+			b.fail(err)
+			return f
 		}
-		f.addrs[d.name] = to
+		f.addrs[d.name] = addr
 	}
 	return f
+}
+
+// startTLSChain starts the TLS floor's three relays in front of to, from
+// the service's side (tls->tcp, tls<->tls, tcp->tls), and returns the
+// chain's entry with the relays in that order.
+func (b *bench) startTLSChain(ctx context.Context, name, to string) (string, []*child, error) {
+	var relays []*child
+	for i := len(tlsFloorModes) - 1; i >= 0; i-- {
+		m := tlsFloorModes[i]
+		c, addr, err := b.startRelay(ctx, fmt.Sprintf("%s-%s", name, m.mode), to, m.mode)
+		if c != nil {
+			relays = append(relays, c)
+		}
+		if err != nil {
+			return "", relays, err
+		}
+		to = addr
+	}
+	return to, relays, nil
 }
 
 // run moves one bulk transfer each way through the chains, metering the
