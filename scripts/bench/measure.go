@@ -41,31 +41,15 @@ func (b *bench) failOn(err error) {
 // repetition, and adds the p50 and p99 rows.
 func (b *bench) measureLatency(ctx context.Context, st *stack) {
 	var direct, chain, tlsChain, tun latencySeries
-	chainAddr, relays, err := b.startRelayChain(ctx, b.echo.Addr())
-	defer func() {
-		for _, r := range relays {
-			_ = r.stop()
-		}
-	}()
-	if err != nil {
-		b.fail(err)
-		chainAddr = ""
-	}
+	chainAddr, relays, stop := b.keepChain(b.startRelayChain(ctx, b.echo.Addr()))
+	defer stop()
 	// The same three hops with TLS where the tunnel has it (the TLS
 	// floor's relays): how much of what the tunnel adds is TLS itself.
 	var tlsAddr string
 	var tlsRelays []*child
 	if !b.opts.lean {
-		tlsAddr, tlsRelays, err = b.startTLSChain(ctx, "tls-floor-echo", b.echo.Addr())
-		defer func() {
-			for _, r := range tlsRelays {
-				_ = r.stop()
-			}
-		}()
-		if err != nil {
-			b.fail(err)
-			tlsAddr = ""
-		}
+		tlsAddr, tlsRelays, stop = b.keepChain(b.startTLSChain(ctx, "tls-floor-echo", b.echo.Addr()))
+		defer stop()
 	}
 	for rep := range b.opts.reps {
 		if ctx.Err() != nil {
@@ -133,6 +117,21 @@ func (b *bench) measureLatency(ctx context.Context, st *stack) {
 			BaselineLabel: fmt.Sprintf("%d TLS relay processes", relayHops)})
 	}
 	b.addLPLatencyRows(lpPaths(st), tun)
+}
+
+// keepChain takes what a chain start returned: the chain's entry ("" and
+// the error recorded when it failed), its relays, and the func that stops
+// them.
+func (b *bench) keepChain(addr string, relays []*child, err error) (string, []*child, func()) {
+	if err != nil {
+		b.fail(err)
+		addr = ""
+	}
+	return addr, relays, func() {
+		for _, r := range relays {
+			_ = r.stop()
+		}
+	}
 }
 
 // cpuOf sums the CPU time the processes used so far (0 for one gone).

@@ -64,9 +64,20 @@ func relayConn(ctx context.Context, c net.Conn, mode, to string) {
 // startRelayChain starts relayHops relays in front of to and returns the
 // address of the first and the relay processes.
 func (b *bench) startRelayChain(ctx context.Context, to string) (string, []*child, error) {
+	modes := make([]string, relayHops)
+	for i := range modes {
+		modes[i] = modeTCPToTCP
+	}
+	return b.startChain(ctx, to, modes, func(i int, _ string) string { return fmt.Sprintf("relay-%d", relayHops-i) })
+}
+
+// startChain starts one relay per mode in front of to, the first nearest
+// to it, each named by name, and returns the chain's entry and the relays
+// in that order.
+func (b *bench) startChain(ctx context.Context, to string, modes []string, name func(i int, mode string) string) (string, []*child, error) {
 	var relays []*child
-	for i := relayHops; i > 0; i-- {
-		c, addr, err := b.startRelay(ctx, fmt.Sprintf("relay-%d", i), to, modeTCPToTCP)
+	for i, mode := range modes {
+		c, addr, err := b.startRelay(ctx, name(i, mode), to, mode)
 		if c != nil {
 			relays = append(relays, c)
 		}

@@ -114,19 +114,11 @@ func (b *bench) startTLSFloor(ctx context.Context) *tlsFloor {
 // the service's side (tls->tcp, tls<->tls, tcp->tls), and returns the
 // chain's entry with the relays in that order.
 func (b *bench) startTLSChain(ctx context.Context, name, to string) (string, []*child, error) {
-	var relays []*child
+	var modes []string
 	for i := len(tlsFloorModes) - 1; i >= 0; i-- {
-		m := tlsFloorModes[i]
-		c, addr, err := b.startRelay(ctx, fmt.Sprintf("%s-%s", name, m.mode), to, m.mode)
-		if c != nil {
-			relays = append(relays, c)
-		}
-		if err != nil {
-			return "", relays, err
-		}
-		to = addr
+		modes = append(modes, tlsFloorModes[i].mode)
 	}
-	return to, relays, nil
+	return b.startChain(ctx, to, modes, func(_ int, mode string) string { return name + "-" + mode })
 }
 
 // run moves one bulk transfer each way through the chains, metering the
