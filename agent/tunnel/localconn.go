@@ -67,13 +67,12 @@ func (l *link) newLocalConnLocked(st *stream, cid uint32) *localConn {
 	f.active.Store(true)
 	st.conns[cid] = f
 	l.streams.live[f] = struct{}{}
+	n := l.streams.nLive.Add(1)
 	if l.s.cfg.Mode == ModeSource {
 		f.q.peers = &l.streams.nLive
-		if l.streams.nLive.Add(1) == 2 {
+		if n == 2 {
 			l.streams.unboundSoloLocked(f)
 		}
-	} else {
-		l.streams.nLive.Add(1)
 	}
 	l.s.stats.track(f)
 	l.wg.Add(1)

@@ -283,8 +283,8 @@ func (q *queue) limitLocked(n int) (limit int, solo bool) {
 
 // soloPatience is how long a push waits for room under SoloConnBufferSize
 // before it looks again, and how long the local writer may be in one write
-// with nothing accepted before that bound stops applying (see limitLocked). A var for
-// tests.
+// with nothing accepted before that bound stops applying (see
+// limitLocked). A var for tests.
 var soloPatience = 250 * time.Millisecond
 
 // appendLocked adds p to buf, growing it to at most limit bytes of capacity
