@@ -131,10 +131,6 @@ func (f *localConn) push(p []byte, gate *stallGate) pushResult {
 	return res
 }
 
-// keepSpare is the largest buffer a local writer keeps for its next write
-// once the burst is over; a larger one then goes back to the budget.
-const keepSpare = 64 << 10
-
 // abort closes the local connection at once, dropping queued data. With
 // no local writer running it ends the write direction itself; a running
 // one ends it when its write fails on the closed socket, or at once when
@@ -167,7 +163,7 @@ func (f *localConn) abort(reason string) {
 func (f *localConn) drainClose(reason string) {
 	f.q.mu.Lock()
 	c := f.q.conn
-	if c == nil && len(f.q.buf) == 0 {
+	if c == nil && len(f.q.chunks) == 0 {
 		f.q.mu.Unlock()
 		f.abort(reason) // still dialling, and nothing to deliver
 		return
@@ -313,81 +309,57 @@ func (f *localConn) readLocal() bool {
 // fails. It waits only for a direct write of push to end before it
 // closes the socket or writes after it.
 func (f *localConn) writeLocal() {
-	var spare []byte // swapped with q.buf; its capacity is counted in the budget
+	var taken [][]byte // the chunks of one take; writeChunks frees them
 	q := &f.q
 	for {
 		q.mu.Lock()
 		q.busy = false
-		for !q.ended() && (len(q.buf) > 0 || q.closing()) && q.direct {
+		for !q.ended() && (len(q.chunks) > 0 || q.closing()) && q.direct {
 			q.mu.Unlock()
 			<-q.wake
 			q.mu.Lock()
 		}
-		if !q.ended() && len(q.buf) == 0 && !q.closing() {
-			// Idle: push starts the next writer. The spare goes back
-			// before the writer is seen gone, so that a finish that
-			// follows finds the budget exact. So does an empty queue
-			// buffer that a burst left large (see burst below).
-			f.dropSpare(spare)
-			if cap(q.buf) > keepSpare {
-				q.dropLocked()
-			}
-			q.writing = false
+		if !q.ended() && len(q.chunks) == 0 && !q.closing() {
+			q.writing = false // idle: push starts the next writer
 			q.mu.Unlock()
 			return
 		}
-		if q.ended() || len(q.buf) == 0 {
+		if q.ended() || len(q.chunks) == 0 {
 			q.mu.Unlock()
-			f.endWrite(spare, nil)
+			f.endWrite(nil)
 			return
 		}
 		q.busy = true
-		spare, q.buf = q.buf, spare[:0]
+		taken, q.chunks = q.chunks, taken[:0]
+		q.inflight += q.queued
+		q.queued = 0
 		q.began = time.Now()
-		q.freeRoomLocked()
 		c := q.conn
 		if q.state != connDraining { // else drainClose set the deadline
 			_ = c.SetWriteDeadline(time.Now().Add(localWriteStall))
 		}
 		q.mu.Unlock()
-		n, err := q.writeSlices(c, spare)
-		burst := false
+		n, err := q.writeChunks(c, taken)
+		clear(taken)
 		if err == nil {
 			q.mu.Lock()
 			if q.state != connDraining { // a lapsed deadline would fail push's direct writes
 				_ = c.SetWriteDeadline(time.Time{})
 			}
-			burst = len(q.buf) >= keepSpare
 			q.mu.Unlock()
-		}
-		// A large spare goes back after a burst; while the socket still
-		// lags (as much queued again) it is the buffer push fills next, so
-		// a sustained burst swaps two buffers instead of making one of
-		// them garbage per write (garbage the collector lets the heap
-		// grow by as much again).
-		if cap(spare) > keepSpare && !burst {
-			f.dropSpare(spare)
-			spare = nil
 		}
 		f.bytesIn.Add(int64(n))
 		if err != nil {
 			f.localEnded(err)
-			f.endWrite(spare, err)
+			f.endWrite(err)
 			return
 		}
 	}
 }
 
-// dropSpare gives a local writer's spare buffer back to the budget.
-func (f *localConn) dropSpare(spare []byte) {
-	f.q.lim.release(cap(spare))
-	putQueueBuf(spare)
-}
-
-// endWrite ends the write direction from the local writer: it gives back
-// its spare buffer, closes the socket and then written (see connState).
-func (f *localConn) endWrite(spare []byte, err error) {
-	f.dropSpare(spare)
+// endWrite ends the write direction from the local writer: it closes the
+// socket and then written (see connState).
+func (f *localConn) endWrite(err error) {
 	q := &f.q
 	q.mu.Lock()
 	q.writing = false

@@ -32,7 +32,7 @@ import (
 // bytes are queued (push could not write them directly, or they came while
 // dialling) or a drain must end the write direction. It writes until the
 // queue is empty and then ends: an idle connection runs only its reader.
-// Attached and not over, len(buf) > 0 implies writing: push waiting for
+// Attached and not over, queued chunks imply writing: push waiting for
 // room always has a writer to take the queue.
 type connState uint8
 
@@ -73,22 +73,29 @@ func (q *queue) ended() bool { return q.state >= connAborted }
 
 // queue holds bytes from the tunnel for the local socket.
 type queue struct {
-	mu     sync.Mutex
-	buf    []byte
-	limit  int
-	conn   net.Conn
-	state  connState // only setStateLocked changes it
-	reason string
-	wake   chan struct{} // to the local writer: data or state change
-	room   chan struct{} // closed by the local writer when it took the queue
-	took   time.Time     // when the socket last accepted a slice of the local writer's (see stallGate)
-	began  time.Time     // when the local writer took the queue last (see limitLocked)
+	mu sync.Mutex
+	// chunks hold the queued bytes in order; only the last one has room
+	// (see pool.go). queued counts them; inflight counts the bytes of the
+	// chunks the local writer took that the socket has not accepted yet.
+	// The connection's limit bounds the two together.
+	chunks   [][]byte
+	queued   int
+	inflight int
+	iov, wv  net.Buffers // the local writer's, for one writev (writeChunks)
+	limit    int
+	conn     net.Conn
+	state    connState // only setStateLocked changes it
+	reason   string
+	wake     chan struct{} // to the local writer: data or state change
+	room     chan struct{} // closed by the local writer when the socket took some of what it holds
+	took     time.Time     // when the socket last accepted a slice of the local writer's (see stallGate)
+	began    time.Time     // when the local writer took the queue last (see limitLocked)
 	// sending: the local reader holds data for the tunnel and waits for
 	// the WebSocket. A local service that stops reading meanwhile (an echo,
 	// any request/response protocol) waits for us, it is not stuck.
 	sending atomic.Bool
 
-	lim *Limits // the shared queue budget; len(buf) is reserved in it
+	lim *Limits // the shared queue budget; the capacity of every chunk is reserved in it
 	// peers counts the link's live connections in source mode (nil
 	// otherwise): while it is 1, limit is at most SoloConnBufferSize.
 	peers  *atomic.Int32
@@ -108,7 +115,7 @@ type queue struct {
 // over, no writer runs, and there is work: bytes queued, or a drain or an
 // abort to end the write direction with. It marks the writer running.
 func (q *queue) wantWriterLocked() bool {
-	if q.conn == nil || q.writing || q.wdone || (len(q.buf) == 0 && !q.closing()) {
+	if q.conn == nil || q.writing || q.wdone || (len(q.chunks) == 0 && !q.closing()) {
 		return false
 	}
 	q.writing = true
@@ -144,7 +151,7 @@ func (q *queue) setConn(c net.Conn) {
 // wantWriterLocked; localConn.push does).
 func (q *queue) push(p []byte, gate *stallGate) (res pushResult, start bool) {
 	q.mu.Lock()
-	if q.raw != nil && len(q.buf) == 0 && !q.busy && !q.closing() {
+	if q.raw != nil && len(q.chunks) == 0 && !q.busy && !q.closing() {
 		q.direct = true
 		q.mu.Unlock()
 		n := tryWrite(q.raw, p)
@@ -172,8 +179,8 @@ func (q *queue) push(p []byte, gate *stallGate) (res pushResult, start bool) {
 	why := pushFull
 	for !q.closing() {
 		limit, solo := q.limitLocked(len(p))
-		if len(q.buf)+len(p) <= limit {
-			if q.appendLocked(p, limit) {
+		if pending := q.queued + q.inflight; pending+len(p) <= limit || pending == 0 {
+			if q.appendLocked(p) {
 				start = q.wantWriterLocked()
 				q.mu.Unlock()
 				q.signal() // a running writer may wait for a direct write to end
@@ -184,10 +191,10 @@ func (q *queue) push(p []byte, gate *stallGate) (res pushResult, start bool) {
 				return pushBudget, false
 			}
 			// The budget is short while this connection's own writer
-			// holds the buffer it took: that buffer goes back before the
-			// writer takes the queue again, so wait for it as for a full
-			// queue. A connection with a conn_buffer as large as the
-			// budget (tunnelctl's) is not reset for its own double buffer.
+			// holds chunks it took: they go back as the socket takes
+			// them, so wait for that as for a full queue. A connection
+			// with a conn_buffer as large as the budget (tunnelctl's) is
+			// not reset for what its own writer holds.
 			why = pushBudget
 		}
 		if timer == nil && solo {
@@ -237,29 +244,51 @@ func (q *queue) push(p []byte, gate *stallGate) (res pushResult, start bool) {
 	return pushed, false
 }
 
-// writeSlice bounds one write of a local writer: after each slice it notes
-// that the local side moved (took), so that a local reader slower than the
-// tunnel, handed megabytes at once, is not taken for a stuck one while it
-// still reads (see stallGate).
+// writeSlice bounds one write of a local writer (one writev of chunks):
+// after each one it notes that the local side moved (took) and frees the
+// chunks written, so that a local reader slower than the tunnel, handed
+// megabytes at once, is not taken for a stuck one while it still reads
+// (see stallGate), and pushes find room as the socket takes the bytes.
 const writeSlice = 256 << 10
 
-// writeSlices writes b to c in slices of at most writeSlice bytes, noting
-// took after each one the socket accepted.
-func (q *queue) writeSlices(c net.Conn, b []byte) (int, error) {
-	n := 0
-	for n < len(b) {
-		k, err := c.Write(b[n:min(len(b), n+writeSlice)])
-		n += k
-		if k > 0 {
-			q.mu.Lock()
-			q.took = time.Now()
-			q.mu.Unlock()
+// writeChunks writes chunks to c, about writeSlice bytes per system call.
+// After each call it notes took if the socket accepted bytes, and frees
+// the chunks written: their capacity goes back to the budget, their bytes
+// leave inflight, and a push waiting for room is woken. After an error it
+// frees the rest as well. Only the local writer calls it.
+func (q *queue) writeChunks(c net.Conn, chunks [][]byte) (int, error) {
+	total := 0
+	for i := 0; i < len(chunks); {
+		j, size := i+1, len(chunks[i])
+		for j < len(chunks) && size+len(chunks[j]) <= writeSlice {
+			size += len(chunks[j])
+			j++
 		}
+		q.iov = append(q.iov[:0], chunks[i:j]...)
+		q.wv = q.iov // WriteTo consumes its receiver; iov keeps the array
+		n, err := q.wv.WriteTo(c)
+		clear(q.iov)
+		total += int(n)
 		if err != nil {
-			return n, err
+			j = len(chunks)
 		}
+		q.mu.Lock()
+		if n > 0 {
+			q.took = time.Now()
+		}
+		for _, b := range chunks[i:j] {
+			q.inflight -= len(b)
+			q.lim.release(cap(b))
+			putChunk(b)
+		}
+		q.freeRoomLocked()
+		q.mu.Unlock()
+		if err != nil {
+			return total, err
+		}
+		i = j
 	}
-	return n, nil
+	return total, nil
 }
 
 // limitLocked is the bound for queueing n more bytes now: limit, or
@@ -272,7 +301,7 @@ func (q *queue) writeSlices(c net.Conn, b []byte) (int, error) {
 // push waiting for room is woken when a second connection opens
 // (streamTable.unboundSoloLocked).
 func (q *queue) limitLocked(n int) (limit int, solo bool) {
-	if q.peers == nil || q.limit <= SoloConnBufferSize || len(q.buf)+n <= SoloConnBufferSize || q.peers.Load() > 1 {
+	if q.peers == nil || q.limit <= SoloConnBufferSize || q.queued+q.inflight+n <= SoloConnBufferSize || q.peers.Load() > 1 {
 		return q.limit, false
 	}
 	if q.busy && time.Since(q.took) >= soloPatience && time.Since(q.began) >= soloPatience {
@@ -287,33 +316,73 @@ func (q *queue) limitLocked(n int) (limit int, solo bool) {
 // limitLocked). A var for tests.
 var soloPatience = 250 * time.Millisecond
 
-// appendLocked adds p to buf, growing it to at most limit bytes of capacity
-// (the bound now, see limitLocked; append's doubling would reach twice that). The capacity of the queue's
-// buffers is what the shared budget counts: false when it has no room for
-// the growth. Capacities are powers of two (the sizes pool.go reuses), and
-// the first buffer is the smallest that holds its bytes: the local writer
-// keeps it for its next write, and a connection that queued a few bytes
-// once (its first message arrived while it dialled) then keeps that few.
-func (q *queue) appendLocked(p []byte, limit int) bool {
-	need := len(q.buf) + len(p)
-	if need > cap(q.buf) {
-		n := min(queueBufSize(max(need, 2*cap(q.buf))), max(limit, need))
-		if !q.lim.reserve(n - cap(q.buf)) {
-			return false
-		}
-		nb := append(getQueueBuf(n), q.buf...)
-		putQueueBuf(q.buf)
-		q.buf = nb
+// appendLocked adds p to the queue's chunks (see pool.go): it fills the
+// last chunk, doubling it while it is smaller than chunkSize, then adds
+// chunks; a queue's first chunk is the smallest power of two that holds
+// its bytes, so a connection that queued a few bytes once (its first
+// message arrived while it dialled) holds that few. The capacity of the
+// chunks is what the shared budget counts: false when it has no room for
+// what p needs.
+func (q *queue) appendLocked(p []byte) bool {
+	grow, tailCap := q.growthLocked(len(p))
+	if grow > 0 && !q.lim.reserve(grow) {
+		return false
 	}
-	q.buf = append(q.buf, p...)
+	if tailCap > 0 {
+		last := len(q.chunks) - 1
+		q.chunks[last] = append(getChunk(tailCap), q.chunks[last]...)
+	}
+	q.queued += len(p)
+	for len(p) > 0 {
+		if k := len(q.chunks); k > 0 {
+			if t := q.chunks[k-1]; len(t) < cap(t) {
+				n := min(len(p), cap(t)-len(t))
+				q.chunks[k-1] = append(t, p[:n]...)
+				p = p[n:]
+				continue
+			}
+		}
+		c := chunkSize
+		if len(q.chunks) == 0 {
+			c = chunkCap(len(p))
+		}
+		q.chunks = append(q.chunks, getChunk(c))
+	}
 	return true
 }
 
-// dropLocked forgets what is queued and gives its buffer back to the budget.
+// growthLocked is the capacity appendLocked adds for n bytes, and the new
+// capacity of the last chunk if it grows (0: it does not).
+func (q *queue) growthLocked(n int) (grow, tailCap int) {
+	if k := len(q.chunks); k > 0 {
+		t := q.chunks[k-1]
+		room := cap(t) - len(t)
+		if n > room && cap(t) < chunkSize {
+			tailCap = chunkCap(max(len(t)+n, 2*cap(t)))
+			grow = tailCap - cap(t)
+			room = tailCap - len(t)
+		}
+		n -= room
+	} else if n > 0 {
+		grow = chunkCap(n)
+		n -= grow
+	}
+	if n > 0 {
+		grow += (n + chunkSize - 1) / chunkSize * chunkSize
+	}
+	return grow, tailCap
+}
+
+// dropLocked forgets what is queued and gives its chunks back to the
+// budget. The chunks the local writer took are its own to free.
 func (q *queue) dropLocked() {
-	q.lim.release(cap(q.buf))
-	putQueueBuf(q.buf)
-	q.buf = nil
+	for _, b := range q.chunks {
+		q.lim.release(cap(b))
+		putChunk(b)
+	}
+	clear(q.chunks)
+	q.chunks = q.chunks[:0]
+	q.queued = 0
 }
 
 func (q *queue) signal() {

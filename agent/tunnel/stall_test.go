@@ -35,7 +35,7 @@ func TestPushAfterAnotherStall(t *testing.T) {
 				now := time.Now()
 				g.until = now.Add(-100 * time.Millisecond) // another queue's window just closed
 				q := &queue{limit: limit, lim: NewLimits(0, 0, 0), wake: make(chan struct{}, 1),
-					buf: bytes.Repeat([]byte("x"), limit)}
+					chunks: [][]byte{bytes.Repeat([]byte("x"), limit)}, queued: limit}
 				q.took = now.Add(-2 * time.Second) // before the window opened
 				if tt.moving {
 					q.took = now.Add(-50 * time.Millisecond)
@@ -49,9 +49,10 @@ func TestPushAfterAnotherStall(t *testing.T) {
 				res := make(chan pushResult, 1)
 				go func() { r, _ := q.push([]byte("more"), &g); res <- r }()
 				synctest.Wait()
-				// The local writer takes the queue, as a draining one does.
+				// The local writer takes the queue and the socket takes
+				// it, as a draining one does.
 				q.mu.Lock()
-				q.buf = nil
+				q.chunks, q.queued = nil, 0
 				q.took = time.Now()
 				q.freeRoomLocked()
 				q.mu.Unlock()
