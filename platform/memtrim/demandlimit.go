@@ -194,7 +194,7 @@ func (q *DemandLimit) goQuiet(gen uint64) {
 // for each connection, and the bytes queued toward local sockets, moved in
 // steps of LimitStep.
 const (
-	LimitBase    = 14 << 20
+	LimitBase    = 12 << 20
 	LimitPerConn = 64 << 10
 	LimitStep    = 1 << 20
 )
