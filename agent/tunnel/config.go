@@ -105,7 +105,8 @@ type Config struct {
 	DialTimeout time.Duration
 	// ConnBufferSize bounds the bytes queued toward one local connection
 	// (data that arrived from the tunnel faster than the local socket takes
-	// it, or before the local dial finished). When it is full, the data
+	// it, or before the local dial finished), counting those its local
+	// writer is writing out. When it is full, the data
 	// waits up to ConnStallTimeout for room (holding up the WebSocket reader,
 	// hence every stream, for that long); if the queue is still full, that
 	// connection alone is reset. Default 1 MiB. In source mode, a

@@ -98,7 +98,9 @@
 // The protocol has none. Each local connection has a queue of
 // at most ConnBufferSize bytes toward its socket, drained by its own writer
 // goroutine, so a slow local socket does not stall the WebSocket reader or
-// other streams. When a queue is full, the reader waits for room (absorbing
+// other streams. The queue is a list of chunks of up to 64 KiB, each freed
+// as soon as the socket took it (pool.go), so a connection holds about
+// what it has queued. When a queue is full, the reader waits for room (absorbing
 // bursts) within one stall window shared by all connections (stallGate):
 // however many local sockets stop reading, the tunnel waits one
 // ConnStallTimeout, and each connection still full is reset alone. The
