@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 )
 
 // The programs the bench runs, by their package path in the module.
@@ -50,25 +51,30 @@ func goBuildFlags(ctx context.Context, root, pkg, out, ldflags string, env ...st
 	return nil
 }
 
-// buildPrograms builds the three programs for this machine into dir and
-// returns the paths of those that built; errs has one entry per failure.
-// symbols keeps the symbol table (for perf).
+// buildPrograms builds the three programs for this machine into dir, side
+// by side, and returns the paths of those that built; errs has one entry
+// per failure. symbols keeps the symbol table (for perf).
 func buildPrograms(ctx context.Context, root, dir string, symbols bool) (map[string]string, []error) {
 	ldflags := "-s -w"
 	if symbols {
 		ldflags = ""
 	}
+	errs := make([]error, len(programs))
+	var wg sync.WaitGroup
+	for i, p := range programs {
+		wg.Go(func() { errs[i] = goBuildFlags(ctx, root, "./cmd/"+p, filepath.Join(dir, p), ldflags, "CGO_ENABLED=0") })
+	}
+	wg.Wait()
 	bins := map[string]string{}
-	var errs []error
-	for _, p := range programs {
-		out := filepath.Join(dir, p)
-		if err := goBuildFlags(ctx, root, "./cmd/"+p, out, ldflags, "CGO_ENABLED=0"); err != nil {
-			errs = append(errs, err)
+	var failed []error
+	for i, p := range programs {
+		if errs[i] != nil {
+			failed = append(failed, errs[i])
 			continue
 		}
-		bins[p] = out
+		bins[p] = filepath.Join(dir, p)
 	}
-	return bins, errs
+	return bins, failed
 }
 
 // armTarget is a cross-compilation target for the device binary size.

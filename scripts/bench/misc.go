@@ -8,6 +8,9 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
 	"time"
 )
 
@@ -124,9 +127,10 @@ func main() {
 }
 `
 
-// measureSizes cross-builds the stripped tunnel-agent for the device
-// targets, next to the TLS hello program as baseline.
-func (b *bench) measureSizes(ctx context.Context, dir string) {
+// sizeRows cross-builds the stripped tunnel-agent for the device targets,
+// next to the TLS hello program as baseline, one target per goroutine, and
+// returns their rows in target order with the errors met.
+func (b *bench) sizeRows(ctx context.Context, dir string) ([]row, []error) {
 	hello := filepath.Join(b.tmp, "hello")
 	err := os.MkdirAll(hello, 0o700)
 	if err == nil {
@@ -136,28 +140,32 @@ func (b *bench) measureSizes(ctx context.Context, dir string) {
 		err = os.WriteFile(filepath.Join(hello, "main.go"), []byte(helloTLS), 0o600)
 	}
 	if err != nil {
-		b.fail(err)
+		return nil, []error{err}
 	}
-	for _, t := range sizeTargets {
-		b.progress("building tunnel-agent for %s", t.Name)
-		size, err := deviceSize(ctx, b.root, dir, t)
-		v := float64(size)
-		if err != nil {
-			b.fail(err)
-			v = math.NaN()
-		}
-		base := math.NaN()
-		out := filepath.Join(hello, "hello")
-		if err := goBuild(ctx, hello, ".", out, append([]string{"GOWORK=off", "GOFLAGS="}, t.Env...)...); err == nil {
-			if fi, err := os.Stat(out); err == nil {
-				base = float64(fi.Size())
+	rows := make([]row, len(sizeTargets))
+	errs := make([]error, len(sizeTargets))
+	var wg sync.WaitGroup
+	for i, t := range sizeTargets {
+		wg.Go(func() {
+			size, err := deviceSize(ctx, b.root, dir, t)
+			v := float64(size)
+			if err != nil {
+				errs[i], v = err, math.NaN()
 			}
-		}
-		r := row{Section: secSize, Metric: "stripped tunnel-agent, " + t.Name, Unit: unitMB, Value: v,
-			Baseline: base, BaselineLabel: "Go TLS hello"}
-		if t.Name == sizeTargets[0].Name {
-			r.Target, r.Status = "< 10 MB", judge(v, v < 10e6)
-		}
-		b.add(r)
+			base := math.NaN()
+			out := filepath.Join(hello, "hello-"+strconv.Itoa(i))
+			if err := goBuild(ctx, hello, ".", out, append([]string{"GOWORK=off", "GOFLAGS="}, t.Env...)...); err == nil {
+				if fi, err := os.Stat(out); err == nil {
+					base = float64(fi.Size())
+				}
+			}
+			rows[i] = row{Section: secSize, Metric: "stripped tunnel-agent, " + t.Name, Unit: unitMB, Value: v,
+				Baseline: base, BaselineLabel: "Go TLS hello"}
+			if i == 0 {
+				rows[i].Target, rows[i].Status = "< 10 MB", judge(v, v < 10e6)
+			}
+		})
 	}
+	wg.Wait()
+	return rows, slices.DeleteFunc(errs, func(e error) bool { return e == nil })
 }
