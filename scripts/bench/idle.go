@@ -61,7 +61,8 @@ func (b *bench) measureIdle(ctx context.Context, st *stack) {
 	// Let the end of the bulk runs settle: the runtime returns the heap they
 	// freed (the memory limit falls with the demand) over several seconds,
 	// which is not what an idle agent costs by the hour.
-	settle(ctx, max(w/4, min(15*time.Second, w)))
+	pause := max(w/4, min(15*time.Second, w))
+	settle(ctx, pause)
 	pid := st.agent.pid()
 	cpu0, sw0, t0 := taskCPU(pid), ctxSwitches([]int{pid}), time.Now()
 	settle(ctx, w)
@@ -79,6 +80,11 @@ func (b *bench) measureIdle(ctx context.Context, st *stack) {
 	b.add(r)
 	b.add(row{Section: secIdle, Metric: "idle agent wake-ups per second (context switches, all threads)", Unit: unitCount,
 		Value: wakeups, Baseline: math.NaN()})
+	// What an agent keeps once a transfer is over: after 5 s without a
+	// connection it collects, returns free memory and drops the buffers it
+	// kept for reuse (memtrim's quiet mode).
+	b.add(row{Section: secIdle, Metric: fmt.Sprintf("agent RSS after the bulk runs, idle for %s (1 tunnel, no connection)", (pause + el).Round(time.Second)),
+		Unit: unitMiB, Value: b.rss(st.agent), Baseline: st.agentOne, BaselineLabel: "1 tunnel open, before the runs"})
 }
 
 // manyShape is tunnels x idle connections per tunnel for the per-connection
