@@ -26,6 +26,17 @@ func (p *freeList) Get() any {
 	}
 }
 
+// drain drops every free buffer.
+func (p *freeList) drain() {
+	for {
+		select {
+		case <-p.free:
+		default:
+			return
+		}
+	}
+}
+
 // Put keeps x for reuse if there is room, else drops it.
 func (p *freeList) Put(x any) {
 	select {
@@ -86,6 +97,19 @@ func putChunk(b []byte) {
 		select {
 		case freeChunks <- b:
 		default:
+		}
+	}
+}
+
+// releaseFreeBuffers drops the free frames and queue chunks kept for
+// reuse, so that the collector can return them (see Limits.ReleaseIdle).
+func releaseFreeBuffers() {
+	framePool.drain()
+	for {
+		select {
+		case <-freeChunks:
+		default:
+			return
 		}
 	}
 }

@@ -51,3 +51,24 @@ func TestChunkReuse(t *testing.T) {
 		})
 	}
 }
+
+// TestReleaseIdle: the free frames and chunks are dropped, and the next
+// ones are allocated afresh.
+func TestReleaseIdle(t *testing.T) {
+	for range maxFreeChunks {
+		putChunk(make([]byte, 0, chunkSize))
+	}
+	for range maxFreeFrames {
+		putFrame(getFrame())
+	}
+	if len(freeChunks) == 0 || len(framePool.free) == 0 {
+		t.Fatalf("free lists: %d chunks, %d frames before; want some", len(freeChunks), len(framePool.free))
+	}
+	NewLimits(0, 0, 0).ReleaseIdle()
+	if len(freeChunks) != 0 || len(framePool.free) != 0 {
+		t.Errorf("free lists: %d chunks, %d frames after ReleaseIdle; want none", len(freeChunks), len(framePool.free))
+	}
+	if c := getChunk(chunkSize); cap(c) != chunkSize {
+		t.Errorf("a chunk after ReleaseIdle has capacity %d", cap(c))
+	}
+}

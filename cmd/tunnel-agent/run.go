@@ -103,6 +103,7 @@ func cmdRun(args []string, logOut io.Writer, from notifySource) error {
 // continuously. It returns the limit in effect, for the log, and the
 // DemandLimit (nil with GOMEMLIMIT).
 func setMemoryLimit(lim *tunnel.Limits, fromEnv bool) (string, *memtrim.DemandLimit) {
+	var _ memtrim.Releaser = lim // quiet mode drops the free buffers too
 	if fromEnv {
 		return "GOMEMLIMIT=" + os.Getenv("GOMEMLIMIT"), nil
 	}

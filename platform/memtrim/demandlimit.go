@@ -40,6 +40,10 @@ type DemandLimit struct {
 	idle       func() bool // nil: never quiet
 	rt         runtimeCtl
 
+	// release, if set, drops what the demander keeps for reuse (free
+	// buffers), before quiet mode's collection (see Releaser).
+	release func()
+
 	mu      sync.Mutex
 	cur     int64 // the limit set
 	quiet   bool
@@ -172,9 +176,13 @@ func (q *DemandLimit) goQuiet(gen uint64) {
 	}
 	q.pending = false
 	ok := !q.quiet && q.idle != nil && q.idle()
+	release := q.release
 	q.mu.Unlock()
 	if !ok {
 		return
+	}
+	if release != nil {
+		release()
 	}
 	q.rt.collect() // outside the lock: a connection that opens meanwhile does not wait
 	q.mu.Lock()
@@ -210,11 +218,24 @@ type Demander interface {
 	Watch(step, perConn int64, f func())
 }
 
+// Releaser is a Demander that keeps memory for reuse while it has work
+// (free lists of buffers). Quiet mode calls ReleaseIdle before its
+// collection, so that an idle process gives that memory back too.
+type Releaser interface {
+	ReleaseIdle()
+}
+
 // FollowDemand sets the Go memory limit to LimitBase plus d's demand now,
 // and again whenever the demand moves a step, with quiet mode while d is
-// idle. Call it before d is used.
+// idle (calling d's ReleaseIdle first, if d is a Releaser). Call it
+// before d is used.
 func FollowDemand(d Demander) *DemandLimit {
 	q := NewDemandLimit(LimitBase, LimitStep, d.Demand, d.Idle)
+	if r, ok := d.(Releaser); ok {
+		q.mu.Lock()
+		q.release = r.ReleaseIdle
+		q.mu.Unlock()
+	}
 	d.Watch(LimitStep, LimitPerConn, q.Update)
 	return q
 }

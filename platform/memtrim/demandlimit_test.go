@@ -5,6 +5,7 @@ import (
 	"math"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -53,13 +54,14 @@ type fakeRuntime struct {
 	collects     int
 	percentCalls int
 	limitCalls   int
+	log          []string // "release" and "collect", in order
 }
 
 func (f *fakeRuntime) ctl() runtimeCtl {
 	return runtimeCtl{
 		setLimit:   func(n int64) int64 { f.limitCalls++; old := f.limit; f.limit = n; return old },
 		setPercent: func(p int) int { f.percentCalls++; old := f.percent; f.percent = p; return old },
-		collect:    func() { f.collects++ },
+		collect:    func() { f.collects++; f.log = append(f.log, "collect") },
 		inUse:      func() int64 { return f.inUse },
 		gcPercent:  func() int { return f.percent },
 		after:      func(d time.Duration, fn func()) { time.AfterFunc(d, fn) },
@@ -69,7 +71,8 @@ func (f *fakeRuntime) ctl() runtimeCtl {
 // Quiet mode on the fake clock: QuietAfter without a connection, one
 // collection, GOGC off and the limit lowered to what is in use plus the
 // headroom; a connection ends it at once and one within QuietAfter of the
-// last close puts it off; a user's GOGC=off is left alone.
+// last close puts it off; a user's GOGC=off is left alone. The demander's
+// free buffers are released before each of quiet mode's collections.
 func TestDemandLimitQuiet(t *testing.T) {
 	const base, step = 14 << 20, 1 << 20
 	type change struct {
@@ -106,6 +109,9 @@ func TestDemandLimitQuiet(t *testing.T) {
 				start := time.Now()
 				q := newDemandLimit(base, step, func() int64 { return conns.Load() * 64 << 10 },
 					func() bool { return conns.Load() == 0 }, f.ctl())
+				q.mu.Lock()
+				q.release = func() { f.log = append(f.log, "release") }
+				q.mu.Unlock()
 				for _, s := range tc.steps {
 					time.Sleep(s.at - time.Since(start))
 					conns.Store(int64(s.conns))
@@ -119,6 +125,9 @@ func TestDemandLimitQuiet(t *testing.T) {
 				if quiet != tc.quiet || f.collects != tc.collects || f.limit != tc.limit || f.percent != tc.percent {
 					t.Errorf("quiet %v, collections %d, limit %d MiB, GOGC %d; want %v, %d, %d MiB, %d",
 						quiet, f.collects, f.limit>>20, f.percent, tc.quiet, tc.collects, tc.limit>>20, tc.percent)
+				}
+				if got, want := strings.Join(f.log, " "), strings.TrimSpace(strings.Repeat("release collect ", tc.collects)); got != want {
+					t.Errorf("calls %q, want %q", got, want)
 				}
 			})
 		})
