@@ -278,8 +278,7 @@ func (q *queue) writeChunks(c net.Conn, chunks [][]byte) (int, error) {
 		}
 		for _, b := range chunks[i:j] {
 			q.inflight -= len(b)
-			q.lim.release(cap(b))
-			putChunk(b)
+			q.freeChunk(b)
 		}
 		q.freeRoomLocked()
 		q.mu.Unlock()
@@ -377,12 +376,17 @@ func (q *queue) growthLocked(n int) (grow, tailCap int) {
 // budget. The chunks the local writer took are its own to free.
 func (q *queue) dropLocked() {
 	for _, b := range q.chunks {
-		q.lim.release(cap(b))
-		putChunk(b)
+		q.freeChunk(b)
 	}
 	clear(q.chunks)
 	q.chunks = q.chunks[:0]
 	q.queued = 0
+}
+
+// freeChunk gives b's capacity back to the budget and b to the free list.
+func (q *queue) freeChunk(b []byte) {
+	q.lim.release(cap(b))
+	putChunk(b)
 }
 
 func (q *queue) signal() {

@@ -90,6 +90,9 @@ func cmdRun(args []string, logOut io.Writer, from notifySource) error {
 	return d.runUntilSignal(ctx)
 }
 
+// Quiet mode drops the agent's free buffers too (FollowDemand).
+var _ memtrim.Releaser = (*tunnel.Limits)(nil)
+
 // setMemoryLimit asks the Go garbage collector to keep the process near
 // memtrim.LimitBase plus what its connections hold (a soft limit: the collector
 // works harder near it, nothing fails), unless GOMEMLIMIT is set. Without
@@ -103,7 +106,6 @@ func cmdRun(args []string, logOut io.Writer, from notifySource) error {
 // continuously. It returns the limit in effect, for the log, and the
 // DemandLimit (nil with GOMEMLIMIT).
 func setMemoryLimit(lim *tunnel.Limits, fromEnv bool) (string, *memtrim.DemandLimit) {
-	var _ memtrim.Releaser = lim // quiet mode drops the free buffers too
 	if fromEnv {
 		return "GOMEMLIMIT=" + os.Getenv("GOMEMLIMIT"), nil
 	}
