@@ -161,7 +161,7 @@ func (b *Limits) Budget() int64 { return b.budget }
 // ReleaseIdle drops the buffers the process keeps for reuse: the free
 // frames and queue chunks, about 1.75 MiB after a bulk transfer
 // (maxFreeFrames frames, maxFreeChunks chunks), which an idle process
-// would otherwise keep. memtrim's quiet mode calls it before its
-// collection (Limits is a memtrim.Releaser); the next connection
+// would otherwise keep. memtrim's settling and quiet mode call it before
+// their collections (Limits is a memtrim.Releaser); the next connection
 // allocates afresh.
 func (l *Limits) ReleaseIdle() { releaseFreeBuffers() }

@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -54,14 +55,25 @@ type fakeRuntime struct {
 	collects     int
 	percentCalls int
 	limitCalls   int
-	log          []string // "release" and "collect", in order
+
+	mu  sync.Mutex // settling and quiet mode may collect from two timers
+	log []string   // "release" and "collect", in order
+}
+
+func (f *fakeRuntime) note(s string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if s == "collect" {
+		f.collects++
+	}
+	f.log = append(f.log, s)
 }
 
 func (f *fakeRuntime) ctl() runtimeCtl {
 	return runtimeCtl{
 		setLimit:   func(n int64) int64 { f.limitCalls++; old := f.limit; f.limit = n; return old },
 		setPercent: func(p int) int { f.percentCalls++; old := f.percent; f.percent = p; return old },
-		collect:    func() { f.collects++; f.log = append(f.log, "collect") },
+		collect:    func() { f.note("collect") },
 		inUse:      func() int64 { return f.inUse },
 		gcPercent:  func() int { return f.percent },
 		after:      func(d time.Duration, fn func()) { time.AfterFunc(d, fn) },
@@ -93,9 +105,9 @@ func TestDemandLimitQuiet(t *testing.T) {
 		{"idle from the start", 100, nil, QuietAfter, true, 1, 3<<20 + QuietHeadroom, -1, 0},
 		{"not 1 ns before", 100, nil, QuietAfter - time.Nanosecond, false, 0, base, 100, 0},
 		{"a connection ends it", 100, []change{{10 * time.Second, 1}}, time.Minute, false, 1, base + step, 100, 0},
-		{"closed again: quiet again", 100, []change{{10 * time.Second, 1}, {20 * time.Second, 0}}, 20*time.Second + QuietAfter, true, 2, 3<<20 + QuietHeadroom, -1, 0},
-		{"a connection within QuietAfter puts it off", 100, []change{{QuietAfter / 2, 1}, {QuietAfter, 0}}, QuietAfter * 3 / 2, false, 0, base + step, 100, 0},
-		{"... until QuietAfter after its close", 100, []change{{QuietAfter / 2, 1}, {QuietAfter, 0}}, 2 * QuietAfter, true, 1, 3<<20 + QuietHeadroom, -1, 0},
+		{"closed again: settled, then quiet again", 100, []change{{10 * time.Second, 1}, {20 * time.Second, 0}}, 20*time.Second + QuietAfter, true, 3, 3<<20 + QuietHeadroom, -1, 0},
+		{"a connection within QuietAfter puts it off (its close settles)", 100, []change{{QuietAfter / 2, 1}, {QuietAfter, 0}}, QuietAfter * 3 / 2, false, 1, base + step, 100, 0},
+		{"... until QuietAfter after its close", 100, []change{{QuietAfter / 2, 1}, {QuietAfter, 0}}, 2 * QuietAfter, true, 2, 3<<20 + QuietHeadroom, -1, 0},
 		{"GOGC=50 is restored", 50, []change{{10 * time.Second, 1}}, time.Minute, false, 1, base + step, 50, 0},
 		{"GOGC=off by the user: never quiet", -1, nil, time.Hour, false, 0, base, -1, 0},
 		{"6 MiB in use: twice that", 100, nil, QuietAfter, true, 1, 12 << 20, -1, 6 << 20},
@@ -110,7 +122,7 @@ func TestDemandLimitQuiet(t *testing.T) {
 				q := newDemandLimit(base, step, func() int64 { return conns.Load() * 64 << 10 },
 					func() bool { return conns.Load() == 0 }, f.ctl())
 				q.mu.Lock()
-				q.release = func() { f.log = append(f.log, "release") }
+				q.release = func() { f.note("release") }
 				q.mu.Unlock()
 				for _, s := range tc.steps {
 					time.Sleep(s.at - time.Since(start))
@@ -138,6 +150,65 @@ func TestDemandLimitQuiet(t *testing.T) {
 // in use plus the headroom; garbage allocated meanwhile is collected at
 // that limit (the process does not grow past it); a connection restores
 // GOGC and the regular limit.
+// Settling on the fake clock: SettleAfter after the last connection
+// closed, if none is open then, the free buffers are released and the
+// collector runs once; at most once per SettleEvery; never before a first
+// connection; not in quiet mode.
+func TestDemandLimitSettle(t *testing.T) {
+	const base, step = 14 << 20, 1 << 20
+	s := time.Second
+	type change struct {
+		at    time.Duration // since the start
+		conns int           // connections open from then (Update runs)
+	}
+	tests := []struct {
+		name     string
+		steps    []change
+		end      time.Duration
+		collects int
+	}{
+		{"idle from the start: none", nil, QuietAfter - 1, 0},
+		{"a close settles", []change{{s, 1}, {2 * s, 0}}, 2*s + SettleAfter, 1},
+		{"not 1 ns before", []change{{s, 1}, {2 * s, 0}}, 2*s + SettleAfter - 1, 0},
+		{"once", []change{{s, 1}, {2 * s, 0}}, 2*s + QuietAfter - 1, 1},
+		{"a connection open then: none", []change{{s, 1}, {2 * s, 0}, {2*s + SettleAfter/2, 1}}, 4 * s, 0},
+		{"... its close settles", []change{{s, 1}, {2 * s, 0}, {2*s + SettleAfter/2, 1}, {3 * s, 0}}, 3*s + SettleAfter, 1},
+		{"the next close waits for SettleEvery", []change{{s, 1}, {2 * s, 0}, {2*s + SettleAfter + 1, 1}, {2*s + 2*SettleAfter, 0}}, 2*s + SettleAfter + SettleEvery - 1, 1},
+		{"... then settles", []change{{s, 1}, {2 * s, 0}, {2*s + SettleAfter + 1, 1}, {2*s + 2*SettleAfter, 0}}, 2*s + SettleAfter + SettleEvery, 2},
+		{"two connections: the last close counts", []change{{s, 2}, {2 * s, 1}, {3 * s, 0}}, 3*s + SettleAfter, 1},
+		{"... not the first", []change{{s, 2}, {2 * s, 1}, {3 * s, 0}}, 3*s + SettleAfter - 1, 0},
+		{"quiet mode later collects again", []change{{s, 1}, {2 * s, 0}}, 2*s + QuietAfter, 2},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				f := &fakeRuntime{percent: 100, inUse: 3 << 20}
+				var conns atomic.Int64
+				start := time.Now()
+				q := newDemandLimit(base, step, func() int64 { return conns.Load() * 64 << 10 },
+					func() bool { return conns.Load() == 0 }, f.ctl())
+				q.mu.Lock()
+				q.release = func() { f.note("release") }
+				q.mu.Unlock()
+				for _, c := range tc.steps {
+					time.Sleep(c.at - time.Since(start))
+					conns.Store(int64(c.conns))
+					q.Update()
+				}
+				time.Sleep(tc.end - time.Since(start))
+				synctest.Wait()
+				if f.collects != tc.collects {
+					t.Errorf("collections %d, want %d", f.collects, tc.collects)
+				}
+				if got, want := strings.Join(f.log, " "), strings.TrimSpace(strings.Repeat("release collect ", tc.collects)); got != want {
+					t.Errorf("calls %q, want %q", got, want)
+				}
+				q.Close()
+			})
+		})
+	}
+}
+
 func TestDemandLimitQuietRuntime(t *testing.T) {
 	before := runtimeGCPercent()
 	if before < 0 {
@@ -151,12 +222,15 @@ func TestDemandLimitQuietRuntime(t *testing.T) {
 	quietNow := make(chan func(), 1)
 	rt.after = func(_ time.Duration, f func()) { quietNow <- f } // run by the test, not a timer
 	var conns atomic.Int64
-	q := newDemandLimit(LimitBase, LimitStep, func() int64 { return conns.Load() * LimitPerConn },
+	// A base well above what a test process holds: the quiet limit must
+	// come out under it, whatever ran before in this process.
+	const base = 64 << 20
+	q := newDemandLimit(base, LimitStep, func() int64 { return conns.Load() * LimitPerConn },
 		func() bool { return conns.Load() == 0 }, rt)
 	(<-quietNow)()
 	limit := debug.SetMemoryLimit(-1)
-	if p := runtimeGCPercent(); p != -1 || limit >= LimitBase || limit < QuietHeadroom {
-		t.Fatalf("quiet: GOGC %d, limit %d MiB; want off and under %d MiB", p, limit>>20, LimitBase>>20)
+	if p := runtimeGCPercent(); p != -1 || limit >= base || limit < QuietHeadroom {
+		t.Fatalf("quiet: GOGC %d, limit %d MiB; want off and under %d MiB", p, limit>>20, base>>20)
 	}
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
@@ -177,7 +251,7 @@ func TestDemandLimitQuietRuntime(t *testing.T) {
 	}
 	conns.Store(1)
 	q.Update()
-	if p, l := runtimeGCPercent(), debug.SetMemoryLimit(-1); p != before || l != LimitBase+LimitStep {
-		t.Errorf("after a connection: GOGC %d, limit %d MiB; want %d and %d MiB", p, l>>20, before, (LimitBase+LimitStep)>>20)
+	if p, l := runtimeGCPercent(), debug.SetMemoryLimit(-1); p != before || l != base+LimitStep {
+		t.Errorf("after a connection: GOGC %d, limit %d MiB; want %d and %d MiB", p, l>>20, before, (base+LimitStep)>>20)
 	}
 }
