@@ -159,9 +159,9 @@ func (b *Limits) PeakQueued() int64 { return b.peak.Load() }
 func (b *Limits) Budget() int64 { return b.budget }
 
 // ReleaseIdle drops the buffers the process keeps for reuse: the free
-// frames and queue chunks, about 1.75 MiB after a bulk transfer
-// (maxFreeFrames frames, maxFreeChunks chunks), which an idle process
-// would otherwise keep. memtrim's settling and quiet mode call it before
-// their collections (Limits is a memtrim.Releaser); the next connection
-// allocates afresh.
+// frames, queue chunks and WebSocket batch buffers, about 2.25 MiB after a
+// bulk transfer (maxFreeFrames frames, maxFreeChunks chunks, two batchconn
+// buffers), which an idle process would otherwise keep. memtrim's settling
+// and quiet mode call it before their collections (Limits is a
+// memtrim.Releaser); the next connection allocates afresh.
 func (l *Limits) ReleaseIdle() { releaseFreeBuffers() }

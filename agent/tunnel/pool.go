@@ -1,6 +1,10 @@
 package tunnel
 
-import "math/bits"
+import (
+	"math/bits"
+
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/batchconn"
+)
 
 // freeList is a bounded pool of free buffers. Unlike sync.Pool, which keeps
 // every buffer put back until two collections have passed (and collections
@@ -105,9 +109,11 @@ func putChunk(b []byte) {
 	}
 }
 
-// releaseFreeBuffers drops the free frames and queue chunks kept for
-// reuse, so that the collector can return them (see Limits.ReleaseIdle).
+// releaseFreeBuffers drops the free frames, queue chunks and batch
+// buffers kept for reuse, so that the collector can return them (see
+// Limits.ReleaseIdle).
 func releaseFreeBuffers() {
 	framePool.drain()
 	drainChan(freeChunks)
+	batchconn.ReleaseIdle()
 }

@@ -174,6 +174,59 @@ func TestFlushKeepsBatch(t *testing.T) {
 	}
 }
 
+// TestBatchBufferShared: a connection holds a batch buffer only during a
+// batch; the next batch, on this connection or another, reuses it, and
+// ReleaseIdle drops the free ones.
+func TestBatchBufferShared(t *testing.T) {
+	ReleaseIdle()
+	t.Cleanup(ReleaseIdle)
+	batch := func(c *Conn, b net.Conn, msg string) {
+		t.Helper()
+		done := make(chan []byte, 1)
+		go func() {
+			buf := make([]byte, len(msg))
+			_, _ = io.ReadFull(b, buf)
+			done <- buf
+		}()
+		c.StartBatch()
+		if _, err := c.Write([]byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		if c.buf == nil {
+			t.Fatal("no buffer during the batch")
+		}
+		if err := c.EndBatch(); err != nil {
+			t.Fatal(err)
+		}
+		if got := <-done; string(got) != msg {
+			t.Fatalf("peer read %q, want %q", got, msg)
+		}
+	}
+	a1, b1 := net.Pipe()
+	a2, b2 := net.Pipe()
+	c1, c2 := New(a1), New(a2)
+	defer func() {
+		for _, c := range []net.Conn{c1, c2, b1, b2} {
+			c.Close()
+		}
+	}()
+	batch(c1, b1, "one")
+	if c1.buf != nil || len(freeBufs) != 1 {
+		t.Fatalf("after a batch: connection holds %d bytes of buffer, %d free; want none, 1", cap(c1.buf), len(freeBufs))
+	}
+	first := <-freeBufs
+	freeBufs <- first
+	batch(c2, b2, "two")
+	if got := <-freeBufs; &got[:1][0] != &first[:1][0] {
+		t.Error("the second connection's batch did not reuse the free buffer")
+	}
+	putBuf(first)
+	ReleaseIdle()
+	if len(freeBufs) != 0 {
+		t.Errorf("%d free buffers after ReleaseIdle", len(freeBufs))
+	}
+}
+
 // TestEndBatchError: a write error of the batch is reported by EndBatch.
 func TestEndBatchError(t *testing.T) {
 	a, b := net.Pipe()
