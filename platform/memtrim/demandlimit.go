@@ -207,13 +207,19 @@ func (q *DemandLimit) settle() {
 	}
 	release := q.release
 	q.mu.Unlock()
-	if !ok {
-		return
+	if ok {
+		q.giveBack(release)
 	}
+}
+
+// giveBack drops the demander's free buffers (release, read under mu) and
+// collects, returning the free memory. Called without mu: a connection
+// that opens meanwhile does not wait for the collection.
+func (q *DemandLimit) giveBack(release func()) {
 	if release != nil {
 		release()
 	}
-	q.rt.collect() // outside the lock, as in goQuiet
+	q.rt.collect()
 }
 
 // goQuiet enters quiet mode if no connection opened since Update planned it.
@@ -230,10 +236,7 @@ func (q *DemandLimit) goQuiet(gen uint64) {
 	if !ok {
 		return
 	}
-	if release != nil {
-		release()
-	}
-	q.rt.collect() // outside the lock: a connection that opens meanwhile does not wait
+	q.giveBack(release)
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.gen != gen || q.quiet || q.idle == nil || !q.idle() {

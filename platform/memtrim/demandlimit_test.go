@@ -85,12 +85,36 @@ func (f *fakeRuntime) ctl() runtimeCtl {
 // headroom; a connection ends it at once and one within QuietAfter of the
 // last close puts it off; a user's GOGC=off is left alone. The demander's
 // free buffers are released before each of quiet mode's collections.
+// change is a step of the fake clock tests: from at (since the start),
+// conns connections are open, and Update runs.
+type change struct {
+	at    time.Duration
+	conns int
+}
+
+// runSteps makes a DemandLimit over f (base 14 MiB, step 1 MiB, 64 KiB per
+// connection) whose release is logged, plays steps on the fake clock of a
+// synctest bubble and waits until end; the caller closes it.
+func runSteps(f *fakeRuntime, steps []change, end time.Duration) *DemandLimit {
+	var conns atomic.Int64
+	start := time.Now()
+	q := newDemandLimit(14<<20, 1<<20, func() int64 { return conns.Load() * 64 << 10 },
+		func() bool { return conns.Load() == 0 }, f.ctl())
+	q.mu.Lock()
+	q.release = func() { f.note("release") }
+	q.mu.Unlock()
+	for _, c := range steps {
+		time.Sleep(c.at - time.Since(start))
+		conns.Store(int64(c.conns))
+		q.Update()
+	}
+	time.Sleep(end - time.Since(start))
+	synctest.Wait()
+	return q
+}
+
 func TestDemandLimitQuiet(t *testing.T) {
 	const base, step = 14 << 20, 1 << 20
-	type change struct {
-		at    time.Duration // since the start
-		conns int           // connections open from then (Update runs)
-	}
 	tests := []struct {
 		name        string
 		userPercent int
@@ -117,20 +141,8 @@ func TestDemandLimitQuiet(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				f := &fakeRuntime{percent: tc.userPercent, inUse: cmp.Or(tc.inUse, 3<<20)}
-				var conns atomic.Int64
-				start := time.Now()
-				q := newDemandLimit(base, step, func() int64 { return conns.Load() * 64 << 10 },
-					func() bool { return conns.Load() == 0 }, f.ctl())
-				q.mu.Lock()
-				q.release = func() { f.note("release") }
-				q.mu.Unlock()
-				for _, s := range tc.steps {
-					time.Sleep(s.at - time.Since(start))
-					conns.Store(int64(s.conns))
-					q.Update()
-				}
-				time.Sleep(tc.end - time.Since(start))
-				synctest.Wait()
+				q := runSteps(f, tc.steps, tc.end)
+				defer q.Close()
 				q.mu.Lock()
 				quiet := q.quiet
 				q.mu.Unlock()
@@ -155,12 +167,7 @@ func TestDemandLimitQuiet(t *testing.T) {
 // collector runs once; at most once per SettleEvery; never before a first
 // connection; not in quiet mode.
 func TestDemandLimitSettle(t *testing.T) {
-	const base, step = 14 << 20, 1 << 20
 	s := time.Second
-	type change struct {
-		at    time.Duration // since the start
-		conns int           // connections open from then (Update runs)
-	}
 	tests := []struct {
 		name     string
 		steps    []change
@@ -183,27 +190,14 @@ func TestDemandLimitSettle(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				f := &fakeRuntime{percent: 100, inUse: 3 << 20}
-				var conns atomic.Int64
-				start := time.Now()
-				q := newDemandLimit(base, step, func() int64 { return conns.Load() * 64 << 10 },
-					func() bool { return conns.Load() == 0 }, f.ctl())
-				q.mu.Lock()
-				q.release = func() { f.note("release") }
-				q.mu.Unlock()
-				for _, c := range tc.steps {
-					time.Sleep(c.at - time.Since(start))
-					conns.Store(int64(c.conns))
-					q.Update()
-				}
-				time.Sleep(tc.end - time.Since(start))
-				synctest.Wait()
+				q := runSteps(f, tc.steps, tc.end)
+				defer q.Close()
 				if f.collects != tc.collects {
 					t.Errorf("collections %d, want %d", f.collects, tc.collects)
 				}
 				if got, want := strings.Join(f.log, " "), strings.TrimSpace(strings.Repeat("release collect ", tc.collects)); got != want {
 					t.Errorf("calls %q, want %q", got, want)
 				}
-				q.Close()
 			})
 		})
 	}
