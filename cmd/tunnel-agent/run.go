@@ -90,7 +90,7 @@ func cmdRun(args []string, logOut io.Writer, from notifySource) error {
 	return d.runUntilSignal(ctx)
 }
 
-// Quiet mode drops the agent's free buffers too (FollowDemand).
+// Settling and quiet mode drop the agent's free buffers too (FollowDemand).
 var _ memtrim.Releaser = (*tunnel.Limits)(nil)
 
 // setMemoryLimit asks the Go garbage collector to keep the process near

@@ -80,9 +80,10 @@ func (b *bench) measureIdle(ctx context.Context, st *stack) {
 	b.add(r)
 	b.add(row{Section: secIdle, Metric: "idle agent wake-ups per second (context switches, all threads)", Unit: unitCount,
 		Value: wakeups, Baseline: math.NaN()})
-	// What an agent keeps once a transfer is over: after 5 s without a
-	// connection it collects, returns free memory and drops the buffers it
-	// kept for reuse (memtrim's quiet mode).
+	// What an agent keeps once a transfer is over: 200 ms after the last
+	// connection closed it drops the buffers it kept for reuse, collects
+	// and returns free memory (memtrim's settling), and again after 5 s
+	// (quiet mode).
 	b.add(row{Section: secIdle, Metric: fmt.Sprintf("agent RSS after the bulk runs, idle for %s (1 tunnel, no connection)", (pause + el).Round(time.Second)),
 		Unit: unitMiB, Value: b.rss(st.agent), Baseline: st.agentOne, BaselineLabel: "1 tunnel open, before the runs"})
 }
