@@ -66,7 +66,8 @@ func (e *HandshakeError) Unwrap() error { return ErrRejected }
 // dialer builds the WebSocket dialer: TLS 1.2+ with system roots (or
 // cfg.RootCAs) plus cfg.CAFile, the configured proxy, TCP connections with
 // batched writes (batchconn; cfg.netDial in tests), and a write buffer that
-// holds a whole protocol-sized message so each message is one frame.
+// holds a whole protocol-sized message so each message is one frame,
+// lent for the message from wsWritePool; a small read buffer (wsReadBuffer).
 func (s *Session) dialer() (*websocket.Dialer, error) {
 	pool := s.cfg.RootCAs
 	if s.cfg.CAFile != "" || pool == nil {
@@ -99,10 +100,18 @@ func (s *Session) dialer() (*websocket.Dialer, error) {
 		TLSClientConfig:  &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool},
 		HandshakeTimeout: handshakeTimeout,
 		Subprotocols:     protocol.Subprotocols,
-		ReadBufferSize:   64 << 10,
+		ReadBufferSize:   wsReadBuffer,
 		WriteBufferSize:  protocol.MaxWSMessage,
+		WriteBufferPool:  wsWritePool,
 	}, nil
 }
+
+// wsReadBuffer is gorilla/websocket's read buffer per link: frame
+// headers and the HTTP handshake go through it, and a read of a message's
+// payload at least this long bypasses it (the FrameReader asks for up to
+// 192 KiB at a time, and TLS returns at most a record), so a larger one
+// only adds a copy and memory held by every tunnel, idle or not.
+const wsReadBuffer = 4 << 10
 
 // dial opens the WebSocket. A 4xx answer (except 408 and 429, which are
 // throttling) gives a *HandshakeError; a missing subprotocol

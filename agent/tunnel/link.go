@@ -177,7 +177,8 @@ func (l *link) serve(ctx context.Context) error {
 }
 
 func (l *link) readLoop() error {
-	fr := protocol.NewFrameReader(newWSReader(l.ws, l.dog))
+	fr := protocol.NewLendingFrameReader(newWSReader(l.ws, l.dog), readBufs)
+	defer fr.Release()
 	var m protocol.Message
 	for {
 		err := fr.ReadMessage(&m)

@@ -4,6 +4,7 @@ import (
 	"math/bits"
 
 	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/batchconn"
+	"github.com/tunnel-agent/tunnel-agent/agent/tunnel/protocol"
 )
 
 // freeList is a bounded pool of free buffers. Unlike sync.Pool, which keeps
@@ -109,11 +110,49 @@ func putChunk(b []byte) {
 	}
 }
 
-// releaseFreeBuffers drops the free frames, queue chunks and batch
-// buffers kept for reuse, so that the collector can return them (see
+// wsWritePool lends gorilla/websocket a link's write buffer
+// (Dialer.WriteBufferPool) for one message at a time: the link takes it
+// when it begins a message and gives it back once the message is written,
+// so an idle tunnel holds none. Before, each kept its own 128 KiB from its
+// first message for as long as it was open. Two cover the writers of two
+// busy links; more busy links at once allocate more, and those buffers
+// are collected after their message. Get returns nil when none is free,
+// and gorilla then allocates one.
+var wsWritePool = newFreeList(2, func() any { return nil })
+
+// readBufs lends the links' FrameReaders their 192 KiB buffer
+// (protocol.NewLendingFrameReader) while they hold part of a large frame:
+// an idle tunnel, or one that carries only small frames, holds none.
+// Before, each held its own for as long as it was open. Two cover the
+// readers of two busy links.
+var readBufs = make(bufLender, 2)
+
+// bufLender is a bounded free list of FrameReader buffers.
+type bufLender chan []byte
+
+func (l bufLender) Get() []byte {
+	select {
+	case b := <-l:
+		return b
+	default:
+		return make([]byte, protocol.ReadBufferSize)
+	}
+}
+
+func (l bufLender) Put(b []byte) {
+	select {
+	case l <- b:
+	default:
+	}
+}
+
+// releaseFreeBuffers drops the free frames, queue chunks, read and write
+// buffers of the WebSocket and batch buffers kept for reuse, so that the collector can return them (see
 // Limits.ReleaseIdle).
 func releaseFreeBuffers() {
 	framePool.drain()
+	wsWritePool.drain()
+	drainChan(readBufs)
 	drainChan(freeChunks)
 	batchconn.ReleaseIdle()
 }

@@ -28,8 +28,13 @@ func AppendFrame(dst []byte, m *Message) ([]byte, error) {
 	return dst, nil
 }
 
-// readBufSize holds one maximal WebSocket message plus a partial frame.
-const readBufSize = MaxWSMessage + MaxFrameBody + LengthSize
+// ReadBufferSize is the size of a FrameReader's buffer: one maximal
+// WebSocket message plus a partial frame.
+const ReadBufferSize = MaxWSMessage + MaxFrameBody + LengthSize
+
+// smallBufSize is the buffer a lending FrameReader reads into while it
+// holds no large one: enough for control frames and interactive data.
+const smallBufSize = 4 << 10
 
 // FrameReader reads tunnel frames from a byte stream. It reads ahead into an
 // internal buffer, so frames may span reads and a read may hold many frames.
@@ -40,17 +45,54 @@ type FrameReader struct {
 	head int // start of unconsumed bytes
 	tail int // end of buffered bytes
 	err  error
+
+	// With a Lender (NewLendingFrameReader): buf is small or, while lent
+	// is set, a ReadBufferSize buffer from lend.
+	lend  Lender
+	small []byte
+	lent  bool
+}
+
+// Lender lends FrameReaders their large buffer (see NewLendingFrameReader).
+type Lender interface {
+	Get() []byte // ReadBufferSize bytes
+	Put([]byte)  // the buffer is not used again by the reader
 }
 
 // NewFrameReader returns a FrameReader that reads from r.
 func NewFrameReader(r io.Reader) *FrameReader {
-	return &FrameReader{r: r, buf: make([]byte, readBufSize)}
+	return &FrameReader{r: r, buf: make([]byte, ReadBufferSize)}
+}
+
+// NewLendingFrameReader returns a FrameReader that holds a ReadBufferSize
+// buffer, borrowed from lend, only while it holds unread bytes of a frame
+// larger than a small buffer of its own: when it has nothing buffered, it
+// gives the buffer back before it reads again, a read that may wait. A
+// tunnel that is idle, or carries only small frames, thus holds 4 KiB
+// instead of 192 KiB; in a bulk transfer the buffer goes back and forth
+// once per message (when a message ends with a frame), at the cost of a
+// copy of the first read of the next one.
+func NewLendingFrameReader(r io.Reader, lend Lender) *FrameReader {
+	b := make([]byte, smallBufSize)
+	return &FrameReader{r: r, buf: b, lend: lend, small: b}
 }
 
 // Reset makes r read from rd, discarding buffered bytes and any error, and
-// keeps the buffer.
+// keeps its buffer (a lending reader gives back a borrowed one).
 func (r *FrameReader) Reset(rd io.Reader) {
-	*r = FrameReader{r: rd, buf: r.buf}
+	r.Release()
+	*r = FrameReader{r: rd, buf: r.buf, lend: r.lend, small: r.small}
+}
+
+// Release gives a borrowed buffer back to the Lender, discarding what it
+// holds; the reader reads into its small buffer again. For a reader that
+// is no longer used, or Reset.
+func (r *FrameReader) Release() {
+	if r.lent {
+		r.lend.Put(r.buf)
+		r.buf, r.lent = r.small, false
+		r.head, r.tail = 0, 0
+	}
 }
 
 // Next returns the protobuf body of the next frame. The slice is valid until
@@ -99,16 +141,24 @@ func (r *FrameReader) fail(err error) error {
 }
 
 // fill makes at least n unconsumed bytes available, compacting the buffer
-// when the frame would not fit behind the current position.
+// when the frame would not fit behind the current position. A lending
+// reader gives its large buffer back when nothing is buffered, and borrows
+// one when the frame is larger than its small buffer.
 func (r *FrameReader) fill(n int) error {
 	if r.tail-r.head >= n {
 		return nil
 	}
 	if r.head == r.tail {
+		r.Release()
 		r.head, r.tail = 0, 0
-	} else if r.head+n > len(r.buf) {
-		r.tail = copy(r.buf, r.buf[r.head:r.tail])
-		r.head = 0
+	}
+	if r.head+n > len(r.buf) {
+		dst := r.buf
+		if n > len(dst) { // only a lending reader's small buffer
+			dst, r.lent = r.lend.Get(), true
+		}
+		r.tail = copy(dst, r.buf[r.head:r.tail])
+		r.head, r.buf = 0, dst
 	}
 	for empty := 0; r.tail-r.head < n; {
 		m, err := r.r.Read(r.buf[r.tail:])

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"slices"
 	"testing"
 	"testing/iotest"
 )
@@ -45,6 +46,34 @@ func (c *chunkReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// testLender lends FrameReader buffers and poisons each one given back,
+// so that a reader that kept using a buffer after giving it back reads
+// garbage.
+type testLender struct{ gets, out int }
+
+func (l *testLender) Get() []byte {
+	l.gets++
+	l.out++
+	return make([]byte, ReadBufferSize)
+}
+
+func (l *testLender) Put(b []byte) {
+	l.out--
+	if len(b) != ReadBufferSize {
+		panic("a buffer the lender did not lend")
+	}
+	for i := range b {
+		b[i] = 0xaa
+	}
+}
+
+// frameReaders are the two kinds of FrameReader, for tests that run on
+// both; lend is nil for the one that owns its buffer.
+var frameReaders = map[string]func(io.Reader, *testLender) *FrameReader{
+	"own":     func(r io.Reader, _ *testLender) *FrameReader { return NewFrameReader(r) },
+	"lending": func(r io.Reader, l *testLender) *FrameReader { return NewLendingFrameReader(r, l) },
+}
+
 func TestFrameReaderBoundaries(t *testing.T) {
 	stream, msgs := testStream(t)
 	readers := map[string]func() io.Reader{
@@ -54,23 +83,114 @@ func TestFrameReaderBoundaries(t *testing.T) {
 		"ws size":   func() io.Reader { return &chunkReader{b: stream, sizes: []int{MaxWSMessage}} },
 		"data err":  func() io.Reader { return iotest.DataErrReader(bytes.NewReader(stream)) },
 	}
-	for name, mk := range readers {
-		t.Run(name, func(t *testing.T) {
-			fr := NewFrameReader(mk())
-			var m Message
-			for i := range msgs {
-				if err := fr.ReadMessage(&m); err != nil {
-					t.Fatalf("frame %d: %v", i, err)
+	for kind, newReader := range frameReaders {
+		for name, mk := range readers {
+			t.Run(kind+"/"+name, func(t *testing.T) {
+				lend := &testLender{}
+				fr := newReader(mk(), lend)
+				var m Message
+				for i := range msgs {
+					if err := fr.ReadMessage(&m); err != nil {
+						t.Fatalf("frame %d: %v", i, err)
+					}
+					if !equal(&m, &msgs[i]) {
+						t.Fatalf("frame %d mismatch", i)
+					}
 				}
-				if !equal(&m, &msgs[i]) {
-					t.Fatalf("frame %d mismatch", i)
+				if err := fr.ReadMessage(&m); err != io.EOF {
+					t.Fatalf("after last frame: %v, want io.EOF", err)
+				}
+				if lend.out != 0 {
+					t.Fatalf("at the end of the stream %d buffers are still lent", lend.out)
+				}
+			})
+		}
+	}
+}
+
+// msgReader returns messages as a WebSocket reader does: a read never
+// crosses the end of a message, and returns at most max bytes (a TLS
+// record).
+type msgReader struct {
+	msgs [][]byte
+	max  int
+}
+
+func (r *msgReader) Read(p []byte) (int, error) {
+	for len(r.msgs) > 0 && len(r.msgs[0]) == 0 {
+		r.msgs = r.msgs[1:]
+	}
+	if len(r.msgs) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p[:min(len(p), r.max)], r.msgs[0])
+	r.msgs[0] = r.msgs[0][n:]
+	return n, nil
+}
+
+// TestLendingFrameReaderBorrows checks when a lending reader holds a large
+// buffer: never for frames that fit its small one (interactive traffic),
+// once per message of large frames (it gives the buffer back when a
+// message ends with a frame), and no longer once nothing is buffered.
+func TestLendingFrameReaderBorrows(t *testing.T) {
+	frame := func(payload int) []byte {
+		b, err := AppendFrame(nil, &Message{Type: TypeData, StreamID: 1, ConnectionID: 1, Payload: make([]byte, payload)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	small, large := frame(100), frame(MaxPayload)
+	join := func(frames ...[]byte) []byte { return bytes.Join(frames, nil) }
+	tests := []struct {
+		name     string
+		msgs     [][]byte
+		max      int // bytes a read returns at most
+		wantGets int
+	}{
+		{"small frames, one byte a read", [][]byte{join(small, small), small}, 1, 0},
+		{"small frames, many a read", [][]byte{join(small, small, small, small)}, MaxWSMessage, 0},
+		{"small frames filling the small buffer", [][]byte{bytes.Repeat(small, 100)}, 1000, 0},
+		{"large frames, two a message", [][]byte{join(large, large), join(large, large)}, 16 << 10, 2},
+		{"large frames, one a message", [][]byte{large, large, large}, MaxWSMessage, 3},
+		{"large frame across messages", [][]byte{large[:30000], large[30000:]}, MaxWSMessage, 1},
+		{"large then small", [][]byte{join(large, small), small}, 16 << 10, 1},
+		{"small then large", [][]byte{join(small, large)}, 16 << 10, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			lend := &testLender{}
+			fr := NewLendingFrameReader(&msgReader{msgs: slices.Clone(tt.msgs), max: tt.max}, lend)
+			ref := NewFrameReader(bytes.NewReader(join(tt.msgs...)))
+			for i := 0; ; i++ {
+				b, err := fr.Next()
+				rb, rerr := ref.Next()
+				if err != rerr || !bytes.Equal(b, rb) {
+					t.Fatalf("frame %d: %d bytes, %v; want %d bytes, %v", i, len(b), err, len(rb), rerr)
+				}
+				if err != nil {
+					break
 				}
 			}
-			if err := fr.ReadMessage(&m); err != io.EOF {
-				t.Fatalf("after last frame: %v, want io.EOF", err)
+			if lend.gets != tt.wantGets || lend.out != 0 {
+				t.Fatalf("borrowed %d buffers (want %d), %d not given back", lend.gets, tt.wantGets, lend.out)
 			}
 		})
 	}
+	t.Run("release mid-frame", func(t *testing.T) {
+		lend := &testLender{}
+		fr := NewLendingFrameReader(&chunkReader{b: large[:len(large)-1], sizes: []int{8 << 10}}, lend)
+		if _, err := fr.Next(); err != io.ErrUnexpectedEOF {
+			t.Fatalf("Next = %v", err)
+		}
+		if lend.out != 1 {
+			t.Fatalf("%d lent inside a frame, want 1", lend.out)
+		}
+		fr.Release()
+		if lend.out != 0 {
+			t.Fatalf("%d lent after Release", lend.out)
+		}
+	})
 }
 
 func TestFrameReaderErrors(t *testing.T) {
@@ -84,16 +204,18 @@ func TestFrameReaderErrors(t *testing.T) {
 		{"eof in body", []byte{0, 4, 8, 2}, io.ErrUnexpectedEOF},
 		{"empty", nil, io.EOF},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			fr := NewFrameReader(bytes.NewReader(tt.in))
-			if _, err := fr.Next(); !errors.Is(err, tt.want) {
-				t.Fatalf("Next = %v, want %v", err, tt.want)
-			}
-			if _, err := fr.Next(); !errors.Is(err, tt.want) {
-				t.Fatalf("second Next = %v, want sticky %v", err, tt.want)
-			}
-		})
+	for kind, newReader := range frameReaders {
+		for _, tt := range tests {
+			t.Run(kind+"/"+tt.name, func(t *testing.T) {
+				fr := newReader(bytes.NewReader(tt.in), &testLender{})
+				if _, err := fr.Next(); !errors.Is(err, tt.want) {
+					t.Fatalf("Next = %v, want %v", err, tt.want)
+				}
+				if _, err := fr.Next(); !errors.Is(err, tt.want) {
+					t.Fatalf("second Next = %v, want sticky %v", err, tt.want)
+				}
+			})
+		}
 	}
 	errRead := errors.New("boom")
 	fr := NewFrameReader(iotest.ErrReader(errRead))
