@@ -1,5 +1,6 @@
 // Package batchconn wraps the TCP connection under a TLS WebSocket so that
-// it costs fewer system calls: reads go through a 64 KiB buffer, and the
+// it costs fewer system calls: reads go through a 64 KiB buffer while data
+// keeps coming (and straight to the caller otherwise), and the
 // writes made between StartBatch and EndBatch (the TLS records of one or
 // more WebSocket messages, 16 KiB each) leave in one write instead of one
 // per record. Both ends of the tunnel use it: the agent and tunnelctl on
@@ -9,7 +10,6 @@
 package batchconn
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"net"
@@ -30,7 +30,15 @@ const (
 // alerts and WebSocket control frames are never held back.
 type Conn struct {
 	net.Conn
-	r *bufio.Reader
+
+	// Read side (one goroutine reads): rbuf, from freeReads, holds bytes
+	// read ahead, rbuf[rpos:rend], then rerr; nil while nothing is read
+	// ahead. ahead: the last read filled what it was given, so more is
+	// likely waiting and the next read goes through rbuf.
+	rbuf       []byte
+	rpos, rend int
+	rerr       error
+	ahead      bool
 
 	mu       sync.Mutex
 	batching bool
@@ -45,12 +53,20 @@ type Conn struct {
 // buffers are collected after their batch.
 var freeBufs = make(chan []byte, 2)
 
-// ReleaseIdle drops the free batch buffers, for a process with nothing to
-// write for a while (the agent's settling and quiet mode).
+// freeReads keeps read-ahead buffers. A connection takes one when a read
+// fills what it was given (data keeps coming) and gives it back once a
+// read that did not fill it has been consumed, so a connection that waits
+// for data holds none: before, each kept a 64 KiB bufio.Reader for as long
+// as it was open.
+var freeReads = make(chan []byte, 2)
+
+// ReleaseIdle drops the free batch and read buffers, for a process with
+// nothing to move for a while (the agent's settling and quiet mode).
 func ReleaseIdle() {
 	for {
 		select {
 		case <-freeBufs:
+		case <-freeReads:
 		default:
 			return
 		}
@@ -75,11 +91,59 @@ func putBuf(b []byte) {
 
 // New wraps c.
 func New(c net.Conn) *Conn {
-	return &Conn{Conn: c, r: bufio.NewReaderSize(c, readSize)}
+	return &Conn{Conn: c}
 }
 
-// Read reads through the buffer. Only one goroutine reads a WebSocket.
-func (c *Conn) Read(p []byte) (int, error) { return c.r.Read(p) }
+// Read returns what was read ahead, or reads: through a read-ahead buffer
+// when the last read filled what it was given, straight into p otherwise
+// (the wait for data of an idle connection then holds no buffer). Only
+// one goroutine reads a WebSocket.
+func (c *Conn) Read(p []byte) (int, error) {
+	if c.rpos == c.rend {
+		if !c.ahead || len(p) >= readSize {
+			n, err := c.Conn.Read(p)
+			c.ahead = n == len(p) && len(p) < readSize
+			return n, err
+		}
+		if c.rbuf == nil {
+			select {
+			case c.rbuf = <-freeReads:
+			default:
+				c.rbuf = make([]byte, readSize)
+			}
+		}
+		n, err := c.Conn.Read(c.rbuf)
+		c.rpos, c.rend, c.rerr, c.ahead = 0, n, err, n == len(c.rbuf)
+		if n == 0 {
+			c.dropReadBuf()
+			c.rerr = nil
+			return 0, err
+		}
+	}
+	n := copy(p, c.rbuf[c.rpos:c.rend])
+	c.rpos += n
+	if c.rpos < c.rend {
+		return n, nil
+	}
+	err := c.rerr
+	c.rerr = nil
+	if !c.ahead || err != nil {
+		c.ahead = false
+		c.dropReadBuf()
+	}
+	return n, err
+}
+
+// dropReadBuf gives the read-ahead buffer back; nothing is read ahead.
+func (c *Conn) dropReadBuf() {
+	if c.rbuf != nil {
+		select {
+		case freeReads <- c.rbuf:
+		default:
+		}
+	}
+	c.rbuf, c.rpos, c.rend = nil, 0, 0
+}
 
 // Write writes p, or appends it to the batch in progress.
 func (c *Conn) Write(p []byte) (int, error) {
