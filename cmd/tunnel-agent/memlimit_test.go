@@ -18,7 +18,7 @@ func TestSetMemoryLimit(t *testing.T) {
 		want    int64
 	}{
 		{"GOMEMLIMIT set: left alone", true, math.MaxInt64},
-		{"default: the base while nothing is queued", false, memtrim.LimitBase},
+		{"default: the base while nothing is queued", false, memtrim.AgentLimitBase},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

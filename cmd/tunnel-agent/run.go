@@ -94,8 +94,9 @@ func cmdRun(args []string, logOut io.Writer, from notifySource) error {
 var _ memtrim.Releaser = (*tunnel.Limits)(nil)
 
 // setMemoryLimit asks the Go garbage collector to keep the process near
-// memtrim.LimitBase plus what its connections hold (a soft limit: the collector
-// works harder near it, nothing fails), unless GOMEMLIMIT is set. Without
+// memtrim.AgentLimitBase plus what its connections hold (a soft limit:
+// the collector works harder near it, nothing fails), unless GOMEMLIMIT
+// is set. Without
 // a limit the collector lets the heap grow to twice what is live: a flood
 // that fills the queue budget took the agent's RSS to 53 MiB instead of
 // 29. The fixed limit before this (queue_budget + 16 MiB) had to cover a
@@ -109,8 +110,8 @@ func setMemoryLimit(lim *tunnel.Limits, fromEnv bool) (string, *memtrim.DemandLi
 	if fromEnv {
 		return "GOMEMLIMIT=" + os.Getenv("GOMEMLIMIT"), nil
 	}
-	q := memtrim.FollowDemand(lim)
-	return config.ByteSize(memtrim.LimitBase).String() + " + " + config.ByteSize(memtrim.LimitPerConn).String() +
+	q := memtrim.FollowDemand(lim, memtrim.AgentLimitBase)
+	return config.ByteSize(memtrim.AgentLimitBase).String() + " + " + config.ByteSize(memtrim.LimitPerConn).String() +
 		" per connection + bytes queued; quiet collector while no connection is open", q
 }
 

@@ -149,7 +149,7 @@ func (a *App) cmdProxy(ctx context.Context, g *globals, args []string) error {
 func (a *App) proxyLimits() (*tunnel.Limits, func()) {
 	lim := tunnel.NewLimits(0, 0, 0)
 	if a.limitMemory && a.Getenv("GOMEMLIMIT") == "" {
-		return lim, memtrim.FollowDemand(lim).Close
+		return lim, memtrim.FollowDemand(lim, memtrim.ProxyLimitBase).Close
 	}
 	return lim, func() {}
 }
