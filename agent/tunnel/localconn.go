@@ -239,8 +239,10 @@ func (f *localConn) readLocal() bool {
 	// the socket likely holds more, and the reader reads at once (a
 	// connection that goes quiet right then waits holding its frame).
 	waitReadable := func() {}
+	var try *rawTry
 	if rc != nil {
 		waitReadable = readableWaiter(rc)
+		try = newTryReader(rc)
 	}
 	var batch [maxReadBatch]*frameBuf
 	more, sent := false, false
@@ -274,7 +276,7 @@ func (f *localConn) readLocal() bool {
 		// each reader's batch would be frames in flight beyond the pool.
 		for err == nil && rc != nil && n == protocol.MaxPayload && k < maxReadBatch && f.l.w.queued.Load() < outQueue/2 {
 			nb := getFrame()
-			n = tryRead(rc, nb.buf[protocol.DataHeadroom:protocol.DataHeadroom+protocol.MaxPayload])
+			n = try.try(nb.buf[protocol.DataHeadroom : protocol.DataHeadroom+protocol.MaxPayload])
 			if n == 0 {
 				putFrame(nb)
 				break

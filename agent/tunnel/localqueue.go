@@ -99,10 +99,10 @@ type queue struct {
 	// peers counts the link's live connections in source mode (nil
 	// otherwise): while it is 1, limit is at most SoloConnBufferSize.
 	peers  *atomic.Int32
-	raw    syscall.RawConn // nil: no direct writes (see push)
-	busy   bool            // the local writer is writing
-	direct bool            // push is writing directly
-	count  *atomic.Int64   // bytes written to the local socket
+	raw    *rawTry       // nil: no direct writes (see push)
+	busy   bool          // the local writer is writing
+	direct bool          // push is writing directly
+	count  *atomic.Int64 // bytes written to the local socket
 
 	writing bool          // a local writer goroutine runs (see connState)
 	wdone   bool          // the write direction is over
@@ -136,7 +136,9 @@ const (
 func (q *queue) setConn(c net.Conn) {
 	q.conn = c
 	if sc, ok := c.(syscall.Conn); ok && canTryWrite {
-		q.raw, _ = sc.SyscallConn()
+		if rc, err := sc.SyscallConn(); err == nil {
+			q.raw = newTryWriter(rc)
+		}
 	}
 }
 
@@ -154,7 +156,7 @@ func (q *queue) push(p []byte, gate *stallGate) (res pushResult, start bool) {
 	if q.raw != nil && len(q.chunks) == 0 && !q.busy && !q.closing() {
 		q.direct = true
 		q.mu.Unlock()
-		n := tryWrite(q.raw, p)
+		n := q.raw.try(p)
 		q.count.Add(int64(n))
 		p = p[n:]
 		q.mu.Lock()

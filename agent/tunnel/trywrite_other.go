@@ -6,8 +6,13 @@ import "syscall"
 
 const canTryWrite = false
 
-func tryWrite(syscall.RawConn, []byte) int { return 0 }
+// rawTry is never made here (canTryWrite is false).
+type rawTry struct{}
 
-func tryRead(syscall.RawConn, []byte) int { return 0 }
+func newTryWriter(syscall.RawConn) *rawTry { return nil }
+
+func newTryReader(syscall.RawConn) *rawTry { return nil }
+
+func (*rawTry) try([]byte) int { return 0 }
 
 func readableWaiter(syscall.RawConn) func() { return func() {} }

@@ -33,19 +33,20 @@ func TestTryReadWrite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	tryRead, tryWrite := newTryReader(rc).try, newTryWriter(rc).try
 	buf := make([]byte, 64)
-	if n := tryRead(rc, buf); n != 0 {
+	if n := tryRead(buf); n != 0 {
 		t.Fatalf("tryRead with nothing sent = %d, want 0", n)
 	}
 	if _, err := peer.Write([]byte("hello")); err != nil {
 		t.Fatal(err)
 	}
 	var n int
-	waitUntil(t, "the bytes to arrive", func() bool { n = tryRead(rc, buf); return n > 0 })
+	waitUntil(t, "the bytes to arrive", func() bool { n = tryRead(buf); return n > 0 })
 	if string(buf[:n]) != "hello" {
 		t.Fatalf("tryRead = %q, want %q", buf[:n], "hello")
 	}
-	if n := tryWrite(rc, []byte("world")); n != 5 {
+	if n := tryWrite([]byte("world")); n != 5 {
 		t.Fatalf("tryWrite = %d, want 5", n)
 	}
 	got := make([]byte, 5)
@@ -55,15 +56,15 @@ func TestTryReadWrite(t *testing.T) {
 	}
 	// A socket whose buffers are full takes nothing more, without blocking.
 	big := make([]byte, 1<<20)
-	for i := 0; i < 64 && tryWrite(rc, big) > 0; i++ {
+	for i := 0; i < 64 && tryWrite(big) > 0; i++ {
 	}
-	if n := tryWrite(rc, big); n != 0 {
+	if n := tryWrite(big); n != 0 {
 		t.Fatalf("tryWrite on a full socket = %d, want 0", n)
 	}
 	// Once the peer is gone a read attempt gets 0 (before or after the
 	// FIN or RST arrives); the blocking Read then reports why.
 	_ = peer.Close()
-	if n := tryRead(rc, buf); n != 0 {
+	if n := tryRead(buf); n != 0 {
 		t.Fatalf("tryRead at EOF = %d, want 0", n)
 	}
 }
@@ -150,4 +151,36 @@ func tcpPair(t *testing.T) (peer, c net.Conn) {
 	}
 	t.Cleanup(func() { _ = c.Close() })
 	return peer, c
+}
+
+// TestTryAllocatesNothing: a direct write is made for every DATA frame
+// that finds its local socket idle, so an attempt must not allocate.
+func TestTryAllocatesNothing(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	peer, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	c, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	rc, err := c.(syscall.Conn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, r := newTryWriter(rc), newTryReader(rc)
+	buf := make([]byte, 64)
+	if a := testing.AllocsPerRun(100, func() { w.try(buf[:1]) }); a != 0 {
+		t.Errorf("a write attempt allocates %v times", a)
+	}
+	if a := testing.AllocsPerRun(100, func() { r.try(buf) }); a != 0 {
+		t.Errorf("a read attempt allocates %v times", a)
+	}
 }
