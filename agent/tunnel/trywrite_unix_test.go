@@ -14,25 +14,8 @@ import (
 // TestTryReadWrite: the non-blocking attempts take what the socket has
 // (or has room for) and return 0 instead of waiting.
 func TestTryReadWrite(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	peer, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
-	c, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	rc, err := c.(syscall.Conn).SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
+	peer, c := tcpPair(t)
+	rc := rawConn(t, c)
 	tryRead, tryWrite := newTryReader(rc).try, newTryWriter(rc).try
 	buf := make([]byte, 64)
 	if n := tryRead(buf); n != 0 {
@@ -153,28 +136,19 @@ func tcpPair(t *testing.T) (peer, c net.Conn) {
 	return peer, c
 }
 
-// TestTryAllocatesNothing: a direct write is made for every DATA frame
-// that finds its local socket idle, so an attempt must not allocate.
-func TestTryAllocatesNothing(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	peer, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
-	c, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+func rawConn(t *testing.T, c net.Conn) syscall.RawConn {
 	rc, err := c.(syscall.Conn).SyscallConn()
 	if err != nil {
 		t.Fatal(err)
 	}
+	return rc
+}
+
+// TestTryAllocatesNothing: a direct write is made for every DATA frame
+// that finds its local socket idle, so an attempt must not allocate.
+func TestTryAllocatesNothing(t *testing.T) {
+	_, c := tcpPair(t)
+	rc := rawConn(t, c)
 	w, r := newTryWriter(rc), newTryReader(rc)
 	buf := make([]byte, 64)
 	if a := testing.AllocsPerRun(100, func() { w.try(buf[:1]) }); a != 0 {
