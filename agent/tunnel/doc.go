@@ -113,6 +113,17 @@
 // trigger are rate-limited by kind, never keyed or sized by peer input
 // (ratelog.go).
 //
+// # Memory
+//
+// A link holds its large buffers only while it uses them, taken from free
+// lists of two shared by the process (pool.go, package batchconn): the
+// WebSocket's write buffer for one message, the FrameReader's 192 KiB for
+// a frame that does not fit its own 4 KiB, and the batch and read-ahead
+// buffers of the TCP connection under TLS for a burst. An idle tunnel
+// thus costs its TLS state, a few KiB of buffers and its goroutines; DATA
+// frames and queue chunks come from free lists too. Limits.ReleaseIdle
+// drops every free list (the agent's settling and quiet mode).
+//
 // Destination mode dials the address mapped to the stream's service
 // ("host:port" or "unix:/path") in the background, buffering early DATA in
 // the same bounded queue. A service that is not mapped is refused with a
