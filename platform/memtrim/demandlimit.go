@@ -254,16 +254,18 @@ func (q *DemandLimit) goQuiet(gen uint64) {
 // for each connection, and the bytes queued toward local sockets, moved in
 // steps of LimitStep.
 //
-// AgentLimitBase is 1 MiB lower than ProxyLimitBase since tunnels hold
-// their WebSocket buffers only while they use them (55af0df, dafdee1):
-// quick bench runs collected 8-13 times at 11 MiB as at 12, at the same
-// CPU per GiB, and full runs read agent peaks 0.8-1.0 MiB lower in the
-// 8-stream rows; 10.5 MiB collected 27-29 times. tunnelctl proxy, as a
-// source, keeps more in flight toward its clients: at 11 MiB one full run
-// spent 1.67 s per GiB instead of 1.28-1.45, so it stays at 12.
+// Both were 12 MiB until tunnels held their WebSocket buffers only while
+// they use them (55af0df, dafdee1). At 11 MiB the agent collected 8-13
+// times per quick bench run as at 12, at the same CPU per GiB, and full
+// runs read its 8-stream peaks 0.8-1.0 MiB lower; 10.5 MiB collected 27-29
+// times. tunnelctl proxy, as a source, keeps more in flight toward its
+// clients: at 11 MiB one full run spent 1.67 s per GiB instead of
+// 1.28-1.45; at 11.5 MiB two full runs spent 1.35-1.40 s and read every
+// bulk peak at 14.2-15.7 MiB, where at 12 the 8-stream upload read
+// 16.0-16.3.
 const (
 	AgentLimitBase = 11 << 20
-	ProxyLimitBase = 12 << 20
+	ProxyLimitBase = 23 << 19 // 11.5 MiB
 	LimitPerConn   = 64 << 10
 	LimitStep      = 1 << 20
 )
