@@ -159,9 +159,10 @@ func (b *Limits) PeakQueued() int64 { return b.peak.Load() }
 func (b *Limits) Budget() int64 { return b.budget }
 
 // ReleaseIdle drops the buffers the process keeps for reuse: the free
-// frames, queue chunks and WebSocket batch buffers, about 2.25 MiB after a
-// bulk transfer (maxFreeFrames frames, maxFreeChunks chunks, two batchconn
-// buffers), which an idle process would otherwise keep. memtrim's settling
+// frames, queue chunks and the WebSocket's write, read and batch buffers,
+// about 3 MiB after a bulk transfer (maxFreeFrames frames, maxFreeChunks
+// chunks, two of each WebSocket buffer), which an idle process would
+// otherwise keep. memtrim's settling
 // and quiet mode call it before their collections (Limits is a
 // memtrim.Releaser); the next connection allocates afresh.
 func (l *Limits) ReleaseIdle() { releaseFreeBuffers() }

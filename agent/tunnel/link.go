@@ -66,9 +66,9 @@ func endsMessage(t protocol.Type) bool {
 
 const frameBufSize = protocol.DataHeadroom + protocol.MaxPayload + 256
 
-var framePool = newFreeList(maxFreeFrames, func() any { return &frameBuf{buf: make([]byte, frameBufSize)} })
+var framePool = newFreeList(maxFreeFrames, func() *frameBuf { return &frameBuf{buf: make([]byte, frameBufSize)} })
 
-func getFrame() *frameBuf { return framePool.Get().(*frameBuf) }
+func getFrame() *frameBuf { return framePool.Get() }
 
 // putFrame returns a pooled frame; a frame sized to its content (see
 // encodeSmall) is left to the garbage collector.

@@ -12,17 +12,17 @@ import (
 // are rare when little else allocates), it keeps at most cap(free): a burst
 // of eight busy connections leaves at most that many 64 KiB frames resident
 // afterwards, and the others become garbage at once.
-type freeList struct {
-	free chan any
-	New  func() any
+type freeList[T any] struct {
+	free chan T
+	New  func() T
 }
 
-func newFreeList(size int, alloc func() any) *freeList {
-	return &freeList{free: make(chan any, size), New: alloc}
+func newFreeList[T any](size int, alloc func() T) *freeList[T] {
+	return &freeList[T]{free: make(chan T, size), New: alloc}
 }
 
 // Get returns a free buffer, or a new one.
-func (p *freeList) Get() any {
+func (p *freeList[T]) Get() T {
 	select {
 	case x := <-p.free:
 		return x
@@ -32,7 +32,7 @@ func (p *freeList) Get() any {
 }
 
 // drain drops every free buffer.
-func (p *freeList) drain() { drainChan(p.free) }
+func (p *freeList[T]) drain() { drainChan(p.free) }
 
 // drainChan empties c without waiting.
 func drainChan[T any](c chan T) {
@@ -46,7 +46,7 @@ func drainChan[T any](c chan T) {
 }
 
 // Put keeps x for reuse if there is room, else drops it.
-func (p *freeList) Put(x any) {
+func (p *freeList[T]) Put(x T) {
 	select {
 	case p.free <- x:
 	default:
@@ -118,41 +118,22 @@ func putChunk(b []byte) {
 // busy links; more busy links at once allocate more, and those buffers
 // are collected after their message. Get returns nil when none is free,
 // and gorilla then allocates one.
-var wsWritePool = newFreeList(2, func() any { return nil })
+var wsWritePool = newFreeList[any](2, func() any { return nil })
 
 // readBufs lends the links' FrameReaders their 192 KiB buffer
 // (protocol.NewLendingFrameReader) while they hold part of a large frame:
 // an idle tunnel, or one that carries only small frames, holds none.
 // Before, each held its own for as long as it was open. Two cover the
 // readers of two busy links.
-var readBufs = make(bufLender, 2)
+var readBufs = newFreeList(2, func() []byte { return make([]byte, protocol.ReadBufferSize) })
 
-// bufLender is a bounded free list of FrameReader buffers.
-type bufLender chan []byte
-
-func (l bufLender) Get() []byte {
-	select {
-	case b := <-l:
-		return b
-	default:
-		return make([]byte, protocol.ReadBufferSize)
-	}
-}
-
-func (l bufLender) Put(b []byte) {
-	select {
-	case l <- b:
-	default:
-	}
-}
-
-// releaseFreeBuffers drops the free frames, queue chunks, read and write
-// buffers of the WebSocket and batch buffers kept for reuse, so that the collector can return them (see
-// Limits.ReleaseIdle).
+// releaseFreeBuffers drops the buffers kept for reuse (frames, queue
+// chunks, the WebSocket's write and read buffers, batchconn's), so that
+// the collector can return them (see Limits.ReleaseIdle).
 func releaseFreeBuffers() {
 	framePool.drain()
 	wsWritePool.drain()
-	drainChan(readBufs)
+	readBufs.drain()
 	drainChan(freeChunks)
 	batchconn.ReleaseIdle()
 }

@@ -94,12 +94,11 @@ func cmdRun(args []string, logOut io.Writer, from notifySource) error {
 var _ memtrim.Releaser = (*tunnel.Limits)(nil)
 
 // setMemoryLimit asks the Go garbage collector to keep the process near
-// memtrim.AgentLimitBase plus what its connections hold (a soft limit:
-// the collector works harder near it, nothing fails), unless GOMEMLIMIT
-// is set. Without
-// a limit the collector lets the heap grow to twice what is live: a flood
-// that fills the queue budget took the agent's RSS to 53 MiB instead of
-// 29. The fixed limit before this (queue_budget + 16 MiB) had to cover a
+// memtrim.AgentLimitBase plus what its connections hold (a soft limit: the
+// collector works harder near it, nothing fails), unless GOMEMLIMIT is set.
+// Without a limit the collector lets the heap grow to twice what is live: a
+// flood that fills the queue budget took the agent's RSS to 53 MiB instead
+// of 29. The fixed limit before this (queue_budget + 16 MiB) had to cover a
 // full queue budget and left the heap of an ordinary bulk transfer, with
 // little queued, free to grow to twice its live 4-6 MiB; following the
 // connections and their queues keeps that small, and still gives a full

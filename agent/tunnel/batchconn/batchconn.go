@@ -73,18 +73,20 @@ func ReleaseIdle() {
 	}
 }
 
-func getBuf() []byte {
+// take returns a buffer from free, or a new one from alloc.
+func take(free chan []byte, alloc func() []byte) []byte {
 	select {
-	case b := <-freeBufs:
+	case b := <-free:
 		return b
 	default:
-		return make([]byte, 0, batchSize)
+		return alloc()
 	}
 }
 
-func putBuf(b []byte) {
+// give keeps b in free if there is room, else drops it.
+func give(free chan []byte, b []byte) {
 	select {
-	case freeBufs <- b[:0]:
+	case free <- b:
 	default:
 	}
 }
@@ -106,11 +108,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 			return n, err
 		}
 		if c.rbuf == nil {
-			select {
-			case c.rbuf = <-freeReads:
-			default:
-				c.rbuf = make([]byte, readSize)
-			}
+			c.rbuf = take(freeReads, func() []byte { return make([]byte, readSize) })
 		}
 		n, err := c.Conn.Read(c.rbuf)
 		c.rpos, c.rend, c.rerr, c.ahead = 0, n, err, n == len(c.rbuf)
@@ -137,10 +135,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 // dropReadBuf gives the read-ahead buffer back; nothing is read ahead.
 func (c *Conn) dropReadBuf() {
 	if c.rbuf != nil {
-		select {
-		case freeReads <- c.rbuf:
-		default:
-		}
+		give(freeReads, c.rbuf)
 	}
 	c.rbuf, c.rpos, c.rend = nil, 0, 0
 }
@@ -161,7 +156,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 		}
 	}
 	if c.buf == nil {
-		c.buf = getBuf()
+		c.buf = take(freeBufs, func() []byte { return make([]byte, 0, batchSize) })
 	}
 	c.buf = append(c.buf, p...)
 	return len(p), nil
@@ -183,7 +178,7 @@ func (c *Conn) EndBatch() error {
 	c.batching = false
 	err := c.flushLocked()
 	if c.buf != nil {
-		putBuf(c.buf)
+		give(freeBufs, c.buf[:0])
 		c.buf = nil
 	}
 	return err

@@ -220,7 +220,7 @@ func TestBatchBufferShared(t *testing.T) {
 	if got := <-freeBufs; &got[:1][0] != &first[:1][0] {
 		t.Error("the second connection's batch did not reuse the free buffer")
 	}
-	putBuf(first)
+	give(freeBufs, first[:0])
 	ReleaseIdle()
 	if len(freeBufs) != 0 {
 		t.Errorf("%d free buffers after ReleaseIdle", len(freeBufs))
