@@ -18,6 +18,11 @@ const clockTicks = 100
 // procMem is a process's resident memory from /proc/<pid>/status, in bytes.
 type procMem struct {
 	RSS, HWM int64 // VmRSS, VmHWM (peak)
+	// Anon and File split RSS (RssAnon, RssFile, Linux 4.5+; 0 when
+	// absent): anonymous memory (heap, stacks, runtime) and file-backed
+	// pages, which for a static Go binary are its own code and read-only
+	// data.
+	Anon, File int64
 }
 
 func readMem(pid int) (procMem, error) {
@@ -38,11 +43,16 @@ func parseStatus(b []byte) (procMem, error) {
 			continue
 		}
 		var dst *int64
+		required := true
 		switch key {
 		case "VmRSS":
 			dst = &m.RSS
 		case "VmHWM":
 			dst = &m.HWM
+		case "RssAnon":
+			dst, required = &m.Anon, false
+		case "RssFile":
+			dst, required = &m.File, false
 		default:
 			continue
 		}
@@ -55,7 +65,9 @@ func parseStatus(b []byte) (procMem, error) {
 			return m, fmt.Errorf("parse %s: %w", key, err)
 		}
 		*dst = kb << 10
-		found++
+		if required {
+			found++
+		}
 	}
 	if found != 2 {
 		return m, fmt.Errorf("VmRSS/VmHWM missing from /proc status (process gone?)")

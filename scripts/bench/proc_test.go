@@ -7,16 +7,29 @@ import (
 )
 
 func TestParseStatus(t *testing.T) {
-	in := "Name:\ttunnel-agent\nVmPeak:\t  800000 kB\nVmHWM:\t   20480 kB\nVmRSS:\t   10240 kB\nThreads:\t7\n"
-	m, err := parseStatus([]byte(in))
-	if err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		in   string
+		want procMem
+	}{
+		{"Name:\ttunnel-agent\nVmPeak:\t  800000 kB\nVmHWM:\t   20480 kB\nVmRSS:\t   10240 kB\nThreads:\t7\n",
+			procMem{RSS: 10 << 20, HWM: 20 << 20}},
+		{"VmHWM:\t   20480 kB\nVmRSS:\t   10240 kB\nRssAnon:\t    6144 kB\nRssFile:\t    4096 kB\nRssShmem:\t       0 kB\n",
+			procMem{RSS: 10 << 20, HWM: 20 << 20, Anon: 6 << 20, File: 4 << 20}},
 	}
-	if m.RSS != 10<<20 || m.HWM != 20<<20 {
-		t.Errorf("got %+v, want RSS 10 MiB, HWM 20 MiB", m)
+	for _, tt := range tests {
+		m, err := parseStatus([]byte(tt.in))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m != tt.want {
+			t.Errorf("parseStatus(%q) = %+v, want %+v", tt.in, m, tt.want)
+		}
 	}
 	if _, err := parseStatus([]byte("Name:\tx\n")); err == nil {
 		t.Error("missing VmRSS accepted")
+	}
+	if _, err := parseStatus([]byte("RssAnon:\t6144 kB\nRssFile:\t4096 kB\n")); err == nil {
+		t.Error("RssAnon and RssFile accepted without VmRSS and VmHWM")
 	}
 }
 
