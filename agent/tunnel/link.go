@@ -48,6 +48,9 @@ type frameBuf struct {
 	data []byte
 	// last: the frame ends its WebSocket message (see endsMessage).
 	last bool
+	// budget: the frame counts in this link's budget of frames out
+	// (writePath.budget); putFrame gives its place back.
+	budget chan struct{}
 }
 
 // endsMessage reports whether a frame of type t must be the last one of its
@@ -74,6 +77,10 @@ func getFrame() *frameBuf { return framePool.Get() }
 // encodeSmall) is left to the garbage collector.
 func putFrame(f *frameBuf) {
 	f.data, f.last = nil, false
+	if f.budget != nil {
+		<-f.budget
+		f.budget = nil
+	}
 	if cap(f.buf) == frameBufSize {
 		framePool.Put(f)
 	}

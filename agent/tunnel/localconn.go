@@ -236,8 +236,10 @@ func (f *localConn) readLocal() bool {
 	}
 	// Idle, the reader waits for data without a frame: 64 KiB less held
 	// per idle connection where the socket allows it. After a full frame
-	// the socket likely holds more, and the reader reads at once (a
-	// connection that goes quiet right then waits holding its frame).
+	// the socket likely holds more, and the reader reads at once, without
+	// waiting: if nothing is there it gives the frame back and waits as
+	// when idle. Where the socket allows this, its frames count in the
+	// link's budget (takeFrame).
 	waitReadable := func() {}
 	var try *rawTry
 	if rc != nil {
@@ -255,8 +257,23 @@ func (f *localConn) readLocal() bool {
 			}
 			waitReadable()
 		}
-		fb := getFrame()
-		n, err := c.Read(fb.buf[protocol.DataHeadroom : protocol.DataHeadroom+protocol.MaxPayload])
+		fb := f.takeFrame(rc != nil)
+		if fb == nil {
+			return false // the link ended
+		}
+		var n int
+		var err error
+		if more && rc != nil {
+			// Without waiting: a frame counted in the link's budget must
+			// not wait for a socket that went quiet right after a full one.
+			if n = try.try(fb.buf[protocol.DataHeadroom : protocol.DataHeadroom+protocol.MaxPayload]); n == 0 {
+				putFrame(fb)
+				more = false
+				continue
+			}
+		} else {
+			n, err = c.Read(fb.buf[protocol.DataHeadroom : protocol.DataHeadroom+protocol.MaxPayload])
+		}
 		if n == 0 || !f.active.Load() {
 			putFrame(fb)
 			if err != nil {
@@ -275,7 +292,10 @@ func (f *localConn) readLocal() bool {
 		// then a burst is waiting anyway, and with many busy connections
 		// each reader's batch would be frames in flight beyond the pool.
 		for err == nil && rc != nil && n == protocol.MaxPayload && k < maxReadBatch && f.l.w.queued.Load() < outQueue/2 {
-			nb := getFrame()
+			nb := f.l.w.tryFrame()
+			if nb == nil {
+				break // the link's budget is out: the frames go as they are
+			}
 			n = try.try(nb.buf[protocol.DataHeadroom : protocol.DataHeadroom+protocol.MaxPayload])
 			if n == 0 {
 				putFrame(nb)
@@ -303,6 +323,25 @@ func (f *localConn) readLocal() bool {
 		}
 		sent = true
 	}
+}
+
+// takeFrame returns a frame for the next read from the local socket. A
+// reader that waits for its socket without a frame (counted: see
+// readLocal) takes one from the link's budget (writePath.waitFrame), and
+// while none is free it waits for the WebSocket to take frames (sending,
+// as in sendData); nil when the link ends meanwhile. Without a raw socket
+// a reader waits in Read holding its frame, so it takes one outside the
+// budget: idle connections must not use up the link's frames.
+func (f *localConn) takeFrame(counted bool) *frameBuf {
+	if !counted {
+		return getFrame()
+	}
+	if fb := f.l.w.tryFrame(); fb != nil {
+		return fb
+	}
+	f.q.sending.Store(true)
+	defer f.q.sending.Store(false)
+	return f.l.w.waitFrame()
 }
 
 // writeLocal is a local writer: it writes what is queued to the socket

@@ -54,10 +54,9 @@ func (p *freeList[T]) Put(x T) {
 }
 
 // maxFreeFrames is how many free frames are kept for reuse: what one link
-// has in flight when its queue is full and a local reader holds a read
-// batch (outQueue + maxReadBatch), about 0.75 MiB. More busy connections
-// allocate beyond it, and those frames are collected when they are done.
-const maxFreeFrames = outQueue + maxReadBatch
+// may have out (maxLinkFrames), about 0.75 MiB. More busy links allocate
+// beyond it, and those frames are collected when they are done.
+const maxFreeFrames = maxLinkFrames
 
 // Queue chunks. A queue toward a local socket is a list of chunks: the
 // first is the power of two that holds its bytes and doubles as more
