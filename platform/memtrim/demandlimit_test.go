@@ -96,12 +96,18 @@ type change struct {
 // connection) whose release is logged, plays steps on the fake clock of a
 // synctest bubble and waits until end; the caller closes it.
 func runSteps(f *fakeRuntime, steps []change, end time.Duration) *DemandLimit {
+	return runStepsBusy(f, 0, steps, end)
+}
+
+// runStepsBusy is runSteps with busyPercent busy (0: none).
+func runStepsBusy(f *fakeRuntime, busy int, steps []change, end time.Duration) *DemandLimit {
 	var conns atomic.Int64
 	start := time.Now()
 	q := newDemandLimit(14<<20, 1<<20, func() int64 { return conns.Load() * 64 << 10 },
 		func() bool { return conns.Load() == 0 }, f.ctl())
 	q.mu.Lock()
 	q.release = func() { f.note("release") }
+	q.busyPercent = busy
 	q.mu.Unlock()
 	for _, c := range steps {
 		time.Sleep(c.at - time.Since(start))
@@ -203,6 +209,47 @@ func TestDemandLimitSettle(t *testing.T) {
 	}
 }
 
+// The busy percentage on the fake clock: set when a connection opens,
+// kept until the settling after the last close, off in quiet mode and set
+// again by the next connection; a lower GOGC of the user's is kept, and
+// GOGC=off is never touched. Each change is one call.
+func TestDemandLimitBusyPercent(t *testing.T) {
+	s := time.Second
+	tests := []struct {
+		name    string
+		user    int
+		steps   []change
+		end     time.Duration
+		percent int
+		calls   int
+	}{
+		{"idle: GOGC", 100, nil, s, 100, 0},
+		{"a connection: busy", 100, []change{{s, 1}}, 2 * s, 25, 1},
+		{"more connections: no more calls", 100, []change{{s, 1}, {2 * s, 2}, {3 * s, 1}}, 4 * s, 25, 1},
+		{"closed: busy until settling", 100, []change{{s, 1}, {2 * s, 0}}, 2*s + SettleAfter - 1, 25, 1},
+		{"settled: GOGC", 100, []change{{s, 1}, {2 * s, 0}}, 2*s + SettleAfter, 100, 2},
+		{"quiet: off", 100, []change{{s, 1}, {2 * s, 0}}, 2*s + QuietAfter, -1, 3},
+		{"a connection in quiet mode: busy", 100, []change{{s, 1}, {2 * s, 0}, {10 * s, 1}}, 11 * s, 25, 4},
+		{"GOGC=10 is kept", 10, []change{{s, 1}}, 2 * s, 10, 0},
+		{"GOGC=off is kept", -1, []change{{s, 1}, {2 * s, 0}}, time.Minute, -1, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				f := &fakeRuntime{percent: tc.user, inUse: 3 << 20}
+				q := runStepsBusy(f, 25, tc.steps, tc.end)
+				if f.percent != tc.percent || f.percentCalls != tc.calls {
+					t.Errorf("GOGC %d after %d calls, want %d after %d", f.percent, f.percentCalls, tc.percent, tc.calls)
+				}
+				q.Close()
+				if f.percent != tc.user {
+					t.Errorf("GOGC %d after Close, want %d", f.percent, tc.user)
+				}
+			})
+		})
+	}
+}
+
 func TestDemandLimitQuietRuntime(t *testing.T) {
 	before := runtimeGCPercent()
 	if before < 0 {
@@ -247,5 +294,46 @@ func TestDemandLimitQuietRuntime(t *testing.T) {
 	q.Update()
 	if p, l := runtimeGCPercent(), debug.SetMemoryLimit(-1); p != before || l != base+LimitStep {
 		t.Errorf("after a connection: GOGC %d, limit %d MiB; want %d and %d MiB", p, l>>20, before, (base+LimitStep)>>20)
+	}
+}
+
+// fakeDemander is a Demander with n connections of LimitPerConn each.
+type fakeDemander struct {
+	n     atomic.Int64
+	watch func()
+}
+
+func (d *fakeDemander) Demand() int64              { return d.n.Load() * LimitPerConn }
+func (d *fakeDemander) Idle() bool                 { return d.n.Load() == 0 }
+func (d *fakeDemander) Watch(_, _ int64, f func()) { d.watch = f }
+
+// FollowDemand on the real runtime: BusyGCPercent while a connection is
+// open, unless GOGC is set; GOGC again after Close.
+func TestFollowDemandBusyRuntime(t *testing.T) {
+	before := runtimeGCPercent()
+	t.Cleanup(func() {
+		debug.SetGCPercent(before)
+		debug.SetMemoryLimit(math.MaxInt64)
+	})
+	for _, env := range []string{"", "100"} {
+		t.Run("GOGC="+env, func(t *testing.T) {
+			t.Setenv("GOGC", env)
+			debug.SetGCPercent(100)
+			d := &fakeDemander{}
+			q := FollowDemand(d, 64<<20)
+			d.n.Store(1)
+			d.watch()
+			want := 100
+			if env == "" {
+				want = BusyGCPercent
+			}
+			if p := runtimeGCPercent(); p != want {
+				t.Errorf("a connection open: GOGC %d, want %d", p, want)
+			}
+			q.Close()
+			if p := runtimeGCPercent(); p != 100 {
+				t.Errorf("after Close: GOGC %d, want 100", p)
+			}
+		})
 	}
 }
