@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -110,8 +111,12 @@ func setMemoryLimit(lim *tunnel.Limits, fromEnv bool) (string, *memtrim.DemandLi
 		return "GOMEMLIMIT=" + os.Getenv("GOMEMLIMIT"), nil
 	}
 	q := memtrim.FollowDemand(lim, memtrim.AgentLimitBase)
+	gc := "; quiet collector while no connection is open"
+	if os.Getenv("GOGC") == "" {
+		gc += ", GOGC=" + strconv.Itoa(memtrim.BusyGCPercent) + " while one is"
+	}
 	return config.ByteSize(memtrim.AgentLimitBase).String() + " + " + config.ByteSize(memtrim.LimitPerConn).String() +
-		" per connection + bytes queued; quiet collector while no connection is open", q
+		" per connection + bytes queued" + gc, q
 }
 
 // wire connects the agent to systemd: READY=1 as soon as it runs, STATUS=
