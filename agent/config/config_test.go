@@ -156,3 +156,25 @@ func TestExampleConfigLoads(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestValidClientID(t *testing.T) {
+	tests := []struct {
+		id string
+		ok bool
+	}{
+		{"pi-1", true},
+		{"!~", true},
+		{strings.Repeat("x", 128), true},
+		{"", false},
+		{strings.Repeat("x", 129), false},
+		{"a b", false},
+		{"a\x7f", false},
+		{"é", false},
+		{"a\n", false},
+	}
+	for _, tc := range tests {
+		if got := validClientID(tc.id); got != tc.ok {
+			t.Errorf("validClientID(%q) = %v, want %v", tc.id, got, tc.ok)
+		}
+	}
+}
