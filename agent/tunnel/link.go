@@ -53,6 +53,12 @@ type frameBuf struct {
 	budget chan struct{}
 }
 
+// payload is the part of buf a local reader reads into: a DATA frame's
+// payload, behind the headroom EncodeData writes the header into.
+func (f *frameBuf) payload() []byte {
+	return f.buf[protocol.DataHeadroom : protocol.DataHeadroom+protocol.MaxPayload]
+}
+
 // endsMessage reports whether a frame of type t must be the last one of its
 // WebSocket message. The C++ localproxy stops processing what it has read
 // after a STREAM_START (and, waiting for a stream, after a CONNECTION_START)

@@ -266,13 +266,13 @@ func (f *localConn) readLocal() bool {
 		if more && rc != nil {
 			// Without waiting: a frame counted in the link's budget must
 			// not wait for a socket that went quiet right after a full one.
-			if n = try.try(fb.buf[protocol.DataHeadroom : protocol.DataHeadroom+protocol.MaxPayload]); n == 0 {
+			if n = try.try(fb.payload()); n == 0 {
 				putFrame(fb)
 				more = false
 				continue
 			}
 		} else {
-			n, err = c.Read(fb.buf[protocol.DataHeadroom : protocol.DataHeadroom+protocol.MaxPayload])
+			n, err = c.Read(fb.payload())
 		}
 		if n == 0 || !f.active.Load() {
 			putFrame(fb)
@@ -296,7 +296,7 @@ func (f *localConn) readLocal() bool {
 			if nb == nil {
 				break // the link's budget is out: the frames go as they are
 			}
-			n = try.try(nb.buf[protocol.DataHeadroom : protocol.DataHeadroom+protocol.MaxPayload])
+			n = try.try(nb.payload())
 			if n == 0 {
 				putFrame(nb)
 				break
