@@ -2,7 +2,9 @@ package main
 
 import (
 	"math"
+	"os"
 	"runtime/debug"
+	"strings"
 	"testing"
 
 	"github.com/tunnel-agent/tunnel-agent/agent/tunnel"
@@ -23,9 +25,12 @@ func TestSetMemoryLimit(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			debug.SetMemoryLimit(math.MaxInt64)
-			_, q := setMemoryLimit(tunnel.NewLimits(0, 0, 0), tc.fromEnv)
+			desc, q := setMemoryLimit(tunnel.NewLimits(0, 0, 0), tc.fromEnv)
 			if q != nil {
 				defer q.Close() // no quiet mode for the rest of the process
+				if os.Getenv("GOGC") == "" && !strings.Contains(desc, "GOGC=25 while one is") {
+					t.Errorf("limit described as %q, without the busy GOGC", desc)
+				}
 			}
 			if got := debug.SetMemoryLimit(-1); got != tc.want {
 				t.Errorf("memory limit %d, want %d", got, tc.want)

@@ -112,8 +112,8 @@ func setMemoryLimit(lim *tunnel.Limits, fromEnv bool) (string, *memtrim.DemandLi
 	}
 	q := memtrim.FollowDemand(lim, memtrim.AgentLimitBase)
 	gc := "; quiet collector while no connection is open"
-	if os.Getenv("GOGC") == "" {
-		gc += ", GOGC=" + strconv.Itoa(memtrim.BusyGCPercent) + " while one is"
+	if p := q.BusyPercent(); p > 0 {
+		gc += ", GOGC=" + strconv.Itoa(p) + " while one is"
 	}
 	return config.ByteSize(memtrim.AgentLimitBase).String() + " + " + config.ByteSize(memtrim.LimitPerConn).String() +
 		" per connection + bytes queued" + gc, q

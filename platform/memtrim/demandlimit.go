@@ -257,6 +257,18 @@ func (q *DemandLimit) goQuiet(gen uint64) {
 	q.rt.setLimit(q.cur)
 }
 
+// BusyPercent is the GC percentage this DemandLimit sets while connections
+// are open, or 0 when it leaves GOGC alone then (GOGC set by the user, not
+// made by FollowDemand, or not the process's quiet-mode owner).
+func (q *DemandLimit) BusyPercent() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.owner && q.busyPercent > 0 && q.busyPercent < q.user {
+		return q.busyPercent
+	}
+	return 0
+}
+
 // setPercentLocked sets the GC percentage for the state, if it changed
 // (setting it stops the world briefly): off in quiet mode; busyPercent
 // from a connection's opening to the next settling, if it is lower than

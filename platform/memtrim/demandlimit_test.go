@@ -323,9 +323,12 @@ func TestFollowDemandBusyRuntime(t *testing.T) {
 			q := FollowDemand(d, 64<<20)
 			d.n.Store(1)
 			d.watch()
-			want := 100
+			want, busy := 100, 0
 			if env == "" {
-				want = BusyGCPercent
+				want, busy = BusyGCPercent, BusyGCPercent
+			}
+			if b := q.BusyPercent(); b != busy {
+				t.Errorf("BusyPercent %d, want %d", b, busy)
 			}
 			if p := runtimeGCPercent(); p != want {
 				t.Errorf("a connection open: GOGC %d, want %d", p, want)
