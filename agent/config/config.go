@@ -116,7 +116,9 @@ type Config struct {
 	// local service reads slower than the tunnel delivers (the protocol has no
 	// flow control). When it is full, tunnel data waits up to ConnStallTimeout
 	// (holding up every stream of that tunnel meanwhile), then that connection
-	// alone is reset. 32KiB..64MiB.
+	// alone is reset. 32KiB..64MiB. A connection alone on its tunnel queues
+	// at most 256KiB of it while its service reads (agent/tunnel's
+	// DestinationSoloBufferSize).
 	ConnBuffer ByteSize `yaml:"conn_buffer"`
 	// ConnStallTimeout: see ConnBuffer. The waits of all connections of a
 	// tunnel share one window, so however many local services stop reading,

@@ -46,15 +46,39 @@ const (
 
 // SoloConnBufferSize bounds, in source mode, the queue of a connection
 // while it is the only one open on its tunnel (when ConnBufferSize is
-// larger). A large ConnBufferSize keeps one slow client from holding up the
+// larger); DestinationSoloBufferSize does in destination mode. A large
+// ConnBufferSize keeps one slow client or service from holding up the
 // others' streams for as long as its queue takes to fill; with no other
-// stream there is nobody to hold up, and waiting for the client as soon as
-// this much is queued is the flow control the protocol lacks: the tunnel's
-// TCP connection, then the destination, slow to the client's pace. The
-// source opens every connection itself, so the next one raises the bound
-// before any of its data can arrive. Measured with tunnelctl proxy (16 MiB
-// ConnBufferSize) in a 1 GiB download: see the README's performance notes.
-const SoloConnBufferSize = DefaultConnBufferSize
+// stream there is nobody to hold up, and waiting for the local side as
+// soon as this much is queued is the flow control the protocol lacks: the
+// tunnel's TCP connection, then the peer, slow to the local side's pace,
+// and the kernel's socket buffers keep the local side busy meanwhile.
+//
+// A source opens every connection itself, so the next one raises the
+// bound before any of its data can arrive (streamTable.unboundSoloLocked).
+// A destination learns of the next one from the WebSocket, which its
+// reader reads only once the solo queue has room; that is as it was with
+// the whole ConnBufferSize full, which a connection reaches within a few
+// milliseconds when its service is the slower side. A local side that
+// takes nothing for soloPatience gets the whole ConnBufferSize (see
+// queue.limitLocked), so one that stopped reading does not hold the next
+// connection's start back for longer than that.
+//
+// Measured with tunnelctl proxy (16 MiB ConnBufferSize) in a 1 GiB
+// download, and with tunnel-agent (1 MiB) in a 1 GiB upload: see the
+// README's performance notes.
+const (
+	SoloConnBufferSize        = DefaultConnBufferSize
+	DestinationSoloBufferSize = 256 << 10
+)
+
+// soloBufferSize is the solo bound of a connection in mode m.
+func soloBufferSize(m Mode) int {
+	if m == ModeSource {
+		return SoloConnBufferSize
+	}
+	return DestinationSoloBufferSize
+}
 
 // Config configures a Session. See New for validation and defaults.
 type Config struct {
@@ -109,9 +133,9 @@ type Config struct {
 	// writer is writing out. When it is full, the data
 	// waits up to ConnStallTimeout for room (holding up the WebSocket reader,
 	// hence every stream, for that long); if the queue is still full, that
-	// connection alone is reset. Default 1 MiB. In source mode, a
-	// connection that is the only one on its tunnel queues at most
-	// SoloConnBufferSize (see there).
+	// connection alone is reset. Default 1 MiB. A connection that is the
+	// only one on its tunnel queues at most SoloConnBufferSize in source
+	// mode and DestinationSoloBufferSize in destination mode (see there).
 	ConnBufferSize int
 	// ConnStallTimeout: see ConnBufferSize. The waits of all connections
 	// share one window, so N stuck connections hold the tunnel up for one

@@ -67,12 +67,9 @@ func (l *link) newLocalConnLocked(st *stream, cid uint32) *localConn {
 	f.active.Store(true)
 	st.conns[cid] = f
 	l.streams.live[f] = struct{}{}
-	n := l.streams.nLive.Add(1)
-	if l.s.cfg.Mode == ModeSource {
-		f.q.peers = &l.streams.nLive
-		if n == 2 {
-			l.streams.unboundSoloLocked(f)
-		}
+	f.q.peers, f.q.solo = &l.streams.nLive, soloBufferSize(l.s.cfg.Mode)
+	if l.streams.nLive.Add(1) == 2 {
+		l.streams.unboundSoloLocked(f)
 	}
 	l.s.stats.track(f)
 	l.wg.Add(1)

@@ -96,9 +96,10 @@ type queue struct {
 	sending atomic.Bool
 
 	lim *Limits // the shared queue budget; the capacity of every chunk is reserved in it
-	// peers counts the link's live connections in source mode (nil
-	// otherwise): while it is 1, limit is at most SoloConnBufferSize.
+	// peers counts the link's live connections (nil: no solo bound);
+	// while it is 1, limit is at most solo (soloBufferSize of the mode).
 	peers  *atomic.Int32
+	solo   int
 	raw    *rawTry       // nil: no direct writes (see push)
 	busy   bool          // the local writer is writing
 	direct bool          // push is writing directly
@@ -292,9 +293,9 @@ func (q *queue) writeChunks(c net.Conn, chunks [][]byte) (int, error) {
 	return total, nil
 }
 
-// limitLocked is the bound for queueing n more bytes now: limit, or
-// SoloConnBufferSize while the connection is a source's only one (see
-// there), unless its local writer has been in a write for soloPatience
+// limitLocked is the bound for queueing n more bytes now: limit, or solo
+// while the connection is its link's only one (see SoloConnBufferSize),
+// unless its local writer has been in a write for soloPatience
 // with nothing accepted by the socket meanwhile; solo reports the solo
 // bound. A client that stops reading (a suspended ssh, with up
 // to its 2 MiB channel window in flight) thus gets the whole limit after
@@ -302,16 +303,16 @@ func (q *queue) writeChunks(c net.Conn, chunks [][]byte) (int, error) {
 // push waiting for room is woken when a second connection opens
 // (streamTable.unboundSoloLocked).
 func (q *queue) limitLocked(n int) (limit int, solo bool) {
-	if q.peers == nil || q.limit <= SoloConnBufferSize || q.queued+q.inflight+n <= SoloConnBufferSize || q.peers.Load() > 1 {
+	if q.peers == nil || q.limit <= q.solo || q.queued+q.inflight+n <= q.solo || q.peers.Load() > 1 {
 		return q.limit, false
 	}
 	if q.busy && time.Since(q.took) >= soloPatience && time.Since(q.began) >= soloPatience {
 		return q.limit, false // in one write that long: the client does not read
 	}
-	return SoloConnBufferSize, true
+	return q.solo, true
 }
 
-// soloPatience is how long a push waits for room under SoloConnBufferSize
+// soloPatience is how long a push waits for room under the solo bound
 // before it looks again, and how long the local writer may be in one write
 // with nothing accepted before that bound stops applying (see
 // limitLocked). A var for tests.

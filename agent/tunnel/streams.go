@@ -121,11 +121,12 @@ func (t *streamTable) abortAll(reason string) {
 	clear(t.byService)
 }
 
-// unboundSoloLocked wakes the pushes of the source's other live
+// unboundSoloLocked wakes the pushes of the link's other live
 // connections (there is one: the count just became 2) that wait for room
-// under SoloConnBufferSize: their bound is ConnBufferSize again, and the
-// WebSocket reader waiting in one of them must go on to the new
-// connection's data.
+// under the solo bound: their bound is ConnBufferSize again. In source
+// mode the WebSocket reader may wait in one of them and must go on to the
+// new connection's data; in destination mode the reader is the caller,
+// so none waits.
 func (t *streamTable) unboundSoloLocked(added *localConn) {
 	for f := range t.live {
 		if f != added {
