@@ -116,6 +116,28 @@ func (f *feed) noResets(t *testing.T, logText func() string) {
 	}
 }
 
+// aloneThenPaused runs the first two steps of the solo tests on
+// connection 1, whose local side is pc, alone on its tunnel. 1. pc reads at
+// about 30 MB/s while the tunnel delivers faster: at most bound is queued
+// or being written, in chunks (the last one queued and the last one taken
+// may be partly filled). 2. pc stops reading (a suspended ssh) with 3 MiB
+// in flight, more than an ssh channel window: after soloPatience it is
+// queued within ConnBufferSize, and nothing is reset (the caller checks).
+func (f *feed) aloneThenPaused(t *testing.T, pc *pacedClient, lim *Limits, bound int, stall time.Duration) {
+	t.Helper()
+	f.data(1, 12<<20)
+	f.reach(t, pc, 1)
+	t.Logf("peak queued %d KiB", lim.PeakQueued()>>10)
+	if peak, most := lim.PeakQueued(), bound+2*chunkSize; peak > int64(most) {
+		t.Errorf("peak queued %d KiB, want <= %d KiB (the solo bound and two chunks)", peak>>10, most>>10)
+	}
+	pc.paused.Store(true)
+	f.data(1, 3<<20)
+	time.Sleep(soloPatience + stall + 500*time.Millisecond)
+	pc.paused.Store(false)
+	f.reach(t, pc, 1)
+}
+
 // soloPatienceForTest makes soloPatience long enough that a local side
 // descheduled for a while does not lift the solo bound.
 func soloPatienceForTest(t *testing.T) {
@@ -145,24 +167,7 @@ func TestSourceSoloBound(t *testing.T) {
 	c1 := newPacedClient(t, dialLocal(t, s, "SSH"), time.Millisecond)
 	p.expect(msg{Type: tStart, StreamID: 1, ServiceID: "SSH", ConnectionID: 1})
 
-	// 1. Alone, read at about 30 MB/s while the tunnel delivers faster: at
-	// most the solo bound queued or being written, in chunks: the last
-	// one queued and the last one taken may be partly filled.
-	f.data(1, 12<<20)
-	f.reach(t, c1, 1)
-	t.Logf("peak queued %d KiB", lim.PeakQueued()>>10)
-	if peak, most := lim.PeakQueued(), SoloConnBufferSize+2*chunkSize; peak > int64(most) {
-		t.Errorf("peak queued %d KiB, want <= %d KiB (the solo bound and two chunks)", peak>>10, most>>10)
-	}
-
-	// 2. The client stops reading (a suspended ssh) with 3 MiB in flight,
-	// more than an ssh channel window: after soloPatience it is queued
-	// within ConnBufferSize, and nothing is reset.
-	c1.paused.Store(true)
-	f.data(1, 3<<20)
-	time.Sleep(soloPatience + cfg.ConnStallTimeout + 500*time.Millisecond)
-	c1.paused.Store(false)
-	f.reach(t, c1, 1)
+	f.aloneThenPaused(t, c1, lim, SoloConnBufferSize, cfg.ConnStallTimeout)
 
 	// 3. Paused again with the solo bound full: a second connection opens,
 	// and its data gets through while the first still does not read.
@@ -217,25 +222,11 @@ func TestDestinationSoloBound(t *testing.T) {
 	}, "SSH")
 	f := newFeed(t, p)
 
-	// 1. Alone, read at about 30 MB/s: at most the solo bound queued or
-	// being written (and two partly filled chunks). Before, the whole 16
-	// MiB ConnBufferSize could fill.
+	// Steps 1 and 2 (see aloneThenPaused; before, the whole 16 MiB
+	// ConnBufferSize could fill in step 1).
 	f.out <- &msg{Type: tStart, StreamID: 1, ServiceID: "SSH", ConnectionID: 1}
 	s1 := service(time.Millisecond)
-	f.data(1, 12<<20)
-	f.reach(t, s1, 1)
-	t.Logf("peak queued %d KiB", lim.PeakQueued()>>10)
-	if peak, most := lim.PeakQueued(), DestinationSoloBufferSize+2*chunkSize; peak > int64(most) {
-		t.Errorf("peak queued %d KiB, want <= %d KiB (the solo bound and two chunks)", peak>>10, most>>10)
-	}
-
-	// 2. The service stops reading with 3 MiB in flight: after
-	// soloPatience it is queued within ConnBufferSize; nothing is reset.
-	s1.paused.Store(true)
-	f.data(1, 3<<20)
-	time.Sleep(soloPatience + time.Second + 500*time.Millisecond)
-	s1.paused.Store(false)
-	f.reach(t, s1, 1)
+	f.aloneThenPaused(t, s1, lim, DestinationSoloBufferSize, DefaultStallTimeout)
 
 	// 3. Paused again with 2 MiB more for it: the second connection's
 	// start and data, behind them on the WebSocket, get through while the
