@@ -122,8 +122,9 @@ func (f *feed) noResets(t *testing.T, logText func() string) {
 // or being written, in chunks (the last one queued and the last one taken
 // may be partly filled). 2. pc stops reading (a suspended ssh) with 3 MiB
 // in flight, more than an ssh channel window: after soloPatience it is
-// queued within ConnBufferSize, and nothing is reset (the caller checks).
-func (f *feed) aloneThenPaused(t *testing.T, pc *pacedClient, lim *Limits, bound int, stall time.Duration) {
+// queued within ConnBufferSize, and nothing is reset (the caller checks)
+// within the default ConnStallTimeout, which both tests use.
+func (f *feed) aloneThenPaused(t *testing.T, pc *pacedClient, lim *Limits, bound int) {
 	t.Helper()
 	f.data(1, 12<<20)
 	f.reach(t, pc, 1)
@@ -133,7 +134,7 @@ func (f *feed) aloneThenPaused(t *testing.T, pc *pacedClient, lim *Limits, bound
 	}
 	pc.paused.Store(true)
 	f.data(1, 3<<20)
-	time.Sleep(soloPatience + stall + 500*time.Millisecond)
+	time.Sleep(soloPatience + DefaultStallTimeout + 500*time.Millisecond)
 	pc.paused.Store(false)
 	f.reach(t, pc, 1)
 }
@@ -167,7 +168,7 @@ func TestSourceSoloBound(t *testing.T) {
 	c1 := newPacedClient(t, dialLocal(t, s, "SSH"), time.Millisecond)
 	p.expect(msg{Type: tStart, StreamID: 1, ServiceID: "SSH", ConnectionID: 1})
 
-	f.aloneThenPaused(t, c1, lim, SoloConnBufferSize, cfg.ConnStallTimeout)
+	f.aloneThenPaused(t, c1, lim, SoloConnBufferSize)
 
 	// 3. Paused again with the solo bound full: a second connection opens,
 	// and its data gets through while the first still does not read.
@@ -226,7 +227,7 @@ func TestDestinationSoloBound(t *testing.T) {
 	// ConnBufferSize could fill in step 1).
 	f.out <- &msg{Type: tStart, StreamID: 1, ServiceID: "SSH", ConnectionID: 1}
 	s1 := service(time.Millisecond)
-	f.aloneThenPaused(t, s1, lim, DestinationSoloBufferSize, DefaultStallTimeout)
+	f.aloneThenPaused(t, s1, lim, DestinationSoloBufferSize)
 
 	// 3. Paused again with 2 MiB more for it: the second connection's
 	// start and data, behind them on the WebSocket, get through while the
