@@ -68,7 +68,10 @@ func (l *link) newLocalConnLocked(st *stream, cid uint32) *localConn {
 	st.conns[cid] = f
 	l.streams.live[f] = struct{}{}
 	f.q.peers, f.q.solo = &l.streams.nLive, soloBufferSize(l.s.cfg.Mode)
-	if l.streams.nLive.Add(1) == 2 {
+	switch l.streams.nLive.Add(1) {
+	case 1:
+		l.s.cfg.Limits.linkBusy()
+	case 2:
 		l.streams.unboundSoloLocked(f)
 	}
 	l.s.stats.track(f)
@@ -422,7 +425,9 @@ func (f *localConn) finish(err error) {
 	l := f.l
 	l.streams.mu.Lock()
 	delete(l.streams.live, f)
-	l.streams.nLive.Add(-1)
+	if l.streams.nLive.Add(-1) == 0 {
+		l.s.cfg.Limits.linkIdle()
+	}
 	l.streams.mu.Unlock()
 	l.s.stats.untrack(f)
 	f.q.mu.Lock()

@@ -116,7 +116,7 @@ func setMemoryLimit(lim *tunnel.Limits, fromEnv bool) (string, *memtrim.DemandLi
 		gc += ", GOGC=" + strconv.Itoa(p) + " while one is"
 	}
 	return config.ByteSize(memtrim.AgentLimitBase).String() + " + " + config.ByteSize(memtrim.LimitPerConn).String() +
-		" per connection + bytes queued" + gc, q
+		" per connection + the buffers of each busy tunnel after the first + bytes queued" + gc, q
 }
 
 // wire connects the agent to systemd: READY=1 as soon as it runs, STATUS=

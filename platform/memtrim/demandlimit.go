@@ -288,9 +288,10 @@ func (q *DemandLimit) setPercentLocked() {
 }
 
 // The limit of tunnel-agent and tunnelctl proxy: a base with no
-// connection (the runtime, TLS, the frames in flight), LimitPerConn more
-// for each connection, and the bytes queued toward local sockets, moved in
-// steps of LimitStep.
+// connection (the runtime, TLS, the frames in flight of one busy tunnel),
+// LimitPerConn more for each connection, the buffers of each further busy
+// tunnel (tunnel.Limits.Demand) and the bytes queued toward local sockets,
+// moved in steps of LimitStep.
 //
 // The demand is rounded up to a step, so while any connection is open the
 // limit is at least base+LimitStep: 12 MiB for the agent. The figures

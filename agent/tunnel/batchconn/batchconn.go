@@ -23,6 +23,9 @@ const (
 	readSize = 64 << 10
 	// batchSize bounds what a batch holds before it is written out early.
 	batchSize = 256 << 10
+	// BusyBuffers is what a Conn holds at most while data moves: a batch
+	// buffer and a read-ahead buffer (none while it is idle).
+	BusyBuffers = batchSize + readSize
 )
 
 // Conn is a net.Conn with a read buffer and batched writes. Outside a batch
