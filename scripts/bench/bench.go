@@ -29,6 +29,7 @@ type bench struct {
 	stuck    *server // --hostile: accepts and never reads
 	children []*child
 	perfTop  string // perf report of the tunnel bulk runs (--perf)
+	one      oneTunnel
 }
 
 // start runs a program and registers it for cleanup; its output is logged
@@ -120,6 +121,7 @@ func (b *bench) measurePhases(ctx context.Context, st *stack) {
 	b.measureIdle(ctx, st)
 	b.measureConnect(ctx, st)
 	b.measurePeak(st)
+	b.measureBusyTunnels(ctx, st)
 }
 
 // build builds the programs for this machine and the device binaries for

@@ -120,52 +120,13 @@ func (b *bench) measureManyConns(ctx context.Context, st *stack) {
 	}
 	tunnels, per := b.opts.manyShape()
 	b.progress("opening %d tunnels x %d idle connections", tunnels, per)
-	addrs := []string{st.addrs[svcEcho]}
-	var ids []string
-	var proxies []*child
-	defer func() {
-		for _, p := range proxies {
-			_ = p.stop()
-		}
-		for _, id := range ids {
-			b.closeAndWait(ctx, st, id)
-		}
-	}()
-	for i := 1; i < tunnels && ctx.Err() == nil; i++ {
-		_, tun, err := b.connectOnce(ctx, st)
-		if tun.TunnelID != "" {
-			ids = append(ids, tun.TunnelID)
-		}
-		if err != nil {
-			b.fail(err)
-			return
-		}
-		p, a, err := b.startProxy(ctx, st.info, tun.SourceAccessToken, fmt.Sprintf("tunnelctl proxy %d", i+1))
-		if p != nil {
-			proxies = append(proxies, p)
-		}
-		if err != nil {
-			b.fail(err)
-			return
-		}
-		wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		err = st.api.waitConnected(wctx, tun.TunnelID, true)
-		cancel()
-		if err != nil {
-			b.fail(err)
-			return
-		}
-		addrs = append(addrs, a[svcEcho])
+	extra, err := b.openTunnels(ctx, st, tunnels, "")
+	defer extra.close(ctx, b, st)
+	if err != nil {
+		b.fail(err)
+		return
 	}
-	// One connection through each new tunnel first: what a tunnel
-	// allocates when it first carries data (its batch buffer toward the
-	// WebSocket, 256 KiB) is the tunnel's cost, not its connections'.
-	for _, addr := range addrs[1:] {
-		if err := warmTunnel(ctx, addr); err != nil {
-			b.fail(fmt.Errorf("first connection through a new tunnel: %w", err))
-			return
-		}
-	}
+	addrs := extra.addrs[svcEcho]
 	settle(ctx, 500*time.Millisecond)
 	before := b.rss(st.agent)
 	step := max(tunnels*per/manySteps, 1)
@@ -209,6 +170,68 @@ func (b *bench) measureManyConns(ctx context.Context, st *stack) {
 		r.Target, r.Status = "<= 16 KiB", judge(perConn, perConn <= 16<<10)
 	}
 	b.add(r)
+}
+
+// extraTunnels are tunnels opened besides the stack's own, each with a
+// tunnelctl proxy of its own.
+type extraTunnels struct {
+	// addrs lists, per service, its local address through every tunnel,
+	// the stack's own first.
+	addrs   map[string][]string
+	ids     []string
+	proxies []*child
+}
+
+// openTunnels opens tunnels until n are open counting the stack's own, the
+// proxy of each named "tunnelctl proxy <prefix><i>", and waits until each
+// is connected. It carries one message through each new tunnel: what a
+// tunnel allocates when it first carries data (its batch buffer toward the
+// WebSocket, 256 KiB) is then the tunnel's cost, not that of the
+// connections measured after. Call close on the result, even with an error.
+func (b *bench) openTunnels(ctx context.Context, st *stack, n int, prefix string) (*extraTunnels, error) {
+	e := &extraTunnels{addrs: map[string][]string{}}
+	for svc, a := range st.addrs {
+		e.addrs[svc] = []string{a}
+	}
+	for i := 1; i < n && ctx.Err() == nil; i++ {
+		_, tun, err := b.connectOnce(ctx, st)
+		if tun.TunnelID != "" {
+			e.ids = append(e.ids, tun.TunnelID)
+		}
+		if err != nil {
+			return e, err
+		}
+		p, a, err := b.startProxy(ctx, st.info, tun.SourceAccessToken, fmt.Sprintf("tunnelctl proxy %s%d", prefix, i+1))
+		if p != nil {
+			e.proxies = append(e.proxies, p)
+		}
+		if err != nil {
+			return e, err
+		}
+		wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		err = st.api.waitConnected(wctx, tun.TunnelID, true)
+		cancel()
+		if err != nil {
+			return e, err
+		}
+		if err := warmTunnel(ctx, a[svcEcho]); err != nil {
+			return e, fmt.Errorf("first connection through a new tunnel: %w", err)
+		}
+		for svc, addr := range a {
+			e.addrs[svc] = append(e.addrs[svc], addr)
+		}
+	}
+	return e, ctx.Err()
+}
+
+// close stops the proxies and closes the tunnels.
+func (e *extraTunnels) close(ctx context.Context, b *bench, st *stack) {
+	for _, p := range e.proxies {
+		_ = p.stop()
+	}
+	for _, id := range e.ids {
+		b.closeAndWait(ctx, st, id)
+	}
 }
 
 // warmTunnel carries one message through a connection to addr, then

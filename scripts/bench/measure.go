@@ -366,6 +366,10 @@ func (b *bench) addBulkRows(series map[bulkKey]*bulkSeries) {
 	for _, d := range directions {
 		t1, t8 := get(bulkKey{d.name, 1, true, ""}), get(bulkKey{d.name, 8, true, ""})
 		m1, m8 := median(t1.rates), median(t8.rates)
+		if b.one.rate == nil {
+			b.one.rate = map[string]float64{}
+		}
+		b.one.rate[d.name] = m1
 		d1 := median(get(bulkKey{d.name, 1, false, ""}).rates)
 		b.add(row{Section: secThroughput, Metric: "bulk " + d.name + ", 1 stream, tunnel vs direct", Unit: unitMBps, Value: m1,
 			Samples: t1.rates, Baseline: d1, Target: ">= 25% of direct", Status: bulkStatus(t1, m1, m1 >= 0.25*d1)})
@@ -416,6 +420,9 @@ func (b *bench) addCPURows(self *cpuMeter, floor *relayFloor, tlsf *tlsFloor, ag
 			samples = p.m.per
 		}
 		v, base := perGiB(p.m, tunnelBytes), tlsf.perGiB(p.like)
+		if p.name == "agent" {
+			b.one.agentCPU = v
+		}
 		r := row{Section: secCPU, Metric: p.name + " CPU per GiB moved", Unit: unitCPUPerG, Value: v,
 			Samples: samples, Baseline: base, BaselineLabel: "TLS floor (" + p.like + " position)", Target: "<= 2x TLS floor"}
 		r.Status = judge(r.ratio(), r.ratio() <= 2)
