@@ -49,11 +49,11 @@ type Limits struct {
 
 // Watch makes the Limits call f when Demand moves into another multiple of
 // step, and when Idle changes (f reads Demand and Idle itself: calls from
-// several goroutines may come in any order). Demand counts perConn bytes
-// for each connection and linkBuffers for each busy link but one besides
-// the bytes queued. f must be quick and must
-// not block; tunnel-agent and tunnelctl proxy set the Go memory limit from
-// it. Call Watch before the Limits are used.
+// several goroutines may come in any order). Demand counts the bytes
+// queued, perConn bytes for each connection and linkBuffers for each busy
+// link after the first. f must be quick and must not block; tunnel-agent
+// and tunnelctl proxy set the Go memory limit from it. Call Watch before
+// the Limits are used.
 func (b *Limits) Watch(step, perConn int64, f func()) {
 	b.watch, b.watchStep, b.perConn = f, max(step, 1), perConn
 }
@@ -74,7 +74,7 @@ func (b *Limits) Demand() int64 {
 // base; each further one raises the limit by this much. Before, five
 // tunnels moving data at once held about 5 MB of live heap under the
 // 12 MiB limit of their five connections, and the collector ran back to
-// back (70-108 collections a second, heap goal = live heap): 2.8 s of agent
+// back (50-108 collections a second, heap goal = live heap): 2.8 s of agent
 // CPU per GiB downloaded instead of 1.2 with one tunnel.
 const linkBuffers = maxLinkFrames*frameBufSize + protocol.MaxWSMessage + protocol.ReadBufferSize + batchconn.BusyBuffers
 
