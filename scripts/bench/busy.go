@@ -46,42 +46,39 @@ func (b *bench) measureBusyTunnels(ctx context.Context, st *stack) {
 	}
 	settle(ctx, 500*time.Millisecond)
 	before := b.rss(st.agent)
+	procs := map[string]*child{"tunnel-agent": st.agent}
 	for _, d := range directions {
-		var rates []float64
-		var cpu time.Duration
-		var moved int64
-		peak := math.NaN()
+		// Series and peaks of their own: the single-tunnel rows' keys
+		// must not take these runs in.
+		series := map[bulkKey]*bulkSeries{}
+		var pk peaks
+		key := bulkKey{d.name, tunnels, true, ""}
+		agent := &cpuMeter{pid: st.agent.pid()}
 		for rep := range min(b.opts.reps, busyReps) {
 			if ctx.Err() != nil {
 				break
 			}
 			b.progress("busy tunnels, %s, rep %d: %d tunnels x 1 stream", d.name, rep+1, tunnels)
-			if err := resetPeak(st.agent.pid()); err != nil {
-				b.fail(err)
+			pk.reset(procs)
+			if err := b.bulkRun(ctx, d, roundRobin(extra.addrs[d.service]), tunnels, series, key, []*cpuMeter{agent}, st.agent); err != nil {
+				b.fail(fmt.Errorf("through %d tunnels at once: %w", tunnels, err))
 				return
 			}
-			cpu0 := cpuOf([]int{st.agent.pid()})
-			rate, n, err := runBulk(ctx, d.move, roundRobin(extra.addrs[d.service]), tunnels, b.opts.bulk, b.opts.bulkMax)
-			if err != nil {
-				b.fail(fmt.Errorf("%s through %d tunnels at once: %w", d.name, tunnels, err))
-				return
-			}
-			cpu += cpuOf([]int{st.agent.pid()}) - cpu0
-			moved += n
-			rates = append(rates, rate)
-			if m, err := readMem(st.agent.pid()); err == nil && !(float64(m.HWM) <= peak) {
-				peak = float64(m.HWM)
-			}
+			pk.record(key, procs)
 			settle(ctx, 500*time.Millisecond)
 		}
-		if len(rates) == 0 {
+		s := series[key]
+		if s == nil {
 			return
 		}
+		peak := math.NaN()
+		if pk.ok {
+			peak = pk.max[key]["tunnel-agent"]
+		}
 		what := fmt.Sprintf("%s, %d tunnels at once (1 stream each)", d.name, tunnels)
-		b.add(row{Section: secThroughput, Metric: "bulk " + what, Unit: unitMBps, Value: median(rates), Samples: rates,
+		b.add(row{Section: secThroughput, Metric: "bulk " + what, Unit: unitMBps, Value: median(s.rates), Samples: s.rates,
 			Baseline: b.one.rate[d.name], BaselineLabel: "1 tunnel, 1 stream"})
-		perGiB := cpu.Seconds() / (float64(moved) / (1 << 30))
-		b.add(row{Section: secCPU, Metric: "agent CPU per GiB, " + what, Unit: unitCPUPerG, Value: perGiB,
+		b.add(row{Section: secCPU, Metric: "agent CPU per GiB, " + what, Unit: unitCPUPerG, Value: perGiB(agent, s.bytes),
 			Baseline: b.one.agentCPU, BaselineLabel: "through 1 tunnel (agent CPU per GiB moved)"})
 		b.add(row{Section: secMemory, Metric: "tunnel-agent peak RSS (VmHWM), bulk " + what, Unit: unitMiB, Value: peak,
 			Baseline: before, BaselineLabel: fmt.Sprintf("%d tunnels, no connection", tunnels)})
