@@ -29,7 +29,13 @@ type observers struct {
 	queue *audit.Queue
 	pub   audit.Publisher
 	ready *readyState // for a source that does not report its state
-	trim  *memtrim.Trimmer
+	trim  trimmer
+}
+
+// trimmer is memtrim.Trimmer (tests count its calls).
+type trimmer interface {
+	Soon()
+	Stop()
 }
 
 // readyState stands in for the state of a source that does not report
@@ -61,10 +67,13 @@ func (o *observers) onReady() {
 }
 
 // observe hands an event to the control server, and schedules a trim
-// after a tunnel connects or closes.
+// after a tunnel connects or closes and after a local connection opens:
+// the code that did it (TLS handshake, dial, logging) is not the code
+// that then moves the data.
 func (o *observers) observe(e audit.Event) {
 	o.srv.Observe(e)
-	if e.Event == audit.TunnelConnected || e.Event == audit.TunnelClosed {
+	switch e.Event {
+	case audit.TunnelConnected, audit.TunnelClosed, audit.StreamStarted:
 		o.trim.Soon()
 	}
 }

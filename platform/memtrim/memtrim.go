@@ -9,9 +9,10 @@
 // kernel maps up to 64 KiB around each page fault, from the page cache):
 // 7.3 MiB of tunnel-agent's 9.6 MiB when idle, most of it code and tables
 // used once (configuration, TLS handshakes, certificate parsing, MQTT
-// connect). Dropping them after such a phase keeps only what is touched
-// again, the data path's code, resident. The pages stay in the page cache;
-// a later touch maps them again without reading the disk.
+// connect, a local connection's dial). Dropping them after such a phase
+// keeps only what is touched again, the data path's code, resident. The
+// pages stay in the page cache; a later touch maps them again without
+// reading the disk.
 package memtrim
 
 import (
@@ -20,14 +21,17 @@ import (
 )
 
 // Trimmer drops the executable's resident read-only pages a little after
-// a burst of one-off work (a tunnel connecting), once per burst. The zero
-// value is not usable: use New. Safe for concurrent use.
+// a burst of one-off work (a tunnel connecting, local connections
+// opening), once per burst and at most once per TrimEvery. The zero value
+// is not usable: use New. Safe for concurrent use.
 type Trimmer struct {
 	delay time.Duration
+	every time.Duration // least time from one drop to the next
 	drop  func() (int, error)
 
 	mu    sync.Mutex
 	timer *time.Timer // pending drop; nil when none
+	last  time.Time   // the last drop
 	done  bool        // Stop was called
 }
 
@@ -37,24 +41,34 @@ type Trimmer struct {
 // certificates) to end.
 const TrimDelay = 200 * time.Millisecond
 
-// New returns a Trimmer that drops delay after the first Soon of a burst.
+// TrimEvery is the least time between two drops. Each drop costs the data
+// path's pages faulted back (minor faults: the pages stay in the page
+// cache), about a millisecond of CPU; a client that opens a connection
+// every few hundred milliseconds (a web page through the tunnel) must not
+// pay it for each.
+const TrimEvery = time.Second
+
+// New returns a Trimmer that drops delay after the first Soon of a burst,
+// or TrimEvery after the last drop if that is later.
 func New(delay time.Duration) *Trimmer {
-	return &Trimmer{delay: delay, drop: DropExecPages}
+	return &Trimmer{delay: delay, every: TrimEvery, drop: DropExecPages}
 }
 
-// Soon schedules a drop in delay unless one is already pending.
+// Soon schedules a drop unless one is already pending.
 func (t *Trimmer) Soon() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.timer != nil || t.done {
 		return
 	}
-	t.timer = time.AfterFunc(t.delay, t.fire)
+	d := max(t.delay, time.Until(t.last.Add(t.every)))
+	t.timer = time.AfterFunc(d, t.fire)
 }
 
 func (t *Trimmer) fire() {
 	t.mu.Lock()
 	t.timer = nil
+	t.last = time.Now()
 	t.mu.Unlock()
 	_, _ = t.drop() // best effort: a failure leaves the pages resident, nothing else
 }

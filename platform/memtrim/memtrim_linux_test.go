@@ -147,3 +147,12 @@ func main() {
 		t.Fatalf("PIE program after DropExecPages: %v\n%.2000s", err, out)
 	}
 }
+
+// BenchmarkDropExecPages: one drop, and what the loop then faults back.
+func BenchmarkDropExecPages(b *testing.B) {
+	for b.Loop() {
+		if _, err := DropExecPages(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,6 +1,8 @@
 package memtrim
 
 import (
+	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -50,4 +52,35 @@ func TestTrimmer(t *testing.T) {
 			})
 		})
 	}
+}
+
+// A burst that starts soon after a drop waits until TrimEvery has passed
+// since it; one that starts later waits only the delay.
+func TestTrimmerSpacing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		var mu sync.Mutex
+		var at []time.Duration
+		tr := New(200 * time.Millisecond)
+		tr.drop = func() (int, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			at = append(at, time.Since(start))
+			return 0, nil
+		}
+		defer tr.Stop()
+		tr.Soon() // drop at 0.2 s
+		time.Sleep(300 * time.Millisecond)
+		tr.Soon() // 0.3 s: not before 1.2 s
+		time.Sleep(2 * time.Second)
+		tr.Soon() // 2.3 s: 2.5 s
+		time.Sleep(time.Second)
+		synctest.Wait()
+		mu.Lock()
+		defer mu.Unlock()
+		want := []time.Duration{200 * time.Millisecond, 1200 * time.Millisecond, 2500 * time.Millisecond}
+		if !slices.Equal(at, want) {
+			t.Errorf("drops at %v, want %v", at, want)
+		}
+	})
 }
