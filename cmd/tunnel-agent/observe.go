@@ -35,6 +35,7 @@ type observers struct {
 // trimmer is memtrim.Trimmer (tests count its calls).
 type trimmer interface {
 	Soon()
+	SoonPaced()
 	Stop()
 }
 
@@ -73,8 +74,10 @@ func (o *observers) onReady() {
 func (o *observers) observe(e audit.Event) {
 	o.srv.Observe(e)
 	switch e.Event {
-	case audit.TunnelConnected, audit.TunnelClosed, audit.StreamStarted:
+	case audit.TunnelConnected, audit.TunnelClosed:
 		o.trim.Soon()
+	case audit.StreamStarted:
+		o.trim.SoonPaced()
 	}
 }
 

@@ -22,11 +22,11 @@ import (
 
 // Trimmer drops the executable's resident read-only pages a little after
 // a burst of one-off work (a tunnel connecting, local connections
-// opening), once per burst and at most once per TrimEvery. The zero value
-// is not usable: use New. Safe for concurrent use.
+// opening), once per burst. The zero value is not usable: use New. Safe for
+// concurrent use.
 type Trimmer struct {
 	delay time.Duration
-	every time.Duration // least time from one drop to the next
+	every time.Duration // least time from one drop to a SoonPaced one
 	drop  func() (int, error)
 
 	mu    sync.Mutex
@@ -36,32 +36,39 @@ type Trimmer struct {
 }
 
 // TrimDelay is how long after one-off work (a tunnel connecting, the MQTT
-// subscription) tunnel-agent and tunnelctl proxy give back the pages of
+// subscription, a local connection's dial) tunnel-agent and tunnelctl proxy give back the pages of
 // the code that did it: long enough for that work (TLS handshake,
 // certificates) to end.
 const TrimDelay = 200 * time.Millisecond
 
-// TrimEvery is the least time between two drops. Each drop costs the data
-// path's pages faulted back (minor faults: the pages stay in the page
-// cache), about a millisecond of CPU; a client that opens a connection
-// every few hundred milliseconds (a web page through the tunnel) must not
-// pay it for each.
+// TrimEvery is the least time from one drop to the next that SoonPaced
+// schedules. Each drop costs the data path's pages faulted back (minor
+// faults: the pages stay in the page cache), about a millisecond of CPU; a
+// client that opens a connection every few hundred milliseconds (a web
+// page through the tunnel) must not pay it for each.
 const TrimEvery = time.Second
 
-// New returns a Trimmer that drops delay after the first Soon of a burst,
-// or TrimEvery after the last drop if that is later.
+// New returns a Trimmer that drops delay after the first Soon or
+// SoonPaced of a burst.
 func New(delay time.Duration) *Trimmer {
 	return &Trimmer{delay: delay, every: TrimEvery, drop: DropExecPages}
 }
 
-// Soon schedules a drop unless one is already pending.
-func (t *Trimmer) Soon() {
+// Soon schedules a drop in delay unless one is already pending.
+func (t *Trimmer) Soon() { t.schedule(0) }
+
+// SoonPaced is Soon for work that may come many times a second (local
+// connections opening): the drop also waits until TrimEvery has passed
+// since the last one.
+func (t *Trimmer) SoonPaced() { t.schedule(t.every) }
+
+func (t *Trimmer) schedule(every time.Duration) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.timer != nil || t.done {
 		return
 	}
-	d := max(t.delay, time.Until(t.last.Add(t.every)))
+	d := max(t.delay, time.Until(t.last.Add(every)))
 	t.timer = time.AfterFunc(d, t.fire)
 }
 

@@ -54,9 +54,9 @@ func TestTrimmer(t *testing.T) {
 	}
 }
 
-// A burst that starts soon after a drop waits until TrimEvery has passed
-// since it; one that starts later waits only the delay.
-func TestTrimmerSpacing(t *testing.T) {
+// SoonPaced waits until TrimEvery has passed since the last drop; Soon
+// waits only the delay.
+func TestTrimmerPaced(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		start := time.Now()
 		var mu sync.Mutex
@@ -71,14 +71,16 @@ func TestTrimmerSpacing(t *testing.T) {
 		defer tr.Stop()
 		tr.Soon() // drop at 0.2 s
 		time.Sleep(300 * time.Millisecond)
-		tr.Soon() // 0.3 s: not before 1.2 s
+		tr.SoonPaced() // 0.3 s: not before 1.2 s
 		time.Sleep(2 * time.Second)
-		tr.Soon() // 2.3 s: 2.5 s
+		tr.SoonPaced() // 2.3 s: 2.5 s, a second after the last
+		time.Sleep(400 * time.Millisecond)
+		tr.Soon() // 2.7 s: 2.9 s, not paced
 		time.Sleep(time.Second)
 		synctest.Wait()
 		mu.Lock()
 		defer mu.Unlock()
-		want := []time.Duration{200 * time.Millisecond, 1200 * time.Millisecond, 2500 * time.Millisecond}
+		want := []time.Duration{200 * time.Millisecond, 1200 * time.Millisecond, 2500 * time.Millisecond, 2900 * time.Millisecond}
 		if !slices.Equal(at, want) {
 			t.Errorf("drops at %v, want %v", at, want)
 		}

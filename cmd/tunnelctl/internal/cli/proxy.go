@@ -120,8 +120,11 @@ func (a *App) cmdProxy(ctx context.Context, g *globals, args []string) error {
 		CAFile: d.caFile, RootCAs: d.roots, Services: svc, DestinationClientType: strings.ToUpper(*clientType), Logger: log, ConnBufferSize: *bufSize << 20,
 		Limits: limits,
 		OnEvent: func(e tunnel.Event) {
-			if e.Kind == tunnel.EventConnected || e.Kind == tunnel.EventStreamOpened {
+			switch e.Kind {
+			case tunnel.EventConnected:
 				trim.Soon()
+			case tunnel.EventStreamOpened:
+				trim.SoonPaced()
 			}
 		},
 	})
