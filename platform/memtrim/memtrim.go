@@ -36,9 +36,9 @@ type Trimmer struct {
 }
 
 // TrimDelay is how long after one-off work (a tunnel connecting, the MQTT
-// subscription, a local connection's dial) tunnel-agent and tunnelctl proxy give back the pages of
-// the code that did it: long enough for that work (TLS handshake,
-// certificates) to end.
+// subscription, a local connection's dial) tunnel-agent and tunnelctl
+// proxy give back the pages of the code that did it: long enough for that
+// work (TLS handshake, certificates) to end.
 const TrimDelay = 200 * time.Millisecond
 
 // TrimEvery is the least time from one drop to the next that SoonPaced
