@@ -26,7 +26,6 @@ import (
 // concurrent use.
 type Trimmer struct {
 	delay time.Duration
-	every time.Duration // least time from one drop to a SoonPaced one
 	drop  func() (int, error)
 
 	mu    sync.Mutex
@@ -51,7 +50,7 @@ const TrimEvery = time.Second
 // New returns a Trimmer that drops delay after the first Soon or
 // SoonPaced of a burst.
 func New(delay time.Duration) *Trimmer {
-	return &Trimmer{delay: delay, every: TrimEvery, drop: DropExecPages}
+	return &Trimmer{delay: delay, drop: DropExecPages}
 }
 
 // Soon schedules a drop in delay unless one is already pending.
@@ -60,7 +59,7 @@ func (t *Trimmer) Soon() { t.schedule(0) }
 // SoonPaced is Soon for work that may come many times a second (local
 // connections opening): the drop also waits until TrimEvery has passed
 // since the last one.
-func (t *Trimmer) SoonPaced() { t.schedule(t.every) }
+func (t *Trimmer) SoonPaced() { t.schedule(TrimEvery) }
 
 func (t *Trimmer) schedule(every time.Duration) {
 	t.mu.Lock()
