@@ -241,34 +241,41 @@ func firstErr(errs []error) error {
 // time until dur has elapsed and returns the sorted round-trip times, after
 // warm discarded ones.
 func measureLatency(ctx context.Context, conn net.Conn, dur time.Duration, warm int) ([]time.Duration, error) {
+	rtts, _, err := roundTrips(ctx, conn, dur, warm, make([]time.Duration, 0, 1<<16))
+	slices.Sort(rtts)
+	return rtts, err
+}
+
+// roundTrips sends 64-byte messages over conn (an echo service) one at a
+// time until dur has elapsed, and at least warm+1 of them; it appends the
+// round-trip times after the first warm to rtts and returns them with the
+// number of round trips made.
+func roundTrips(ctx context.Context, conn net.Conn, dur time.Duration, warm int, rtts []time.Duration) ([]time.Duration, int, error) {
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
 	defer stop()
 	msg := make([]byte, echoMsgLen)
 	copy(msg, baseBlock)
 	back := make([]byte, echoMsgLen)
-	rtts := make([]time.Duration, 0, 1<<16)
 	end := time.Now().Add(dur)
 	for i := 0; ; i++ {
 		t0 := time.Now()
 		if t0.After(end) && i > warm {
-			break
+			return rtts, i, nil
 		}
 		msg[0] = byte(i)
 		if _, err := conn.Write(msg); err != nil {
-			return nil, fmt.Errorf("latency: write: %w", err)
+			return rtts, i, fmt.Errorf("latency: write: %w", err)
 		}
 		if _, err := io.ReadFull(conn, back); err != nil {
-			return nil, fmt.Errorf("latency: read echo: %w", err)
+			return rtts, i, fmt.Errorf("latency: read echo: %w", err)
 		}
 		if back[0] != msg[0] {
-			return nil, fmt.Errorf("latency: echo returned other bytes than sent")
+			return rtts, i, fmt.Errorf("latency: echo returned other bytes than sent")
 		}
 		if i >= warm {
 			rtts = append(rtts, time.Since(t0))
 		}
 	}
-	slices.Sort(rtts)
-	return rtts, nil
 }
 
 // pingConn checks that conn reaches the echo service: one byte there and

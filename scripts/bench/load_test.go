@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
+	"strings"
 	"testing"
 	"time"
 )
@@ -104,5 +106,46 @@ func TestUploadDetectsCorruption(t *testing.T) {
 	_, _, err = runBulk(ctx, upload, directDial(relay.Addr()), 1, 4*chunkSize, 10*time.Second)
 	if !errors.Is(err, ErrDigestMismatch) {
 		t.Fatalf("got %v, want ErrDigestMismatch", err)
+	}
+}
+
+// TestLatencyRep runs two paths to the echo service in turns and one to a
+// closed port: the two get a p50 and a p99 each, the third is reported as
+// an error, and neither stops the others.
+func TestLatencyRep(t *testing.T) {
+	echo, err := startServer(handleEcho)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer echo.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close()
+
+	b := &bench{log: io.Discard, rep: &report{Started: time.Now()}, opts: options{latDur: 2 * latSlice}}
+	var one, two, dead latencySeries
+	paths := []*latencyPath{
+		{what: "one", addr: echo.Addr(), s: &one},
+		{what: "dead", addr: closed, s: &dead},
+		{what: "two", addr: echo.Addr(), pids: []int{os.Getpid()}, s: &two},
+	}
+	b.latencyRep(context.Background(), paths, 1)
+	for _, s := range []*latencySeries{&one, &two} {
+		if len(s.p50) != 1 || len(s.p99) != 1 || s.p50[0] <= 0 || s.p99[0] < s.p50[0] {
+			t.Errorf("p50 %v, p99 %v: want one each, 0 < p50 <= p99", s.p50, s.p99)
+		}
+	}
+	if len(two.cpu) != 1 || len(two.switches) != 1 || len(one.cpu) != 0 {
+		t.Errorf("CPU per round trip: %v with pids, %v without; want one and none", two.cpu, one.cpu)
+	}
+	if len(dead.p50) != 0 || len(b.rep.Errors) != 1 || !strings.Contains(b.rep.Errors[0], "dead latency") {
+		t.Errorf("dead path: p50 %v, errors %q; want none and one error naming it", dead.p50, b.rep.Errors)
+	}
+	// Two turns of 500 ms, the first 150 ms of each not counted.
+	if n := paths[0].n; n < 2 {
+		t.Errorf("%d round trips counted on path one", n)
 	}
 }

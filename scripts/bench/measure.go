@@ -7,6 +7,7 @@ import (
 	"math"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"time"
 )
@@ -37,8 +38,8 @@ func (b *bench) failOn(err error) {
 }
 
 // measureLatency runs the 64-byte echo round trip directly, through a chain
-// of plain TCP relay processes and through the tunnel, interleaved per
-// repetition, and adds the p50 and p99 rows.
+// of plain TCP relay processes, through the TLS floor's relays and through
+// the tunnel, taking turns (latencyRep), and adds the p50 and p99 rows.
 func (b *bench) measureLatency(ctx context.Context, st *stack) {
 	var direct, chain, tlsChain, tun latencySeries
 	chainAddr, relays, stop := b.keepChain(b.startRelayChain(ctx, b.echo.Addr()))
@@ -55,17 +56,18 @@ func (b *bench) measureLatency(ctx context.Context, st *stack) {
 		if ctx.Err() != nil {
 			break
 		}
-		b.progress("latency rep %d/%d (64-byte echo, %s each)", rep+1, b.opts.reps, b.opts.latDur)
-		b.failOn(b.latencyInto(ctx, &direct, "direct", b.echo.Addr(), nil))
+		b.progress("latency rep %d/%d (64-byte echo, %s each, in turns of %s)", rep+1, b.opts.reps, b.opts.latDur, latSlice)
+		paths := []*latencyPath{{what: "direct", addr: b.echo.Addr(), s: &direct}}
 		if chainAddr != "" {
-			b.failOn(b.latencyInto(ctx, &chain, "relay chain", chainAddr, pidsOf(relays...)))
+			paths = append(paths, &latencyPath{what: "relay chain", addr: chainAddr, pids: pidsOf(relays...), s: &chain})
 		}
 		if tlsAddr != "" {
-			b.failOn(b.latencyInto(ctx, &tlsChain, "TLS relay chain", tlsAddr, pidsOf(tlsRelays...)))
+			paths = append(paths, &latencyPath{what: "TLS relay chain", addr: tlsAddr, pids: pidsOf(tlsRelays...), s: &tlsChain})
 		}
 		if st != nil {
-			b.failOn(b.latencyInto(ctx, &tun, "tunnel", st.addrs[svcEcho], pidsOf(st.proxy, st.emu, st.agent)))
+			paths = append(paths, &latencyPath{what: "tunnel", addr: st.addrs[svcEcho], pids: pidsOf(st.proxy, st.emu, st.agent), s: &tun})
 		}
+		b.latencyRep(ctx, paths, rep)
 		for _, p := range lpPaths(st) {
 			b.lpLatency(ctx, st, p)
 		}
@@ -160,12 +162,96 @@ func (b *bench) latencyRun(ctx context.Context, dial func(context.Context) (net.
 		return 0, 0, 0, err
 	}
 	defer c.Close()
-	const warm = 200
-	rtts, err := measureLatency(ctx, c, b.opts.latDur, warm)
+	rtts, err := measureLatency(ctx, c, b.opts.latDur, latWarm)
 	if err != nil {
 		return 0, 0, 0, err
 	}
-	return float64(percentile(rtts, 50)), float64(percentile(rtts, 99)), len(rtts) + warm, nil
+	return float64(percentile(rtts, 50)), float64(percentile(rtts, 99)), len(rtts) + latWarm, nil
+}
+
+const (
+	// latWarm is how many round trips a new connection makes before its
+	// times count.
+	latWarm = 200
+	// latSlice is how long one path runs before the next takes its turn
+	// in latencyRep, latSliceWarm of it not counted.
+	latSlice = 500 * time.Millisecond
+	// latSliceWarm is how long each turn runs before its times count.
+	// After another path's turn the processes of this one have slept,
+	// and the host takes its time to wake them: medians of 20 ms windows
+	// within 250 ms turns (quick runs, 4 repetitions) read 270-340 µs in
+	// the first 20 ms and came down to 180-235 µs only after 80-120 ms,
+	// the plain relays and the TLS relays as well as the tunnel.
+	latSliceWarm = 150 * time.Millisecond
+)
+
+// latencyPath is one way to the echo service in latencyRep, and what one
+// repetition measured on it.
+type latencyPath struct {
+	what string
+	addr string
+	pids []int // the processes on the path, for switches and CPU
+	s    *latencySeries
+
+	conn net.Conn
+	err  error
+	rtts []time.Duration
+	n    int           // round trips made in the slices, warm-ups included
+	sw   int64         // context switches of pids during the slices
+	cpu  time.Duration // CPU time of pids during the slices
+}
+
+// latencyRep is one repetition of the round-trip runs: each path gets a
+// connection, then the paths take turns of latSlice each, in an order that
+// rotates (from first on), until each has run for latDur. Measured one after the other in
+// whole runs of latDur, the paths met the shared host at different
+// moments, and the ratios between them moved with its load (in one quick
+// run the TLS relays read 185 µs in one repetition and 395 µs in the
+// next); in turns, a change of load lands on all of them more alike. p50
+// and p99 are taken over each path's round trips of the whole repetition.
+func (b *bench) latencyRep(ctx context.Context, paths []*latencyPath, first int) {
+	ctx, cancel := context.WithTimeoutCause(ctx, time.Duration(len(paths))*b.opts.latDur+runSlack, errRunTimeout)
+	defer cancel()
+	for _, p := range paths {
+		p.conn, p.err = directDial(p.addr)(ctx)
+		if p.err == nil {
+			defer p.conn.Close()
+		}
+	}
+	turns := max(1, int(b.opts.latDur/latSlice))
+	run := b.opts.latDur/time.Duration(turns) - latSliceWarm
+	scratch := make([]time.Duration, 0, 1<<12)
+	for i := range turns {
+		for j := range paths {
+			p := paths[(first+i+j)%len(paths)]
+			if p.err != nil {
+				continue
+			}
+			if _, _, p.err = roundTrips(ctx, p.conn, latSliceWarm, latWarm, scratch); p.err != nil {
+				continue
+			}
+			sw, cpu := ctxSwitches(p.pids), cpuOf(p.pids)
+			var n int
+			p.rtts, n, p.err = roundTrips(ctx, p.conn, run, 0, p.rtts)
+			p.n += n
+			p.sw += ctxSwitches(p.pids) - sw
+			p.cpu += cpuOf(p.pids) - cpu
+		}
+	}
+	for _, p := range paths {
+		if p.err != nil {
+			b.fail(fmt.Errorf("%s latency: %w", p.what, p.err))
+			continue
+		}
+		slices.Sort(p.rtts)
+		s := p.s
+		s.p50 = append(s.p50, float64(percentile(p.rtts, 50)))
+		s.p99 = append(s.p99, float64(percentile(p.rtts, 99)))
+		if len(p.pids) > 0 && p.n > 0 {
+			s.switches = append(s.switches, float64(p.sw)/float64(p.n))
+			s.cpu = append(s.cpu, float64(p.cpu)/float64(p.n))
+		}
+	}
 }
 
 // runSlack is how much longer than planned a run may take before it is
