@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tunnel-agent/tunnel-agent/platform/memtrim"
 )
 
 // Idle cost on a small device (issue 19): what an agent holding one idle
@@ -102,6 +104,16 @@ func (o options) manyShape() (int, int) {
 	return 10, 25
 }
 
+// idleSettle is how long the bench waits after the last of a run of new
+// connections before it reads what the idle ones cost. The agent and
+// tunnelctl proxy drop their binary's pages TrimDelay after connections
+// open, and at most once per TrimEvery (memtrim.Trimmer.SoonPaced), so a
+// read 500 ms after the last one found the pages the openings had mapped
+// still there or gone, depending on when the drop before had run: the
+// agent with 10 tunnels x 25 idle connections read 7.6-8.1 MiB in four
+// full runs of one build and 12.3-12.5 in two.
+const idleSettle = memtrim.TrimEvery + memtrim.TrimDelay + 100*time.Millisecond
+
 // manySteps is how many equal steps the idle connections are opened in,
 // the agent's RSS read after each. The cost per connection is the median
 // step's: the agent's collector runs when it allocates, not when the bench
@@ -158,7 +170,7 @@ func (b *bench) measureManyConns(ctx context.Context, st *stack) {
 			}
 		}
 	}
-	settle(ctx, 500*time.Millisecond)
+	settle(ctx, idleSettle)
 	after := b.rss(st.agent)
 	perConn := median(steps)
 	b.progress("agent RSS growth per idle connection in each step of %d: %.1f KiB", step, scaled(steps, 1.0/1024))

@@ -196,7 +196,7 @@ type latencyPath struct {
 	conn net.Conn
 	err  error
 	rtts []time.Duration
-	n    int           // round trips made in the slices, warm-ups included
+	n    int           // round trips counted (the turns' warm-ups are not)
 	sw   int64         // context switches of pids during the slices
 	cpu  time.Duration // CPU time of pids during the slices
 }

@@ -146,8 +146,8 @@ func (b *bench) idleConnsRSS(ctx context.Context, st *stack) (float64, error) {
 }
 
 // holdIdleConns opens idleConns connections to the echo service at addr,
-// checks each one answers, lets the processes settle and calls read while
-// they are open. The dials are paced: each connection's echo comes back
+// checks each one answers, lets the processes settle (idleSettle) and
+// calls read while they are open. The dials are paced: each connection's echo comes back
 // before the next dial, so a listener with a tiny backlog (the C++
 // localproxy listens with a backlog of 0: simultaneous connects are
 // dropped and retried by TCP a second later, or reset) has accepted the
@@ -172,7 +172,7 @@ func (b *bench) holdIdleConns(ctx context.Context, addr string, read func()) err
 			return fmt.Errorf("idle connection %d does not reach the echo service through the tunnel: %w", len(conns), err)
 		}
 	}
-	settle(ctx, 500*time.Millisecond)
+	settle(ctx, idleSettle)
 	read()
 	return nil
 }
