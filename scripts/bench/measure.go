@@ -170,8 +170,8 @@ func (b *bench) latencyRun(ctx context.Context, dial func(context.Context) (net.
 }
 
 const (
-	// latWarm is how many round trips a new connection makes before its
-	// times count.
+	// latWarm is how many round trips a new connection, and each turn
+	// in latencyRep, makes at least before its times count.
 	latWarm = 200
 	// latSlice is how long one path runs before the next takes its turn
 	// in latencyRep, latSliceWarm of it not counted.
@@ -179,8 +179,8 @@ const (
 	// latSliceWarm is how long each turn runs before its times count.
 	// After another path's turn the processes of this one have slept,
 	// and the host takes its time to wake them: medians of 20 ms windows
-	// within 250 ms turns (quick runs, 4 repetitions) read 270-340 µs in
-	// the first 20 ms and came down to 180-235 µs only after 80-120 ms,
+	// within 250 ms turns (quick runs, 4 repetitions) read 210-340 µs in
+	// the first 20 ms and came down to 180-245 µs only after 80-120 ms,
 	// the plain relays and the TLS relays as well as the tunnel.
 	latSliceWarm = 150 * time.Millisecond
 )
@@ -197,18 +197,19 @@ type latencyPath struct {
 	err  error
 	rtts []time.Duration
 	n    int           // round trips counted (the turns' warm-ups are not)
-	sw   int64         // context switches of pids during the slices
-	cpu  time.Duration // CPU time of pids during the slices
+	sw   int64         // context switches of pids while counted
+	cpu  time.Duration // CPU time of pids while counted
 }
 
 // latencyRep is one repetition of the round-trip runs: each path gets a
-// connection, then the paths take turns of latSlice each, in an order that
-// rotates (from first on), until each has run for latDur. Measured one after the other in
-// whole runs of latDur, the paths met the shared host at different
-// moments, and the ratios between them moved with its load (in one quick
-// run the TLS relays read 185 µs in one repetition and 395 µs in the
-// next); in turns, a change of load lands on all of them more alike. p50
-// and p99 are taken over each path's round trips of the whole repetition.
+// connection, then the paths take turns of latSlice each, in an order
+// that rotates (from first on), until each has run for latDur. Measured
+// one after the other in whole runs of latDur, the paths met the shared
+// host at different moments, and the ratios between them moved with its
+// load (in one quick run the TLS relays read 185 µs in one repetition and
+// 395 µs in the next); in turns, a change of load lands on all of them
+// more alike. p50 and p99 are taken over each path's round trips of the
+// whole repetition.
 func (b *bench) latencyRep(ctx context.Context, paths []*latencyPath, first int) {
 	ctx, cancel := context.WithTimeoutCause(ctx, time.Duration(len(paths))*b.opts.latDur+runSlack, errRunTimeout)
 	defer cancel()
