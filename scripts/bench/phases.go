@@ -147,11 +147,11 @@ func (b *bench) idleConnsRSS(ctx context.Context, st *stack) (float64, error) {
 
 // holdIdleConns opens idleConns connections to the echo service at addr,
 // checks each one answers, lets the processes settle (idleSettle) and
-// calls read while they are open. The dials are paced: each connection's echo comes back
-// before the next dial, so a listener with a tiny backlog (the C++
-// localproxy listens with a backlog of 0: simultaneous connects are
-// dropped and retried by TCP a second later, or reset) has accepted the
-// previous one.
+// calls read while they are open. The dials are paced: each connection's
+// echo comes back before the next dial, so a listener with a tiny backlog
+// (the C++ localproxy listens with a backlog of 0: simultaneous connects
+// are dropped and retried by TCP a second later, or reset) has accepted
+// the previous one.
 func (b *bench) holdIdleConns(ctx context.Context, addr string, read func()) error {
 	ctx, cancel := context.WithTimeoutCause(ctx, 30*time.Second, errors.New("the idle connections took longer than 30 s to open"))
 	defer cancel()
