@@ -145,7 +145,7 @@ func TestLatencyRep(t *testing.T) {
 		t.Errorf("dead path: p50 %v, errors %q; want none and one error naming it", dead.p50, b.rep.Errors)
 	}
 	// Two turns of 500 ms, the first 150 ms of each not counted.
-	if n := paths[0].n; n < 2 {
+	if n := len(paths[0].rtts); n < 2 {
 		t.Errorf("%d round trips counted on path one", n)
 	}
 }

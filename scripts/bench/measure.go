@@ -195,10 +195,9 @@ type latencyPath struct {
 
 	conn net.Conn
 	err  error
-	rtts []time.Duration
-	n    int           // round trips counted (the turns' warm-ups are not)
-	sw   int64         // context switches of pids while counted
-	cpu  time.Duration // CPU time of pids while counted
+	rtts []time.Duration // the counted round trips (the turns' warm-ups are not)
+	sw   int64           // context switches of pids while counted
+	cpu  time.Duration   // CPU time of pids while counted
 }
 
 // latencyRep is one repetition of the round-trip runs: each path gets a
@@ -232,9 +231,7 @@ func (b *bench) latencyRep(ctx context.Context, paths []*latencyPath, first int)
 				continue
 			}
 			sw, cpu := ctxSwitches(p.pids), cpuOf(p.pids)
-			var n int
-			p.rtts, n, p.err = roundTrips(ctx, p.conn, run, 0, p.rtts)
-			p.n += n
+			p.rtts, _, p.err = roundTrips(ctx, p.conn, run, 0, p.rtts)
 			p.sw += ctxSwitches(p.pids) - sw
 			p.cpu += cpuOf(p.pids) - cpu
 		}
@@ -248,9 +245,9 @@ func (b *bench) latencyRep(ctx context.Context, paths []*latencyPath, first int)
 		s := p.s
 		s.p50 = append(s.p50, float64(percentile(p.rtts, 50)))
 		s.p99 = append(s.p99, float64(percentile(p.rtts, 99)))
-		if len(p.pids) > 0 && p.n > 0 {
-			s.switches = append(s.switches, float64(p.sw)/float64(p.n))
-			s.cpu = append(s.cpu, float64(p.cpu)/float64(p.n))
+		if n := len(p.rtts); len(p.pids) > 0 && n > 0 {
+			s.switches = append(s.switches, float64(p.sw)/float64(n))
+			s.cpu = append(s.cpu, float64(p.cpu)/float64(n))
 		}
 	}
 }
